@@ -1,0 +1,120 @@
+"""What every leelalab network shares: activations, outputs, and the base module."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from leelalab.errors import UnsupportedNetworkError
+from leelalab.hooks import HookedModule
+from leelalab.weights.enums import Activation, DefaultActivation
+from leelalab.weights.file import NetworkFormat
+
+SELU_LAMBDA = 1.0507009873554804934193349852946
+SELU_ALPHA = 1.6732632423543772848170429916717
+
+
+class NetworkOutput(NamedTuple):
+    """Raw network outputs for a batch, in the side-to-move frame.
+
+    Attributes:
+        policy_logits: ``(batch, 1858)`` raw logits in lc0's policy index (no softmax:
+            entries of illegal moves are meaningless).
+        wdl: ``(batch, 3)`` win/draw/loss probabilities for the side to move. For a
+            classical (tanh) value head, ``((1 + v) / 2, 0, (1 - v) / 2)``.
+        moves_left: ``(batch,)`` predicted plies left, or ``None`` without an MLH head.
+    """
+
+    policy_logits: torch.Tensor
+    wdl: torch.Tensor
+    moves_left: torch.Tensor | None
+
+
+def _relu_2(x: torch.Tensor) -> torch.Tensor:
+    return torch.square(F.relu(x))
+
+
+def _selu(x: torch.Tensor) -> torch.Tensor:
+    # lc0's constants, which equal PyTorch's to float32 precision; spelled out for clarity.
+    return SELU_LAMBDA * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(x))
+
+
+class ActivationFunction(nn.Module):
+    """One of lc0's activation functions, by name (printable, hookable, scriptable)."""
+
+    _FUNCTIONS = {
+        "relu": F.relu,
+        "mish": F.mish,
+        "swish": F.silu,
+        "selu": _selu,
+        "relu_2": _relu_2,
+        "tanh": torch.tanh,
+        "sigmoid": torch.sigmoid,
+        "none": lambda x: x,
+    }
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        if name not in self._FUNCTIONS:
+            raise UnsupportedNetworkError(f"activation {name!r} is not supported")
+        self.name = name
+        self._function = self._FUNCTIONS[name]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._function(x)
+
+    def extra_repr(self) -> str:
+        return self.name
+
+
+def resolve_activation(
+    activation: Activation, default: DefaultActivation, where: str = "layer"
+) -> ActivationFunction:
+    """lc0's activation resolution: ``DEFAULT`` means the network's default activation."""
+    if activation == Activation.DEFAULT:
+        return ActivationFunction("mish" if default == DefaultActivation.MISH else "relu")
+    if activation == Activation.SOFTMAX:
+        raise UnsupportedNetworkError(f"SOFTMAX is not a valid activation for the {where}")
+    return ActivationFunction(activation.name.lower())
+
+
+def default_activation(fmt: NetworkFormat) -> ActivationFunction:
+    return resolve_activation(Activation.DEFAULT, fmt.default_activation)
+
+
+class LeelaNetwork(HookedModule):
+    """Base class of every network family. ``forward(planes) -> NetworkOutput``.
+
+    Attributes:
+        network_format: the file's (normalised) header; ``network_format.input`` says how
+            positions must be encoded.
+    """
+
+    network_format: NetworkFormat
+
+    def forward(self, planes: torch.Tensor) -> NetworkOutput:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+
+def value_to_wdl(value_logits: torch.Tensor) -> torch.Tensor:
+    """WDL from the last value layer: softmax for 3 outputs, tanh mapped to W/D/L for 1."""
+    if value_logits.shape[-1] == 3:
+        return torch.softmax(value_logits, dim=-1)
+    q = torch.tanh(value_logits[..., 0])
+    return torch.stack(((1 + q) / 2, torch.zeros_like(q), (1 - q) / 2), dim=-1)
+
+
+def inverse_sqrt(x: int) -> float:
+    return 1.0 / math.sqrt(x)

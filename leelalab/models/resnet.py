@@ -1,0 +1,362 @@
+"""Classical lc0 residual networks (network structures 3 and 4), with or without SE units.
+
+Body: a 3×3 input convolution, then residual blocks (two 3×3 convolutions, optional
+squeeze-and-excitation), all with lc0's batch norm folded into the convolutions at load time.
+Heads: classical or convolution policy, classical (tanh) or WDL value, optional moves-left.
+
+Hook points (``[batch, 64, C]`` tensors, squares in the side-to-move frame):
+
+=================================  ===============================================
+``input.hook_out``                 after the input convolution and activation
+``blocks.{i}.hook_resid_pre``      the block's input
+``blocks.{i}.hook_conv1``          after conv1 and its activation
+``blocks.{i}.hook_conv2``          after conv2 (folded bias included), before SE
+``blocks.{i}.hook_se``             SE output ``g * z + c`` (SE blocks only)
+``blocks.{i}.hook_resid_post``     the block's output, after the skip and activation
+``policy_head.hook_hidden``        policy conv1 output (conv policy) / policy conv
+``value_head.hook_hidden``         value conv output
+``moves_left_head.hook_hidden``    moves-left conv output
+=================================  ===============================================
+
+plus ``policy_head.hook_logits`` ``(batch, 1858)``, ``value_head.hook_logits``
+``(batch, 3 or 1)`` and ``moves_left_head.hook_out`` ``(batch, 1)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from leelalab import policy_map
+from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
+from leelalab.hooks import HookPoint
+from leelalab.models.base import (
+    ActivationFunction,
+    LeelaNetwork,
+    NetworkOutput,
+    default_activation,
+    value_to_wdl,
+)
+from leelalab.weights.enums import MovesLeftFormat, PolicyFormat, ValueFormat
+from leelalab.weights.file import Lc0Weights, NetworkFormat
+
+BN_EPSILON = 1e-5
+
+
+def fold_conv_block(block: dict[str, Any], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """lc0's load-time batch-norm folding of a ``ConvBlock`` (float32, as lc0).
+
+    ``bn_stddivs`` holds the *variance*. The bias enters as ``b - mean``; missing gammas and
+    betas mean a scale-free BN (gamma 1, beta 0).
+
+    Returns:
+        ``(weight, bias)``: the flat folded weights and the per-channel bias.
+    """
+    weights = block.get("weights")
+    if weights is None:
+        raise CorruptWeightsError(f"convolution '{name}' has no weights")
+    means = block.get("bn_means")
+    biases = block.get("biases")
+    channels = len(biases) if biases is not None else len(means) if means is not None else 0
+    if channels == 0 or weights.size % channels:
+        raise CorruptWeightsError(
+            f"convolution '{name}': {weights.size} weights do not fit {channels} outputs"
+        )
+    bias = biases if biases is not None else np.zeros(channels, dtype=np.float32)
+    if means is None:
+        return weights, bias
+    variances = block.get("bn_stddivs")
+    gammas = block.get("bn_gammas")
+    betas = block.get("bn_betas")
+    if betas is None:
+        gammas = np.ones(channels, dtype=np.float32)
+        betas = np.zeros(channels, dtype=np.float32)
+    elif gammas is None:
+        gammas = np.ones(channels, dtype=np.float32)
+    for label, array in (("bn_stddivs", variances), ("bn_gammas", gammas), ("bn_betas", betas)):
+        if array is None or len(array) != channels:
+            raise CorruptWeightsError(f"convolution '{name}': {label} does not have {channels} values")
+    scale = (gammas / np.sqrt(variances + np.float32(BN_EPSILON))).astype(np.float32)
+    folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
+    folded_bias = (betas + scale * (bias - means)).astype(np.float32)
+    return folded.reshape(-1), folded_bias
+
+
+def _copy(target: torch.Tensor, values: np.ndarray, name: str) -> None:
+    if values.size != target.numel():
+        raise CorruptWeightsError(
+            f"layer '{name}' has {values.size} values, expected {target.numel()} "
+            f"for shape {tuple(target.shape)}"
+        )
+    with torch.no_grad():
+        target.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(target.shape))
+
+
+class ConvBlock(nn.Module):
+    """A convolution (BN folded) followed by an activation (or none)."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel: int, act: nn.Module | None):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.conv(x))
+
+    def load_lc0(self, block: dict[str, Any], name: str) -> None:
+        weight, bias = fold_conv_block(block, name)
+        _copy(self.conv.weight, weight, f"{name}.weights")
+        _copy(self.conv.bias, bias, f"{name}.biases")
+
+
+class SqueezeExcitation(nn.Module):
+    """lc0's SE unit: the pooled channels give a sigmoid scale and an additive shift."""
+
+    def __init__(self, channels: int, se_channels: int, act: nn.Module) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(channels, se_channels)
+        self.fc2 = nn.Linear(se_channels, 2 * channels)
+        self.act = act
+        self.channels = channels
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        pooled = z.mean(dim=(2, 3))
+        gate_and_shift = self.fc2(self.act(self.fc1(pooled)))
+        gate, shift = gate_and_shift.split(self.channels, dim=1)
+        return torch.sigmoid(gate)[:, :, None, None] * z + shift[:, :, None, None]
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int, se_channels: int, act: ActivationFunction) -> None:
+        super().__init__()
+        self.conv1 = ConvBlock(channels, channels, 3, act)
+        self.conv2 = ConvBlock(channels, channels, 3, None)
+        self.se = SqueezeExcitation(channels, se_channels, act) if se_channels else None
+        self.act = act
+        self.hook_resid_pre = HookPoint()
+        self.hook_conv1 = HookPoint()
+        self.hook_conv2 = HookPoint()
+        self.hook_se = HookPoint() if se_channels else None
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.hook_resid_pre.on_squares(x)
+        y = self.hook_conv1.on_squares(self.conv1(x))
+        z = self.hook_conv2.on_squares(self.conv2(y))
+        if self.se is not None:
+            assert self.hook_se is not None
+            z = self.hook_se.on_squares(self.se(z))
+        return self.hook_resid_post.on_squares(self.act(z + x))
+
+
+def _flatten_channel_major(x: torch.Tensor) -> torch.Tensor:
+    # lc0 flattens ResNet head convolutions channel by channel (index c * 64 + square).
+    return x.reshape(x.shape[0], -1)
+
+
+class ConvolutionPolicyHead(nn.Module):
+    def __init__(self, channels: int, act: ActivationFunction) -> None:
+        super().__init__()
+        self.conv1 = ConvBlock(channels, channels, 3, act)
+        self.conv2 = nn.Conv2d(channels, 80, 3, padding=1)
+        self.hook_hidden = HookPoint()
+        self.hook_logits = HookPoint()
+        gather = torch.from_numpy(policy_map.conv_policy_gather_index().copy())
+        self.register_buffer("gather_index", gather, persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.hook_hidden.on_squares(self.conv1(x))
+        flat = _flatten_channel_major(self.conv2(hidden))
+        return self.hook_logits(flat.index_select(1, self.gather_index))
+
+
+class ClassicalPolicyHead(nn.Module):
+    def __init__(self, channels: int, policy_channels: int, act: ActivationFunction) -> None:
+        super().__init__()
+        self.conv = ConvBlock(channels, policy_channels, 1, act)
+        self.fc = nn.Linear(policy_channels * 64, policy_map.NUM_MOVES)
+        self.hook_hidden = HookPoint()
+        self.hook_logits = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.hook_hidden.on_squares(self.conv(x))
+        return self.hook_logits(self.fc(_flatten_channel_major(hidden)))
+
+
+class DenseHead(nn.Module):
+    """Value or moves-left head: 1×1 conv, flatten, dense + act, dense."""
+
+    def __init__(
+        self, channels: int, head_channels: int, hidden: int, outputs: int, act: ActivationFunction
+    ) -> None:
+        super().__init__()
+        self.conv = ConvBlock(channels, head_channels, 1, act)
+        self.fc1 = nn.Linear(head_channels * 64, hidden)
+        self.fc2 = nn.Linear(hidden, outputs)
+        self.act = act
+        self.hook_hidden = HookPoint()
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.hook_hidden.on_squares(self.conv(x))
+        return self.fc2(self.act(self.fc1(_flatten_channel_major(hidden))))
+
+
+class ValueHead(DenseHead):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook_logits = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return value_to_wdl(self.hook_logits(self.logits(x)))
+
+
+class MovesLeftHead(DenseHead):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hook_out = HookPoint()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # lc0 always applies a ReLU to the moves-left output.
+        return self.hook_out(torch.relu(self.logits(x)))[:, 0]
+
+
+class ResNet(LeelaNetwork):
+    """An lc0 residual network. Build it with :func:`ResNet.from_lc0`."""
+
+    def __init__(
+        self,
+        network_format: NetworkFormat,
+        *,
+        filters: int,
+        blocks: int,
+        se_channels: int,
+        policy_channels: int,
+        value_channels: int,
+        value_hidden: int,
+        value_outputs: int,
+        moves_left_channels: int,
+        moves_left_hidden: int,
+    ) -> None:
+        super().__init__()
+        self.network_format = network_format
+        act = default_activation(network_format)
+        self.input = ConvBlock(112, filters, 3, act)
+        self.input.hook_out = HookPoint()
+        self.blocks = nn.ModuleList(
+            ResidualBlock(filters, se_channels, act) for _ in range(blocks)
+        )
+        if network_format.policy == PolicyFormat.CONVOLUTION:
+            self.policy_head: nn.Module = ConvolutionPolicyHead(filters, act)
+        elif network_format.policy == PolicyFormat.CLASSICAL:
+            self.policy_head = ClassicalPolicyHead(filters, policy_channels, act)
+        else:
+            raise UnsupportedNetworkError(
+                f"policy format {network_format.policy.name} on a ResNet body is not supported"
+            )
+        self.value_head = ValueHead(filters, value_channels, value_hidden, value_outputs, act)
+        self.moves_left_head = (
+            MovesLeftHead(filters, moves_left_channels, moves_left_hidden, 1, act)
+            if moves_left_channels
+            else None
+        )
+        self.setup_hooks()
+
+    def forward(self, planes: torch.Tensor) -> NetworkOutput:
+        """Evaluate ``planes`` of shape ``(batch, 112, 8, 8)``; see :class:`NetworkOutput`."""
+        x = self.input.hook_out.on_squares(self.input(planes))
+        for block in self.blocks:
+            x = block(x)
+        moves_left = self.moves_left_head(x) if self.moves_left_head is not None else None
+        return NetworkOutput(self.policy_head(x), self.value_head(x), moves_left)
+
+    @classmethod
+    def from_lc0(cls, weights: Lc0Weights) -> ResNet:
+        """Build the network from a decoded file, folding batch norm as lc0 does."""
+        fmt = weights.format
+        w = weights.weights
+        if "input" not in w:
+            raise CorruptWeightsError("the network has no input convolution")
+        residual = w.get("residual", [])
+        filters = _out_channels(w["input"], "input")
+        if w["input"]["weights"].size != filters * 112 * 9:
+            raise CorruptWeightsError(
+                f"input convolution has {w['input']['weights'].size} weights; expected "
+                f"112 x 9 x {filters}"
+            )
+        se_channels = len(residual[0]["se"]["b1"]) if residual and "se" in residual[0] else 0
+        if fmt.value == ValueFormat.PARAM:
+            raise UnsupportedNetworkError("VALUE_PARAM value heads are not supported (nor by lc0)")
+        value_outputs = _size(w, "ip2_val_b", "value head output")
+        if value_outputs not in (1, 3):
+            raise CorruptWeightsError(f"value head has {value_outputs} outputs; expected 1 or 3")
+        has_mlh = fmt.moves_left == MovesLeftFormat.V1 and "moves_left" in w
+        net = cls(
+            fmt,
+            filters=filters,
+            blocks=len(residual),
+            se_channels=se_channels,
+            policy_channels=_out_channels(w["policy"], "policy")
+            if fmt.policy == PolicyFormat.CLASSICAL
+            else 0,
+            value_channels=_out_channels(w["value"], "value"),
+            value_hidden=_size(w, "ip1_val_b", "value head hidden layer"),
+            value_outputs=value_outputs,
+            moves_left_channels=_out_channels(w["moves_left"], "moves_left") if has_mlh else 0,
+            moves_left_hidden=_size(w, "ip1_mov_b", "moves-left hidden layer") if has_mlh else 0,
+        )
+        net._load(w, has_mlh)
+        return net
+
+    def _load(self, w: dict[str, Any], has_mlh: bool) -> None:
+        self.input.load_lc0(w["input"], "input")
+        for index, (block, source) in enumerate(zip(self.blocks, w.get("residual", []), strict=True)):
+            block.conv1.load_lc0(source["conv1"], f"residual.{index}.conv1")
+            block.conv2.load_lc0(source["conv2"], f"residual.{index}.conv2")
+            if block.se is not None:
+                se = source.get("se")
+                if se is None:
+                    raise CorruptWeightsError(f"residual block {index} has no SE unit")
+                for target, key in ((block.se.fc1.weight, "w1"), (block.se.fc1.bias, "b1"),
+                                    (block.se.fc2.weight, "w2"), (block.se.fc2.bias, "b2")):
+                    _copy(target, _require(se, key, f"residual.{index}.se"), f"residual.{index}.se.{key}")
+        head = self.policy_head
+        if isinstance(head, ConvolutionPolicyHead):
+            head.conv1.load_lc0(_require(w, "policy1", "weights"), "policy1")
+            weight, bias = fold_conv_block(w["policy"], "policy")
+            _copy(head.conv2.weight, weight, "policy.weights")
+            _copy(head.conv2.bias, bias, "policy.biases")
+        elif isinstance(head, ClassicalPolicyHead):
+            head.conv.load_lc0(w["policy"], "policy")
+            _copy(head.fc.weight, _require(w, "ip_pol_w", "weights"), "ip_pol_w")
+            _copy(head.fc.bias, _require(w, "ip_pol_b", "weights"), "ip_pol_b")
+        self.value_head.conv.load_lc0(w["value"], "value")
+        for target, key in ((self.value_head.fc1.weight, "ip1_val_w"), (self.value_head.fc1.bias, "ip1_val_b"),
+                            (self.value_head.fc2.weight, "ip2_val_w"), (self.value_head.fc2.bias, "ip2_val_b")):
+            _copy(target, _require(w, key, "weights"), key)
+        if has_mlh:
+            assert self.moves_left_head is not None
+            mlh = self.moves_left_head
+            mlh.conv.load_lc0(w["moves_left"], "moves_left")
+            for target, key in ((mlh.fc1.weight, "ip1_mov_w"), (mlh.fc1.bias, "ip1_mov_b"),
+                                (mlh.fc2.weight, "ip2_mov_w"), (mlh.fc2.bias, "ip2_mov_b")):
+                _copy(target, _require(w, key, "weights"), key)
+
+
+def _require(node: dict[str, Any], key: str, where: str) -> Any:
+    if key not in node:
+        raise CorruptWeightsError(f"the network is missing '{key}' (in {where})")
+    return node[key]
+
+
+def _size(node: dict[str, Any], key: str, what: str) -> int:
+    return int(_require(node, key, what).size)
+
+
+def _out_channels(block: dict[str, Any], name: str) -> int:
+    for key in ("biases", "bn_means"):
+        if key in block and block[key].size:
+            return int(block[key].size)
+    raise CorruptWeightsError(f"convolution '{name}' has neither biases nor batch-norm means")
