@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import math
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -95,9 +94,19 @@ class LeelaNetwork(HookedModule):
     """
 
     network_format: NetworkFormat
+    source: str | None = None
+    """The file the network was loaded from, if any."""
+    sha256: str | None = None
+    """SHA-256 of that file, for provenance records."""
 
     def forward(self, planes: torch.Tensor) -> NetworkOutput:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def evaluate(self, boards: Any, **kwargs: Any) -> list[Any]:
+        """Shortcut for :func:`leelalab.evaluation.evaluate` with this network."""
+        from leelalab.evaluation import evaluate
+
+        return evaluate(self, boards, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -114,7 +123,3 @@ def value_to_wdl(value_logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(value_logits, dim=-1)
     q = torch.tanh(value_logits[..., 0])
     return torch.stack(((1 + q) / 2, torch.zeros_like(q), (1 - q) / 2), dim=-1)
-
-
-def inverse_sqrt(x: int) -> float:
-    return 1.0 / math.sqrt(x)

@@ -1,0 +1,193 @@
+"""The ``leelalab`` command line: a thin layer over the library.
+
+Every command reports bad input (a missing or corrupt network, a bad FEN, an illegal move)
+as one line on stderr and exits with status 1; usage errors exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+import chess
+
+from leelalab.errors import LeelaLabError, PositionError
+
+HISTORY_CHOICES = ("lc0", "none", "repeat")
+
+
+def _print_table(rows: Sequence[Sequence[str]], out: TextIO, align: str = "") -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        cells = [
+            cell.rjust(width) if align[i : i + 1] == "r" else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        print("  ".join(cells).rstrip(), file=out)
+        if number == 0:
+            print("  ".join("-" * width for width in widths), file=out)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from leelalab.networks import resolve_network
+    from leelalab.weights import load_weights
+
+    description = load_weights(resolve_network(args.net)).describe()
+    if args.json:
+        print(json.dumps(description.to_dict(), indent=2))
+    else:
+        print(description)
+    return 0
+
+
+def _read_positions(path: Path) -> Iterator[chess.Board]:
+    from leelalab.encoding import board_from_fen_and_moves
+
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                fen = record["fen"]
+                moves = record.get("moves", [])
+                if not isinstance(fen, str) or not isinstance(moves, list):
+                    raise TypeError
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+                raise PositionError(
+                    f"{path} line {number}: expected a JSON object "
+                    '{"fen": "...", "moves": ["e2e4", ...]}'
+                ) from None
+            try:
+                yield board_from_fen_and_moves(fen, [str(move) for move in moves])
+            except PositionError as error:
+                raise PositionError(f"{path} line {number}: {error}") from None
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from leelalab.encoding import board_from_fen_and_moves
+    from leelalab.evaluation import iter_evaluate
+    from leelalab.networks import load_network
+
+    if (args.fen is None) == (args.positions is None):
+        raise SystemExit("leelalab eval: give exactly one of --fen or --positions")
+    if args.positions is not None and args.output is None:
+        raise SystemExit("leelalab eval: --positions needs --output")
+    if args.fen is not None:
+        board = board_from_fen_and_moves(args.fen, args.moves or [])
+    network = load_network(args.net, device=args.device)
+    if args.fen is not None:
+        evaluation = next(iter_evaluate(network, [board], history=args.history))
+        if args.json:
+            print(json.dumps(evaluation.to_json()))
+            return 0
+        print(f"position: {board.fen()}  ({'white' if board.turn else 'black'} to move)")
+        rows = [["move", "san", "probability"]]
+        for uci, probability in evaluation.top_moves(args.top):
+            rows.append([uci, board.san(chess.Move.from_uci(uci)), f"{probability:.4f}"])
+        _print_table(rows, sys.stdout, align="llr")
+        w, d, l = evaluation.wdl
+        moves_left = "n/a" if evaluation.moves_left is None else f"{evaluation.moves_left:.1f}"
+        print(f"W/D/L: {w:.4f} / {d:.4f} / {l:.4f}   Q: {evaluation.q:+.4f}   "
+              f"moves left: {moves_left}")
+        return 0
+    output = Path(args.output)
+    partial = output.with_name(output.name + ".partial")
+    count = 0
+    try:
+        with partial.open("w", encoding="utf-8") as handle:
+            boards = _read_positions(Path(args.positions))
+            for evaluation in iter_evaluate(
+                network, boards, history=args.history, batch_size=args.batch_size
+            ):
+                handle.write(json.dumps(evaluation.to_json()) + "\n")
+                count += 1
+        partial.replace(output)
+    finally:
+        partial.unlink(missing_ok=True)
+    print(f"wrote {count} evaluations to {output}", file=sys.stderr)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from leelalab.demo import evaluate_puzzle_starts
+    from leelalab.networks import load_network
+    from leelalab.puzzles import shipped_puzzles_path
+
+    path = Path(args.puzzles) if args.puzzles else shipped_puzzles_path()
+    network = load_network(args.net, device=args.device)
+    summary = evaluate_puzzle_starts(
+        network, path, limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress
+    )
+    print(f"network: {args.net}   puzzles: {path}   history: lc0 (from the puzzle FEN + the "
+          "opponent's move)")
+    print(summary.report)
+    print()
+    _print_table(summary.table(), sys.stdout, align="lrrrr")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from leelalab import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="leelalab",
+        description="Leela Chess Zero networks in PyTorch, identical to lc0.",
+    )
+    parser.add_argument("--version", action="version", version=f"leelalab {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    info = commands.add_parser("info", help="describe a network file")
+    info.add_argument("net", help="a .pb.gz/.pb file or a bundled name (maia-1900)")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    info.set_defaults(run=cmd_info)
+
+    evaluate = commands.add_parser("eval", help="evaluate positions with a network")
+    evaluate.add_argument("net", help="a .pb.gz/.pb file or a bundled name (maia-1900)")
+    evaluate.add_argument("--fen", help="one position (FEN); history comes from --moves")
+    evaluate.add_argument("--moves", nargs="*", metavar="UCI", help="moves played from --fen")
+    evaluate.add_argument("--positions", help='JSONL input, lines {"fen": ..., "moves": [...]}')
+    evaluate.add_argument("--output", help="JSONL output, one line per input line, same order")
+    evaluate.add_argument("--history", choices=HISTORY_CHOICES, default="lc0",
+                          help="history planes: as lc0 (default), zeroed, or repeated")
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
+    evaluate.add_argument("--top", type=int, default=10, help="moves shown in the table")
+    evaluate.add_argument("--json", action="store_true", help="print the JSON record (--fen)")
+    evaluate.set_defaults(run=cmd_eval)
+
+    demo = commands.add_parser(
+        "demo", help="evaluate a network on the shipped Lichess puzzles' first positions"
+    )
+    demo.add_argument("--net", default="maia-1900")
+    demo.add_argument("--puzzles", help="Lichess puzzle CSV (default: the shipped sample)")
+    demo.add_argument("--limit", type=int, default=None, help="at most this many puzzles")
+    demo.add_argument("--batch-size", type=int, default=256)
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--no-progress", action="store_true")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args))
+    except LeelaLabError as error:
+        print(f"leelalab: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"leelalab: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("leelalab: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

