@@ -398,7 +398,7 @@ def test_round_trip_every_move_every_transform(game_boards: list[chess.Board]) -
         _check_position(board, range(8))
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(st.lists(st.integers(min_value=0, max_value=10_000), min_size=0, max_size=120))
 def test_round_trip_hypothesis_games(choices: list[int]) -> None:
     board = chess.Board()
