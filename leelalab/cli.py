@@ -92,8 +92,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
         _print_table(rows, sys.stdout, align="llr")
         w, d, l = evaluation.wdl
         moves_left = "n/a" if evaluation.moves_left is None else f"{evaluation.moves_left:.1f}"
-        print(f"W/D/L: {w:.4f} / {d:.4f} / {l:.4f}   Q: {evaluation.q:+.4f}   "
-              f"moves left: {moves_left}")
+        print(
+            f"W/D/L: {w:.4f} / {d:.4f} / {l:.4f}   Q: {evaluation.q:+.4f}   "
+            f"moves left: {moves_left}"
+        )
         return 0
     output = Path(args.output)
     partial = output.with_name(output.name + ".partial")
@@ -123,8 +125,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     summary = evaluate_puzzle_starts(
         network, path, limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress
     )
-    print(f"network: {args.net}   puzzles: {path}   history: lc0 (from the puzzle FEN + the "
-          "opponent's move)")
+    print(
+        f"network: {args.net}   puzzles: {path}   history: lc0 (from the puzzle FEN + the "
+        "opponent's move)"
+    )
     print(summary.report)
     print()
     _print_table(summary.table(), sys.stdout, align="lrrrr")
@@ -152,8 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--moves", nargs="*", metavar="UCI", help="moves played from --fen")
     evaluate.add_argument("--positions", help='JSONL input, lines {"fen": ..., "moves": [...]}')
     evaluate.add_argument("--output", help="JSONL output, one line per input line, same order")
-    evaluate.add_argument("--history", choices=HISTORY_CHOICES, default="lc0",
-                          help="history planes: as lc0 (default), zeroed, or repeated")
+    evaluate.add_argument(
+        "--history",
+        choices=HISTORY_CHOICES,
+        default="lc0",
+        help="history planes: as lc0 (default), zeroed, or repeated",
+    )
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
     evaluate.add_argument("--top", type=int, default=10, help="moves shown in the table")

@@ -39,21 +39,28 @@ class DemoSummary:
     def table(self) -> list[list[str]]:
         """Rows (header first): rating band, puzzles, top-1 accuracy, mean P(solution), mean Q."""
         rows = [["rating", "puzzles", "top-1 = solution", "mean P(solution)", "mean Q"]]
-        bands = [(f"{low}-{high - 1}" if high < 10_000 else f"{low}+", low, high)
-                 for low, high in RATING_BANDS]
+        bands = [
+            (f"{low}-{high - 1}" if high < 10_000 else f"{low}+", low, high)
+            for low, high in RATING_BANDS
+        ]
         bands.append(("all", -1, 10**9))
         for label, low, high in bands:
-            chosen = [r for r in self.results
-                      if label == "all" or (r.rating is not None and low <= r.rating < high)]
+            chosen = [
+                r
+                for r in self.results
+                if label == "all" or (r.rating is not None and low <= r.rating < high)
+            ]
             if not chosen:
                 continue
-            rows.append([
-                label,
-                str(len(chosen)),
-                f"{np.mean([r.top_move_correct for r in chosen]):.1%}",
-                f"{np.mean([r.solution_probability for r in chosen]):.3f}",
-                f"{np.mean([r.q for r in chosen]):+.3f}",
-            ])
+            rows.append(
+                [
+                    label,
+                    str(len(chosen)),
+                    f"{np.mean([r.top_move_correct for r in chosen]):.1%}",
+                    f"{np.mean([r.solution_probability for r in chosen]):.3f}",
+                    f"{np.mean([r.q for r in chosen]):+.3f}",
+                ]
+            )
         return rows
 
 

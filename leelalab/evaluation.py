@@ -52,9 +52,7 @@ class Evaluation:
         return {"policy": self.policy, "wdl": list(self.wdl), "q": self.q, "m": self.moves_left}
 
 
-def legal_policy(
-    board: chess.Board, logits: np.ndarray, transform: int = 0
-) -> dict[str, float]:
+def legal_policy(board: chess.Board, logits: np.ndarray, transform: int = 0) -> dict[str, float]:
     """Softmax of ``logits`` (1858 raw entries) over the legal moves of ``board``."""
     moves, indices = policy_map.legal_moves_and_indices(board, transform)
     if not moves:

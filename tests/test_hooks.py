@@ -22,9 +22,15 @@ def planes() -> torch.Tensor:
 
 def test_hook_names_are_readable(net) -> None:
     names = net.hook_names
-    for expected in ("input.hook_out", "blocks.0.hook_resid_pre", "blocks.2.hook_resid_post",
-                     "blocks.1.hook_se", "policy_head.hook_logits", "value_head.hook_logits",
-                     "moves_left_head.hook_out"):
+    for expected in (
+        "input.hook_out",
+        "blocks.0.hook_resid_pre",
+        "blocks.2.hook_resid_post",
+        "blocks.1.hook_se",
+        "policy_head.hook_logits",
+        "value_head.hook_logits",
+        "moves_left_head.hook_out",
+    ):
         assert expected in names
     assert net.hook_dict["blocks.2.hook_conv1"].layer == 2
 
@@ -56,7 +62,9 @@ def test_patching_with_own_activation_changes_nothing(net, planes) -> None:
 
     with torch.no_grad():
         clean = net(planes)
-        patched = net.run_with_hooks(planes, fwd_hooks=[(lambda n: n.endswith("resid_post"), restore)])
+        patched = net.run_with_hooks(
+            planes, fwd_hooks=[(lambda n: n.endswith("resid_post"), restore)]
+        )
     torch.testing.assert_close(clean.policy_logits, patched.policy_logits, rtol=0, atol=0)
 
 

@@ -33,7 +33,5 @@ def build_network(weights: Lc0Weights) -> LeelaNetwork:
         NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
         NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT,
     ):
-        raise UnsupportedNetworkError(
-            "attention-body (transformer) networks are not supported yet"
-        )
+        raise UnsupportedNetworkError("attention-body (transformer) networks are not supported yet")
     raise UnsupportedNetworkError(f"network structure {structure.name} is not supported")

@@ -78,7 +78,9 @@ def fold_conv_block(block: dict[str, Any], name: str) -> tuple[np.ndarray, np.nd
         gammas = np.ones(channels, dtype=np.float32)
     for label, array in (("bn_stddivs", variances), ("bn_gammas", gammas), ("bn_betas", betas)):
         if array is None or len(array) != channels:
-            raise CorruptWeightsError(f"convolution '{name}': {label} does not have {channels} values")
+            raise CorruptWeightsError(
+                f"convolution '{name}': {label} does not have {channels} values"
+            )
     scale = (gammas / np.sqrt(variances + np.float32(BN_EPSILON))).astype(np.float32)
     folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
     folded_bias = (betas + scale * (bias - means)).astype(np.float32)
@@ -245,9 +247,7 @@ class ResNet(LeelaNetwork):
         act = default_activation(network_format)
         self.input = ConvBlock(112, filters, 3, act)
         self.input.hook_out = HookPoint()
-        self.blocks = nn.ModuleList(
-            ResidualBlock(filters, se_channels, act) for _ in range(blocks)
-        )
+        self.blocks = nn.ModuleList(ResidualBlock(filters, se_channels, act) for _ in range(blocks))
         if network_format.policy == PolicyFormat.CONVOLUTION:
             self.policy_head: nn.Module = ConvolutionPolicyHead(filters, act)
         elif network_format.policy == PolicyFormat.CLASSICAL:
@@ -312,16 +312,26 @@ class ResNet(LeelaNetwork):
 
     def _load(self, w: dict[str, Any], has_mlh: bool) -> None:
         self.input.load_lc0(w["input"], "input")
-        for index, (block, source) in enumerate(zip(self.blocks, w.get("residual", []), strict=True)):
+        for index, (block, source) in enumerate(
+            zip(self.blocks, w.get("residual", []), strict=True)
+        ):
             block.conv1.load_lc0(source["conv1"], f"residual.{index}.conv1")
             block.conv2.load_lc0(source["conv2"], f"residual.{index}.conv2")
             if block.se is not None:
                 se = source.get("se")
                 if se is None:
                     raise CorruptWeightsError(f"residual block {index} has no SE unit")
-                for target, key in ((block.se.fc1.weight, "w1"), (block.se.fc1.bias, "b1"),
-                                    (block.se.fc2.weight, "w2"), (block.se.fc2.bias, "b2")):
-                    _copy(target, _require(se, key, f"residual.{index}.se"), f"residual.{index}.se.{key}")
+                for target, key in (
+                    (block.se.fc1.weight, "w1"),
+                    (block.se.fc1.bias, "b1"),
+                    (block.se.fc2.weight, "w2"),
+                    (block.se.fc2.bias, "b2"),
+                ):
+                    _copy(
+                        target,
+                        _require(se, key, f"residual.{index}.se"),
+                        f"residual.{index}.se.{key}",
+                    )
         head = self.policy_head
         if isinstance(head, ConvolutionPolicyHead):
             head.conv1.load_lc0(_require(w, "policy1", "weights"), "policy1")
@@ -333,15 +343,23 @@ class ResNet(LeelaNetwork):
             _copy(head.fc.weight, _require(w, "ip_pol_w", "weights"), "ip_pol_w")
             _copy(head.fc.bias, _require(w, "ip_pol_b", "weights"), "ip_pol_b")
         self.value_head.conv.load_lc0(w["value"], "value")
-        for target, key in ((self.value_head.fc1.weight, "ip1_val_w"), (self.value_head.fc1.bias, "ip1_val_b"),
-                            (self.value_head.fc2.weight, "ip2_val_w"), (self.value_head.fc2.bias, "ip2_val_b")):
+        for target, key in (
+            (self.value_head.fc1.weight, "ip1_val_w"),
+            (self.value_head.fc1.bias, "ip1_val_b"),
+            (self.value_head.fc2.weight, "ip2_val_w"),
+            (self.value_head.fc2.bias, "ip2_val_b"),
+        ):
             _copy(target, _require(w, key, "weights"), key)
         if has_mlh:
             assert self.moves_left_head is not None
             mlh = self.moves_left_head
             mlh.conv.load_lc0(w["moves_left"], "moves_left")
-            for target, key in ((mlh.fc1.weight, "ip1_mov_w"), (mlh.fc1.bias, "ip1_mov_b"),
-                                (mlh.fc2.weight, "ip2_mov_w"), (mlh.fc2.bias, "ip2_mov_b")):
+            for target, key in (
+                (mlh.fc1.weight, "ip1_mov_w"),
+                (mlh.fc1.bias, "ip1_mov_b"),
+                (mlh.fc2.weight, "ip2_mov_w"),
+                (mlh.fc2.bias, "ip2_mov_b"),
+            ):
                 _copy(target, _require(w, key, "weights"), key)
 
 

@@ -215,7 +215,9 @@ def parse_weights(
         weights_encoding = Encoding.UNKNOWN
     onnx_model = message.get("onnx_model")
     if onnx_model is not None:
-        onnx_model = {k: (bytes(v) if isinstance(v, memoryview) else v) for k, v in onnx_model.items()}
+        onnx_model = {
+            k: (bytes(v) if isinstance(v, memoryview) else v) for k, v in onnx_model.items()
+        }
     return Lc0Weights(
         format=network_format,
         weights=weights,

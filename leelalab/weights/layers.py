@@ -38,8 +38,7 @@ def decode_layer(
     element_size = 4 if encoding == Encoding.FLOAT32 else 2
     if len(params) % element_size:
         raise CorruptWeightsError(
-            f"layer '{name}': {len(params)} bytes is not a whole number of "
-            f"{encoding.name} values"
+            f"layer '{name}': {len(params)} bytes is not a whole number of {encoding.name} values"
         )
     if encoding == Encoding.LINEAR16:
         codes = np.frombuffer(params, dtype="<u2").astype(np.float32)

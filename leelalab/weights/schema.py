@@ -28,9 +28,7 @@ LAYER: Schema = {
     5: Field("dims", "uint32", repeated=True),
 }
 
-CONV_BLOCK: Schema = _layers(
-    "weights", "biases", "bn_means", "bn_stddivs", "bn_gammas", "bn_betas"
-)
+CONV_BLOCK: Schema = _layers("weights", "biases", "bn_means", "bn_stddivs", "bn_gammas", "bn_betas")
 
 SE_UNIT: Schema = _layers("w1", "b1", "w2", "b2")
 

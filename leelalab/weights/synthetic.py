@@ -64,7 +64,9 @@ class _Generator:
     def uniform(self, size: int, low: float, high: float) -> np.ndarray:
         return self._finish(self.rng.uniform(low, high, size))
 
-    def conv_block(self, inputs: int, outputs: int, kernel: int, batch_norm: bool = True) -> dict[str, Any]:
+    def conv_block(
+        self, inputs: int, outputs: int, kernel: int, batch_norm: bool = True
+    ) -> dict[str, Any]:
         fan_in = inputs * kernel * kernel
         block = {"weights": self.normal(outputs * fan_in, 1.0 / np.sqrt(fan_in))}
         if batch_norm:

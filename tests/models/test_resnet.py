@@ -33,7 +33,9 @@ def _bn_conv(x: torch.Tensor, block: dict, kernel: int) -> torch.Tensor:
     )
 
 
-def _reference_forward(w: dict, planes: torch.Tensor, policy: str) -> tuple[torch.Tensor, torch.Tensor]:
+def _reference_forward(
+    w: dict, planes: torch.Tensor, policy: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     act = F.relu
     x = act(_bn_conv(planes, w["input"], 3))
     for block in w["residual"]:
@@ -41,23 +43,37 @@ def _reference_forward(w: dict, planes: torch.Tensor, policy: str) -> tuple[torc
         z = _bn_conv(y, block["conv2"], 3)
         se = block["se"]
         channels = z.shape[1]
-        hidden = act(F.linear(z.mean((2, 3)), torch.from_numpy(se["w1"]).reshape(-1, channels),
-                              torch.from_numpy(se["b1"])))
-        t = F.linear(hidden, torch.from_numpy(se["w2"]).reshape(2 * channels, -1),
-                     torch.from_numpy(se["b2"]))
+        hidden = act(
+            F.linear(
+                z.mean((2, 3)),
+                torch.from_numpy(se["w1"]).reshape(-1, channels),
+                torch.from_numpy(se["b1"]),
+            )
+        )
+        t = F.linear(
+            hidden, torch.from_numpy(se["w2"]).reshape(2 * channels, -1), torch.from_numpy(se["b2"])
+        )
         z = torch.sigmoid(t[:, :channels])[..., None, None] * z + t[:, channels:, None, None]
         x = act(z + x)
     if policy == "classical":
         p = act(_bn_conv(x, w["policy"], 1)).flatten(1)
-        logits = F.linear(p, torch.from_numpy(w["ip_pol_w"]).reshape(1858, -1),
-                          torch.from_numpy(w["ip_pol_b"]))
+        logits = F.linear(
+            p, torch.from_numpy(w["ip_pol_w"]).reshape(1858, -1), torch.from_numpy(w["ip_pol_b"])
+        )
     else:
         p = _bn_conv(act(_bn_conv(x, w["policy1"], 3)), w["policy"], 3).flatten(1)
         logits = p  # compared through the gather below
     v = act(_bn_conv(x, w["value"], 1)).flatten(1)
-    v = act(F.linear(v, torch.from_numpy(w["ip1_val_w"]).reshape(w["ip1_val_b"].size, -1),
-                     torch.from_numpy(w["ip1_val_b"])))
-    v = F.linear(v, torch.from_numpy(w["ip2_val_w"]).reshape(3, -1), torch.from_numpy(w["ip2_val_b"]))
+    v = act(
+        F.linear(
+            v,
+            torch.from_numpy(w["ip1_val_w"]).reshape(w["ip1_val_b"].size, -1),
+            torch.from_numpy(w["ip1_val_b"]),
+        )
+    )
+    v = F.linear(
+        v, torch.from_numpy(w["ip2_val_w"]).reshape(3, -1), torch.from_numpy(w["ip2_val_b"])
+    )
     return logits, torch.softmax(v, -1)
 
 
@@ -65,7 +81,9 @@ def _reference_forward(w: dict, planes: torch.Tensor, policy: str) -> tuple[torc
 def test_matches_unfolded_reference(policy: str) -> None:
     weights = random_resnet_weights(policy=policy, seed=7, blocks=2, filters=8)
     net = build_network(weights)
-    planes = torch.from_numpy(np.random.default_rng(0).integers(0, 2, (5, 112, 8, 8)).astype(np.float32))
+    planes = torch.from_numpy(
+        np.random.default_rng(0).integers(0, 2, (5, 112, 8, 8)).astype(np.float32)
+    )
     with torch.no_grad():
         out = net(planes)
         ref_logits, ref_wdl = _reference_forward(weights.weights, planes, policy)

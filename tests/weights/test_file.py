@@ -87,8 +87,9 @@ def test_per_layer_encodings_are_honoured(tmp_path: Path, encoding: Encoding) ->
         return encoding if path.endswith("weights") else Encoding.LINEAR16
 
     mixed = load_weights(
-        save_weights(weights, tmp_path / "mixed.pb.gz", encoding=choose,
-                     linear16_range=grid_linear16_range)
+        save_weights(
+            weights, tmp_path / "mixed.pb.gz", encoding=choose, linear16_range=grid_linear16_range
+        )
     )
     assert mixed.layer_encodings[encoding.name] > 0
     assert mixed.layer_encodings["LINEAR16"] > 0
@@ -123,7 +124,10 @@ def test_header_normalisation_follows_lc0() -> None:
     # Network 6 with multihead fields becomes 7 with the dense embedding.
     multi = _net_bytes(
         format={"network_format": {"network": 6}},
-        weights={"policy_heads": {"ip_pol_b": layer}, "value_heads": {"winner": {"ip_val_b": layer}}},
+        weights={
+            "policy_heads": {"ip_pol_b": layer},
+            "value_heads": {"winner": {"ip_val_b": layer}},
+        },
     )
     fmt = parse_weights(multi).format
     assert (fmt.network, fmt.input_embedding) == (7, InputEmbedding.PE_DENSE)
@@ -173,11 +177,16 @@ def test_corrupt_gzip(tmp_path: Path) -> None:
         (b"hello, I am not a network", CorruptWeightsError, "not"),
         (encode({"magic": 0x1C1}, NET), CorruptWeightsError, "bad magic"),
         (b"2\n0.1 0.2 0.3\n", UnsupportedNetworkError, "legacy text"),
-        (encode({"magic": 0x1C0, "format": {"network_format": {"input": 77}}}, NET),
-         UnsupportedNetworkError, "unknown input format 77"),
+        (
+            encode({"magic": 0x1C0, "format": {"network_format": {"input": 77}}}, NET),
+            UnsupportedNetworkError,
+            "unknown input format 77",
+        ),
     ],
 )
-def test_bad_files_name_the_problem(tmp_path: Path, content: bytes, error: type, message: str) -> None:
+def test_bad_files_name_the_problem(
+    tmp_path: Path, content: bytes, error: type, message: str
+) -> None:
     path = tmp_path / "net.pb"
     path.write_bytes(content)
     with pytest.raises(error, match=message):

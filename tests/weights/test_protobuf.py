@@ -54,8 +54,10 @@ def test_unknown_fields_are_skipped() -> None:
     unknown = (
         bytes([0x78, 0x05])  # field 15 varint
         + bytes([0x82, 0x01, 0x02, 0xAA, 0xBB])  # field 16 length-delimited
-        + bytes([0x8D, 0x01]) + struct.pack("<f", 1.0)  # field 17 fixed32
-        + bytes([0x91, 0x01]) + bytes(8)  # field 18 fixed64
+        + bytes([0x8D, 0x01])
+        + struct.pack("<f", 1.0)  # field 17 fixed32
+        + bytes([0x91, 0x01])
+        + bytes(8)  # field 18 fixed64
     )
     assert decode(unknown + bytes.fromhex("08ac02"), INNER) == {"x": 300}
 
