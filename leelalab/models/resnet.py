@@ -362,6 +362,50 @@ class ResNet(LeelaNetwork):
             ):
                 _copy(target, _require(w, key, "weights"), key)
 
+    def to_lc0(self) -> Lc0Weights:
+        """Export as lc0 weights (batch norm already folded: plain conv weights and biases).
+
+        ``save_weights(net.to_lc0(), path)`` writes a file that lc0 itself loads; this is how
+        trained or distilled networks leave PyTorch.
+        """
+
+        def array(tensor: torch.Tensor) -> np.ndarray:
+            return tensor.detach().float().cpu().numpy().reshape(-1).copy()
+
+        def conv(module: nn.Conv2d) -> dict[str, np.ndarray]:
+            return {"weights": array(module.weight), "biases": array(module.bias)}
+
+        def dense(module: nn.Linear, weight: str, bias: str) -> dict[str, np.ndarray]:
+            return {weight: array(module.weight), bias: array(module.bias)}
+
+        w: dict[str, Any] = {"input": conv(self.input.conv), "residual": []}
+        for block in self.blocks:
+            residual: dict[str, Any] = {
+                "conv1": conv(block.conv1.conv),
+                "conv2": conv(block.conv2.conv),
+            }
+            if block.se is not None:
+                residual["se"] = {
+                    **dense(block.se.fc1, "w1", "b1"),
+                    **dense(block.se.fc2, "w2", "b2"),
+                }
+            w["residual"].append(residual)
+        head = self.policy_head
+        if isinstance(head, ConvolutionPolicyHead):
+            w["policy1"] = conv(head.conv1.conv)
+            w["policy"] = conv(head.conv2)
+        elif isinstance(head, ClassicalPolicyHead):
+            w["policy"] = conv(head.conv.conv)
+            w.update(dense(head.fc, "ip_pol_w", "ip_pol_b"))
+        w["value"] = conv(self.value_head.conv.conv)
+        w.update(dense(self.value_head.fc1, "ip1_val_w", "ip1_val_b"))
+        w.update(dense(self.value_head.fc2, "ip2_val_w", "ip2_val_b"))
+        if self.moves_left_head is not None:
+            w["moves_left"] = conv(self.moves_left_head.conv.conv)
+            w.update(dense(self.moves_left_head.fc1, "ip1_mov_w", "ip1_mov_b"))
+            w.update(dense(self.moves_left_head.fc2, "ip2_mov_w", "ip2_mov_b"))
+        return Lc0Weights(format=self.network_format, weights=w, min_version=(0, 21, 0))
+
 
 def _require(node: dict[str, Any], key: str, where: str) -> Any:
     if key not in node:

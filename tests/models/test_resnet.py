@@ -152,3 +152,18 @@ def test_named_submodules() -> None:
     assert "blocks.0.se.fc1.weight" in names
     assert "policy_head.conv2.weight" in names
     assert "value_head.fc2.bias" in names
+
+
+@pytest.mark.parametrize("policy", ["convolution", "classical"])
+def test_export_round_trip(tmp_path, policy: str) -> None:
+    from leelalab.weights import Encoding, load_weights, save_weights
+
+    net = build_network(random_resnet_weights(policy=policy, seed=3))
+    path = save_weights(net.to_lc0(), tmp_path / "exported.pb.gz", encoding=Encoding.FLOAT32)
+    again = build_network(load_weights(path))
+    planes = torch.randn(3, 112, 8, 8)
+    with torch.no_grad():
+        a, b = net(planes), again(planes)
+    torch.testing.assert_close(a.policy_logits, b.policy_logits, rtol=0, atol=0)
+    torch.testing.assert_close(a.wdl, b.wdl, rtol=0, atol=0)
+    torch.testing.assert_close(a.moves_left, b.moves_left, rtol=0, atol=0)

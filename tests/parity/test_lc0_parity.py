@@ -243,3 +243,10 @@ def test_lc0_describenet_reads_our_files(tmp_path: Path) -> None:
     text = result.stdout + result.stderr
     assert "Blocks: 3" in text and "Filters: 24" in text
     assert "POLICY_CLASSICAL" in text and "MOVES_LEFT_V1" in text
+
+
+def test_exported_pytorch_network_loads_in_lc0(tmp_path: Path) -> None:
+    # A network leaving PyTorch (no batch norm, plain conv biases) through our writer.
+    network = build_network(random_resnet_weights(blocks=2, filters=16, seed=12))
+    path = save_weights(network.to_lc0(), tmp_path / "exported.pb.gz")
+    assert_parity(load_network(path), _backend(path), puzzle_line_boards(50, seed=2))
