@@ -73,10 +73,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from leelalab.evaluation import iter_evaluate
     from leelalab.networks import load_network
 
-    if (args.fen is None) == (args.positions is None):
-        raise SystemExit("leelalab eval: give exactly one of --fen or --positions")
-    if args.positions is not None and args.output is None:
-        raise SystemExit("leelalab eval: --positions needs --output")
     if args.fen is not None:
         board = board_from_fen_and_moves(args.fen, args.moves or [])
     network = load_network(args.net, device=args.device)
@@ -184,6 +180,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        if (args.fen is None) == (args.positions is None):
+            parser.error("eval: give exactly one of --fen or --positions")
+        if args.positions is not None and args.output is None:
+            parser.error("eval: --positions needs --output")
+        if args.batch_size < 1:
+            parser.error("--batch-size must be at least 1")
     try:
         return int(args.run(args))
     except LeelaLabError as error:
