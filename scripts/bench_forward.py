@@ -108,9 +108,10 @@ def main() -> None:
 
         lc0_backend = lb.Backend(weights=lb.Weights(str(net_path)), backend="eigen")
         lc0_inputs = [
-            lb.GameState(fen=b.root().fen(), moves=[m.uci() for m in b.move_stack]).as_input(
-                lc0_backend
-            )
+            lb.GameState(
+                fen=b.root().fen(en_passant="fen", shredder=b.chess960),
+                moves=[m.uci() for m in b.move_stack],
+            ).as_input(lc0_backend)
             for b in boards
         ]
         lc0_reason = None
@@ -119,7 +120,9 @@ def main() -> None:
 
     print(f"network: {net_path.name}   threads: {args.threads}   torch {torch.__version__}")
     print(f"positions: {len(boards)} along the shipped puzzles' lines\n")
-    header = f"{'batch':>5}  {'peer':<28}{'pos/s':>10}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
+    header = (
+        f"{'batch':>5}  {'peer':<28}{'pos/s':>10}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
+    )
     print(header)
     print("-" * len(header))
     for batch in (1, 64, 256):

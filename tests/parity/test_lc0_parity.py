@@ -54,7 +54,10 @@ def _planes(lc0_input) -> np.ndarray:
 
 def lc0_evaluate(backend, boards: list[chess.Board], input_format: int) -> list[Lc0Result]:
     states = [
-        lb.GameState(fen=board.root().fen(), moves=[m.uci() for m in board.move_stack])
+        lb.GameState(
+            fen=board.root().fen(en_passant="fen", shredder=board.chess960),
+            moves=[m.uci() for m in board.move_stack],
+        )
         for board in boards
     ]
     inputs = [state.as_input(backend) for state in states]
@@ -83,7 +86,10 @@ def lc0_evaluate(backend, boards: list[chess.Board], input_format: int) -> list[
 
 
 def _lc0_move_set(board: chess.Board) -> set[str]:
-    state = lb.GameState(fen=board.root().fen(), moves=[m.uci() for m in board.move_stack])
+    state = lb.GameState(
+        fen=board.root().fen(en_passant="fen", shredder=board.chess960),
+        moves=[m.uci() for m in board.move_stack],
+    )
     return {board.parse_uci(uci).uci() for uci in state.moves()}
 
 
@@ -94,7 +100,7 @@ def assert_parity(network, backend, boards: list[chess.Board], *, check_planes: 
     planes = encoding.encode_boards(boards, input_format, "lc0")
     worst_policy = worst_wdl = worst_m = 0.0
     for i, (board, mine, lc0) in enumerate(zip(boards, ours, theirs, strict=True)):
-        context = f"position {i}: {board.root().fen()} moves {[m.uci() for m in board.move_stack]}"
+        context = f"position {i}: {board.root().fen(en_passant='fen', shredder=board.chess960)} moves {[m.uci() for m in board.move_stack]}"
         if check_planes:
             np.testing.assert_array_equal(planes[i], lc0.planes, err_msg=context)
         assert mine.policy.keys() == lc0.policy.keys(), context
