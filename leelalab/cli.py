@@ -100,7 +100,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         with partial.open("w", encoding="utf-8") as handle:
             boards = _read_positions(Path(args.positions))
             for evaluation in iter_evaluate(
-                network, boards, history=args.history, batch_size=args.batch_size
+                network,
+                boards,
+                history=args.history,
+                batch_size=args.batch_size,
+                compile=args.compile,
             ):
                 handle.write(json.dumps(evaluation.to_json()) + "\n")
                 count += 1
@@ -119,7 +123,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     path = Path(args.puzzles) if args.puzzles else shipped_puzzles_path()
     network = load_network(args.net, device=args.device)
     summary = evaluate_puzzle_starts(
-        network, path, limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress
+        network,
+        path,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        compile=args.compile,
     )
     print(
         f"network: {args.net}   puzzles: {path}   history: lc0 (from the puzzle FEN + the "
@@ -160,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("--batch-size", type=int, default=256)
     evaluate.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 or auto")
+    evaluate.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (faster long runs)"
+    )
     evaluate.add_argument("--top", type=int, default=10, help="moves shown in the table")
     evaluate.add_argument("--json", action="store_true", help="print the JSON record (--fen)")
     evaluate.set_defaults(run=cmd_eval)
@@ -172,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--limit", type=int, default=None, help="at most this many puzzles")
     demo.add_argument("--batch-size", type=int, default=256)
     demo.add_argument("--device", default="cpu")
+    demo.add_argument("--compile", action="store_true", help="torch.compile the network")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=cmd_demo)
     return parser

@@ -71,6 +71,7 @@ def evaluate_puzzle_starts(
     limit: int | None = None,
     batch_size: int = 256,
     progress: bool = True,
+    compile: bool = False,
 ) -> DemoSummary:
     """Evaluate ``network`` on the starting position of every puzzle in ``path``."""
     summary = DemoSummary()
@@ -81,7 +82,9 @@ def evaluate_puzzle_starts(
             puzzles.append(puzzle)
             yield puzzle.board(plies=1)
 
-    evaluations = iter_evaluate(network, boards(), history="lc0", batch_size=batch_size)
+    evaluations = iter_evaluate(
+        network, boards(), history="lc0", batch_size=batch_size, compile=compile
+    )
     for index, evaluation in enumerate(
         tqdm(evaluations, desc="puzzles", unit="pos", disable=not progress, total=limit)
     ):

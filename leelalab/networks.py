@@ -90,4 +90,9 @@ def load_network(
     network = build_network(weights)
     network.source = str(path)
     network.sha256 = weights.sha256
-    return network.to(device=resolve_device(device), dtype=dtype)
+    target = resolve_device(device)
+    network = network.to(device=target, dtype=dtype)
+    if target.type == "cpu":
+        # oneDNN's convolutions run about twice as fast on channels-last tensors on CPU.
+        network = network.to(memory_format=torch.channels_last)
+    return network

@@ -66,6 +66,16 @@ class ActivationFunction(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._function(x)
 
+    def fresh(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply to a tensor nobody else holds (a fresh conv or sum output).
+
+        Without autograd, ReLU then runs in place, which saves an allocation and a pass
+        over memory on the hot path; the result is identical.
+        """
+        if self.name == "relu" and not torch.is_grad_enabled():
+            return x.relu_()
+        return self._function(x)
+
     def extra_repr(self) -> str:
         return self.name
 
@@ -107,6 +117,25 @@ class LeelaNetwork(HookedModule):
         from leelalab.evaluation import evaluate
 
         return evaluate(self, boards, **kwargs)
+
+    @property
+    def prefers_channels_last(self) -> bool:
+        """Whether inputs should be channels-last (ResNets moved there run faster on CPU)."""
+        return False
+
+    def compiled(self) -> Any:
+        """This network compiled with ``torch.compile`` for inference (hooks do not run).
+
+        Inductor with weight freezing fuses convolutions with their activations; on CPU this
+        is ~1.2-1.3x faster than eager for large batches. Compiling takes seconds per batch
+        shape, so callers keep shapes fixed (see :func:`leelalab.evaluation.iter_evaluate`).
+        The compiled callable is cached on the network.
+        """
+        compiled = self.__dict__.get("_compiled_forward")
+        if compiled is None:
+            compiled = torch.compile(self, dynamic=False, options={"freezing": True})
+            self.__dict__["_compiled_forward"] = compiled
+        return compiled
 
     @property
     def device(self) -> torch.device:

@@ -100,13 +100,16 @@ def _copy(target: torch.Tensor, values: np.ndarray, name: str) -> None:
 class ConvBlock(nn.Module):
     """A convolution (BN folded) followed by an activation (or none)."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel: int, act: nn.Module | None):
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel: int, act: ActivationFunction | None
+    ):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, kernel, padding=kernel // 2)
-        self.act = act if act is not None else nn.Identity()
+        self.act = act
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.conv(x))
+        y = self.conv(x)
+        return self.act.fresh(y) if self.act is not None else y
 
     def load_lc0(self, block: dict[str, Any], name: str) -> None:
         weight, bias = fold_conv_block(block, name)
@@ -128,7 +131,7 @@ class SqueezeExcitation(nn.Module):
         pooled = z.mean(dim=(2, 3))
         gate_and_shift = self.fc2(self.act(self.fc1(pooled)))
         gate, shift = gate_and_shift.split(self.channels, dim=1)
-        return torch.sigmoid(gate)[:, :, None, None] * z + shift[:, :, None, None]
+        return torch.addcmul(shift[:, :, None, None], torch.sigmoid(gate)[:, :, None, None], z)
 
 
 class ResidualBlock(nn.Module):
@@ -151,7 +154,7 @@ class ResidualBlock(nn.Module):
         if self.se is not None:
             assert self.hook_se is not None
             z = self.hook_se.on_squares(self.se(z))
-        return self.hook_resid_post.on_squares(self.act(z + x))
+        return self.hook_resid_post.on_squares(self.act.fresh(z + x))
 
 
 def _flatten_channel_major(x: torch.Tensor) -> torch.Tensor:
@@ -166,12 +169,20 @@ class ConvolutionPolicyHead(nn.Module):
         self.conv2 = nn.Conv2d(channels, 80, 3, padding=1)
         self.hook_hidden = HookPoint()
         self.hook_logits = HookPoint()
-        gather = torch.from_numpy(policy_map.conv_policy_gather_index().copy())
-        self.register_buffer("gather_index", gather, persistent=False)
+        channel_major = torch.from_numpy(policy_map.conv_policy_gather_index().copy())
+        # The same entries addressed in a channels-last tensor (square * 80 + plane), so
+        # that a channels-last forward gathers without first copying to channel-major.
+        square_major = (channel_major % 64) * 80 + channel_major // 64
+        self.register_buffer("gather_index", channel_major, persistent=False)
+        self.register_buffer("gather_index_channels_last", square_major, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         hidden = self.hook_hidden.on_squares(self.conv1(x))
-        flat = _flatten_channel_major(self.conv2(hidden))
+        planes = self.conv2(hidden)
+        if not planes.is_contiguous() and planes.is_contiguous(memory_format=torch.channels_last):
+            flat = planes.permute(0, 2, 3, 1).reshape(planes.shape[0], -1)
+            return self.hook_logits(flat.index_select(1, self.gather_index_channels_last))
+        flat = _flatten_channel_major(planes)
         return self.hook_logits(flat.index_select(1, self.gather_index))
 
 
@@ -263,6 +274,10 @@ class ResNet(LeelaNetwork):
             else None
         )
         self.setup_hooks()
+
+    @property
+    def prefers_channels_last(self) -> bool:
+        return self.input.conv.weight.is_contiguous(memory_format=torch.channels_last)
 
     def forward(self, planes: torch.Tensor) -> NetworkOutput:
         """Evaluate ``planes`` of shape ``(batch, 112, 8, 8)``; see :class:`NetworkOutput`."""

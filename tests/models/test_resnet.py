@@ -167,3 +167,16 @@ def test_export_round_trip(tmp_path, policy: str) -> None:
     torch.testing.assert_close(a.policy_logits, b.policy_logits, rtol=0, atol=0)
     torch.testing.assert_close(a.wdl, b.wdl, rtol=0, atol=0)
     torch.testing.assert_close(a.moves_left, b.moves_left, rtol=0, atol=0)
+
+
+def test_channels_last_gives_identical_outputs() -> None:
+    net = build_network(random_resnet_weights(seed=8))
+    planes = torch.randn(4, 112, 8, 8)
+    with torch.no_grad():
+        reference = net(planes)
+        net_cl = net.to(memory_format=torch.channels_last)
+        out = net_cl(planes.contiguous(memory_format=torch.channels_last))
+        _, cache = net_cl.run_with_cache(planes.contiguous(memory_format=torch.channels_last))
+    torch.testing.assert_close(out.policy_logits, reference.policy_logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(out.wdl, reference.wdl, rtol=1e-5, atol=1e-6)
+    assert cache["blocks.1.hook_resid_post"].shape == (4, 64, 8)

@@ -45,6 +45,11 @@ class Lc0Result:
     planes: np.ndarray
 
 
+def _root_fen(board: chess.Board) -> str:
+    # Keep the root's en-passant square even when no capture is legal: lc0 trusts the FEN.
+    return board.root().fen(en_passant="fen", shredder=board.chess960)
+
+
 def _planes(lc0_input) -> np.ndarray:
     masks = np.array([lc0_input.mask(k) for k in range(112)], dtype=np.uint64)
     values = np.array([lc0_input.val(k) for k in range(112)], dtype=np.float32)
@@ -55,7 +60,7 @@ def _planes(lc0_input) -> np.ndarray:
 def lc0_evaluate(backend, boards: list[chess.Board], input_format: int) -> list[Lc0Result]:
     states = [
         lb.GameState(
-            fen=board.root().fen(en_passant="fen", shredder=board.chess960),
+            fen=_root_fen(board),
             moves=[m.uci() for m in board.move_stack],
         )
         for board in boards
@@ -87,7 +92,7 @@ def lc0_evaluate(backend, boards: list[chess.Board], input_format: int) -> list[
 
 def _lc0_move_set(board: chess.Board) -> set[str]:
     state = lb.GameState(
-        fen=board.root().fen(en_passant="fen", shredder=board.chess960),
+        fen=_root_fen(board),
         moves=[m.uci() for m in board.move_stack],
     )
     return {board.parse_uci(uci).uci() for uci in state.moves()}
@@ -100,7 +105,7 @@ def assert_parity(network, backend, boards: list[chess.Board], *, check_planes: 
     planes = encoding.encode_boards(boards, input_format, "lc0")
     worst_policy = worst_wdl = worst_m = 0.0
     for i, (board, mine, lc0) in enumerate(zip(boards, ours, theirs, strict=True)):
-        context = f"position {i}: {board.root().fen(en_passant='fen', shredder=board.chess960)} moves {[m.uci() for m in board.move_stack]}"
+        context = f"position {i}: {_root_fen(board)} moves {[m.uci() for m in board.move_stack]}"
         if check_planes:
             np.testing.assert_array_equal(planes[i], lc0.planes, err_msg=context)
         assert mine.policy.keys() == lc0.policy.keys(), context
