@@ -30,6 +30,7 @@ import chess
 import numpy as np
 
 from leelalab.errors import PositionError
+from leelalab.policy_map import FLIP, MIRROR, TRANSPOSE
 from leelalab.weights.enums import InputFormat
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
 ]
 
 HistoryMode = Literal["lc0", "none", "repeat"]
-FLIP, MIRROR, TRANSPOSE = 1, 2, 4
 
 NUM_PLANES = 112
 _HISTORY_SLOTS = 8
