@@ -5,10 +5,11 @@ from __future__ import annotations
 from leelalab.errors import UnsupportedNetworkError
 from leelalab.models.base import LeelaNetwork, NetworkOutput
 from leelalab.models.resnet import ResNet
+from leelalab.models.transformer import TransformerNetwork
 from leelalab.weights.enums import NetworkStructure
 from leelalab.weights.file import Lc0Weights
 
-__all__ = ["LeelaNetwork", "NetworkOutput", "ResNet", "build_network"]
+__all__ = ["LeelaNetwork", "NetworkOutput", "ResNet", "TransformerNetwork", "build_network"]
 
 
 def build_network(weights: Lc0Weights) -> LeelaNetwork:
@@ -33,5 +34,5 @@ def build_network(weights: Lc0Weights) -> LeelaNetwork:
         NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
         NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT,
     ):
-        raise UnsupportedNetworkError("attention-body (transformer) networks are not supported yet")
+        return TransformerNetwork.from_lc0(weights).eval()
     raise UnsupportedNetworkError(f"network structure {structure.name} is not supported")

@@ -33,6 +33,7 @@ from torch import nn
 from leelalab import policy_map
 from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookPoint
+from leelalab.models.attention_policy import AttentionPolicyHead
 from leelalab.models.base import (
     ActivationFunction,
     LeelaNetwork,
@@ -252,6 +253,7 @@ class ResNet(LeelaNetwork):
         value_outputs: int,
         moves_left_channels: int,
         moves_left_hidden: int,
+        attention_policy: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.network_format = network_format
@@ -263,6 +265,9 @@ class ResNet(LeelaNetwork):
             self.policy_head: nn.Module = ConvolutionPolicyHead(filters, act)
         elif network_format.policy == PolicyFormat.CLASSICAL:
             self.policy_head = ClassicalPolicyHead(filters, policy_channels, act)
+        elif network_format.policy == PolicyFormat.ATTENTION and attention_policy is not None:
+            # T78/T79: an attention policy reading the body's squares as tokens.
+            self.policy_head = attention_policy
         else:
             raise UnsupportedNetworkError(
                 f"policy format {network_format.policy.name} on a ResNet body is not supported"
@@ -285,7 +290,11 @@ class ResNet(LeelaNetwork):
         for block in self.blocks:
             x = block(x)
         moves_left = self.moves_left_head(x) if self.moves_left_head is not None else None
-        return NetworkOutput(self.policy_head(x), self.value_head(x), moves_left)
+        if isinstance(self.policy_head, AttentionPolicyHead):
+            policy = self.policy_head(x.permute(0, 2, 3, 1).reshape(x.shape[0], 64, -1))
+        else:
+            policy = self.policy_head(x)
+        return NetworkOutput(policy, self.value_head(x), moves_left)
 
     @classmethod
     def from_lc0(cls, weights: Lc0Weights) -> ResNet:
@@ -308,6 +317,14 @@ class ResNet(LeelaNetwork):
         if value_outputs not in (1, 3):
             raise CorruptWeightsError(f"value head has {value_outputs} outputs; expected 1 or 3")
         has_mlh = fmt.moves_left == MovesLeftFormat.V1 and "moves_left" in w
+        attention_policy = None
+        if fmt.policy == PolicyFormat.ATTENTION:
+            from leelalab.models.transformer import build_policy_head
+
+            # lc0 hard-codes SELU for the policy tokens of ResNet bodies.
+            attention_policy = build_policy_head(
+                w, "weights", d_input=filters, activation=ActivationFunction("selu")
+            )
         net = cls(
             fmt,
             filters=filters,
@@ -321,6 +338,7 @@ class ResNet(LeelaNetwork):
             value_outputs=value_outputs,
             moves_left_channels=_out_channels(w["moves_left"], "moves_left") if has_mlh else 0,
             moves_left_hidden=_size(w, "ip1_mov_b", "moves-left hidden layer") if has_mlh else 0,
+            attention_policy=attention_policy,
         )
         net._load(w, has_mlh)
         return net
@@ -383,6 +401,9 @@ class ResNet(LeelaNetwork):
         ``save_weights(net.to_lc0(), path)`` writes a file that lc0 itself loads; this is how
         trained or distilled networks leave PyTorch.
         """
+
+        if isinstance(self.policy_head, AttentionPolicyHead):
+            raise UnsupportedNetworkError("exporting attention-policy ResNets is not supported yet")
 
         def array(tensor: torch.Tensor) -> np.ndarray:
             return tensor.detach().float().cpu().numpy().reshape(-1).copy()

@@ -18,8 +18,10 @@ from typing import Any, Literal
 import numpy as np
 
 from leelalab.weights.enums import (
+    Activation,
     DefaultActivation,
     Encoding,
+    InputEmbedding,
     InputFormat,
     MovesLeftFormat,
     NetworkStructure,
@@ -83,6 +85,59 @@ class _Generator:
     def dense(self, inputs: int, outputs: int) -> tuple[np.ndarray, np.ndarray]:
         return self.normal(outputs * inputs, 1.0 / np.sqrt(inputs)), self.normal(outputs, 0.1)
 
+    def norm(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.uniform(size, 0.8, 1.2), self.normal(size, 0.1)
+
+    def encoder_layer(
+        self, d_model: int, heads: int, d_ffn: int, smolgen: tuple[int, int, int] | None
+    ) -> dict[str, Any]:
+        mha: dict[str, Any] = {}
+        for name in ("q", "k", "v"):
+            mha[f"{name}_w"], mha[f"{name}_b"] = self.dense(d_model, d_model)
+        mha["dense_w"], mha["dense_b"] = self.dense(d_model, d_model)
+        if smolgen is not None:
+            compressed, hidden, gen_size = smolgen
+            sg: dict[str, Any] = {"compress": self.normal(compressed * d_model, d_model**-0.5)}
+            sg["dense1_w"], sg["dense1_b"] = self.dense(64 * compressed, hidden)
+            sg["ln1_gammas"], sg["ln1_betas"] = self.norm(hidden)
+            sg["dense2_w"], sg["dense2_b"] = self.dense(hidden, heads * gen_size)
+            sg["ln2_gammas"], sg["ln2_betas"] = self.norm(heads * gen_size)
+            mha["smolgen"] = sg
+        layer: dict[str, Any] = {"mha": mha}
+        layer["ln1_gammas"], layer["ln1_betas"] = self.norm(d_model)
+        ffn: dict[str, Any] = {}
+        ffn["dense1_w"], ffn["dense1_b"] = self.dense(d_model, d_ffn)
+        ffn["dense2_w"], ffn["dense2_b"] = self.dense(d_ffn, d_model)
+        layer["ffn"] = ffn
+        layer["ln2_gammas"], layer["ln2_betas"] = self.norm(d_model)
+        return layer
+
+    def attention_policy(
+        self, d_input: int | None, d_tokens: int, d_policy: int, encoders: int = 0, heads: int = 2
+    ) -> dict[str, Any]:
+        """An lc0 PolicyHead; ``d_input=None`` leaves out the (shared) token embedding."""
+        head: dict[str, Any] = {}
+        if d_input is not None:
+            head["ip_pol_w"], head["ip_pol_b"] = self.dense(d_input, d_tokens)
+        if encoders:
+            head["pol_encoder"] = [
+                self.encoder_layer(d_tokens, heads, 2 * d_tokens, None) for _ in range(encoders)
+            ]
+            head["pol_headcount"] = heads
+        head["ip2_pol_w"], head["ip2_pol_b"] = self.dense(d_tokens, d_policy)
+        head["ip3_pol_w"], head["ip3_pol_b"] = self.dense(d_tokens, d_policy)
+        head["ip4_pol_w"] = self.normal(4 * d_policy, d_policy**-0.5)
+        return head
+
+    def token_value_head(
+        self, d_model: int, channels: int, hidden: int, outputs: int
+    ) -> dict[str, Any]:
+        head: dict[str, Any] = {}
+        head["ip_val_w"], head["ip_val_b"] = self.dense(d_model, channels)
+        head["ip1_val_w"], head["ip1_val_b"] = self.dense(64 * channels, hidden)
+        head["ip2_val_w"], head["ip2_val_b"] = self.dense(hidden, outputs)
+        return head
+
 
 def random_resnet_weights(
     *,
@@ -90,7 +145,8 @@ def random_resnet_weights(
     filters: int = 8,
     se_channels: int = 4,
     input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE,
-    policy: Literal["convolution", "classical"] = "convolution",
+    policy: Literal["convolution", "classical", "attention"] = "convolution",
+    policy_encoders: int = 0,
     value: Literal["wdl", "classical"] = "wdl",
     moves_left: bool = True,
     activation: Literal["relu", "mish"] = "relu",
@@ -120,6 +176,9 @@ def random_resnet_weights(
     if policy == "convolution":
         w["policy1"] = g.conv_block(filters, filters, 3)
         w["policy"] = g.conv_block(filters, 80, 3, batch_norm=False)
+    elif policy == "attention":
+        # T78/T79 style: SELU tokens on the ResNet body, optional policy encoder layers.
+        w.update(g.attention_policy(filters, policy_channels * 2, policy_channels, policy_encoders))
     else:
         w["policy"] = g.conv_block(filters, policy_channels, 1)
         w["ip_pol_w"], w["ip_pol_b"] = g.dense(policy_channels * 64, 1858)
@@ -138,7 +197,11 @@ def random_resnet_weights(
         network=NetworkStructure.SE_WITH_HEADFORMAT
         if se_channels
         else NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        policy=PolicyFormat.CONVOLUTION if policy == "convolution" else PolicyFormat.CLASSICAL,
+        policy={
+            "convolution": PolicyFormat.CONVOLUTION,
+            "classical": PolicyFormat.CLASSICAL,
+            "attention": PolicyFormat.ATTENTION,
+        }[policy],
         value=ValueFormat.WDL if value == "wdl" else ValueFormat.CLASSICAL,
         moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
         default_activation=DefaultActivation.MISH
@@ -149,6 +212,110 @@ def random_resnet_weights(
         format=network_format,
         weights=w,
         min_version=(0, 21, 0),
+        weights_encoding=Encoding.LINEAR16,
+        license="synthetic test network (random weights)",
+    )
+
+
+def random_transformer_weights(
+    *,
+    layers: int = 2,
+    d_model: int = 32,
+    heads: int = 4,
+    ffn_size: int = 64,
+    embedding: Literal["pe_map", "pe_dense"] = "pe_map",
+    gates: bool = True,
+    smolgen: tuple[int, int, int] | None = (4, 16, 8),
+    policy_tokens: int = 32,
+    policy_size: int = 16,
+    value: Literal["wdl", "classical"] = "wdl",
+    value_channels: int = 8,
+    value_hidden: int = 128,
+    moves_left: bool = True,
+    moves_left_channels: int = 8,
+    moves_left_hidden: int = 32,
+    activation: Literal["relu", "mish"] = "relu",
+    ffn_activation: Activation = Activation.DEFAULT,
+    smolgen_activation: Activation = Activation.DEFAULT,
+    multihead: bool = False,
+    dense_size: int = 16,
+    embedding_ffn_size: int = 64,
+    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE,
+    seed: int = 0,
+    grid: bool = False,
+) -> Lc0Weights:
+    """A random lc0 attention-body network.
+
+    Args:
+        smolgen: ``(compressed channels, hidden size, generator size)`` or ``None``.
+        multihead: write network structure 7 with ``policy_heads`` (vanilla, optimistic_st;
+            shared token embedding) and ``value_heads`` (winner, q). lc0 v0.31 cannot run
+            structure 7; single-head files use structure 6.
+        embedding: ``"pe_map"`` (T80/T82/BT2) or ``"pe_dense"`` (BT3/BT4; always multihead
+            in practice, and lc0 v0.31 cannot run it).
+    """
+    g = _Generator(seed, grid)
+    w: dict[str, Any] = {}
+    inputs = 112 + (dense_size if embedding == "pe_dense" else 64)
+    w["ip_emb_w"], w["ip_emb_b"] = g.dense(inputs, d_model)
+    if embedding == "pe_dense":
+        w["ip_emb_preproc_w"], w["ip_emb_preproc_b"] = g.dense(64 * 12, 64 * dense_size)
+        w["ip_emb_ln_gammas"], w["ip_emb_ln_betas"] = g.norm(d_model)
+        ffn: dict[str, Any] = {}
+        ffn["dense1_w"], ffn["dense1_b"] = g.dense(d_model, embedding_ffn_size)
+        ffn["dense2_w"], ffn["dense2_b"] = g.dense(embedding_ffn_size, d_model)
+        w["ip_emb_ffn"] = ffn
+        w["ip_emb_ffn_ln_gammas"], w["ip_emb_ffn_ln_betas"] = g.norm(d_model)
+    if gates:
+        w["ip_mult_gate"] = g.uniform(d_model * 64, 0.5, 1.5)
+        w["ip_add_gate"] = g.normal(d_model * 64, 0.1)
+    w["encoder"] = [g.encoder_layer(d_model, heads, ffn_size, smolgen) for _ in range(layers)]
+    w["headcount"] = heads
+    if smolgen is not None:
+        w["smolgen_w"] = g.normal(4096 * smolgen[2], smolgen[2] ** -0.5)
+    outputs = 3 if value == "wdl" else 1
+    if multihead:
+        shared_w, shared_b = g.dense(d_model, policy_tokens)
+        w["policy_heads"] = {
+            "ip_pol_w": shared_w,
+            "ip_pol_b": shared_b,
+            "vanilla": g.attention_policy(None, policy_tokens, policy_size),
+            "optimistic_st": g.attention_policy(None, policy_tokens, policy_size),
+        }
+        w["value_heads"] = {
+            "winner": g.token_value_head(d_model, value_channels, value_hidden, outputs),
+            "q": g.token_value_head(d_model, value_channels, value_hidden, outputs),
+        }
+    else:
+        w.update(g.attention_policy(d_model, policy_tokens, policy_size))
+        w.update(g.token_value_head(d_model, value_channels, value_hidden, outputs))
+    if moves_left:
+        w["ip_mov_w"], w["ip_mov_b"] = g.dense(d_model, moves_left_channels)
+        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(64 * moves_left_channels, moves_left_hidden)
+        w["ip2_mov_w"], _ = g.dense(moves_left_hidden, 1)
+        w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
+    network_format = NetworkFormat(
+        input=InputFormat(input_format),
+        output=OutputFormat.WDL if value == "wdl" else OutputFormat.CLASSICAL,
+        network=NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
+        if multihead
+        else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
+        policy=PolicyFormat.ATTENTION,
+        value=ValueFormat.WDL if value == "wdl" else ValueFormat.CLASSICAL,
+        moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+        default_activation=DefaultActivation.MISH
+        if activation == "mish"
+        else DefaultActivation.RELU,
+        smolgen_activation=smolgen_activation,
+        ffn_activation=ffn_activation,
+        input_embedding=InputEmbedding.PE_DENSE
+        if embedding == "pe_dense"
+        else InputEmbedding.PE_MAP,
+    )
+    return Lc0Weights(
+        format=network_format,
+        weights=w,
+        min_version=(0, 30, 0),
         weights_encoding=Encoding.LINEAR16,
         license="synthetic test network (random weights)",
     )
