@@ -22,7 +22,7 @@ Hook points, all in the side-to-move frame, squares ``0 = a1 … 63 = h8`` of th
 ``blocks.{L}.hook_resid_post``       ``(batch, 64, d_model)`` layer output
 ``policy_heads.{name}.hook_*``       see :mod:`leelalab.models.attention_policy`
 ``value_heads.{name}.hook_logits``   ``(batch, 3 or 1)``
-``moves_left_head.hook_out``         ``(batch, 1)``
+``moves_left_head.hook_logits``      ``(batch, 1)`` before the final ReLU
 ===================================  ====================================================
 
 When neither ``hook_scores`` nor ``hook_pattern`` nor ``hook_z`` of a layer has a hook, the
