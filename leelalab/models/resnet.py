@@ -402,9 +402,6 @@ class ResNet(LeelaNetwork):
         trained or distilled networks leave PyTorch.
         """
 
-        if isinstance(self.policy_head, AttentionPolicyHead):
-            raise UnsupportedNetworkError("exporting attention-policy ResNets is not supported yet")
-
         def array(tensor: torch.Tensor) -> np.ndarray:
             return tensor.detach().float().cpu().numpy().reshape(-1).copy()
 
@@ -433,6 +430,10 @@ class ResNet(LeelaNetwork):
         elif isinstance(head, ClassicalPolicyHead):
             w["policy"] = conv(head.conv.conv)
             w.update(dense(head.fc, "ip_pol_w", "ip_pol_b"))
+        elif isinstance(head, AttentionPolicyHead):
+            from leelalab.models.transformer import _policy_head
+
+            w.update(_policy_head(head))
         w["value"] = conv(self.value_head.conv.conv)
         w.update(dense(self.value_head.fc1, "ip1_val_w", "ip1_val_b"))
         w.update(dense(self.value_head.fc2, "ip2_val_w", "ip2_val_b"))

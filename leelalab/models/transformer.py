@@ -332,6 +332,117 @@ class TransformerNetwork(LeelaNetwork):
         """Build the network from a decoded attention-body file."""
         return _TransformerLoader(weights).build()
 
+    def to_lc0(self) -> Lc0Weights:
+        """Export as lc0 weights (the inverse of :meth:`from_lc0`)."""
+        w: dict[str, Any] = {}
+        embed = self.embed
+        w.update(_dense(embed.dense, "ip_emb_w", "ip_emb_b"))
+        if embed.kind == InputEmbedding.PE_DENSE:
+            w.update(_dense(embed.preprocess, "ip_emb_preproc_w", "ip_emb_preproc_b"))
+            w.update(_norm(embed.norm, "ip_emb_ln"))
+            assert embed.ffn is not None and embed.out_norm is not None
+            w["ip_emb_ffn"] = _ffn(embed.ffn)
+            w.update(_norm(embed.out_norm, "ip_emb_ffn_ln"))
+        if embed.mult_gate is not None:
+            w["ip_mult_gate"] = _numpy(embed.mult_gate.T)
+        if embed.add_gate is not None:
+            w["ip_add_gate"] = _numpy(embed.add_gate.T)
+        w["encoder"] = [_encoder_layer(block) for block in self.blocks]
+        w["headcount"] = self.blocks[0].attn.heads
+        if self.smolgen_global is not None:
+            w["smolgen_w"] = _numpy(self.smolgen_global.weight)
+        multihead = (
+            self.network_format.network == NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
+        )
+        if multihead:
+            policy: dict[str, Any] = {}
+            if self.policy_tokens is not None:
+                policy.update(_dense(self.policy_tokens, "ip_pol_w", "ip_pol_b"))
+            for key, public in POLICY_HEAD_NAMES.items():
+                if public in self.policy_heads:
+                    policy[key] = _policy_head(self.policy_heads[public])
+            w["policy_heads"] = policy
+            w["value_heads"] = {
+                key: _value_head(self.value_heads[public])
+                for key, public in VALUE_HEAD_NAMES.items()
+                if public in self.value_heads
+            }
+        else:
+            w.update(_policy_head(self.policy_heads["vanilla"]))
+            w.update(_value_head(self.value_heads["winner"]))
+        if self.moves_left_head is not None:
+            head = self.moves_left_head
+            w.update(_dense(head.embed, "ip_mov_w", "ip_mov_b"))
+            w.update(_dense(head.fc1, "ip1_mov_w", "ip1_mov_b"))
+            w.update(_dense(head.fc2, "ip2_mov_w", "ip2_mov_b"))
+        return Lc0Weights(format=self.network_format, weights=w, min_version=(0, 30, 0))
+
+
+def _numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy().reshape(-1).copy()
+
+
+def _dense(linear: nn.Linear, weight: str, bias: str | None) -> dict[str, np.ndarray]:
+    out = {weight: _numpy(linear.weight)}
+    if bias is not None and linear.bias is not None:
+        out[bias] = _numpy(linear.bias)
+    return out
+
+
+def _norm(norm: nn.LayerNorm, prefix: str) -> dict[str, np.ndarray]:
+    return {f"{prefix}_gammas": _numpy(norm.weight), f"{prefix}_betas": _numpy(norm.bias)}
+
+
+def _ffn(ffn: FeedForward) -> dict[str, np.ndarray]:
+    return {
+        **_dense(ffn.linear1, "dense1_w", "dense1_b"),
+        **_dense(ffn.linear2, "dense2_w", "dense2_b"),
+    }
+
+
+def _encoder_layer(layer: EncoderLayer) -> dict[str, Any]:
+    attention = layer.attn
+    mha: dict[str, Any] = {}
+    for name in ("q", "k", "v"):
+        mha.update(_dense(getattr(attention, name), f"{name}_w", f"{name}_b"))
+    mha.update(_dense(attention.out, "dense_w", "dense_b"))
+    if attention.smolgen is not None:
+        smolgen = attention.smolgen
+        mha["smolgen"] = {
+            **_dense(smolgen.compress, "compress", None),
+            **_dense(smolgen.dense1, "dense1_w", "dense1_b"),
+            **_norm(smolgen.ln1, "ln1"),
+            **_dense(smolgen.dense2, "dense2_w", "dense2_b"),
+            **_norm(smolgen.ln2, "ln2"),
+        }
+    return {
+        "mha": mha,
+        **_norm(layer.ln1, "ln1"),
+        "ffn": _ffn(layer.mlp),
+        **_norm(layer.ln2, "ln2"),
+    }
+
+
+def _policy_head(head: AttentionPolicyHead) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if head.tokens is not None:
+        out.update(_dense(head.tokens, "ip_pol_w", "ip_pol_b"))
+    if len(head.encoders):
+        out["pol_encoder"] = [_encoder_layer(layer) for layer in head.encoders]
+        out["pol_headcount"] = head.encoders[0].attn.heads
+    out.update(_dense(head.q, "ip2_pol_w", "ip2_pol_b"))
+    out.update(_dense(head.k, "ip3_pol_w", "ip3_pol_b"))
+    out.update(_dense(head.promotion, "ip4_pol_w", None))
+    return out
+
+
+def _value_head(head: TokenHead) -> dict[str, Any]:
+    return {
+        **_dense(head.embed, "ip_val_w", "ip_val_b"),
+        **_dense(head.fc1, "ip1_val_w", "ip1_val_b"),
+        **_dense(head.fc2, "ip2_val_w", "ip2_val_b"),
+    }
+
 
 def _array(node: dict[str, Any], key: str, where: str) -> np.ndarray:
     if key not in node:

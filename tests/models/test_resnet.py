@@ -154,11 +154,11 @@ def test_named_submodules() -> None:
     assert "value_head.fc2.bias" in names
 
 
-@pytest.mark.parametrize("policy", ["convolution", "classical"])
+@pytest.mark.parametrize("policy", ["convolution", "classical", "attention"])
 def test_export_round_trip(tmp_path, policy: str) -> None:
     from leelalab.weights import Encoding, load_weights, save_weights
 
-    net = build_network(random_resnet_weights(policy=policy, seed=3))
+    net = build_network(random_resnet_weights(policy=policy, policy_encoders=1, seed=3))
     path = save_weights(net.to_lc0(), tmp_path / "exported.pb.gz", encoding=Encoding.FLOAT32)
     again = build_network(load_weights(path))
     planes = torch.randn(3, 112, 8, 8)

@@ -169,3 +169,25 @@ def test_t82_sized_network_builds_and_runs() -> None:
         )
     assert output.policy_logits.shape == (2, 1858) and torch.isfinite(output.policy_logits).all()
     assert cache["blocks.12.attn.hook_pattern"].shape == (2, 24, 64, 64)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"embedding": "pe_dense", "multihead": True}, {"smolgen": None, "gates": False}],
+)
+def test_export_round_trip(tmp_path, options: dict) -> None:
+    from leelalab.weights import Encoding, load_weights, save_weights
+
+    original = random_transformer_weights(seed=12, **options)
+    network = build_network(original)
+    exported = network.to_lc0()
+    assert sorted(name for name, _ in exported.layers()) == sorted(
+        name for name, _ in original.layers()
+    )
+    path = save_weights(exported, tmp_path / "exported.pb.gz", encoding=Encoding.FLOAT32)
+    again = build_network(load_weights(path))
+    planes = _planes(3)
+    with torch.no_grad():
+        a, b = network(planes), again(planes)
+    torch.testing.assert_close(a.policy_logits, b.policy_logits, rtol=0, atol=0)
+    torch.testing.assert_close(a.wdl, b.wdl, rtol=0, atol=0)
