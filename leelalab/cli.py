@@ -75,7 +75,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     if args.fen is not None:
         board = board_from_fen_and_moves(args.fen, args.moves or [])
-    network = load_network(args.net, device=args.device)
+    if args.backend == "ort":
+        from leelalab.onnx import onnxruntime_network
+
+        network = onnxruntime_network(args.net)
+    else:
+        network = load_network(args.net, device=args.device)
     if args.fen is not None:
         evaluation = next(iter_evaluate(network, [board], history=args.history))
         if args.json:
@@ -140,6 +145,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from leelalab.convert import convert
+    from leelalab.weights.enums import Encoding
+
+    encoding = Encoding[args.encoding.upper()]
+    path = convert(args.net, args.output, input_format=args.input_format, encoding=encoding)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from leelalab import __version__
 
@@ -172,9 +187,31 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--compile", action="store_true", help="torch.compile the network (faster long runs)"
     )
+    evaluate.add_argument(
+        "--backend",
+        choices=("torch", "ort"),
+        default="torch",
+        help="torch: the native module (default); ort: onnxruntime (outputs only, no hooks)",
+    )
     evaluate.add_argument("--top", type=int, default=10, help="moves shown in the table")
     evaluate.add_argument("--json", action="store_true", help="print the JSON record (--fen)")
     evaluate.set_defaults(run=cmd_eval)
+
+    convert = commands.add_parser(
+        "convert", help="convert a network between .pb.gz/.pb, .onnx and .safetensors"
+    )
+    convert.add_argument("net", help="a .pb.gz/.pb, .onnx (lc0 leela2onnx) or .safetensors file")
+    convert.add_argument("output", help="the output file; its suffix picks the format")
+    convert.add_argument(
+        "--encoding",
+        choices=("linear16", "float16", "bfloat16", "float32"),
+        default="linear16",
+        help=".pb.gz layer encoding: linear16 (every lc0, lossy) or float (lc0 >= 0.33)",
+    )
+    convert.add_argument(
+        "--input-format", type=int, default=1, help="input format of an .onnx source (default 1)"
+    )
+    convert.set_defaults(run=cmd_convert)
 
     demo = commands.add_parser(
         "demo", help="evaluate a network on the shipped Lichess puzzles' first positions"

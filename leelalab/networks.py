@@ -72,24 +72,36 @@ def load_network(
     device: str | torch.device | None = "cpu",
     dtype: torch.dtype = torch.float32,
     linear16: Linear16Formula = "v0.31",
+    input_format: int = 1,
 ) -> LeelaNetwork:
     """Load an lc0 network as a native PyTorch module in eval mode.
 
     Args:
-        name_or_path: a ``.pb.gz``/``.pb`` file, or a bundled name such as ``"maia-1900"``.
+        name_or_path: a ``.pb.gz``/``.pb`` file, an ``lc0 leela2onnx`` export (``.onnx``), a
+            leelalab ``.safetensors`` file, or a bundled name such as ``"maia-1900"``.
         device: ``"cpu"``, ``"cuda"``, ``"auto"``, or a ``torch.device``.
         dtype: float32 reproduces lc0; bfloat16/float16 are faster on GPUs but not exact.
         linear16: LINEAR16 decoding formula (lc0 builds disagree in the last bits).
+        input_format: for ``.onnx`` files only, which do not record it (default classical).
 
     Example:
         >>> net = load_network("maia-1900")
         >>> evaluation = net.evaluate([chess.Board()])[0]
     """
     path = resolve_network(name_or_path)
-    weights = load_weights(path, linear16=linear16)
-    network = build_network(weights)
+    if path.suffix == ".onnx":
+        from leelalab.onnx import load_onnx_network
+
+        network = load_onnx_network(path, input_format=input_format)
+    elif path.suffix == ".safetensors":
+        from leelalab.convert import load_safetensors_network
+
+        network = load_safetensors_network(path)
+    else:
+        weights = load_weights(path, linear16=linear16)
+        network = build_network(weights)
+        network.sha256 = weights.sha256
     network.source = str(path)
-    network.sha256 = weights.sha256
     target = resolve_device(device)
     network = network.to(device=target, dtype=dtype)
     if target.type == "cpu":

@@ -38,8 +38,9 @@ def _relu_2(x: torch.Tensor) -> torch.Tensor:
 
 
 def _selu(x: torch.Tensor) -> torch.Tensor:
-    # lc0's constants, which equal PyTorch's to float32 precision; spelled out for clarity.
-    return SELU_LAMBDA * torch.where(x > 0, x, SELU_ALPHA * torch.expm1(x))
+    # PyTorch's SELU constants equal lc0's (SELU_LAMBDA, SELU_ALPHA) to float32 precision;
+    # the built-in op also exports to ONNX.
+    return F.selu(x)
 
 
 class ActivationFunction(nn.Module):
