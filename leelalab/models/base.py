@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leelalab.errors import UnsupportedNetworkError
+from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookedModule
 from leelalab.weights.enums import Activation, DefaultActivation
 from leelalab.weights.file import NetworkFormat
@@ -153,3 +154,14 @@ def value_to_wdl(value_logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(value_logits, dim=-1)
     q = torch.tanh(value_logits[..., 0])
     return torch.stack(((1 + q) / 2, torch.zeros_like(q), (1 - q) / 2), dim=-1)
+
+
+def copy_parameter(target: torch.Tensor, values: np.ndarray, name: str) -> None:
+    """Copy a decoded lc0 layer into a parameter, checking the element count."""
+    if values.size != target.numel():
+        raise CorruptWeightsError(
+            f"layer '{name}' has {values.size} values, expected {target.numel()} "
+            f"for shape {tuple(target.shape)}"
+        )
+    with torch.no_grad():
+        target.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(target.shape))

@@ -41,6 +41,9 @@ from leelalab.models.base import (
     default_activation,
     value_to_wdl,
 )
+from leelalab.models.base import (
+    copy_parameter as _copy,
+)
 from leelalab.weights.enums import MovesLeftFormat, PolicyFormat, ValueFormat
 from leelalab.weights.file import Lc0Weights, NetworkFormat
 
@@ -86,16 +89,6 @@ def fold_conv_block(block: dict[str, Any], name: str) -> tuple[np.ndarray, np.nd
     folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
     folded_bias = (betas + scale * (bias - means)).astype(np.float32)
     return folded.reshape(-1), folded_bias
-
-
-def _copy(target: torch.Tensor, values: np.ndarray, name: str) -> None:
-    if values.size != target.numel():
-        raise CorruptWeightsError(
-            f"layer '{name}' has {values.size} values, expected {target.numel()} "
-            f"for shape {tuple(target.shape)}"
-        )
-    with torch.no_grad():
-        target.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(target.shape))
 
 
 class ConvBlock(nn.Module):

@@ -51,6 +51,9 @@ from leelalab.models.base import (
     resolve_activation,
     value_to_wdl,
 )
+from leelalab.models.base import (
+    copy_parameter as _copy,
+)
 from leelalab.weights.enums import (
     InputEmbedding,
     MovesLeftFormat,
@@ -456,16 +459,6 @@ def _load_linear(
     _copy(linear.weight, _array(node, weight, where), f"{where}.{weight}")
     if bias is not None:
         _copy(linear.bias, _array(node, bias, where), f"{where}.{bias}")
-
-
-def _copy(target: torch.Tensor, values: np.ndarray, name: str) -> None:
-    if values.size != target.numel():
-        raise CorruptWeightsError(
-            f"layer '{name}' has {values.size} values, expected {target.numel()} "
-            f"for shape {tuple(target.shape)}"
-        )
-    with torch.no_grad():
-        target.copy_(torch.from_numpy(np.ascontiguousarray(values)).reshape(target.shape))
 
 
 def build_encoder_layer(
