@@ -155,6 +155,44 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_puzzles_filter(args: argparse.Namespace) -> int:
+    from leelalab.networks import load_network
+    from leelalab.puzzle_filter import Thresholds, filter_puzzles
+    from leelalab.puzzles import shipped_puzzles_path
+
+    strong = load_network(args.strong, device=args.device)
+    weak = load_network(args.weak, device=args.device)
+    thresholds = Thresholds(
+        hard=args.hard, correct=args.correct, forcing=args.forcing, min_pv_plies=args.min_pv_plies
+    )
+    run = filter_puzzles(
+        strong,
+        weak,
+        Path(args.input) if args.input else shipped_puzzles_path(),
+        args.output,
+        thresholds=thresholds,
+        strong_history=args.strong_history,
+        weak_history=args.weak_history,
+        limit=args.limit,
+        chunk_size=args.chunk_size,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    print(run.report)
+    rows = [["stage", "puzzles"]] + [[name, str(count)] for name, count in run.counts.items()]
+    _print_table(rows, sys.stdout, align="lr")
+    print(f"wrote {run.output / 'dataset.jsonl'} and run.json in {run.seconds:.1f} s")
+    return 0
+
+
+def cmd_puzzles_export(args: argparse.Namespace) -> int:
+    from leelalab.puzzle_filter import export_dataset
+
+    count = export_dataset(args.directory, args.output)
+    print(f"wrote {count} puzzles to {args.output}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from leelalab import __version__
 
@@ -212,6 +250,32 @@ def build_parser() -> argparse.ArgumentParser:
         "--input-format", type=int, default=1, help="input format of an .onnx source (default 1)"
     )
     convert.set_defaults(run=cmd_convert)
+
+    puzzles = commands.add_parser("puzzles", help="the Lichess puzzle pipeline")
+    puzzle_commands = puzzles.add_subparsers(dest="puzzles_command", required=True)
+    filtering = puzzle_commands.add_parser(
+        "filter", help="evaluate puzzles with a strong and a weak network and filter them"
+    )
+    filtering.add_argument("--strong", default="maia-1900", help="strong network")
+    filtering.add_argument("--weak", required=True, help="weak network (no default yet)")
+    filtering.add_argument("--input", help="Lichess puzzle CSV or .csv.zst (default: shipped)")
+    filtering.add_argument("--output", required=True, help="output directory (resumable)")
+    filtering.add_argument("--limit", type=int, help="first N valid puzzles only")
+    filtering.add_argument("--hard", type=float, default=0.05)
+    filtering.add_argument("--correct", type=float, default=0.5)
+    filtering.add_argument("--forcing", type=float, default=0.7)
+    filtering.add_argument("--min-pv-plies", type=int, default=3)
+    filtering.add_argument("--strong-history", choices=HISTORY_CHOICES, default="lc0")
+    filtering.add_argument("--weak-history", choices=HISTORY_CHOICES, default="lc0")
+    filtering.add_argument("--chunk-size", type=int, default=1024)
+    filtering.add_argument("--batch-size", type=int, default=256)
+    filtering.add_argument("--device", default="cpu")
+    filtering.add_argument("--no-progress", action="store_true")
+    filtering.set_defaults(run=cmd_puzzles_filter)
+    export = puzzle_commands.add_parser("export", help="export a filtered dataset as JSONL")
+    export.add_argument("directory")
+    export.add_argument("output")
+    export.set_defaults(run=cmd_puzzles_export)
 
     demo = commands.add_parser(
         "demo", help="evaluate a network on the shipped Lichess puzzles' first positions"

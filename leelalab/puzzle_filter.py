@@ -1,0 +1,328 @@
+"""Filtering Lichess puzzles with a strong and a weak network (the look-ahead paper's method).
+
+For every puzzle, both networks see each position of the solution line (after the
+opponent's first move, then after each ply; the line's move is always the one pushed) and
+we keep, per ply, the probability of the line's move, the network's top move and W/D/L.
+Filters (paper defaults, all configurable):
+
+- ``not_mate_in_1``: the ``mateIn1`` theme is absent;
+- ``pv_length``: at least 3 plies after the opponent's move;
+- ``hard``: the weak network gives the 1st move less than 0.05;
+- ``correct``: the strong network gives every solver move (plies 0, 2, 4, …) more than 0.5;
+- ``forcing``: the weak network gives the opponent's reply (ply 1) more than 0.7;
+- ``different_targets`` (a flag, not a filter): the 1st, 2nd and 3rd moves' target squares
+  are pairwise distinct.
+
+``selected = not_mate_in_1 ∧ pv_length ∧ hard ∧ correct ∧ forcing``.
+
+On disk (``OUTPUT/``): ``chunks/NNNNN.jsonl`` (one record per puzzle, in input order,
+written atomically chunk by chunk, so an interrupted run — even ``kill -9`` — resumes at the
+first missing chunk and produces identical output), ``dataset.jsonl`` (all chunks, in
+order, written at the end) and ``run.json`` (inputs and their sha256, networks and their
+sha256, thresholds, history modes, versions, stage counts, timing).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import chess
+from tqdm.auto import tqdm
+
+from leelalab.encoding import HistoryMode
+from leelalab.errors import LeelaLabError
+from leelalab.evaluation import iter_evaluate
+from leelalab.models.base import LeelaNetwork
+from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles
+
+DATASET_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Filter thresholds (defaults: the look-ahead paper's)."""
+
+    hard: float = 0.05
+    """The weak network's probability of the 1st move must be below this."""
+    correct: float = 0.5
+    """The strong network's probability of every solver move must be above this."""
+    forcing: float = 0.7
+    """The weak network's probability of the opponent's reply must be above this."""
+    min_pv_plies: int = 3
+    """Plies after the opponent's first move."""
+
+
+@dataclass
+class LineEvaluation:
+    """One network along one puzzle line (index ``i`` = the ``i``-th move after the
+    opponent's first move, each side's moves included)."""
+
+    pv_probs: list[float] = field(default_factory=list)
+    top_moves: list[str] = field(default_factory=list)
+    wdl: list[list[float]] = field(default_factory=list)
+
+
+def line_boards(puzzle: Puzzle) -> list[chess.Board]:
+    """The positions where each solution move is played, with the history lc0 would get.
+
+    The root is the puzzle FEN, so the opponent's move and every ply since are real history.
+    """
+    board = chess.Board(puzzle.fen)
+    board.push_uci(puzzle.moves[0])
+    boards = []
+    for uci in puzzle.moves[1:]:
+        boards.append(board.copy())
+        board.push_uci(uci)
+    return boards
+
+
+def evaluate_lines(
+    network: LeelaNetwork,
+    puzzles: list[Puzzle],
+    *,
+    history: HistoryMode = "lc0",
+    batch_size: int = 256,
+) -> list[LineEvaluation]:
+    """Evaluate ``network`` at every ply of every puzzle, batching across puzzles."""
+    boards: list[chess.Board] = []
+    owners: list[tuple[int, str]] = []
+    for index, puzzle in enumerate(puzzles):
+        for board, move in zip(line_boards(puzzle), puzzle.moves[1:], strict=True):
+            boards.append(board)
+            owners.append((index, move))
+    results = [LineEvaluation() for _ in puzzles]
+    evaluations = iter_evaluate(network, boards, history=history, batch_size=batch_size)
+    for (index, move), evaluation in zip(owners, evaluations, strict=True):
+        line = results[index]
+        line.pv_probs.append(evaluation.policy.get(move, 0.0))
+        line.top_moves.append(next(iter(evaluation.policy), ""))
+        line.wdl.append([float(x) for x in evaluation.wdl])
+    return results
+
+
+def puzzle_filters(
+    puzzle: Puzzle, strong: LineEvaluation, weak: LineEvaluation, thresholds: Thresholds
+) -> dict[str, bool]:
+    """The filter flags of one puzzle (see the module docstring)."""
+    solution = puzzle.moves[1:]
+    targets = [uci[2:4] for uci in solution[:3]]
+    flags = {
+        "not_mate_in_1": "mateIn1" not in puzzle.themes,
+        "pv_length": len(solution) >= thresholds.min_pv_plies,
+        "hard": bool(weak.pv_probs) and weak.pv_probs[0] < thresholds.hard,
+        "correct": bool(strong.pv_probs) and min(strong.pv_probs[0::2]) > thresholds.correct,
+        "forcing": len(weak.pv_probs) > 1 and weak.pv_probs[1] > thresholds.forcing,
+        "different_targets": len(targets) == 3 and len(set(targets)) == 3,
+    }
+    return flags
+
+
+def is_selected(flags: dict[str, bool]) -> bool:
+    return all(flags[name] for name in ("not_mate_in_1", "pv_length", "hard", "correct", "forcing"))
+
+
+def _record(
+    puzzle: Puzzle, strong: LineEvaluation, weak: LineEvaluation, flags: dict[str, bool]
+) -> dict[str, Any]:
+    return {
+        "id": puzzle.id,
+        "fen": puzzle.fen,
+        "moves": list(puzzle.moves),
+        "rating": puzzle.rating,
+        "themes": list(puzzle.themes),
+        "strong_pv_probs": strong.pv_probs,
+        "strong_top_moves": strong.top_moves,
+        "strong_wdl": strong.wdl,
+        "weak_pv_probs": weak.pv_probs,
+        "weak_top_moves": weak.top_moves,
+        "weak_wdl": weak.wdl,
+        "filters": flags,
+        "selected": is_selected(flags),
+        "corruption": None,
+    }
+
+
+@dataclass
+class FilterRun:
+    """What a filtering run did: stage counts and where its outputs are."""
+
+    output: Path
+    report: SkipReport
+    counts: dict[str, int]
+    seconds: float
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.replace(path)
+
+
+def _chunks(puzzles: Iterator[Puzzle], size: int) -> Iterator[list[Puzzle]]:
+    while chunk := list(islice(puzzles, size)):
+        yield chunk
+
+
+def filter_puzzles(
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    thresholds: Thresholds = Thresholds(),
+    strong_history: HistoryMode = "lc0",
+    weak_history: HistoryMode = "lc0",
+    limit: int | None = None,
+    chunk_size: int = 1024,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> FilterRun:
+    """Evaluate and filter every puzzle of ``input_path``; resumable (see module docstring).
+
+    Raises:
+        LeelaLabError: ``output_dir`` holds a run with different settings.
+    """
+    started = time.perf_counter()
+    input_path, output = Path(input_path), Path(output_dir)
+    chunks_dir = output / "chunks"
+    chunks_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "input": str(input_path),
+        "input_sha256": _sha256(input_path),
+        "strong": {"source": strong.source, "sha256": strong.sha256, "history": strong_history},
+        "weak": {"source": weak.source, "sha256": weak.sha256, "history": weak_history},
+        "thresholds": asdict(thresholds),
+        "limit": limit,
+        "chunk_size": chunk_size,
+    }
+    settings_path = output / "settings.json"
+    if settings_path.exists():
+        if json.loads(settings_path.read_text()) != settings:
+            raise LeelaLabError(
+                f"{output} holds a run with other inputs or settings; choose another --output"
+            )
+    else:
+        _write_atomically(settings_path, json.dumps(settings, indent=2))
+
+    report = SkipReport()
+    puzzles = iter_puzzles(input_path, limit=limit, report=report)
+    counts = dict.fromkeys(
+        [
+            "puzzles",
+            "not_mate_in_1",
+            "pv_length",
+            "hard",
+            "correct",
+            "forcing",
+            "selected",
+            "different_targets_selected",
+        ],
+        0,
+    )
+    bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
+    for number, chunk in enumerate(_chunks(puzzles, chunk_size)):
+        path = chunks_dir / f"{number:05d}.jsonl"
+        if path.exists():
+            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        else:
+            strong_lines = evaluate_lines(
+                strong, chunk, history=strong_history, batch_size=batch_size
+            )
+            weak_lines = evaluate_lines(weak, chunk, history=weak_history, batch_size=batch_size)
+            records = [
+                _record(p, s, w, puzzle_filters(p, s, w, thresholds))
+                for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)
+            ]
+            _write_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
+        for record in records:
+            _count(counts, record["filters"], record["selected"])
+        bar.update(len(chunk))
+    bar.close()
+
+    with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
+        for path in sorted(chunks_dir.glob("*.jsonl")):
+            merged.write(path.read_text(encoding="utf-8"))
+    (output / "dataset.jsonl.tmp").replace(output / "dataset.jsonl")
+    seconds = time.perf_counter() - started
+    run = {
+        **settings,
+        "format_version": DATASET_FORMAT_VERSION,
+        "rows": {"read": report.rows, "kept": report.kept, "skipped": dict(report.skipped)},
+        "stage_counts": counts,
+        "seconds": round(seconds, 2),
+        "versions": _versions(),
+    }
+    _write_atomically(output / "run.json", json.dumps(run, indent=2))
+    return FilterRun(output, report, counts, seconds)
+
+
+def _count(counts: dict[str, int], flags: dict[str, bool], selected: bool) -> None:
+    """Stage counts: each stage counts the puzzles that passed it and every earlier one."""
+    counts["puzzles"] += 1
+    passed = True
+    for stage in ("not_mate_in_1", "pv_length", "hard", "correct", "forcing"):
+        passed = passed and flags[stage]
+        counts[stage] += int(passed)
+    counts["selected"] += int(selected)
+    counts["different_targets_selected"] += int(selected and flags["different_targets"])
+
+
+def _versions() -> dict[str, str]:
+    import numpy
+    import torch
+
+    from leelalab import __version__
+
+    return {
+        "leelalab": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "chess": chess.__version__,
+    }
+
+
+def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
+    """Write the ``leelalab puzzles export`` JSONL (the fixed contract); returns the count."""
+    source = Path(directory) / "dataset.jsonl"
+    if not source.is_file():
+        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    count = 0
+    keys = (
+        "id",
+        "moves",
+        "strong_pv_probs",
+        "weak_pv_probs",
+        "strong_wdl",
+        "filters",
+        "selected",
+        "corruption",
+    )
+    target = Path(output)
+    with (
+        source.open(encoding="utf-8") as reader,
+        target.with_name(target.name + ".tmp").open("w", encoding="utf-8") as writer,
+    ):
+        for line in reader:
+            record = json.loads(line)
+            writer.write(json.dumps({key: record[key] for key in keys}) + "\n")
+            count += 1
+    target.with_name(target.name + ".tmp").replace(target)
+    return count
