@@ -161,7 +161,10 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
     from leelalab.puzzles import shipped_puzzles_path
 
     strong = load_network(args.strong, device=args.device)
-    weak = load_network(args.weak, device=args.device)
+    from leelalab.networks import default_weak_network
+
+    weak_name = args.weak or default_weak_network(args.strong)
+    weak = load_network(weak_name, device=args.device)
     thresholds = Thresholds(
         hard=args.hard, correct=args.correct, forcing=args.forcing, min_pv_plies=args.min_pv_plies
     )
@@ -185,11 +188,43 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
+    from leelalab.networks import default_weak_network, load_network
+    from leelalab.puzzle_filter import corrupt_dataset
+
+    run = json.loads((Path(args.directory) / "settings.json").read_text())
+    strong = load_network(args.strong or run["strong"]["source"])
+    weak = load_network(args.weak or run["weak"]["source"] or default_weak_network(args.strong))
+    counts = corrupt_dataset(args.directory, strong, weak, progress=not args.no_progress)
+    print(f"{counts['corrupted']} of {counts['selected']} selected puzzles have a corruption")
+    return 0
+
+
 def cmd_puzzles_export(args: argparse.Namespace) -> int:
     from leelalab.puzzle_filter import export_dataset
 
     count = export_dataset(args.directory, args.output)
     print(f"wrote {count} puzzles to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from leelalab.distill import DistillConfig, distill
+    from leelalab.networks import load_network
+
+    config = DistillConfig(
+        positions=args.positions,
+        blocks=args.blocks,
+        filters=args.filters,
+        epochs=args.epochs,
+        seed=args.seed,
+    )
+    report = distill(load_network(args.teacher), args.out, config, progress=not args.no_progress)
+    print(f"wrote {args.out} (and {args.out}.run.json)")
+    print(
+        f"held-out agreement with the teacher: top-1 {report.top1_agreement:.1%}, "
+        f"KL {report.policy_kl:.3f}, W/D/L MAE {report.wdl_mae:.3f}"
+    )
     return 0
 
 
@@ -257,7 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
         "filter", help="evaluate puzzles with a strong and a weak network and filter them"
     )
     filtering.add_argument("--strong", default="maia-1900", help="strong network")
-    filtering.add_argument("--weak", required=True, help="weak network (no default yet)")
+    filtering.add_argument(
+        "--weak", help="weak network (default for maia-1900: the shipped weak-maia-1900)"
+    )
     filtering.add_argument("--input", help="Lichess puzzle CSV or .csv.zst (default: shipped)")
     filtering.add_argument("--output", required=True, help="output directory (resumable)")
     filtering.add_argument("--limit", type=int, help="first N valid puzzles only")
@@ -272,10 +309,31 @@ def build_parser() -> argparse.ArgumentParser:
     filtering.add_argument("--device", default="cpu")
     filtering.add_argument("--no-progress", action="store_true")
     filtering.set_defaults(run=cmd_puzzles_filter)
+    corrupt = puzzle_commands.add_parser(
+        "corrupt", help="find a corrupted twin for every selected puzzle"
+    )
+    corrupt.add_argument("directory")
+    corrupt.add_argument("--strong", help="default: the network the filter used")
+    corrupt.add_argument("--weak", help="default: the network the filter used")
+    corrupt.add_argument("--no-progress", action="store_true")
+    corrupt.set_defaults(run=cmd_puzzles_corrupt)
     export = puzzle_commands.add_parser("export", help="export a filtered dataset as JSONL")
     export.add_argument("directory")
     export.add_argument("output")
     export.set_defaults(run=cmd_puzzles_export)
+
+    distill = commands.add_parser(
+        "distill", help="distil a small weak ResNet from a teacher's sampled self-play"
+    )
+    distill.add_argument("--teacher", default="maia-1900")
+    distill.add_argument("--out", required=True, help="output .pb.gz (run.json written beside)")
+    distill.add_argument("--positions", type=int, default=40_000)
+    distill.add_argument("--blocks", type=int, default=2)
+    distill.add_argument("--filters", type=int, default=16)
+    distill.add_argument("--epochs", type=int, default=8)
+    distill.add_argument("--seed", type=int, default=0)
+    distill.add_argument("--no-progress", action="store_true")
+    distill.set_defaults(run=cmd_distill)
 
     demo = commands.add_parser(
         "demo", help="evaluate a network on the shipped Lichess puzzles' first positions"

