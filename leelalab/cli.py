@@ -177,6 +177,8 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
         strong_history=args.strong_history,
         weak_history=args.weak_history,
         limit=args.limit,
+        sample=args.sample,
+        seed=args.seed,
         chunk_size=args.chunk_size,
         batch_size=args.batch_size,
         progress=not args.no_progress,
@@ -298,6 +300,8 @@ def build_parser() -> argparse.ArgumentParser:
     filtering.add_argument("--input", help="Lichess puzzle CSV or .csv.zst (default: shipped)")
     filtering.add_argument("--output", required=True, help="output directory (resumable)")
     filtering.add_argument("--limit", type=int, help="first N valid puzzles only")
+    filtering.add_argument("--sample", type=int, help="a seeded random sample of N puzzles")
+    filtering.add_argument("--seed", type=int, default=0, help="seed of --sample")
     filtering.add_argument("--hard", type=float, default=0.05)
     filtering.add_argument("--correct", type=float, default=0.5)
     filtering.add_argument("--forcing", type=float, default=0.7)

@@ -42,7 +42,7 @@ from leelalab.encoding import HistoryMode
 from leelalab.errors import LeelaLabError
 from leelalab.evaluation import iter_evaluate
 from leelalab.models.base import LeelaNetwork
-from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles
+from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles, sample_puzzles
 
 if TYPE_CHECKING:
     from leelalab.corruptions import CorruptionThresholds
@@ -193,6 +193,8 @@ def filter_puzzles(
     strong_history: HistoryMode = "lc0",
     weak_history: HistoryMode = "lc0",
     limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
     chunk_size: int = 1024,
     batch_size: int = 256,
     progress: bool = True,
@@ -213,6 +215,8 @@ def filter_puzzles(
         "weak": {"source": weak.source, "sha256": weak.sha256, "history": weak_history},
         "thresholds": asdict(thresholds),
         "limit": limit,
+        "sample": sample,
+        "seed": seed,
         "chunk_size": chunk_size,
     }
     settings_path = output / "settings.json"
@@ -225,7 +229,12 @@ def filter_puzzles(
         _write_atomically(settings_path, json.dumps(settings, indent=2))
 
     report = SkipReport()
-    puzzles = iter_puzzles(input_path, limit=limit, report=report)
+    if sample is not None:
+        puzzles: Iterator[Puzzle] = iter(
+            sample_puzzles(input_path, sample, seed=seed, report=report)
+        )
+    else:
+        puzzles = iter_puzzles(input_path, limit=limit, report=report)
     counts = dict.fromkeys(
         [
             "puzzles",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import random
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -153,6 +154,28 @@ def iter_puzzles(
                 continue
             report.kept += 1
             yield puzzle
+
+
+def sample_puzzles(
+    path: str | os.PathLike[str], count: int, *, seed: int = 0, report: SkipReport | None = None
+) -> list[Puzzle]:
+    """A seeded uniform random sample of ``count`` valid puzzles, in file order.
+
+    Reservoir sampling over one streamed pass: memory holds ``count`` puzzles, whatever the
+    file size. (The paper's "first 1M rows" is a prefix, not a random sample.)
+    """
+    if count < 1:
+        raise ValueError("the sample size must be at least 1")
+    rng = random.Random(seed)
+    reservoir: list[tuple[int, Puzzle]] = []
+    for index, puzzle in enumerate(iter_puzzles(path, report=report)):
+        if len(reservoir) < count:
+            reservoir.append((index, puzzle))
+        else:
+            slot = rng.randrange(index + 1)
+            if slot < count:
+                reservoir[slot] = (index, puzzle)
+    return [puzzle for _, puzzle in sorted(reservoir, key=lambda item: item[0])]
 
 
 def shipped_puzzles_path() -> Path:

@@ -69,3 +69,21 @@ def test_not_a_puzzle_file(tmp_path: Path) -> None:
     other.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(PuzzleFileError, match="missing columns"):
         list(iter_puzzles(other))
+
+
+def test_seeded_sample_is_uniform_reproducible_and_in_file_order() -> None:
+    from leelalab.puzzles import sample_puzzles
+
+    path = shipped_puzzles_path()
+    order = {p.id: i for i, p in enumerate(iter_puzzles(path))}
+    a = sample_puzzles(path, 50, seed=1)
+    assert [p.id for p in a] == [p.id for p in sample_puzzles(path, 50, seed=1)]
+    assert [p.id for p in a] != [p.id for p in sample_puzzles(path, 50, seed=2)]
+    positions = [order[p.id] for p in a]
+    assert positions == sorted(positions) and len(set(positions)) == 50
+    assert max(positions) > 2500  # not a prefix of the file
+    counts = [0, 0]
+    for seed in range(40):
+        for p in sample_puzzles(path, 20, seed=seed):
+            counts[order[p.id] >= len(order) // 2] += 1
+    assert abs(counts[0] - counts[1]) < 0.2 * sum(counts)
