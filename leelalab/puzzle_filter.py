@@ -36,11 +36,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import chess
+import numpy as np
 from tqdm.auto import tqdm
 
+from leelalab import encoding, policy_map
 from leelalab.encoding import HistoryMode
 from leelalab.errors import LeelaLabError
-from leelalab.evaluation import iter_evaluate
+from leelalab.evaluation import run_network
 from leelalab.models.base import LeelaNetwork
 from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles, sample_puzzles
 
@@ -80,11 +82,12 @@ def line_boards(puzzle: Puzzle) -> list[chess.Board]:
     The root is the puzzle FEN, so the opponent's move and every ply since are real history.
     """
     board = chess.Board(puzzle.fen)
-    board.push_uci(puzzle.moves[0])
+    # Lines were replayed and validated when the puzzle was read: push without re-checking.
+    board.push(chess.Move.from_uci(puzzle.moves[0]))
     boards = []
     for uci in puzzle.moves[1:]:
         boards.append(board.copy())
-        board.push_uci(uci)
+        board.push(chess.Move.from_uci(uci))
     return boards
 
 
@@ -96,19 +99,58 @@ def evaluate_lines(
     batch_size: int = 256,
 ) -> list[LineEvaluation]:
     """Evaluate ``network`` at every ply of every puzzle, batching across puzzles."""
+    return evaluate_lines_together([(network, history)], puzzles, batch_size=batch_size)[0]
+
+
+def evaluate_lines_together(
+    networks: list[tuple[LeelaNetwork, HistoryMode]],
+    puzzles: list[Puzzle],
+    *,
+    batch_size: int = 256,
+) -> list[list[LineEvaluation]]:
+    """:func:`evaluate_lines` for several networks, sharing the encoding and move generation.
+
+    Networks with the same input format and history mode get the same planes; legal moves
+    are generated once per position and transform. Probabilities are the same legal-move
+    softmax as :func:`leelalab.evaluation.evaluate` (temperature 1, exact).
+    """
     boards: list[chess.Board] = []
     owners: list[tuple[int, str]] = []
     for index, puzzle in enumerate(puzzles):
         for board, move in zip(line_boards(puzzle), puzzle.moves[1:], strict=True):
             boards.append(board)
             owners.append((index, move))
-    results = [LineEvaluation() for _ in puzzles]
-    evaluations = iter_evaluate(network, boards, history=history, batch_size=batch_size)
-    for (index, move), evaluation in zip(owners, evaluations, strict=True):
-        line = results[index]
-        line.pv_probs.append(evaluation.policy.get(move, 0.0))
-        line.top_moves.append(next(iter(evaluation.policy), ""))
-        line.wdl.append([float(x) for x in evaluation.wdl])
+    results = [[LineEvaluation() for _ in puzzles] for _ in networks]
+    for start in range(0, len(boards), batch_size):
+        chunk = boards[start : start + batch_size]
+        encoded: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
+        legal: dict[tuple[int, int], tuple[list[str], np.ndarray]] = {}
+        for slot, (network, history) in enumerate(networks):
+            input_format = int(network.network_format.input)
+            key = (input_format, history)
+            if key not in encoded:
+                encoded[key] = (
+                    encoding.encode_boards(chunk, input_format, history),
+                    encoding.board_transforms(chunk, input_format),
+                )
+            planes, transforms = encoded[key]
+            output = run_network(network, planes)
+            logits = output.policy_logits.float().cpu().numpy()
+            wdl = output.wdl.double().cpu().numpy()
+            for offset, board in enumerate(chunk):
+                transform = int(transforms[offset])
+                if (offset, transform) not in legal:
+                    moves, indices = policy_map.legal_moves_and_indices(board, transform)
+                    legal[offset, transform] = ([m.uci() for m in moves], indices)
+                names, indices = legal[offset, transform]
+                values = logits[offset, indices].astype(np.float64)
+                probabilities = np.exp(values - values.max())
+                probabilities /= probabilities.sum()
+                index, move = owners[start + offset]
+                line = results[slot][index]
+                line.pv_probs.append(float(probabilities[names.index(move)]))
+                line.top_moves.append(names[int(np.argmax(probabilities))])
+                line.wdl.append([float(x) for x in wdl[offset]])
     return results
 
 
