@@ -32,8 +32,10 @@ from leelalab.networks import load_network
 from leelalab.puzzle_filter import filter_puzzles
 from leelalab.puzzles import shipped_puzzles_path
 strong, weak, limit = load_network(sys.argv[1]), load_network(sys.argv[2]), int(sys.argv[3])
-filter_puzzles(strong, weak, shipped_puzzles_path(), tempfile.mkdtemp(), limit=limit, progress=False)
-print(json.dumps({"rows": limit, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+out = tempfile.mkdtemp()
+filter_puzzles(strong, weak, shipped_puzzles_path(), out, limit=limit, progress=False)
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps({"rows": limit, "peak_rss_mb": peak}))
 """
 
 
