@@ -202,6 +202,27 @@ def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_puzzles_show(args: argparse.Namespace) -> int:
+    from leelalab.evaluation import evaluate
+    from leelalab.networks import load_network
+    from leelalab.plots import puzzle_figure, save_figure
+    from leelalab.puzzle_filter import find_record, line_boards
+    from leelalab.puzzles import Puzzle
+
+    record = find_record(args.directory, args.id)
+    settings = json.loads((Path(args.directory) / "settings.json").read_text())
+    network = load_network(args.net or settings["strong"]["source"])
+    puzzle = Puzzle(record["id"], record["fen"], tuple(record["moves"]))
+    boards = line_boards(puzzle)[:3]
+    evaluations = evaluate(network, boards, history=settings["strong"]["history"])
+    figure = puzzle_figure(
+        puzzle.fen, puzzle.moves, [e.policy for e in evaluations], title=f"Puzzle {puzzle.id}"
+    )
+    for path in save_figure(figure, args.out):
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
 def cmd_puzzles_export(args: argparse.Namespace) -> int:
     from leelalab.puzzle_filter import export_dataset
 
@@ -321,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("--weak", help="default: the network the filter used")
     corrupt.add_argument("--no-progress", action="store_true")
     corrupt.set_defaults(run=cmd_puzzles_corrupt)
+    show = puzzle_commands.add_parser(
+        "show", help="draw a puzzle as in the paper's Figure 2 (PDF and PNG)"
+    )
+    show.add_argument("directory")
+    show.add_argument("--id", required=True, help="Lichess puzzle id")
+    show.add_argument("--out", required=True, help="figure path (.pdf; a .png is written too)")
+    show.add_argument("--net", help="network for the policy bars (default: the strong one)")
+    show.set_defaults(run=cmd_puzzles_show)
     export = puzzle_commands.add_parser("export", help="export a filtered dataset as JSONL")
     export.add_argument("directory")
     export.add_argument("output")

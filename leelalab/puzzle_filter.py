@@ -400,6 +400,19 @@ def corrupt_dataset(
     return counts
 
 
+def find_record(directory: str | os.PathLike[str], puzzle_id: str) -> dict[str, Any]:
+    """The dataset record of one puzzle."""
+    source = Path(directory) / "dataset.jsonl"
+    if not source.is_file():
+        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    with source.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["id"] == puzzle_id:
+                return record
+    raise LeelaLabError(f"puzzle {puzzle_id!r} is not in {source}")
+
+
 def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
     """Write the ``leelalab puzzles export`` JSONL (the fixed contract); returns the count."""
     source = Path(directory) / "dataset.jsonl"

@@ -162,3 +162,28 @@ def test_cli_filter_and_export(nets, tmp_path: Path, capsys) -> None:
     assert "10 rows read" in out and "selected" in out
     assert main(["puzzles", "export", str(tmp_path / "run"), str(tmp_path / "out.jsonl")]) == 0
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 10
+
+
+def test_cli_show_writes_pdf_and_png(nets, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="needs the viz extra")
+    strong, weak = nets
+    filter_puzzles(strong, weak, shipped_puzzles_path(), tmp_path / "run", limit=5, progress=False)
+    puzzle_id = next(
+        p.id for p in iter_puzzles(shipped_puzzles_path(), limit=5) if len(p.moves) >= 4
+    )
+    assert (
+        main(
+            [
+                "puzzles",
+                "show",
+                str(tmp_path / "run"),
+                "--id",
+                puzzle_id,
+                "--out",
+                str(tmp_path / "fig.pdf"),
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "fig.pdf").stat().st_size > 0 and (tmp_path / "fig.png").stat().st_size > 0
+    assert main(["puzzles", "show", str(tmp_path / "run"), "--id", "nope", "--out", "x.pdf"]) == 1
