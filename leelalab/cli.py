@@ -197,7 +197,9 @@ def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
     run = json.loads((Path(args.directory) / "settings.json").read_text())
     strong = load_network(args.strong or run["strong"]["source"])
     weak = load_network(args.weak or run["weak"]["source"] or default_weak_network(args.strong))
-    counts = corrupt_dataset(args.directory, strong, weak, progress=not args.no_progress)
+    counts = corrupt_dataset(
+        args.directory, strong, weak, stockfish=args.stockfish, progress=not args.no_progress
+    )
     print(f"{counts['corrupted']} of {counts['selected']} selected puzzles have a corruption")
     return 0
 
@@ -340,6 +342,14 @@ def build_parser() -> argparse.ArgumentParser:
     corrupt.add_argument("directory")
     corrupt.add_argument("--strong", help="default: the network the filter used")
     corrupt.add_argument("--weak", help="default: the network the filter used")
+    corrupt.add_argument(
+        "--stockfish",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
+        help="keep only corruptions Stockfish confirms (Debian: apt-get install stockfish)",
+    )
     corrupt.add_argument("--no-progress", action="store_true")
     corrupt.set_defaults(run=cmd_puzzles_corrupt)
     show = puzzle_commands.add_parser(

@@ -149,3 +149,41 @@ def find_corruption(
     if best is None or best.weak_jsd > thresholds.max_jsd:
         return None
     return best
+
+
+def stockfish_confirms(
+    puzzle: Puzzle,
+    corruption: Corruption,
+    engine_path: str | None = None,
+    *,
+    depth: int = 14,
+    min_drop_cp: int = 150,
+) -> bool:
+    """Whether Stockfish agrees that the first move stops working after the corruption.
+
+    Compares Stockfish's evaluation (solver's point of view, centipawns; mates count as
+    ±10000) of the position after the first move, clean versus corrupted: the corruption
+    is confirmed when it costs at least ``min_drop_cp``.
+    """
+    import shutil
+
+    import chess.engine
+
+    # Debian installs the engine in /usr/games, which is often not on PATH.
+    engine_path = engine_path or shutil.which("stockfish") or "/usr/games/stockfish"
+    first = chess.Move.from_uci(puzzle.moves[1])
+    clean = puzzle.board(plies=1).copy(stack=False)
+    corrupted = chess.Board(corruption.fen)
+    solver = clean.turn
+    scores = []
+    try:
+        with chess.engine.SimpleEngine.popen_uci(engine_path) as engine:
+            for board in (clean, corrupted):
+                board.push(first)
+                info = engine.analyse(board, chess.engine.Limit(depth=depth))
+                scores.append(info["score"].pov(solver).score(mate_score=10_000))
+    except (FileNotFoundError, chess.engine.EngineError) as error:
+        from leelalab.errors import LeelaLabError
+
+        raise LeelaLabError(f"cannot run Stockfish ({engine_path}): {error}") from None
+    return scores[0] - scores[1] >= min_drop_cp

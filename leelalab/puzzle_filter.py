@@ -359,14 +359,18 @@ def corrupt_dataset(
     weak: LeelaNetwork,
     thresholds: CorruptionThresholds | None = None,
     *,
+    stockfish: str | bool | None = None,
     progress: bool = True,
 ) -> dict[str, int]:
     """Find a corruption for every selected puzzle of a filtered dataset.
 
+    With ``stockfish`` (True, or the engine's path), a corruption is kept only when
+    Stockfish confirms that the first move stops working (:func:`stockfish_confirms`).
+
     Writes ``corruptions.jsonl`` (``{"id", "corruption"}`` per selected puzzle, ``null``
     when none qualifies), atomically; returns counts.
     """
-    from leelalab.corruptions import CorruptionThresholds, find_corruption
+    from leelalab.corruptions import CorruptionThresholds, find_corruption, stockfish_confirms
 
     thresholds = thresholds or CorruptionThresholds()
     source = Path(directory) / "dataset.jsonl"
@@ -384,12 +388,14 @@ def corrupt_dataset(
             tuple(record["themes"]),
         )
         corruption = find_corruption(puzzle, strong, weak, thresholds)
-        found += corruption is not None
-        lines.append(
-            json.dumps(
-                {"id": puzzle.id, "corruption": corruption.to_json() if corruption else None}
-            )
-        )
+        entry = corruption.to_json() if corruption else None
+        if corruption is not None and entry is not None and stockfish:
+            engine = stockfish if isinstance(stockfish, str) else None
+            entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, engine)
+            if not entry["stockfish_confirmed"]:
+                entry = None
+        found += entry is not None
+        lines.append(json.dumps({"id": puzzle.id, "corruption": entry}))
     _write_atomically(Path(directory) / "corruptions.jsonl", "".join(line + "\n" for line in lines))
     counts = {"selected": len(selected), "corrupted": found}
     run_path = Path(directory) / "run.json"

@@ -60,3 +60,21 @@ def test_selected_corruption_satisfies_every_rule() -> None:
     strict = CorruptionThresholds(weak_log_odds_change=0.0)  # nothing can change by < 0
     puzzle = next(iter_puzzles(shipped_puzzles_path()))
     assert find_corruption(puzzle, strong, weak, strict) is None
+
+
+def test_stockfish_check() -> None:
+    import shutil
+    from pathlib import Path
+
+    if not (shutil.which("stockfish") or Path("/usr/games/stockfish").exists()):
+        pytest.skip("Stockfish is not installed (Debian: apt-get install stockfish)")
+    from leelalab.corruptions import Corruption, stockfish_confirms
+
+    puzzle = next(iter_puzzles(shipped_puzzles_path()))  # 00008: Re7 wins with the Qh6 attack
+    clean = puzzle.board(plies=1).copy(stack=False)
+    unchanged = Corruption(clean.fen(), [], "none", 0.0, 0.0, 0.0, 0.0)
+    without_queen = clean.copy()
+    without_queen.remove_piece_at(chess.H6)
+    removed = Corruption(without_queen.fen(), ["h6"], "remove", 0.0, 0.0, 0.0, 0.0)
+    assert not stockfish_confirms(puzzle, unchanged, depth=10)
+    assert stockfish_confirms(puzzle, removed, depth=10)
