@@ -30,6 +30,7 @@ import os
 import platform
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -121,36 +122,52 @@ def evaluate_lines_together(
             boards.append(board)
             owners.append((index, move))
     results = [[LineEvaluation() for _ in puzzles] for _ in networks]
-    for start in range(0, len(boards), batch_size):
+    keys = sorted({(int(net.network_format.input), history) for net, history in networks})
+
+    def prepare(start: int) -> tuple[dict[Any, Any], dict[tuple[int, int], Any]]:
+        """The CPU side of one batch: planes per (format, history), legal moves per board."""
         chunk = boards[start : start + batch_size]
-        encoded: dict[tuple[int, str], tuple[np.ndarray, np.ndarray]] = {}
-        legal: dict[tuple[int, int], tuple[list[str], np.ndarray]] = {}
-        for slot, (network, history) in enumerate(networks):
-            input_format = int(network.network_format.input)
-            key = (input_format, history)
-            if key not in encoded:
-                encoded[key] = (
-                    encoding.encode_boards(chunk, input_format, history),
-                    encoding.board_transforms(chunk, input_format),
-                )
-            planes, transforms = encoded[key]
-            output = run_network(network, planes)
-            logits = output.policy_logits.float().cpu().numpy()
-            wdl = output.wdl.double().cpu().numpy()
+        encoded = {
+            key: (
+                encoding.encode_boards(chunk, key[0], key[1]),
+                encoding.board_transforms(chunk, key[0]),
+            )
+            for key in keys
+        }
+        legal: dict[tuple[int, int], Any] = {}
+        for _, transforms in encoded.values():
             for offset, board in enumerate(chunk):
                 transform = int(transforms[offset])
                 if (offset, transform) not in legal:
                     moves, indices = policy_map.legal_moves_and_indices(board, transform)
                     legal[offset, transform] = ([m.uci() for m in moves], indices)
-                names, indices = legal[offset, transform]
-                values = logits[offset, indices].astype(np.float64)
-                probabilities = np.exp(values - values.max())
-                probabilities /= probabilities.sum()
-                index, move = owners[start + offset]
-                line = results[slot][index]
-                line.pv_probs.append(float(probabilities[names.index(move)]))
-                line.top_moves.append(names[int(np.argmax(probabilities))])
-                line.wdl.append([float(x) for x in wdl[offset]])
+        return encoded, legal
+
+    starts = list(range(0, len(boards), batch_size))
+    # Python-side preparation of the next batch overlaps the current forward passes (torch
+    # releases the GIL in its kernels).
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(prepare, starts[0]) if starts else None
+        for position, start in enumerate(starts):
+            assert pending is not None
+            encoded, legal = pending.result()
+            if position + 1 < len(starts):
+                pending = pool.submit(prepare, starts[position + 1])
+            for slot, (network, history) in enumerate(networks):
+                planes, transforms = encoded[int(network.network_format.input), history]
+                output = run_network(network, planes)
+                logits = output.policy_logits.float().cpu().numpy()
+                wdl = output.wdl.double().cpu().numpy()
+                for offset in range(len(planes)):
+                    names, indices = legal[offset, int(transforms[offset])]
+                    values = logits[offset, indices].astype(np.float64)
+                    probabilities = np.exp(values - values.max())
+                    probabilities /= probabilities.sum()
+                    index, move = owners[start + offset]
+                    line = results[slot][index]
+                    line.pv_probs.append(float(probabilities[names.index(move)]))
+                    line.top_moves.append(names[int(np.argmax(probabilities))])
+                    line.wdl.append([float(x) for x in wdl[offset]])
     return results
 
 
