@@ -187,3 +187,55 @@ def test_cli_show_writes_pdf_and_png(nets, tmp_path: Path) -> None:
     )
     assert (tmp_path / "fig.pdf").stat().st_size > 0 and (tmp_path / "fig.png").stat().st_size > 0
     assert main(["puzzles", "show", str(tmp_path / "run"), "--id", "nope", "--out", "x.pdf"]) == 1
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_gives_identical_output(nets, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    strong, weak = nets
+    args = [
+        sys.executable,
+        "-m",
+        "leelalab.cli",
+        "puzzles",
+        "filter",
+        "--strong",
+        strong.source,
+        "--weak",
+        weak.source,
+        "--limit",
+        "400",
+        "--chunk-size",
+        "40",
+        "--no-progress",
+    ]
+    subprocess.run(
+        [*args, "--output", str(tmp_path / "reference")],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    process = subprocess.Popen(
+        [*args, "--output", str(tmp_path / "killed")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    chunks = tmp_path / "killed" / "chunks"
+    deadline = time.time() + 300
+    while (
+        len(list(chunks.glob("*.jsonl"))) < 3 and time.time() < deadline and process.poll() is None
+    ):
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (tmp_path / "killed" / "dataset.jsonl").exists()  # it really died mid-run
+    subprocess.run(
+        [*args, "--output", str(tmp_path / "killed")], check=True, capture_output=True, timeout=600
+    )
+    reference = (tmp_path / "reference" / "dataset.jsonl").read_text()
+    assert (tmp_path / "killed" / "dataset.jsonl").read_text() == reference
