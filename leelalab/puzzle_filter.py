@@ -390,9 +390,7 @@ def corrupt_dataset(
     from leelalab.corruptions import CorruptionThresholds, find_corruption, stockfish_confirms
 
     thresholds = thresholds or CorruptionThresholds()
-    source = Path(directory) / "dataset.jsonl"
-    if not source.is_file():
-        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    source = _dataset_path(directory)
     selected = [json.loads(line) for line in source.open(encoding="utf-8")]
     selected = [record for record in selected if record["selected"]]
     lines, found = [], 0
@@ -423,11 +421,16 @@ def corrupt_dataset(
     return counts
 
 
-def find_record(directory: str | os.PathLike[str], puzzle_id: str) -> dict[str, Any]:
-    """The dataset record of one puzzle."""
+def _dataset_path(directory: str | os.PathLike[str]) -> Path:
     source = Path(directory) / "dataset.jsonl"
     if not source.is_file():
         raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    return source
+
+
+def find_record(directory: str | os.PathLike[str], puzzle_id: str) -> dict[str, Any]:
+    """The dataset record of one puzzle."""
+    source = _dataset_path(directory)
     with source.open(encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
@@ -438,9 +441,7 @@ def find_record(directory: str | os.PathLike[str], puzzle_id: str) -> dict[str, 
 
 def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
     """Write the ``leelalab puzzles export`` JSONL (the fixed contract); returns the count."""
-    source = Path(directory) / "dataset.jsonl"
-    if not source.is_file():
-        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    source = _dataset_path(directory)
     corruptions: dict[str, Any] = {}
     corruption_file = Path(directory) / "corruptions.jsonl"
     if corruption_file.is_file():
