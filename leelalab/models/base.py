@@ -114,6 +114,29 @@ class LeelaNetwork(HookedModule):
     def forward(self, planes: torch.Tensor) -> NetworkOutput:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    @property
+    def n_layers(self) -> int:
+        """Residual blocks / encoder layers of the body."""
+        return len(self.blocks)  # type: ignore[arg-type]
+
+    def residual_hook_name(self, layer: int) -> str:  # pragma: no cover - abstract
+        """The hook on the residual stream after body layer ``layer`` (−1: after the input
+        layer), ``(batch, 64, d)`` square-major in the network's frame."""
+        raise NotImplementedError
+
+    def run_from(self, layer: int, residual: torch.Tensor) -> NetworkOutput:  # pragma: no cover
+        """Finish a forward pass from the residual stream after body layer ``layer``.
+
+        ``residual`` has the shape of :meth:`residual_hook_name`'s hook. Hooks of the later
+        layers and heads run as usual. Activation patching uses this to restart from the
+        patched layer instead of the input.
+        """
+        raise NotImplementedError
+
+    def _check_layer(self, layer: int) -> None:
+        if not -1 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} out of range: the body has {self.n_layers} layers")
+
     def evaluate(self, boards: Any, **kwargs: Any) -> list[Any]:
         """Shortcut for :func:`leelalab.evaluation.evaluate` with this network."""
         from leelalab.evaluation import evaluate

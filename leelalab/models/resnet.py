@@ -282,6 +282,24 @@ class ResNet(LeelaNetwork):
         x = self.input.hook_out.on_squares(self.input(planes))
         for block in self.blocks:
             x = block(x)
+        return self._heads(x)
+
+    def residual_hook_name(self, layer: int) -> str:
+        return "input.hook_out" if layer == -1 else f"blocks.{layer}.hook_resid_post"
+
+    def run_from(self, layer: int, residual: torch.Tensor) -> NetworkOutput:
+        """Finish a forward from the residual stream after block ``layer`` (−1: the input
+        convolution), given square-major as ``(batch, 64, filters)`` like its hook."""
+        self._check_layer(layer)
+        batch, squares, channels = residual.shape
+        x = residual.reshape(batch, 8, 8, channels).permute(0, 3, 1, 2)
+        if self.prefers_channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        for block in self.blocks[layer + 1 :]:
+            x = block(x)
+        return self._heads(x)
+
+    def _heads(self, x: torch.Tensor) -> NetworkOutput:
         moves_left = self.moves_left_head(x) if self.moves_left_head is not None else None
         if isinstance(self.policy_head, AttentionPolicyHead):
             policy = self.policy_head(x.permute(0, 2, 3, 1).reshape(x.shape[0], 64, -1))

@@ -323,6 +323,21 @@ class TransformerNetwork(LeelaNetwork):
         x = self.embed(planes)
         for block in self.blocks:
             x = block(x, self.smolgen_global)
+        return self._heads(x)
+
+    def residual_hook_name(self, layer: int) -> str:
+        return "embed.hook_out" if layer == -1 else f"blocks.{layer}.hook_resid_post"
+
+    def run_from(self, layer: int, residual: torch.Tensor) -> NetworkOutput:
+        """Finish a forward from the residual stream after layer ``layer`` (−1: the input
+        embedding), ``(batch, 64, d_model)`` like its hook."""
+        self._check_layer(layer)
+        x = residual
+        for block in self.blocks[layer + 1 :]:
+            x = block(x, self.smolgen_global)
+        return self._heads(x)
+
+    def _heads(self, x: torch.Tensor) -> NetworkOutput:
         policy = self.policy_heads[self.policy_head_name](x, self.policy_tokens)
         wdl = value_to_wdl(self.value_heads[self.value_head_name](x))
         moves_left = None
