@@ -22,14 +22,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from leelalab.datasets import SQUARE_GROUPS, DatasetPuzzle
 from leelalab.errors import LeelaLabError
@@ -318,14 +316,13 @@ def run_residual_patching(
     ``output/run.json`` and the ``chunks/`` it was merged from. Returns the results path.
     """
     from leelalab.datasets import load_dataset
-    from leelalab.results import ChunkedRun, sha256_file, versions
+    from leelalab.results import run_in_chunks, sha256_file
 
-    started = time.perf_counter()
     layers = list(range(network.n_layers)) if layers is None else [int(x) for x in layers]
     for layer in layers:
         network._check_layer(layer)
     dataset_path = Path(dataset)
-    puzzles = load_dataset(dataset_path, corrupted_only=True, limit=limit)
+    puzzles = load_dataset(dataset_path, limit=limit)
     puzzles, left_out = usable_pairs(network, puzzles)
     if not puzzles:
         raise LeelaLabError(f"{dataset_path}: no selected puzzle with a usable corruption")
@@ -339,30 +336,18 @@ def run_residual_patching(
         "layers": layers,
         "direction": direction,
         "limit": limit,
-        "chunk_size": chunk_size,
     }
-    run = ChunkedRun(output, settings)
-    chunks = [puzzles[i : i + chunk_size] for i in range(0, len(puzzles), chunk_size)]
-    forwards = 0
-    bar = tqdm(total=len(puzzles), desc="residual patching", unit="puzzle", disable=not progress)
-    for number, chunk in enumerate(chunks):
-        if not run.done(number):
-            result = patch_residual_batch(
-                network,
-                prepare_pairs(network, chunk),
-                layers,
-                direction=direction,
-                max_rows=max_rows,
-            )
-            forwards += result.forwards
-            arrays: dict[str, np.ndarray | list[str]] = {**_puzzle_arrays(chunk)}
-            arrays.update(result.effects)
-            for metric in ("log_odds", "wl"):
-                arrays[f"clean_{metric}"] = result.clean[metric]
-                arrays[f"corrupted_{metric}"] = result.corrupted[metric]
-            run.write_chunk(number, arrays)
-        bar.update(len(chunk))
-    bar.close()
+
+    def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
+        result = patch_residual_batch(
+            network, prepare_pairs(network, chunk), layers, direction=direction, max_rows=max_rows
+        )
+        arrays: dict[str, np.ndarray | list[str]] = {**_puzzle_arrays(chunk), **result.effects}
+        for metric in ("log_odds", "wl"):
+            arrays[f"clean_{metric}"] = result.clean[metric]
+            arrays[f"corrupted_{metric}"] = result.corrupted[metric]
+        return arrays
+
     attrs = {
         "format": RESULTS_FORMAT,
         "sign_convention": SIGN_CONVENTION,
@@ -372,17 +357,21 @@ def run_residual_patching(
         "network": str(network.source),
         "squares": "real squares, 0 = a1 ... 63 = h8",
     }
-    path = run.merge(RESULTS_FILE, attrs)
-    run.write_run_json(
-        {
+    path = run_in_chunks(
+        puzzles,
+        output,
+        settings,
+        compute,
+        results_file=RESULTS_FILE,
+        attrs=attrs,
+        run_record={
             "format": RESULTS_FORMAT,
             "sign_convention": SIGN_CONVENTION,
-            "puzzles": len(puzzles),
             "left_out": left_out,
-            "patched_forwards_this_session": forwards,
-            "seconds_this_session": round(time.perf_counter() - started, 2),
-            "versions": versions(),
-        }
+        },
+        chunk_size=chunk_size,
+        description="residual patching",
+        progress=progress,
     )
     return path
 

@@ -15,14 +15,19 @@ import hashlib
 import json
 import os
 import platform
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import h5py
 import numpy as np
+from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
+
+T = TypeVar("T")
+Arrays = Mapping[str, np.ndarray | list[str]]
 
 
 class ResultsError(LeelaLabError):
@@ -150,3 +155,45 @@ class ChunkedRun:
         path = self.output / "run.json"
         write_text_atomically(path, json.dumps({**self.settings, **record}, indent=2))
         return path
+
+
+def run_in_chunks(
+    items: Sequence[T],
+    output: str | os.PathLike[str],
+    settings: Mapping[str, Any],
+    compute: Callable[[list[T]], Arrays],
+    *,
+    results_file: str,
+    attrs: Mapping[str, Any],
+    run_record: Mapping[str, Any] = {},
+    chunk_size: int = 8,
+    description: str = "",
+    progress: bool = True,
+) -> Path:
+    """Run ``compute`` over fixed chunks of ``items``, resumably; merge; write ``run.json``.
+
+    ``compute(chunk)`` returns arrays whose axis 0 is the chunk's items. Returns the merged
+    results file's path.
+    """
+    started = time.perf_counter()
+    run = ChunkedRun(output, {**settings, "chunk_size": chunk_size})
+    computed = 0
+    bar = tqdm(total=len(items), desc=description, unit="puzzle", disable=not progress)
+    for number, start in enumerate(range(0, len(items), chunk_size)):
+        chunk = list(items[start : start + chunk_size])
+        if not run.done(number):
+            run.write_chunk(number, compute(chunk))
+            computed += len(chunk)
+        bar.update(len(chunk))
+    bar.close()
+    path = run.merge(results_file, attrs)
+    run.write_run_json(
+        {
+            **run_record,
+            "items": len(items),
+            "items_computed_this_session": computed,
+            "seconds_this_session": round(time.perf_counter() - started, 2),
+            "versions": versions(),
+        }
+    )
+    return path
