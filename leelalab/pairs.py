@@ -6,7 +6,8 @@ analyses (:mod:`leelalab.head_analyses`).
 Metrics (per run, of the *clean top move*: the clean run's most likely legal move):
 
 - ``log_odds``: ``log(p / (1 − p))`` of the clean top move, ``p`` from the policy softmax over
-  the legal moves of the board that was run;
+  the legal moves of the board that was run (``p`` is clamped to ``[1e-12, 1 − 1e-12]``; a
+  move illegal on the corrupted board has ``p = 0``);
 - ``wl``: ``W − L`` of the value head (side to move's view);
 - ``kl``: ``KL(base ‖ patched)`` of the legal policy: how much a patch changes the policy.
 
