@@ -389,6 +389,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--compile", action="store_true", help="torch.compile the network")
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=cmd_demo)
+
+    plot = commands.add_parser("plot", help="figures for papers (PDF + PNG)")
+    plot_commands = plot.add_subparsers(dest="plot_command", required=True)
+    from leelalab import cli_patching
+
+    cli_patching.register(commands, plot_commands)
     return parser
 
 

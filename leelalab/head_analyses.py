@@ -19,9 +19,14 @@ in the network's frame. ResNets have no attention: every function raises
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import chess
 import numpy as np
@@ -46,6 +51,10 @@ PIECE_TYPES = ("knight", "bishop", "rook", "queen", "king")
 
 class NeedsAttentionError(LeelaLabError):
     """The analysis needs attention heads and the network has none."""
+
+
+class NoPuzzleError(LeelaLabError):
+    """No puzzle qualifies for an analysis."""
 
 
 def require_attention(network: LeelaNetwork) -> tuple[int, int]:
@@ -472,7 +481,7 @@ def piece_movement_ablation(
             chosen.append(puzzle)
             kinds.append(name)
     if not chosen:
-        raise LeelaLabError(
+        raise NoPuzzleError(
             f"no puzzle of at least {min_moves} moves whose 3rd move is a knight, bishop or "
             "rook move"
         )
@@ -548,3 +557,271 @@ def percentile_curve(
         lower.append(ordered[max(min(low - 1, n - 1), 0)])
         upper.append(ordered[min(high, n - 1)])
     return np.array(centre), np.array(lower), np.array(upper)
+
+
+# ------------------------------------------------------------------------- runs on disk
+
+HEAD_PATCHING_FILE = "head_patching.h5"
+SINGLE_ENTRY_FILE = "single_entry.h5"
+HEAD_SEARCH_FILE = "head_search.h5"
+PIECE_MOVEMENT_FILE = "piece_movement.h5"
+
+
+def _dataset_settings(network: LeelaNetwork, dataset: Path, limit: int | None) -> dict[str, Any]:
+    from leelalab.results import sha256_file
+
+    corruptions = dataset / "corruptions.jsonl"
+    return {
+        "dataset": str(dataset.resolve()),
+        "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
+        "corruptions_sha256": sha256_file(corruptions) if corruptions.is_file() else None,
+        "network": network.source,
+        "network_sha256": network.sha256,
+        "limit": limit,
+    }
+
+
+def _flags(puzzles: Sequence[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
+    return {
+        "puzzle_ids": [p.id for p in puzzles],
+        "different_targets": np.array([p.different_targets for p in puzzles]),
+        "is_mate": np.array([p.is_mate for p in puzzles]),
+        "n_moves": np.array([p.n_moves for p in puzzles], dtype=np.int16),
+    }
+
+
+def _chunk_seed(seed: int, chunk: Sequence[DatasetPuzzle]) -> int:
+    # Random draws depend on the chunk's puzzles, not on how far an earlier run got.
+    return (seed * 1_000_003 + zlib.crc32(chunk[0].id.encode())) % 2**32
+
+
+def run_head_patching(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    direction: Direction = "noising",
+    limit: int | None = None,
+    chunk_size: int = 8,
+    progress: bool = True,
+) -> Path:
+    """Patch every (layer, head) output from the source run for every usable puzzle."""
+    from leelalab.datasets import load_dataset
+    from leelalab.pairs import prepare_pairs
+    from leelalab.residual_patching import SIGN_CONVENTION, usable_pairs
+    from leelalab.results import run_in_chunks
+
+    n_layers, n_heads = require_attention(network)
+    dataset = Path(dataset)
+    puzzles, left_out = usable_pairs(network, load_dataset(dataset, limit=limit))
+    if not puzzles:
+        raise LeelaLabError(f"{dataset}: no selected puzzle with a usable corruption")
+
+    def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
+        values = patch_heads_batch(network, prepare_pairs(network, chunk), direction=direction)
+        return {**_flags(chunk), **values}
+
+    attrs = {
+        "format": "leelalab.head_patching/1",
+        "sign_convention": SIGN_CONVENTION,
+        "direction": direction,
+        "layers": json.dumps(list(range(n_layers))),
+        "network": str(network.source),
+    }
+    return run_in_chunks(
+        puzzles,
+        output,
+        {"experiment": "head_patching", "direction": direction}
+        | _dataset_settings(network, dataset, limit),
+        compute,
+        results_file=HEAD_PATCHING_FILE,
+        attrs=attrs,
+        run_record={"left_out": left_out, "heads": n_heads},
+        chunk_size=chunk_size,
+        description="head patching",
+        progress=progress,
+    )
+
+
+def run_single_entry(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    layer: int,
+    head: int,
+    random_samples: int = 8,
+    seed: int = 0,
+    limit: int | None = None,
+    chunk_size: int = 32,
+    progress: bool = True,
+) -> Path:
+    """:func:`entry_ablation` of one head over a dataset's selected puzzles (no corruption
+    needed), resumably."""
+    from leelalab.datasets import load_dataset
+    from leelalab.results import run_in_chunks
+
+    require_attention(network)
+    dataset = Path(dataset)
+    puzzles = usable_for_entries(load_dataset(dataset, limit=limit), network)
+    if not puzzles:
+        raise LeelaLabError(f"{dataset}: no selected puzzle with distinct 1st and 3rd targets")
+
+    def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
+        result = entry_ablation(
+            network,
+            chunk,
+            layer,
+            head,
+            random_samples=random_samples,
+            seed=_chunk_seed(seed, chunk),
+        )
+        return {
+            **_flags(chunk),
+            "target": result.target,
+            "random_entries": result.random_entries,
+            "all_other": result.all_other,
+        }
+
+    settings = {
+        "experiment": "single_entry",
+        "layer": layer,
+        "head": head,
+        "random_samples": random_samples,
+        "seed": seed,
+    } | _dataset_settings(network, dataset, limit)
+    return run_in_chunks(
+        puzzles,
+        output,
+        settings,
+        compute,
+        results_file=SINGLE_ENTRY_FILE,
+        attrs={
+            "format": "leelalab.single_entry/1",
+            "layer": layer,
+            "head": head,
+            "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
+        },
+        chunk_size=chunk_size,
+        description=f"L{layer}H{head} entry ablation",
+        progress=progress,
+    )
+
+
+def run_head_search(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    limit: int | None = None,
+    chunk_size: int = 16,
+    top: int = 10,
+    progress: bool = True,
+) -> tuple[Path, list[dict[str, float]]]:
+    """:func:`head_search` over a dataset; writes ``head_search.h5`` and ``ranking.json``."""
+    from leelalab.datasets import load_dataset
+    from leelalab.results import read_h5, run_in_chunks, write_text_atomically
+
+    n_layers, _ = require_attention(network)
+    dataset = Path(dataset)
+    puzzles = usable_for_entries(load_dataset(dataset, limit=limit), network)
+    if not puzzles:
+        raise LeelaLabError(f"{dataset}: no selected puzzle with distinct 1st and 3rd targets")
+
+    def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
+        return {**_flags(chunk), "effects": head_search(network, chunk)}
+
+    path = run_in_chunks(
+        puzzles,
+        output,
+        {"experiment": "head_search"} | _dataset_settings(network, dataset, limit),
+        compute,
+        results_file=HEAD_SEARCH_FILE,
+        attrs={
+            "format": "leelalab.head_search/1",
+            "layers": json.dumps(list(range(n_layers))),
+            "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
+        },
+        chunk_size=chunk_size,
+        description="head search",
+        progress=progress,
+    )
+    arrays, _ = read_h5(path)
+    ranking = rank_heads(arrays["effects"], list(range(n_layers)), top=top)
+    write_text_atomically(Path(output) / "ranking.json", json.dumps(ranking, indent=2))
+    return path, ranking
+
+
+def run_piece_movement(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    threshold: float = 0.25,
+    scoring_positions: int = 512,
+    min_moves: int = 5,
+    seed: int = 0,
+    limit: int | None = None,
+    chunk_size: int = 32,
+    progress: bool = True,
+) -> tuple[Path, PieceMovementHeads]:
+    """Detect piece-movement heads on the dataset's puzzle positions (all puzzles, first
+    ``scoring_positions``), write ``heads.json``, then ablate them on the selected puzzles."""
+    from leelalab.datasets import load_dataset
+    from leelalab.results import ChunkedRun, run_in_chunks, write_text_atomically
+
+    require_attention(network)
+    dataset = Path(dataset)
+    boards = [
+        p.clean_board for p in load_dataset(dataset, selected_only=False, limit=scoring_positions)
+    ]
+    found = piece_movement_heads(network, boards, threshold=threshold)
+    settings = {
+        "experiment": "piece_movement",
+        "threshold": threshold,
+        "scoring_positions": scoring_positions,
+        "min_moves": min_moves,
+        "seed": seed,
+    } | _dataset_settings(network, dataset, limit)
+    ChunkedRun(output, settings | {"chunk_size": chunk_size})  # refuses foreign settings early
+    write_text_atomically(
+        Path(output) / "heads.json",
+        json.dumps({"threshold": threshold, "heads": found.to_json()}, indent=2),
+    )
+    puzzles = [p for p in load_dataset(dataset, limit=limit) if p.n_moves >= min_moves]
+
+    def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
+        try:
+            result = piece_movement_ablation(
+                network, chunk, found, min_moves=min_moves, seed=_chunk_seed(seed, chunk)
+            )
+        except NoPuzzleError:
+            return {
+                "piece_types": [],
+                "main": np.zeros(0, np.float32),
+                "other_piece_heads": np.zeros(0, np.float32),
+                "random_square": np.zeros(0, np.float32),
+            }
+        return {
+            "piece_types": list(result.piece_types),
+            "main": result.main,
+            "other_piece_heads": result.other_piece_heads,
+            "random_square": result.random_square,
+        }
+
+    path = run_in_chunks(
+        puzzles,
+        output,
+        settings,
+        compute,
+        results_file=PIECE_MOVEMENT_FILE,
+        attrs={
+            "format": "leelalab.piece_movement/1",
+            "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
+            "scores": json.dumps(found.scores.tolist()),
+        },
+        chunk_size=chunk_size,
+        description="piece-movement ablation",
+        progress=progress,
+    )
+    return path, found

@@ -23,7 +23,7 @@ from leelalab.residual_patching import (
     run_residual_patching,
 )
 from leelalab.weights.synthetic import random_resnet_weights, random_transformer_weights
-from positions import corrupted_puzzles
+from positions import corrupted_puzzles, write_dataset
 
 
 @pytest.fixture(scope="module", params=["resnet", "transformer"])
@@ -138,26 +138,6 @@ def test_sign_convention_against_an_independent_computation(network, puzzles, di
             assert result.effects["log_odds"][0, 0, real] == pytest.approx(expected, abs=1e-4)
 
 
-def _write_dataset(directory, puzzles) -> None:
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "dataset.jsonl").open("w") as handle:
-        for item in puzzles:
-            p = item.puzzle
-            record = {
-                "id": p.id,
-                "fen": p.fen,
-                "moves": list(p.moves),
-                "rating": p.rating,
-                "themes": list(p.themes),
-                "selected": True,
-                "filters": {"different_targets": True},
-            }
-            handle.write(json.dumps(record) + "\n")
-    with (directory / "corruptions.jsonl").open("w") as handle:
-        for item in puzzles:
-            handle.write(json.dumps({"id": item.id, "corruption": item.corruption}) + "\n")
-
-
 def _arrays(path) -> dict[str, np.ndarray]:
     with h5py.File(path) as handle:
         return {name: handle[name][()] for name in handle}
@@ -165,7 +145,7 @@ def _arrays(path) -> dict[str, np.ndarray]:
 
 def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch) -> None:
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
-    _write_dataset(tmp_path / "data", corrupted_puzzles(7, seed=1))
+    write_dataset(tmp_path / "data", corrupted_puzzles(7, seed=1))
     whole = run_residual_patching(
         network, tmp_path / "data", tmp_path / "whole", chunk_size=2, progress=False
     )
@@ -208,7 +188,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     from leelalab.results import ResultsError
 
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
-    _write_dataset(tmp_path / "data", corrupted_puzzles(2))
+    write_dataset(tmp_path / "data", corrupted_puzzles(2))
     run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
     with pytest.raises(ResultsError, match="other settings"):
         run_residual_patching(
