@@ -198,7 +198,7 @@ def head_grid(
         from matplotlib.patches import Rectangle
 
         ax.add_patch(Rectangle((best[0] - 0.5, best[1] - 0.5), 1, 1, fill=False, ec="k", lw=1.2))
-        ax.set_title(title or f"L{layers[best[0]]}H{best[1]} stands out ({mean.max():.2f})")
+        ax.set_title(title or f"largest: L{layers[best[0]]}H{best[1]} ({mean.max():.3g})")
         bar = figure.colorbar(image, ax=ax)
         bar.set_label(label)
         figure.tight_layout()
@@ -227,11 +227,14 @@ def percentile_plot(
         figure, (ax, zoom) = plt.subplots(
             1, 2, figsize=(width, width * 0.42), gridspec_kw={"width_ratios": [2, 1]}
         )
+        zoomed: list[float] = []
         for number, (name, values) in enumerate(series.items()):
             values = np.asarray(values, dtype=float).ravel()
             if values.size == 0:
                 continue
             centre, lower, upper = percentile_curve(values, PERCENTILES)
+            inside = np.asarray(PERCENTILES) >= zoom_from
+            zoomed.extend([float(lower[inside].min()), float(upper[inside].max())])
             color = (colors or {}).get(name, palette[number % len(palette)])
             for axis in (ax, zoom):
                 axis.plot(
@@ -243,6 +246,10 @@ def percentile_plot(
             axis.spines[["top", "right"]].set_visible(False)
             axis.set_xlabel("percentile")
         zoom.set_xlim(zoom_from, 100)
+        if zoomed:
+            low, high = min(zoomed), max(zoomed)
+            margin = 0.05 * (high - low or 1.0)
+            zoom.set_ylim(min(low, 0.0) - margin, high + margin)
         ax.set_ylabel(ylabel)
         ax.legend(frameon=False, fontsize=6)
         zoom.set_title(f"top {100 - zoom_from:.0f}%")
