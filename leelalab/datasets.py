@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -220,3 +220,32 @@ def load_dataset(
         if limit is not None and len(puzzles) >= limit:
             break
     return puzzles
+
+
+def random_edit_pairs(
+    puzzles: Iterable[Puzzle], count: int, *, min_moves: int = 3, seed: int = 0
+) -> list[DatasetPuzzle]:
+    """Puzzles paired with a seeded *random* valid one-piece edit as their "corruption".
+
+    Not a corruption in the paper's sense (nothing checks that the edit breaks the tactic):
+    for testing and benchmarking patching machinery, which must work for any pair.
+    """
+    import random
+
+    from leelalab.corruptions import candidate_edits
+
+    rng = random.Random(seed)
+    found = []
+    for puzzle in puzzles:
+        if len(puzzle.moves) - 1 < min_moves:
+            continue
+        edits = candidate_edits(puzzle.board(plies=1), chess.Move.from_uci(puzzle.moves[1]))
+        if not edits:
+            continue
+        edited, squares, kind = rng.choice(edits)
+        corruption = {"fen": edited.fen(), "squares": squares, "kind": kind}
+        record = {"id": puzzle.id, "selected": True, "filters": {"different_targets": True}}
+        found.append(DatasetPuzzle(puzzle, record, corruption))
+        if len(found) >= count:
+            break
+    return found

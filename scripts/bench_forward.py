@@ -42,27 +42,13 @@ from leelalab.networks import load_network, resolve_network
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 64, 256)
-SYNTHETIC = {
-    "t82": dict(
-        layers=15,
-        d_model=768,
-        heads=24,
-        ffn_size=1024,
-        smolgen=(32, 256, 256),
-        policy_tokens=768,
-        policy_size=768,
-        value_channels=32,
-        moves_left_hidden=128,
-    ),
-    "small-transformer": dict(layers=6, d_model=128, heads=8, ffn_size=256),
-}
 
 
 def synthetic_network(name: str) -> Path:
     from leelalab.weights import save_weights
-    from leelalab.weights.synthetic import random_transformer_weights
+    from leelalab.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 
-    weights = random_transformer_weights(seed=0, **SYNTHETIC[name])
+    weights = random_transformer_weights(seed=0, **TRANSFORMER_SHAPES[name])
     return save_weights(weights, Path(tempfile.mkdtemp()) / f"{name}.pb.gz")
 
 

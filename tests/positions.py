@@ -92,31 +92,11 @@ def edge_case_boards() -> list[chess.Board]:
 
 
 def corrupted_puzzles(count: int, *, min_moves: int = 3, seed: int = 0) -> list:
-    """Shipped puzzles as ``DatasetPuzzle``s with a valid (not tuned) one-piece corruption.
-
-    The corruption is a seeded random candidate edit of :func:`candidate_edits`: right for
-    tests of the patching machinery, which must work for any clean/corrupted pair.
-    """
-    from leelalab.corruptions import candidate_edits
-    from leelalab.datasets import DatasetPuzzle
+    """Shipped puzzles as ``DatasetPuzzle``s with a seeded random valid one-piece edit."""
+    from leelalab.datasets import random_edit_pairs
     from leelalab.puzzles import iter_puzzles
 
-    rng = random.Random(seed)
-    found = []
-    for puzzle in iter_puzzles(PUZZLES_CSV):
-        if len(puzzle.moves) - 1 < min_moves:
-            continue
-        board = puzzle.board(plies=1)
-        edits = candidate_edits(board, chess.Move.from_uci(puzzle.moves[1]))
-        if not edits:
-            continue
-        edited, squares, kind = rng.choice(edits)
-        corruption = {"fen": edited.fen(), "squares": squares, "kind": kind}
-        record = {"id": puzzle.id, "selected": True, "filters": {"different_targets": True}}
-        found.append(DatasetPuzzle(puzzle, record, corruption))
-        if len(found) >= count:
-            break
-    return found
+    return random_edit_pairs(iter_puzzles(PUZZLES_CSV), count, min_moves=min_moves, seed=seed)
 
 
 def write_dataset(directory: Path, puzzles: list) -> None:

@@ -217,6 +217,24 @@ def random_resnet_weights(
     )
 
 
+TRANSFORMER_SHAPES: dict[str, dict[str, Any]] = {
+    # The look-ahead paper's network: 768 x 15 layers x 24 heads, smolgen.
+    "t82": dict(
+        layers=15,
+        d_model=768,
+        heads=24,
+        ffn_size=1024,
+        smolgen=(32, 256, 256),
+        policy_tokens=768,
+        policy_size=768,
+        value_channels=32,
+        moves_left_hidden=128,
+    ),
+    "small-transformer": dict(layers=6, d_model=128, heads=8, ffn_size=256),
+}
+"""Keyword arguments of :func:`random_transformer_weights` for benchmark-sized networks."""
+
+
 def random_transformer_weights(
     *,
     layers: int = 2,

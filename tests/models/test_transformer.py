@@ -9,7 +9,7 @@ import torch
 from leelalab.hooks import HookPoint
 from leelalab.models import TransformerNetwork, build_network
 from leelalab.weights import InputEmbedding, NetworkStructure, with_format
-from leelalab.weights.synthetic import random_transformer_weights
+from leelalab.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 
 
 def _planes(batch: int = 3, seed: int = 0) -> torch.Tensor:
@@ -145,20 +145,7 @@ def test_patching_own_activation_changes_nothing_and_zeroing_changes_one_forward
 
 @pytest.mark.slow
 def test_t82_sized_network_builds_and_runs() -> None:
-    # The look-ahead paper's network shape: 768 x 15 layers x 24 heads, smolgen, PE_MAP.
-    weights = random_transformer_weights(
-        layers=15,
-        d_model=768,
-        heads=24,
-        ffn_size=1024,
-        smolgen=(32, 256, 256),
-        policy_tokens=768,
-        policy_size=768,
-        value_channels=32,
-        moves_left_channels=8,
-        moves_left_hidden=128,
-        seed=1,
-    )
+    weights = random_transformer_weights(**TRANSFORMER_SHAPES["t82"], seed=1)
     network = build_network(weights)
     assert network.network_format.input_embedding == InputEmbedding.PE_MAP
     description = weights.describe()
