@@ -392,9 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="figures for papers (PDF + PNG)")
     plot_commands = plot.add_subparsers(dest="plot_command", required=True)
-    from leelalab import cli_patching
+    from leelalab import cli_patching, cli_probing
 
     cli_patching.register(commands, plot_commands)
+    cli_probing.register(commands, plot_commands)
     return parser
 
 
