@@ -40,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leelalab import encoding
-from leelalab.datasets import DatasetPuzzle, load_dataset
+from leelalab.datasets import DatasetPuzzle, iter_dataset
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
 from leelalab.results import sha256_file, versions, write_text_atomically
@@ -115,6 +115,30 @@ def _metadata(puzzles: Sequence[DatasetPuzzle], input_format: int) -> dict[str, 
     }
 
 
+def _write_metadata(handle: h5py.File, metadata: dict[str, Any]) -> None:
+    for key, value in metadata.items():
+        if value.dtype == object:
+            handle.create_dataset(key, data=value, dtype=h5py.string_dtype())
+        else:
+            handle.create_dataset(key, data=value)
+
+
+def _parts(
+    dataset: Path, selected_only: bool, limit: int | None, min_moves: int, part_size: int
+) -> Iterator[list[DatasetPuzzle]]:
+    """The dataset's qualifying puzzles in fixed parts, streamed."""
+    part: list[DatasetPuzzle] = []
+    for puzzle in iter_dataset(dataset, selected_only=selected_only, limit=limit):
+        if puzzle.n_moves < min_moves:
+            continue
+        part.append(puzzle)
+        if len(part) == part_size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
 def _write_part(
     path: Path,
     network: LeelaNetwork,
@@ -126,6 +150,7 @@ def _write_part(
     temporary = path.with_name(path.name + ".tmp")
     fmt = int(network.network_format.input)
     with h5py.File(temporary, "w") as handle:
+        _write_metadata(handle, _metadata(puzzles, fmt))
         datasets: dict[str, h5py.Dataset] = {}
         for start in range(0, len(puzzles), batch_size):
             chunk = puzzles[start : start + batch_size]
@@ -182,12 +207,9 @@ def cache_activations(
     if random_init is not None:
         network = randomized_network(network, random_init)
     hook_names = resolve_hooks(network, hooks)
-    puzzles = [
-        p
-        for p in load_dataset(dataset, selected_only=selected_only, limit=limit)
-        if p.n_moves >= min_moves
-    ]
-    if not puzzles:
+    # A first streaming pass counts the puzzles; nothing is kept in memory.
+    total = sum(len(part) for part in _parts(dataset, selected_only, limit, min_moves, part_size))
+    if total == 0:
         raise ActivationStoreError(f"{dataset}: no puzzle with at least {min_moves} moves")
     settings = {
         "format": STORE_FORMAT,
@@ -202,7 +224,7 @@ def cache_activations(
         "selected_only": selected_only,
         "min_moves": min_moves,
         "part_size": part_size,
-        "puzzles": len(puzzles),
+        "puzzles": total,
     }
     parts_dir = output.with_name(output.name + ".parts")
     parts_dir.mkdir(parents=True, exist_ok=True)
@@ -216,39 +238,35 @@ def cache_activations(
     else:
         write_text_atomically(settings_path, json.dumps(settings, indent=2))
     np_dtype = DTYPES[dtype]
-    starts = list(range(0, len(puzzles), part_size))
-    bar = tqdm(total=len(puzzles), desc="caching activations", unit="puzzle", disable=not progress)
-    computed = 0
-    for number, start in enumerate(starts):
+    bar = tqdm(total=total, desc="caching activations", unit="puzzle", disable=not progress)
+    computed = parts = 0
+    for number, part in enumerate(_parts(dataset, selected_only, limit, min_moves, part_size)):
         path = parts_dir / f"part-{number:05d}.h5"
-        chunk = puzzles[start : start + part_size]
         if not path.exists():
-            _write_part(path, network, chunk, hook_names, np_dtype, batch_size)
-            computed += len(chunk)
-        bar.update(len(chunk))
+            _write_part(path, network, part, hook_names, np_dtype, batch_size)
+            computed += len(part)
+        bar.update(len(part))
+        parts = number + 1
     bar.close()
 
+    # Copy the parts, one at a time, into one file chunked by puzzles.
     temporary = output.with_name(output.name + ".tmp")
-    fmt = int(network.network_format.input)
     with h5py.File(temporary, "w") as handle:
-        for key, value in _metadata(puzzles, fmt).items():
-            if value.dtype == object:
-                handle.create_dataset(key, data=value, dtype=h5py.string_dtype())
-            else:
-                handle.create_dataset(key, data=value)
-        for number, start in enumerate(starts):
-            with h5py.File(parts_dir / f"part-{number:05d}.h5", "r") as part:
-                for name in hook_names:
-                    source = part[f"activations/{name}"]
-                    if f"activations/{name}" not in handle:
-                        d = source.shape[2]
+        start = 0
+        for number in range(parts):
+            with h5py.File(parts_dir / f"part-{number:05d}.h5", "r") as part_file:
+                size = part_file["puzzle_ids"].shape[0]
+                for key, source in _datasets(part_file):
+                    if key not in handle:
+                        chunks = (min(64, total), *source.shape[1:])
                         handle.create_dataset(
-                            f"activations/{name}",
-                            shape=(len(puzzles), 64, d),
-                            dtype=np_dtype,
-                            chunks=(min(64, len(puzzles)), 64, d),
+                            key,
+                            shape=(total, *source.shape[1:]),
+                            dtype=source.dtype,
+                            chunks=chunks if source.ndim > 1 else None,
                         )
-                    handle[f"activations/{name}"][start : start + source.shape[0]] = source[()]
+                    handle[key][start : start + size] = source[()]
+                start += size
         handle.attrs["format"] = STORE_FORMAT
         handle.attrs["settings"] = json.dumps(settings)
         handle.attrs["hooks"] = json.dumps(hook_names)
@@ -267,6 +285,14 @@ def cache_activations(
     )
     shutil.rmtree(parts_dir)
     return output
+
+
+def _datasets(handle: h5py.File) -> list[tuple[str, h5py.Dataset]]:
+    found: list[tuple[str, h5py.Dataset]] = []
+    handle.visititems(
+        lambda name, item: found.append((name, item)) if isinstance(item, h5py.Dataset) else None
+    )
+    return found
 
 
 class ActivationStore:
@@ -335,13 +361,15 @@ class ActivationStore:
     ) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
         """Stream ``(x, rows)`` minibatches of the puzzles in ``indices`` from disk.
 
-        Reads contiguous blocks of puzzles (as many as fit ``memory_budget_bytes`` as
-        float32), in a seeded random block order, and shuffles rows within each block;
-        ``seed=None`` keeps file order. RAM use is bounded by the budget.
+        Reads contiguous blocks of puzzles (as many as fit ``memory_budget_bytes``, counting
+        the block as read and its shuffled copy), in a seeded random block order, and
+        shuffles rows within each block; ``seed=None`` keeps file order. RAM use is bounded
+        by the budget.
         """
         self._check(hook)
         width = self.widths[hook]
-        block = max(batch_size, memory_budget_bytes // (64 * width * 4))
+        itemsize = np.dtype(self.settings.get("dtype", "float32")).itemsize
+        block = max(batch_size, memory_budget_bytes // (64 * width * itemsize * 2))
         wanted = np.zeros(self.n, dtype=bool)
         wanted[np.asarray(indices, dtype=np.int64)] = True
         starts = np.arange(0, self.n, block)

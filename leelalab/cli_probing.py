@@ -47,6 +47,7 @@ def cmd_probe_train(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         seeds=args.seeds,
         control=not args.no_control,
+        memory_budget_mb=args.memory_budget,
     )
     summary = train_probes(
         args.store, args.output, config, hooks=args.hooks, progress=not args.no_progress
@@ -134,6 +135,9 @@ def register(commands: Any, plot_commands: Any) -> None:
     train.add_argument("--test-fraction", type=float, default=0.3)
     train.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     train.add_argument("--no-control", action="store_true", help="skip the control task")
+    train.add_argument(
+        "--memory-budget", type=int, default=256, metavar="MB", help="RAM for activation blocks"
+    )
     train.add_argument("--no-progress", action="store_true")
     train.set_defaults(run=cmd_probe_train)
 

@@ -171,14 +171,17 @@ def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
             yield record
 
 
-def load_dataset(
+def iter_dataset(
     directory: str | os.PathLike[str],
     *,
     selected_only: bool = True,
     corrupted_only: bool = False,
     limit: int | None = None,
-) -> list[DatasetPuzzle]:
-    """The puzzles of a filtered dataset directory, in dataset order.
+) -> Iterator[DatasetPuzzle]:
+    """Stream the puzzles of a filtered dataset directory, in dataset order.
+
+    Only ``corruptions.jsonl`` (one entry per selected puzzle) is held in memory, so
+    datasets of millions of puzzles stream in constant memory.
 
     Args:
         selected_only: only puzzles that passed every filter.
@@ -199,8 +202,10 @@ def load_dataset(
         raise DatasetError(
             f"{directory}: no corruptions.jsonl (run `leelalab puzzles corrupt` first)"
         )
-    puzzles = []
+    count = 0
     for record in _read_jsonl(source):
+        if limit is not None and count >= limit:
+            return
         if selected_only and not record.get("selected", False):
             continue
         corruption = corruptions.get(record["id"], record.get("corruption"))
@@ -216,10 +221,23 @@ def load_dataset(
             )
         except KeyError as error:
             raise DatasetError(f"{source}: record {record['id']!r} lacks {error}") from None
-        puzzles.append(DatasetPuzzle(puzzle, record, corruption))
-        if limit is not None and len(puzzles) >= limit:
-            break
-    return puzzles
+        yield DatasetPuzzle(puzzle, record, corruption)
+        count += 1
+
+
+def load_dataset(
+    directory: str | os.PathLike[str],
+    *,
+    selected_only: bool = True,
+    corrupted_only: bool = False,
+    limit: int | None = None,
+) -> list[DatasetPuzzle]:
+    """:func:`iter_dataset` as a list."""
+    return list(
+        iter_dataset(
+            directory, selected_only=selected_only, corrupted_only=corrupted_only, limit=limit
+        )
+    )
 
 
 def random_edit_pairs(

@@ -132,6 +132,8 @@ class ProbeConfig:
     test_fraction: float = 0.3
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     control: bool = True
+    memory_budget_mb: int = 256
+    """RAM for activation blocks read from disk while training (bounds memory use)."""
 
     def check(self) -> None:
         if self.probe not in PROBE_KINDS:
@@ -172,7 +174,11 @@ def train_probe(
     rows = _usable_rows(train_rows, labels, queries)
     for epoch in range(config.epochs):
         for x, batch_rows in store.iter_minibatches(
-            hook, rows, config.batch_size, seed=seed * 1000 + epoch
+            hook,
+            rows,
+            config.batch_size,
+            seed=seed * 1000 + epoch,
+            memory_budget_bytes=config.memory_budget_mb * 2**20,
         ):
             y = torch.from_numpy(labels[batch_rows])
             q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
