@@ -28,6 +28,7 @@ import hashlib
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -115,18 +116,30 @@ def evaluate_lines_together(
     are generated once per position and transform. Probabilities are the same legal-move
     softmax as :func:`leelalab.evaluation.evaluate` (temperature 1, exact).
     """
-    boards: list[chess.Board] = []
-    owners: list[tuple[int, str]] = []
-    for index, puzzle in enumerate(puzzles):
-        for board, move in zip(line_boards(puzzle), puzzle.moves[1:], strict=True):
-            boards.append(board)
-            owners.append((index, move))
+    # (puzzle, ply) of every position; the boards themselves are built batch by batch in
+    # the preparation thread.
+    owners: list[tuple[int, str]] = [
+        (index, move) for index, puzzle in enumerate(puzzles) for move in puzzle.moves[1:]
+    ]
+    first_position = np.cumsum([0] + [len(puzzle.moves) - 1 for puzzle in puzzles])
+
+    def batch_boards(start: int, stop: int) -> list[chess.Board]:
+        first = int(np.searchsorted(first_position, start, side="right")) - 1
+        chunk: list[chess.Board] = []
+        index = first
+        while len(chunk) < stop - start:
+            offset = start - int(first_position[index]) if index == first else 0
+            chunk.extend(line_boards(puzzles[index])[offset:])
+            index += 1
+        return chunk[: stop - start]
+
     results = [[LineEvaluation() for _ in puzzles] for _ in networks]
     keys = sorted({(int(net.network_format.input), history) for net, history in networks})
 
-    def prepare(start: int) -> tuple[dict[Any, Any], dict[tuple[int, int], Any]]:
-        """The CPU side of one batch: planes per (format, history), legal moves per board."""
-        chunk = boards[start : start + batch_size]
+    def prepare(start: int) -> tuple[dict[Any, Any], dict[int, Any]]:
+        """The CPU side of one batch: planes per (format, history) and, per transform, the
+        padded legal-move indices of every board with the line move's position among them."""
+        chunk = batch_boards(start, min(start + batch_size, len(owners)))
         encoded = {
             key: (
                 encoding.encode_boards(chunk, key[0], key[1]),
@@ -134,18 +147,50 @@ def evaluate_lines_together(
             )
             for key in keys
         }
-        legal: dict[tuple[int, int], Any] = {}
+        legal: dict[int, Any] = {}
         for _, transforms in encoded.values():
-            for offset, board in enumerate(chunk):
-                transform = int(transforms[offset])
-                if (offset, transform) not in legal:
+            for transform in {int(t) for t in transforms}:
+                if transform in legal:
+                    continue
+                moves_per_board, index_rows, line_positions = [], [], []
+                for offset, board in enumerate(chunk):
                     moves, indices = policy_map.legal_moves_and_indices(board, transform)
-                    legal[offset, transform] = ([m.uci() for m in moves], indices)
+                    moves_per_board.append(moves)
+                    index_rows.append(indices)
+                    line_positions.append(
+                        moves.index(chess.Move.from_uci(owners[start + offset][1]))
+                    )
+                width = max(len(row) for row in index_rows)
+                padded = np.zeros((len(chunk), width), dtype=np.int64)
+                valid = np.zeros((len(chunk), width), dtype=bool)
+                for row, indices in enumerate(index_rows):
+                    padded[row, : len(indices)] = indices
+                    valid[row, : len(indices)] = True
+                legal[transform] = (moves_per_board, padded, valid, np.array(line_positions))
         return encoded, legal
 
-    starts = list(range(0, len(boards), batch_size))
+    starts = list(range(0, len(owners), batch_size))
     # Python-side preparation of the next batch overlaps the current forward passes (torch
-    # releases the GIL in its kernels).
+    # releases the GIL in its kernels). The preparation thread is pure Python and would hold
+    # the GIL for the default 5 ms switch interval, stalling the forward pass between
+    # kernels; a short interval hands it back quickly. Restored on exit.
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, 0.0005))
+    try:
+        _run_batches(networks, puzzles, owners, starts, prepare, results)
+    finally:
+        sys.setswitchinterval(switch_interval)
+    return results
+
+
+def _run_batches(
+    networks: list[tuple[LeelaNetwork, HistoryMode]],
+    puzzles: list[Puzzle],
+    owners: list[tuple[int, str]],
+    starts: list[int],
+    prepare: Any,
+    results: list[list[LineEvaluation]],
+) -> None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(prepare, starts[0]) if starts else None
         for position, start in enumerate(starts):
@@ -158,17 +203,28 @@ def evaluate_lines_together(
                 output = run_network(network, planes)
                 logits = output.policy_logits.float().cpu().numpy()
                 wdl = output.wdl.double().cpu().numpy()
+                rows = np.arange(len(planes))
+                line_probability = np.empty(len(planes))
+                top = np.empty(len(planes), dtype=np.int64)
+                for transform in np.unique(transforms):
+                    moves_per_board, padded, valid, line_positions = legal[int(transform)]
+                    subset = rows[transforms == transform]
+                    # The legal softmax of evaluation.legal_policy, for the whole batch.
+                    values = logits[subset[:, None], padded[subset]].astype(np.float64)
+                    values[~valid[subset]] = -np.inf
+                    probabilities = np.exp(values - values.max(axis=1, keepdims=True))
+                    probabilities /= probabilities.sum(axis=1, keepdims=True)
+                    line_probability[subset] = probabilities[
+                        np.arange(subset.size), line_positions[subset]
+                    ]
+                    top[subset] = probabilities.argmax(axis=1)
                 for offset in range(len(planes)):
-                    names, indices = legal[offset, int(transforms[offset])]
-                    values = logits[offset, indices].astype(np.float64)
-                    probabilities = np.exp(values - values.max())
-                    probabilities /= probabilities.sum()
-                    index, move = owners[start + offset]
+                    index, _ = owners[start + offset]
+                    moves_per_board = legal[int(transforms[offset])][0]
                     line = results[slot][index]
-                    line.pv_probs.append(float(probabilities[names.index(move)]))
-                    line.top_moves.append(names[int(np.argmax(probabilities))])
+                    line.pv_probs.append(float(line_probability[offset]))
+                    line.top_moves.append(moves_per_board[offset][top[offset]].uci())
                     line.wdl.append([float(x) for x in wdl[offset]])
-    return results
 
 
 def puzzle_filters(
@@ -313,10 +369,11 @@ def filter_puzzles(
         if path.exists():
             records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
         else:
-            strong_lines = evaluate_lines(
-                strong, chunk, history=strong_history, batch_size=batch_size
+            # One pass over the lines for both networks: boards, planes and legal moves are
+            # built once and shared.
+            strong_lines, weak_lines = evaluate_lines_together(
+                [(strong, strong_history), (weak, weak_history)], chunk, batch_size=batch_size
             )
-            weak_lines = evaluate_lines(weak, chunk, history=weak_history, batch_size=batch_size)
             records = [
                 _record(p, s, w, puzzle_filters(p, s, w, thresholds))
                 for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)

@@ -7,7 +7,11 @@ Prints, in one run:
   (planes precomputed), and the pipeline/forward ratio (goal >= 0.8);
 - peak RSS of the pipeline for growing row counts, each in a fresh subprocess (goal: flat).
 
-Usage: ``python scripts/bench_puzzles.py [--strong maia-1900] [--weak weak-maia-1900]``
+``--threads 1`` on a 2-core machine leaves one core to the pipeline's Python side (reading,
+boards, encoding, move generation), as a machine with more cores than torch threads would.
+
+Usage: ``python scripts/bench_puzzles.py [--strong maia-1900] [--weak weak-maia-1900]
+[--threads N]``
 """
 
 from __future__ import annotations
@@ -43,7 +47,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--strong", default="maia-1900")
     parser.add_argument("--weak", default="weak-maia-1900")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch intra-op threads for both measurements (default: torch's, = cores)",
+    )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    print(f"torch threads: {torch.get_num_threads()}")
     strong, weak = load_network(args.strong), load_network(args.weak)
     source = shipped_puzzles_path()
 

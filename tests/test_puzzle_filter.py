@@ -59,6 +59,38 @@ def test_line_probabilities_equal_evaluate(nets) -> None:
             assert top == next(iter(reference.policy))
 
 
+def test_shared_evaluation_across_input_formats_equals_evaluate() -> None:
+    """Two networks, one of them canonicalising (several transforms in a batch), evaluated
+    together with batches that cut through puzzles."""
+    from leelalab.models import build_network
+    from leelalab.puzzle_filter import evaluate_lines_together
+
+    classical = build_network(random_resnet_weights(seed=7)).eval()
+    canonical = build_network(random_resnet_weights(seed=8, input_format=3)).eval()
+    puzzles = list(iter_puzzles(shipped_puzzles_path(), limit=15))
+    together = evaluate_lines_together(
+        [(classical, "lc0"), (canonical, "none")], puzzles, batch_size=11
+    )
+    for network, history, lines in (
+        (classical, "lc0", together[0]),
+        (canonical, "none", together[1]),
+    ):
+        for puzzle, line in zip(puzzles, lines, strict=True):
+            boards = line_boards(puzzle)
+            references = evaluate(network, boards, history=history)
+            for move, probability, top, wdl, reference in zip(
+                puzzle.moves[1:],
+                line.pv_probs,
+                line.top_moves,
+                line.wdl,
+                references,
+                strict=True,
+            ):
+                assert probability == pytest.approx(reference.policy[move], abs=1e-7)
+                assert top == next(iter(reference.policy))
+                assert wdl == pytest.approx(list(reference.wdl), abs=1e-6)  # float32 batching
+
+
 def test_filter_rules_on_hand_built_lines() -> None:
     t = Thresholds()
     puzzle = _puzzle("f2g3 e6e7 b2b1 b3c1 b1c1 h6c1")
