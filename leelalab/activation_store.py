@@ -43,7 +43,7 @@ from leelalab import encoding
 from leelalab.datasets import DatasetPuzzle, iter_dataset
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
-from leelalab.results import sha256_file, versions, write_text_atomically
+from leelalab.results import same_settings, sha256_file, versions, write_text_atomically
 
 STORE_FORMAT = "leelalab.activations/1"
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -230,7 +230,7 @@ def cache_activations(
     parts_dir.mkdir(parents=True, exist_ok=True)
     settings_path = parts_dir / "settings.json"
     if settings_path.exists():
-        if json.loads(settings_path.read_text(encoding="utf-8")) != settings:
+        if not same_settings(json.loads(settings_path.read_text(encoding="utf-8")), settings):
             raise ActivationStoreError(
                 f"{parts_dir} holds an interrupted run with other settings; delete it or "
                 "choose another --output"

@@ -60,9 +60,10 @@ def cmd_patch_residual(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     results = PatchingResults.load(path)
-    curves = results.group_table(args.metric, args.reduce)
+    curves = results.group_table(args.metric, args.reduce, args.subset)
+    count = int(results.subsets()[args.subset].sum())
     print(
-        f"{results.effects().shape[0]} puzzles; {args.metric} effect "
+        f"{count} puzzles ({args.subset}); {args.metric} effect "
         f"({args.reduce} over each group's squares), mean ± 2 SEM per layer"
     )
     rows = [["group"] + [f"L{layer}" for layer in results.layers]]
@@ -239,6 +240,20 @@ def register(commands: Any, plot_commands: Any) -> None:
         "--metric", choices=("log_odds", "wl", "kl", "normalized"), default="log_odds"
     )
     residual.add_argument("--reduce", choices=("max", "mean"), default="max")
+    residual.add_argument(
+        "--subset",
+        choices=(
+            "all",
+            "different targets",
+            "same targets",
+            "mate",
+            "non-mate",
+            "3 moves",
+            "5+ moves",
+        ),
+        default="all",
+        help="puzzle subset of the printed table (the figures cover every subset)",
+    )
     residual.set_defaults(run=cmd_patch_residual)
 
     heads = patch_commands.add_parser("heads", help="patch every attention head's output")

@@ -103,6 +103,19 @@ def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[s
     return arrays, attrs
 
 
+INFORMATIONAL_SETTINGS = ("network", "dataset")
+"""Paths recorded for the reader but not compared on resume: the files' hashes are."""
+
+
+def same_settings(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether a run may resume: equal settings, file paths aside (hashes decide)."""
+
+    def relevant(settings: Mapping[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in settings.items() if k not in INFORMATIONAL_SETTINGS}
+
+    return relevant(stored) == relevant(current)
+
+
 class ChunkedRun:
     """Chunk bookkeeping of one resumable run in ``output``."""
 
@@ -114,7 +127,8 @@ class ChunkedRun:
         settings_path = self.output / "settings.json"
         text = json.dumps(self.settings, indent=2, sort_keys=True)
         if settings_path.exists():
-            if json.loads(settings_path.read_text(encoding="utf-8")) != json.loads(text):
+            stored = json.loads(settings_path.read_text(encoding="utf-8"))
+            if not same_settings(stored, json.loads(text)):
                 raise ResultsError(
                     f"{self.output} holds a run with other settings; use another --output or "
                     "delete it"
