@@ -178,3 +178,22 @@ def test_minibatches_cover_the_requested_rows_once_within_the_memory_budget(
         for r in rows.tolist()
     ]
     assert order == seen  # the same seed gives the same order
+
+
+@pytest.mark.slow
+def test_maia_store_equals_run_with_cache(maia_path, dataset, tmp_path) -> None:
+    from leelalab.datasets import load_dataset
+    from leelalab.networks import load_network
+
+    maia = load_network(maia_path)
+    path = cache_activations(
+        maia, dataset, ["blocks.*.hook_resid_post"], tmp_path / "maia.h5", progress=False
+    )
+    store = ActivationStore(path)
+    planes = encoding.encode_boards([p.clean_board for p in load_dataset(dataset)], 1, "lc0")
+    with torch.no_grad():
+        _, cache = maia.run_with_cache(torch.from_numpy(planes), names_filter=store.hooks)
+    for hook in store.hooks:
+        reference = cache[hook].numpy()
+        # float16 storage: relative precision 2^-11
+        np.testing.assert_allclose(store.read(hook), reference, rtol=2e-3, atol=2e-3)

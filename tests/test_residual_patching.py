@@ -215,3 +215,22 @@ def test_group_effects_and_ranks_on_hand_made_numbers() -> None:
     ranks = rank_statistics(effects, groups)
     assert ranks["top1"][0] == pytest.approx(0.5)  # corrupted squares do not count
     assert ranks["mean_rank"][0] == pytest.approx(1.5)
+
+
+@pytest.mark.slow
+def test_maia_sweep_equals_naive_and_full_patches_reproduce_the_corrupted_run(maia_path) -> None:
+    from leelalab.networks import load_network
+
+    maia = load_network(maia_path)
+    pairs = prepare_pairs(maia, corrupted_puzzles(3, seed=4))
+    layers = list(range(maia.n_layers))
+    fast = patch_residual_batch(maia, pairs, layers)
+    naive = patch_residual_naive(maia, pairs, layers)
+    np.testing.assert_allclose(fast.effects["log_odds"], naive, atol=1e-4)
+    with torch.no_grad():
+        corrupted = maia(pairs.corrupted_planes)
+        for layer in (0, 3, 5):
+            name = maia.residual_hook_name(layer)
+            _, cache = maia.run_with_cache(pairs.corrupted_planes, names_filter=name)
+            restarted = maia.run_from(layer, cache[name])
+            torch.testing.assert_close(restarted.policy_logits, corrupted.policy_logits)
