@@ -26,7 +26,6 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import chess
 import numpy as np
@@ -567,20 +566,6 @@ HEAD_SEARCH_FILE = "head_search.h5"
 PIECE_MOVEMENT_FILE = "piece_movement.h5"
 
 
-def _dataset_settings(network: LeelaNetwork, dataset: Path, limit: int | None) -> dict[str, Any]:
-    from leelalab.results import sha256_file
-
-    corruptions = dataset / "corruptions.jsonl"
-    return {
-        "dataset": str(dataset.resolve()),
-        "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
-        "corruptions_sha256": sha256_file(corruptions) if corruptions.is_file() else None,
-        "network": network.source,
-        "network_sha256": network.sha256,
-        "limit": limit,
-    }
-
-
 def _flags(puzzles: Sequence[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
     return {
         "puzzle_ids": [p.id for p in puzzles],
@@ -609,7 +594,7 @@ def run_head_patching(
     from leelalab.datasets import load_dataset
     from leelalab.pairs import prepare_pairs
     from leelalab.residual_patching import SIGN_CONVENTION, usable_pairs
-    from leelalab.results import run_in_chunks
+    from leelalab.results import dataset_provenance, run_in_chunks
 
     n_layers, n_heads = require_attention(network)
     dataset = Path(dataset)
@@ -632,7 +617,7 @@ def run_head_patching(
         puzzles,
         output,
         {"experiment": "head_patching", "direction": direction}
-        | _dataset_settings(network, dataset, limit),
+        | dataset_provenance(network, dataset, limit),
         compute,
         results_file=HEAD_PATCHING_FILE,
         attrs=attrs,
@@ -659,7 +644,7 @@ def run_single_entry(
     """:func:`entry_ablation` of one head over a dataset's selected puzzles (no corruption
     needed), resumably."""
     from leelalab.datasets import load_dataset
-    from leelalab.results import run_in_chunks
+    from leelalab.results import dataset_provenance, run_in_chunks
 
     require_attention(network)
     dataset = Path(dataset)
@@ -689,7 +674,7 @@ def run_single_entry(
         "head": head,
         "random_samples": random_samples,
         "seed": seed,
-    } | _dataset_settings(network, dataset, limit)
+    } | dataset_provenance(network, dataset, limit)
     return run_in_chunks(
         puzzles,
         output,
@@ -720,7 +705,7 @@ def run_head_search(
 ) -> tuple[Path, list[dict[str, float]]]:
     """:func:`head_search` over a dataset; writes ``head_search.h5`` and ``ranking.json``."""
     from leelalab.datasets import load_dataset
-    from leelalab.results import read_h5, run_in_chunks, write_text_atomically
+    from leelalab.results import dataset_provenance, read_h5, run_in_chunks, write_text_atomically
 
     n_layers, _ = require_attention(network)
     dataset = Path(dataset)
@@ -734,7 +719,7 @@ def run_head_search(
     path = run_in_chunks(
         puzzles,
         output,
-        {"experiment": "head_search"} | _dataset_settings(network, dataset, limit),
+        {"experiment": "head_search"} | dataset_provenance(network, dataset, limit),
         compute,
         results_file=HEAD_SEARCH_FILE,
         attrs={
@@ -768,7 +753,12 @@ def run_piece_movement(
     """Detect piece-movement heads on the dataset's puzzle positions (all puzzles, first
     ``scoring_positions``), write ``heads.json``, then ablate them on the selected puzzles."""
     from leelalab.datasets import load_dataset
-    from leelalab.results import ChunkedRun, run_in_chunks, write_text_atomically
+    from leelalab.results import (
+        ChunkedRun,
+        dataset_provenance,
+        run_in_chunks,
+        write_text_atomically,
+    )
 
     require_attention(network)
     dataset = Path(dataset)
@@ -782,7 +772,7 @@ def run_piece_movement(
         "scoring_positions": scoring_positions,
         "min_moves": min_moves,
         "seed": seed,
-    } | _dataset_settings(network, dataset, limit)
+    } | dataset_provenance(network, dataset, limit)
     ChunkedRun(output, settings | {"chunk_size": chunk_size})  # refuses foreign settings early
     write_text_atomically(
         Path(output) / "heads.json",

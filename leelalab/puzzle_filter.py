@@ -24,10 +24,8 @@ sha256, thresholds, history modes, versions, stage counts, timing).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -47,6 +45,7 @@ from leelalab.errors import LeelaLabError
 from leelalab.evaluation import run_network
 from leelalab.models.base import LeelaNetwork
 from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles, sample_puzzles
+from leelalab.results import sha256_file, versions, write_text_atomically
 
 if TYPE_CHECKING:
     from leelalab.corruptions import CorruptionThresholds
@@ -279,20 +278,6 @@ class FilterRun:
     seconds: float
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
 def _chunks(puzzles: Iterator[Puzzle], size: int) -> Iterator[list[Puzzle]]:
     while chunk := list(islice(puzzles, size)):
         yield chunk
@@ -325,7 +310,7 @@ def filter_puzzles(
     chunks_dir.mkdir(parents=True, exist_ok=True)
     settings = {
         "input": str(input_path),
-        "input_sha256": _sha256(input_path),
+        "input_sha256": sha256_file(input_path),
         "strong": {"source": strong.source, "sha256": strong.sha256, "history": strong_history},
         "weak": {"source": weak.source, "sha256": weak.sha256, "history": weak_history},
         "thresholds": asdict(thresholds),
@@ -341,7 +326,7 @@ def filter_puzzles(
                 f"{output} holds a run with other inputs or settings; choose another --output"
             )
     else:
-        _write_atomically(settings_path, json.dumps(settings, indent=2))
+        write_text_atomically(settings_path, json.dumps(settings, indent=2))
 
     report = SkipReport()
     if sample is not None:
@@ -378,7 +363,7 @@ def filter_puzzles(
                 _record(p, s, w, puzzle_filters(p, s, w, thresholds))
                 for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)
             ]
-            _write_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
+            write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
         for record in records:
             _count(counts, record["filters"], record["selected"])
         bar.update(len(chunk))
@@ -395,9 +380,9 @@ def filter_puzzles(
         "rows": {"read": report.rows, "kept": report.kept, "skipped": dict(report.skipped)},
         "stage_counts": counts,
         "seconds": round(seconds, 2),
-        "versions": _versions(),
+        "versions": versions(),
     }
-    _write_atomically(output / "run.json", json.dumps(run, indent=2))
+    write_text_atomically(output / "run.json", json.dumps(run, indent=2))
     return FilterRun(output, report, counts, seconds)
 
 
@@ -410,21 +395,6 @@ def _count(counts: dict[str, int], flags: dict[str, bool], selected: bool) -> No
         counts[stage] += int(passed)
     counts["selected"] += int(selected)
     counts["different_targets_selected"] += int(selected and flags["different_targets"])
-
-
-def _versions() -> dict[str, str]:
-    import numpy
-    import torch
-
-    from leelalab import __version__
-
-    return {
-        "leelalab": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "chess": chess.__version__,
-    }
 
 
 def corrupt_dataset(
@@ -468,13 +438,15 @@ def corrupt_dataset(
                 entry = None
         found += entry is not None
         lines.append(json.dumps({"id": puzzle.id, "corruption": entry}))
-    _write_atomically(Path(directory) / "corruptions.jsonl", "".join(line + "\n" for line in lines))
+    write_text_atomically(
+        Path(directory) / "corruptions.jsonl", "".join(line + "\n" for line in lines)
+    )
     counts = {"selected": len(selected), "corrupted": found}
     run_path = Path(directory) / "run.json"
     if run_path.exists():
         run = json.loads(run_path.read_text())
         run["corruption"] = {"thresholds": asdict(thresholds), "counts": counts}
-        _write_atomically(run_path, json.dumps(run, indent=2))
+        write_text_atomically(run_path, json.dumps(run, indent=2))
     return counts
 
 

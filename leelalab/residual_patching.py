@@ -316,7 +316,7 @@ def run_residual_patching(
     ``output/run.json`` and the ``chunks/`` it was merged from. Returns the results path.
     """
     from leelalab.datasets import load_dataset
-    from leelalab.results import run_in_chunks, sha256_file
+    from leelalab.results import dataset_provenance, run_in_chunks
 
     layers = list(range(network.n_layers)) if layers is None else [int(x) for x in layers]
     for layer in layers:
@@ -328,15 +328,9 @@ def run_residual_patching(
         raise LeelaLabError(f"{dataset_path}: no selected puzzle with a usable corruption")
     settings = {
         "experiment": "residual_patching",
-        "dataset": str(dataset_path.resolve()),
-        "dataset_sha256": sha256_file(dataset_path / "dataset.jsonl"),
-        "corruptions_sha256": sha256_file(dataset_path / "corruptions.jsonl"),
-        "network": network.source,
-        "network_sha256": network.sha256,
         "layers": layers,
         "direction": direction,
-        "limit": limit,
-    }
+    } | dataset_provenance(network, dataset_path, limit)
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         result = patch_residual_batch(

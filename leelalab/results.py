@@ -42,6 +42,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def dataset_provenance(network: Any, dataset: Path, limit: int | None) -> dict[str, Any]:
+    """The settings every dataset experiment records: inputs, their hashes, the network."""
+    corruptions = dataset / "corruptions.jsonl"
+    return {
+        "dataset": str(dataset.resolve()),
+        "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
+        "corruptions_sha256": sha256_file(corruptions) if corruptions.is_file() else None,
+        "network": network.source,
+        "network_sha256": network.sha256,
+        "limit": limit,
+    }
+
+
 def versions() -> dict[str, str]:
     import chess
     import torch
