@@ -74,6 +74,8 @@ def accuracy_figure(
                 )
             target = results["config"]["target"]
             query = results["config"].get("query")
+        # Every probe picks one of 64 squares: the floor that the baselines are read against.
+        ax.axhline(1 / 64, color="black", lw=0.6, ls=":", label="chance (1/64)")
         ax.set_xlabel("layer")
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
