@@ -38,11 +38,13 @@ __all__ = [
     "MIRROR",
     "TRANSPOSE",
     "HistoryMode",
+    "LineEncoder",
     "board_from_fen_and_moves",
     "board_transforms",
     "choose_transform",
     "encode_board",
     "encode_boards",
+    "rows_to_planes",
 ]
 
 HistoryMode = Literal["lc0", "none", "repeat"]
@@ -302,10 +304,16 @@ def _history_planes(
     """Masks of planes 0-103 (real frame, ours = current mover) and the current position."""
     if mode == "repeat":
         history, has_root = [_position(board, not board.move_stack)], True
-        reps = [0]
     else:
         history, has_root = _window(board, _HISTORY_SLOTS if mode == "lc0" else 1)
-        reps = _repetitions(history)
+    return _planes_from_window(history, has_root, fmt, mode)
+
+
+def _planes_from_window(
+    history: list[_Position], has_root: bool, fmt: InputFormat, mode: HistoryMode
+) -> tuple[list[int], _Position]:
+    """:func:`_history_planes` from the window of positions (oldest first) it walks."""
+    reps = [0] if mode == "repeat" else _repetitions(history)
     current = history[-1]
     black = not current.white
     max_slots = 1 if mode == "none" else _HISTORY_SLOTS
@@ -430,20 +438,27 @@ def encode_boards(
     fmt = _input_format(input_format)
     if history not in _HISTORY_MODES:
         raise ValueError(f"unknown history mode {history!r}; expected one of {_HISTORY_MODES}")
-    count = len(boards)
-    rows: list[list[int]] = []
-    rule50 = np.empty(count, dtype=np.float32)
-    black = np.empty(count, dtype=bool)
-    for i, board in enumerate(boards):
+    rows = []
+    for board in boards:
         masks, current = _history_planes(board, fmt, history)
-        rows.append(masks + _aux_planes(board, current, fmt))
-        rule50[i] = current.rule50
-        black[i] = not current.white
-    masks_np = np.array(rows, dtype=np.uint64).reshape(count, NUM_PLANES)
+        rows.append((masks + _aux_planes(board, current, fmt), current.rule50, not current.white))
+    transforms = board_transforms(boards, fmt) if fmt.is_canonical else None
+    return _rows_to_planes(rows, transforms, fmt)
+
+
+def _rows_to_planes(
+    rows: Sequence[tuple[list[int], int, bool]], transforms: np.ndarray | None, fmt: InputFormat
+) -> np.ndarray:
+    """Planes from per-board ``(112 real-frame masks, rule50, black to move)`` rows and, for
+    canonical formats, the boards' transforms."""
+    count = len(rows)
+    masks_np = np.array([row[0] for row in rows], dtype=np.uint64).reshape(count, NUM_PLANES)
+    rule50 = np.array([row[1] for row in rows], dtype=np.float32).reshape(count)
+    black = np.array([row[2] for row in rows], dtype=bool).reshape(count)
     # Real frame -> side-to-move frame: a vertical mirror is a byte swap.
     masks_np[black] = masks_np[black].byteswap()
     if fmt.is_canonical:
-        transforms = board_transforms(boards, fmt)
+        assert transforms is not None
         body = masks_np[:, : _AUX + 5]  # planes 109-111 are constant
         for bit, apply in _NP_TRANSFORMS:  # lc0's order: flip, mirror, transpose
             sel = (transforms & bit) != 0
@@ -456,6 +471,70 @@ def encode_boards(
         rule50 /= np.float32(100)  # lc0: float(plies) / 100.0f
     planes[:, _AUX + 5] *= rule50[:, None, None]
     return planes
+
+
+class LineEncoder:
+    """:func:`encode_boards` for the successive positions of one game, move by move.
+
+    Every position is read off the board once, when it is reached, instead of being
+    rebuilt from the move stack for each encoded board (what :func:`encode_boards` does).
+    The planes are identical to ``encode_boards`` on a copy of :attr:`board` at each step.
+
+    Args:
+        board: the game's root position; it must have no moves (the encoder owns it from
+            now on and pushes the moves given to :meth:`push`).
+    """
+
+    def __init__(self, board: chess.Board) -> None:
+        if board.move_stack:
+            raise ValueError("LineEncoder needs a board without moves (the game root)")
+        self.board = board
+        self._positions = [_position(board, True)]
+
+    def push(self, move: chess.Move) -> None:
+        """Plays ``move`` (not checked for legality) on :attr:`board`."""
+        self.board.push(move)
+        self._positions.append(_position(self.board, False))
+
+    def row(self, input_format: int, history: HistoryMode = "lc0") -> tuple[list[int], int, bool]:
+        """The current position's encoding before the planes are unpacked; see
+        :func:`rows_to_planes`."""
+        fmt = _input_format(input_format)
+        positions = self._positions
+        last = len(positions) - 1
+        if history == "repeat":
+            window, has_root = positions[last:], True
+        elif history in ("lc0", "none"):
+            # _window's walk back: ``slots`` positions and the oldest one with rule50 = 0, or
+            # the root.
+            slots = _HISTORY_SLOTS if history == "lc0" else 1
+            first = last
+            while first > 0 and (last - first + 1 < slots or positions[first].rule50 != 0):
+                first -= 1
+            window, has_root = positions[first:], first == 0
+        else:
+            raise ValueError(f"unknown history mode {history!r}; expected one of {_HISTORY_MODES}")
+        masks, current = _planes_from_window(window, has_root, fmt, history)
+        return masks + _aux_planes(self.board, current, fmt), current.rule50, not current.white
+
+
+def rows_to_planes(
+    rows: Sequence[tuple[list[int], int, bool]],
+    input_format: int = 1,
+    transforms: np.ndarray | None = None,
+) -> np.ndarray:
+    """The planes of :meth:`LineEncoder.row` rows (float32 ``[B, 112, 8, 8]``).
+
+    Args:
+        rows: rows of one input format.
+        input_format: that format.
+        transforms: the boards' canonical transforms (:func:`board_transforms`), required
+            for canonical formats.
+    """
+    fmt = _input_format(input_format)
+    if fmt.is_canonical and transforms is None:
+        raise ValueError(f"input format {int(fmt)} is canonical: pass the boards' transforms")
+    return _rows_to_planes(rows, transforms, fmt)
 
 
 def encode_board(

@@ -24,8 +24,8 @@ from leelalab.errors import MoveIndexError, PositionError
 __all__ = [
     "FLIP", "MIRROR", "MOVE_INDEX", "NUM_MOVES", "POLICY_MOVES", "TRANSPOSE",
     "attention_policy_gather_index", "attention_policy_map", "conv_policy_gather_index",
-    "conv_policy_map", "index_to_move", "legal_mask", "legal_moves_and_indices",
-    "move_to_index", "transform_square",
+    "conv_policy_map", "index_to_move", "legal_mask", "legal_move_indices",
+    "legal_moves_and_indices", "move_to_index", "transform_square",
 ]  # fmt: skip
 
 NUM_MOVES: int = 1858
@@ -195,12 +195,28 @@ def legal_moves_and_indices(
     """
     _check_transform(transform)
     moves = list(board.legal_moves)
+    return moves, legal_move_indices(board, moves, transform)
+
+
+def legal_move_indices(
+    board: chess.Board, moves: list[chess.Move], transform: int = 0
+) -> np.ndarray:
+    """The lc0 policy indices of ``moves``, legal moves of ``board`` (not checked).
+
+    What :func:`legal_moves_and_indices` returns for ``list(board.legal_moves)``; lets one
+    move generation serve several transforms.
+
+    Raises:
+        PositionError: If ``transform`` is not in 0..7.
+        MoveIndexError: If a move has no entry.
+    """
+    _check_transform(transform)
     table = _real_board_table(board.turn, int(transform))
     keys = _move_keys(board, moves)
     indices = np.array([table[k] if k >= 0 else -1 for k in keys], dtype=np.int64)
     if indices.size and indices.min() < 0:
         raise _no_entry(board, moves[int(np.argmin(indices))], transform)
-    return moves, indices
+    return indices
 
 
 def _parse_move(board: chess.Board, move: chess.Move | str) -> chess.Move:

@@ -24,12 +24,14 @@ sha256, thresholds, history modes, versions, stage counts, timing).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import queue
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -46,6 +48,7 @@ from leelalab.evaluation import run_network
 from leelalab.models.base import LeelaNetwork
 from leelalab.puzzles import Puzzle, SkipReport, iter_puzzles, sample_puzzles
 from leelalab.results import sha256_file, versions, write_text_atomically
+from leelalab.weights.enums import InputFormat
 
 if TYPE_CHECKING:
     from leelalab.corruptions import CorruptionThresholds
@@ -112,118 +115,203 @@ def evaluate_lines_together(
     """:func:`evaluate_lines` for several networks, sharing the encoding and move generation.
 
     Networks with the same input format and history mode get the same planes; legal moves
-    are generated once per position and transform. Probabilities are the same legal-move
-    softmax as :func:`leelalab.evaluation.evaluate` (temperature 1, exact).
+    are generated once per position. Probabilities are the same legal-move softmax as
+    :func:`leelalab.evaluation.evaluate` (temperature 1, exact).
     """
-    # (puzzle, ply) of every position; the boards themselves are built batch by batch in
-    # the preparation thread.
-    owners: list[tuple[int, str]] = [
-        (index, move) for index, puzzle in enumerate(puzzles) for move in puzzle.moves[1:]
-    ]
-    first_position = np.cumsum([0] + [len(puzzle.moves) - 1 for puzzle in puzzles])
-
-    def batch_boards(start: int, stop: int) -> list[chess.Board]:
-        first = int(np.searchsorted(first_position, start, side="right")) - 1
-        chunk: list[chess.Board] = []
-        index = first
-        while len(chunk) < stop - start:
-            offset = start - int(first_position[index]) if index == first else 0
-            chunk.extend(line_boards(puzzles[index])[offset:])
-            index += 1
-        return chunk[: stop - start]
-
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
     results = [[LineEvaluation() for _ in puzzles] for _ in networks]
-    keys = sorted({(int(net.network_format.input), history) for net, history in networks})
-
-    def prepare(start: int) -> tuple[dict[Any, Any], dict[int, Any]]:
-        """The CPU side of one batch: planes per (format, history) and, per transform, the
-        padded legal-move indices of every board with the line move's position among them."""
-        chunk = batch_boards(start, min(start + batch_size, len(owners)))
-        encoded = {
-            key: (
-                encoding.encode_boards(chunk, key[0], key[1]),
-                encoding.board_transforms(chunk, key[0]),
-            )
-            for key in keys
-        }
-        legal: dict[int, Any] = {}
-        for _, transforms in encoded.values():
-            for transform in {int(t) for t in transforms}:
-                if transform in legal:
-                    continue
-                moves_per_board, index_rows, line_positions = [], [], []
-                for offset, board in enumerate(chunk):
-                    moves, indices = policy_map.legal_moves_and_indices(board, transform)
-                    moves_per_board.append(moves)
-                    index_rows.append(indices)
-                    line_positions.append(
-                        moves.index(chess.Move.from_uci(owners[start + offset][1]))
-                    )
-                width = max(len(row) for row in index_rows)
-                padded = np.zeros((len(chunk), width), dtype=np.int64)
-                valid = np.zeros((len(chunk), width), dtype=bool)
-                for row, indices in enumerate(index_rows):
-                    padded[row, : len(indices)] = indices
-                    valid[row, : len(indices)] = True
-                legal[transform] = (moves_per_board, padded, valid, np.array(line_positions))
-        return encoded, legal
-
-    starts = list(range(0, len(owners), batch_size))
-    # Python-side preparation of the next batch overlaps the current forward passes (torch
-    # releases the GIL in its kernels). The preparation thread is pure Python and would hold
-    # the GIL for the default 5 ms switch interval, stalling the forward pass between
-    # kernels; a short interval hands it back quickly. Restored on exit.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, 0.0005))
-    try:
-        _run_batches(networks, puzzles, owners, starts, prepare, results)
-    finally:
-        sys.setswitchinterval(switch_interval)
+    background = _Background(_prepared_batches(networks, puzzles, batch_size))
+    with background, _fast_thread_switches():
+        for batch in background:
+            _evaluate_batch(networks, batch, results)
     return results
 
 
-def _run_batches(
+@dataclass
+class _Batch:
+    """The CPU side of one batch of line positions, built in the preparation thread."""
+
+    owners: list[int]
+    """Index (in its list of puzzles) of each position's puzzle."""
+    planes: dict[tuple[int, HistoryMode], np.ndarray]
+    """Planes per (input format, history mode)."""
+    legal_moves: list[list[chess.Move]]
+    """Legal moves of each position (python-chess order)."""
+    line_positions: np.ndarray
+    """Where the line's move is in each position's ``legal_moves``."""
+    legal_indices: dict[int, tuple[np.ndarray, np.ndarray]]
+    """Per input format: the policy indices of the legal moves (under each position's
+    transform), padded to the batch's most legal moves, and which entries are real."""
+
+
+def _prepared_batches(
+    networks: list[tuple[LeelaNetwork, HistoryMode]], puzzles: Iterable[Puzzle], batch_size: int
+) -> Iterator[_Batch]:
+    """The positions of ``puzzles``' lines, ``batch_size`` at a time (the last batch may be
+    shorter; batches cut through lines).
+
+    Each line is played once on one board: every position is encoded from the positions
+    already reached (:class:`encoding.LineEncoder`) and its legal moves are generated once,
+    then indexed under every transform its input formats need.
+    """
+    keys = sorted({(int(net.network_format.input), history) for net, history in networks})
+    formats = sorted({key[0] for key in keys})
+    canonical = {f for f in formats if InputFormat(f).is_canonical}
+    owners: list[int] = []
+    rows: dict[tuple[int, HistoryMode], list[Any]] = {key: [] for key in keys}
+    transforms: dict[int, list[int]] = {f: [] for f in formats}
+    legal_moves: list[list[chess.Move]] = []
+    line_positions: list[int] = []
+    indices: dict[int, list[np.ndarray]] = {f: [] for f in formats}
+
+    def batch() -> _Batch:
+        width = max(len(moves) for moves in legal_moves)
+        legal_indices = {}
+        for f in formats:
+            padded = np.zeros((len(owners), width), dtype=np.int64)
+            valid = np.zeros((len(owners), width), dtype=bool)
+            for row, values in enumerate(indices[f]):
+                padded[row, : len(values)] = values
+                valid[row, : len(values)] = True
+            legal_indices[f] = (padded, valid)
+        planes = {
+            key: encoding.rows_to_planes(rows[key], key[0], np.array(transforms[key[0]]))
+            for key in keys
+        }
+        return _Batch(
+            list(owners), planes, list(legal_moves), np.array(line_positions), legal_indices
+        )
+
+    for index, puzzle in enumerate(puzzles):
+        # The root is the puzzle FEN, so the opponent's move and every ply since are real
+        # history (as in line_boards). Lines were replayed and validated when the puzzle was
+        # read: push without re-checking.
+        line = encoding.LineEncoder(chess.Board(puzzle.fen))
+        line.push(chess.Move.from_uci(puzzle.moves[0]))
+        board = line.board
+        for uci in puzzle.moves[1:]:
+            move = chess.Move.from_uci(uci)
+            owners.append(index)
+            for key in keys:
+                rows[key].append(line.row(*key))
+            by_transform: dict[int, np.ndarray] = {}
+            moves = list(board.legal_moves)
+            for f in formats:
+                transform = encoding.choose_transform(board) if f in canonical else 0
+                transforms[f].append(transform)
+                if transform not in by_transform:
+                    by_transform[transform] = policy_map.legal_move_indices(board, moves, transform)
+                indices[f].append(by_transform[transform])
+            legal_moves.append(moves)
+            line_positions.append(moves.index(move))
+            line.push(move)
+            if len(owners) == batch_size:
+                yield batch()
+                owners.clear()
+                legal_moves.clear()
+                line_positions.clear()
+                for collected in (*rows.values(), *transforms.values(), *indices.values()):
+                    collected.clear()
+    if owners:
+        yield batch()
+
+
+def _evaluate_batch(
     networks: list[tuple[LeelaNetwork, HistoryMode]],
-    puzzles: list[Puzzle],
-    owners: list[tuple[int, str]],
-    starts: list[int],
-    prepare: Any,
+    batch: _Batch,
     results: list[list[LineEvaluation]],
 ) -> None:
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(prepare, starts[0]) if starts else None
-        for position, start in enumerate(starts):
-            assert pending is not None
-            encoded, legal = pending.result()
-            if position + 1 < len(starts):
-                pending = pool.submit(prepare, starts[position + 1])
-            for slot, (network, history) in enumerate(networks):
-                planes, transforms = encoded[int(network.network_format.input), history]
-                output = run_network(network, planes)
-                logits = output.policy_logits.float().cpu().numpy()
-                wdl = output.wdl.double().cpu().numpy()
-                rows = np.arange(len(planes))
-                line_probability = np.empty(len(planes))
-                top = np.empty(len(planes), dtype=np.int64)
-                for transform in np.unique(transforms):
-                    moves_per_board, padded, valid, line_positions = legal[int(transform)]
-                    subset = rows[transforms == transform]
-                    # The legal softmax of evaluation.legal_policy, for the whole batch.
-                    values = logits[subset[:, None], padded[subset]].astype(np.float64)
-                    values[~valid[subset]] = -np.inf
-                    probabilities = np.exp(values - values.max(axis=1, keepdims=True))
-                    probabilities /= probabilities.sum(axis=1, keepdims=True)
-                    line_probability[subset] = probabilities[
-                        np.arange(subset.size), line_positions[subset]
-                    ]
-                    top[subset] = probabilities.argmax(axis=1)
-                for offset in range(len(planes)):
-                    index, _ = owners[start + offset]
-                    moves_per_board = legal[int(transforms[offset])][0]
-                    line = results[slot][index]
-                    line.pv_probs.append(float(line_probability[offset]))
-                    line.top_moves.append(moves_per_board[offset][top[offset]].uci())
-                    line.wdl.append([float(x) for x in wdl[offset]])
+    """Run every network on ``batch`` and append each position's numbers to its line."""
+    for slot, (network, history) in enumerate(networks):
+        input_format = int(network.network_format.input)
+        output = run_network(network, batch.planes[input_format, history])
+        logits = output.policy_logits.float().cpu().numpy()
+        wdl = output.wdl.double().cpu().numpy().tolist()
+        # The legal softmax of evaluation.legal_policy, for the whole batch at once.
+        padded, valid = batch.legal_indices[input_format]
+        values = logits[np.arange(len(padded))[:, None], padded].astype(np.float64)
+        values[~valid] = -np.inf
+        probabilities = np.exp(values - values.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        line_probability = probabilities[np.arange(len(padded)), batch.line_positions].tolist()
+        top = probabilities.argmax(axis=1).tolist()
+        lines = results[slot]
+        for offset, owner in enumerate(batch.owners):
+            line = lines[owner]
+            line.pv_probs.append(line_probability[offset])
+            line.top_moves.append(batch.legal_moves[offset][top[offset]].uci())
+            line.wdl.append(wdl[offset])
+
+
+@contextlib.contextmanager
+def _fast_thread_switches() -> Iterator[None]:
+    """The preparation thread is pure Python and would hold the GIL for the default 5 ms
+    switch interval, stalling the forward pass between kernels (torch releases the GIL in
+    them); a short interval hands it back quickly. Restored on exit."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+_SWITCH_INTERVAL = 0.0005
+_DONE = object()
+
+
+class _Background:
+    """Iterates ``items`` computed in a daemon thread, up to ``ahead`` items before use.
+
+    Python-side preparation then overlaps the forward passes. An exception in the thread is
+    raised by the iteration; :meth:`close` (or leaving the ``with`` block) stops the thread.
+    """
+
+    def __init__(self, items: Iterator[Any], ahead: int = 2) -> None:
+        self._items = items
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="leelalab-prepare", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, None)):
+                    return
+        except BaseException as error:  # handed to the consumer
+            self._put((_DONE, error))
+            return
+        self._put((_DONE, None))
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item, error = self._buffer.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def puzzle_filters(
@@ -349,24 +437,48 @@ def filter_puzzles(
         0,
     )
     bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
-    for number, chunk in enumerate(_chunks(puzzles, chunk_size)):
-        path = chunks_dir / f"{number:05d}.jsonl"
-        if path.exists():
-            records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-        else:
-            # One pass over the lines for both networks: boards, planes and legal moves are
-            # built once and shared.
-            strong_lines, weak_lines = evaluate_lines_together(
-                [(strong, strong_history), (weak, weak_history)], chunk, batch_size=batch_size
-            )
-            records = [
-                _record(p, s, w, puzzle_filters(p, s, w, thresholds))
-                for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)
-            ]
-            write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
-        for record in records:
-            _count(counts, record["filters"], record["selected"])
-        bar.update(len(chunk))
+    networks = [(strong, strong_history), (weak, weak_history)]
+
+    def work() -> Iterator[tuple[str, Any]]:
+        """Everything but the forward passes, in order, for the preparation thread: reading
+        the puzzles, and per chunk either its file (done in an earlier run) or the prepared
+        batches of its lines (boards, planes and legal moves built once for both networks;
+        batches do not cross chunks)."""
+        for number, chunk in enumerate(_chunks(puzzles, chunk_size)):
+            path = chunks_dir / f"{number:05d}.jsonl"
+            if path.exists():
+                yield "done", (chunk, path)
+                continue
+            yield "chunk", (chunk, path)
+            for batch in _prepared_batches(networks, chunk, batch_size):
+                yield "batch", batch
+            yield "end", None
+
+    results: list[list[LineEvaluation]] = []
+    background = _Background(work())
+    with background, _fast_thread_switches():
+        for kind, item in background:
+            if kind == "batch":
+                _evaluate_batch(networks, item, results)
+                continue
+            if kind == "done":
+                chunk, path = item
+                text = path.read_text(encoding="utf-8")
+                records = [json.loads(line) for line in text.splitlines()]
+            elif kind == "chunk":
+                chunk, path = item
+                results = [[LineEvaluation() for _ in chunk] for _ in networks]
+                continue
+            else:
+                strong_lines, weak_lines = results
+                records = [
+                    _record(p, s, w, puzzle_filters(p, s, w, thresholds))
+                    for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)
+                ]
+                write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
+            for record in records:
+                _count(counts, record["filters"], record["selected"])
+            bar.update(len(chunk))
     bar.close()
 
     with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:

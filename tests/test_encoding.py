@@ -25,11 +25,13 @@ from leelalab.encoding import (
     MIRROR,
     TRANSPOSE,
     HistoryMode,
+    LineEncoder,
     board_from_fen_and_moves,
     board_transforms,
     choose_transform,
     encode_board,
     encode_boards,
+    rows_to_planes,
 )
 from leelalab.errors import PositionError
 
@@ -464,6 +466,53 @@ def test_repeat_mode_ignores_move_stack(seed: int, fmt: int) -> None:
     np.testing.assert_array_equal(encode_board(board, fmt, "repeat")[:13], slot0[:13])
     if fmt < 3:
         assert _filled_slots(encode_board(board, fmt, "repeat")) == list(range(8))
+
+
+def _line_encoder_matches_encode_boards(boards: list[chess.Board]) -> None:
+    """Replays every board's game from its root with a LineEncoder; the planes of every
+    position on the way equal encode_boards of that position with its move stack."""
+    reached, rows = [], {(fmt, h): [] for fmt in FORMATS for h in ("lc0", "none", "repeat")}
+    for board in boards:
+        line = LineEncoder(board.root())
+        for move in [None, *board.move_stack]:
+            if move is not None:
+                line.push(move)
+            reached.append(line.board.copy())
+            for (fmt, history), collected in rows.items():
+                collected.append(line.row(fmt, history))
+    for (fmt, history), collected in rows.items():
+        transforms = board_transforms(reached, fmt)
+        np.testing.assert_array_equal(
+            rows_to_planes(collected, fmt, transforms),
+            encode_boards(reached, fmt, history),
+            err_msg=f"format {fmt}, history {history}",
+        )
+
+
+def test_line_encoder_equals_encode_boards_on_puzzle_lines_and_special_cases() -> None:
+    lines = [b for b in _puzzle_boards(400) if len(b.move_stack) >= 4]
+    assert len(lines) > 20
+    _line_encoder_matches_encode_boards(lines + _special_boards())
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10**6))
+def test_line_encoder_equals_encode_boards_on_random_games(seed: int) -> None:
+    # Long games with take-backs: repetitions, rule-50 resets and windows past 8 slots.
+    _line_encoder_matches_encode_boards(_playouts(2, seed, max_plies=80))
+
+
+def test_line_encoder_errors() -> None:
+    board = chess.Board()
+    board.push_uci("e2e4")
+    with pytest.raises(ValueError, match="without moves"):
+        LineEncoder(board)
+    line = LineEncoder(chess.Board())
+    with pytest.raises(ValueError, match="history mode"):
+        line.row(1, "all")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="canonical"):
+        rows_to_planes([line.row(3)], 3)
+    assert rows_to_planes([], 1).shape == (0, 112, 8, 8)
 
 
 def test_repeat_mode_fills_start_position() -> None:

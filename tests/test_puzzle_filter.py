@@ -271,3 +271,34 @@ def test_kill_9_then_resume_gives_identical_output(nets, tmp_path: Path) -> None
     )
     reference = (tmp_path / "reference" / "dataset.jsonl").read_text()
     assert (tmp_path / "killed" / "dataset.jsonl").read_text() == reference
+
+
+def test_preparation_errors_reach_the_caller(nets) -> None:
+    """The preparation thread's exception (here: a line move that is not legal, in the
+    second batch) is raised by evaluate_lines, not swallowed."""
+    strong, _ = nets
+    good = list(iter_puzzles(shipped_puzzles_path(), limit=3))
+    bad = Puzzle("bad", good[0].fen, (good[0].moves[0], "a1a1"), None, ())
+    with pytest.raises(ValueError):
+        evaluate_lines(strong, [*good, bad], batch_size=2)
+
+
+def test_legal_move_indices_equal_legal_moves_and_indices() -> None:
+    import chess
+
+    from leelalab import policy_map
+
+    boards = [b for p in iter_puzzles(shipped_puzzles_path(), limit=20) for b in line_boards(p)]
+    boards.append(chess.Board("r3k2r/8/8/8/8/8/8/R3K2R w KQkq - 0 1"))  # castling both ways
+    boards.append(chess.Board("8/P6k/8/8/8/8/6Kp/8 w - - 0 1"))  # promotions
+    for board in boards:
+        for transform in range(8):
+            try:
+                moves, expected = policy_map.legal_moves_and_indices(board, transform)
+            except Exception as error:  # noqa: BLE001 - the same error must come back
+                with pytest.raises(type(error)):
+                    policy_map.legal_move_indices(board, list(board.legal_moves), transform)
+                continue
+            assert policy_map.legal_move_indices(board, moves, transform).tolist() == (
+                expected.tolist()
+            )
