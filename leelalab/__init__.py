@@ -14,20 +14,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from leelalab._version import __version__
 
 __all__ = ["Evaluation", "evaluate", "load_network", "load_weights", "__version__"]
 
 if TYPE_CHECKING:
-    from leelalab.evaluation import Evaluation, evaluate
-    from leelalab.networks import load_network
-    from leelalab.weights import load_weights
+    from leelalab.inference.networks import load_network
+    from leelalab.lc0.weights import load_weights
+    from leelalab.models.evaluation import Evaluation, evaluate
 
 _LAZY = {
-    "Evaluation": "leelalab.evaluation",
-    "evaluate": "leelalab.evaluation",
-    "load_network": "leelalab.networks",
-    "load_weights": "leelalab.weights",
+    "Evaluation": "leelalab.models.evaluation",
+    "evaluate": "leelalab.models.evaluation",
+    "load_network": "leelalab.inference.networks",
+    "load_weights": "leelalab.lc0.weights",
 }
 
 

@@ -9,7 +9,7 @@ return a replacement (patching, ablation). :class:`HookedModule` adds ``run_with
 
 Square convention: hook tensors that have a square axis use the network's own frame
 (side to move at the bottom; for black to move the board is mirrored vertically), squares
-``0 = a1 … 63 = h8`` of that frame. See :mod:`leelalab.squares` for conversions.
+``0 = a1 … 63 = h8`` of that frame. See :mod:`leelalab.lc0.squares` for conversions.
 """
 
 from __future__ import annotations

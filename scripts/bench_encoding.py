@@ -1,4 +1,4 @@
-"""Throughput of leelalab.encoding.encode_boards against a naive per-square Python encoder.
+"""Throughput of leelalab.lc0.encoding.encode_boards against a naive per-square Python encoder.
 
 Both encode the same positions along the shipped puzzles' lines (puzzle FEN as root, the moves
 played so far as history), input format 1 with lc0's history rules. The naive reference
@@ -19,7 +19,7 @@ from pathlib import Path
 import chess
 import numpy as np
 
-from leelalab.encoding import HistoryMode, board_from_fen_and_moves, encode_boards
+from leelalab.lc0.encoding import HistoryMode, board_from_fen_and_moves, encode_boards
 
 PUZZLES = Path(__file__).resolve().parents[1] / "puzzles" / "lichess_sample.csv"
 

@@ -36,17 +36,17 @@ from pathlib import Path
 import chess
 import torch
 
-from leelalab import encoding
-from leelalab.evaluation import evaluate
-from leelalab.networks import load_network, resolve_network
+from leelalab.inference.networks import load_network, resolve_network
+from leelalab.lc0 import encoding
+from leelalab.models.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 BATCH_SIZES = (1, 64, 256)
 
 
 def synthetic_network(name: str) -> Path:
-    from leelalab.weights import save_weights
-    from leelalab.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
+    from leelalab.lc0.weights import save_weights
+    from leelalab.lc0.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 
     weights = random_transformer_weights(seed=0, **TRANSFORMER_SHAPES[name])
     return save_weights(weights, Path(tempfile.mkdtemp()) / f"{name}.pb.gz")

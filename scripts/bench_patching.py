@@ -26,17 +26,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from leelalab.datasets import load_dataset, random_edit_pairs
-from leelalab.networks import load_network
-from leelalab.pairs import prepare_pairs
-from leelalab.puzzles import iter_puzzles, shipped_puzzles_path
-from leelalab.residual_patching import patch_residual_batch, patch_residual_naive
+from leelalab.inference.networks import load_network
+from leelalab.patching.pairs import prepare_pairs
+from leelalab.patching.residual import patch_residual_batch, patch_residual_naive
+from leelalab.puzzles.dataset import load_dataset, random_edit_pairs
+from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
 
 
 def network_for(name: str):
     if name.startswith("synthetic:"):
-        from leelalab.weights import save_weights
-        from leelalab.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
+        from leelalab.lc0.weights import save_weights
+        from leelalab.lc0.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 
         shape = TRANSFORMER_SHAPES[name.split(":", 1)[1]]
         path = Path(tempfile.mkdtemp()) / "net.pb.gz"

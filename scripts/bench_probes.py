@@ -20,13 +20,13 @@ from pathlib import Path
 CHILD = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
-from leelalab.networks import load_network
+from leelalab.inference.networks import load_network
 dataset, net_name, limit, budget = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 network = load_network(net_name)
 record = {"puzzles": limit}
 if limit > 0:
-    from leelalab.activation_store import cache_activations
-    from leelalab.probes import ProbeConfig, train_probes
+    from leelalab.probing.store import cache_activations
+    from leelalab.probing.probes import ProbeConfig, train_probes
     out = Path(tempfile.mkdtemp())
     start = time.perf_counter()
     store = cache_activations(network, dataset, ["blocks.*.hook_resid_post"], out / "acts.h5",

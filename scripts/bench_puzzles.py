@@ -25,16 +25,16 @@ import time
 
 import torch
 
-from leelalab import encoding
-from leelalab.networks import load_network
-from leelalab.puzzle_filter import filter_puzzles, line_boards
-from leelalab.puzzles import iter_puzzles, shipped_puzzles_path
+from leelalab.inference.networks import load_network
+from leelalab.lc0 import encoding
+from leelalab.puzzles.filter import filter_puzzles, line_boards
+from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
 
 CHILD = """
 import json, resource, sys, tempfile
-from leelalab.networks import load_network
-from leelalab.puzzle_filter import filter_puzzles
-from leelalab.puzzles import shipped_puzzles_path
+from leelalab.inference.networks import load_network
+from leelalab.puzzles.filter import filter_puzzles
+from leelalab.puzzles.reader import shipped_puzzles_path
 strong, weak, limit = load_network(sys.argv[1]), load_network(sys.argv[2]), int(sys.argv[3])
 out = tempfile.mkdtemp()
 filter_puzzles(strong, weak, shipped_puzzles_path(), out, limit=limit, progress=False)

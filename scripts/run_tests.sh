@@ -29,4 +29,8 @@ if ! command -v stockfish >/dev/null && [ ! -x /usr/games/stockfish ] && [ "$(id
         || echo "warning: could not install stockfish; its test will be skipped" >&2
 fi
 
+# The architecture and style gates: layer contracts / no import cycles, then lint.
+lint-imports --no-cache
+ruff check leelalab tests scripts
+
 python -m pytest -q "$@"

@@ -93,8 +93,8 @@ def edge_case_boards() -> list[chess.Board]:
 
 def corrupted_puzzles(count: int, *, min_moves: int = 3, seed: int = 0) -> list:
     """Shipped puzzles as ``DatasetPuzzle``s with a seeded random valid one-piece edit."""
-    from leelalab.datasets import random_edit_pairs
-    from leelalab.puzzles import iter_puzzles
+    from leelalab.puzzles.dataset import random_edit_pairs
+    from leelalab.puzzles.reader import iter_puzzles
 
     return random_edit_pairs(iter_puzzles(PUZZLES_CSV), count, min_moves=min_moves, seed=seed)
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from leelalab.hooks import HookPoint
+from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models import build_network
-from leelalab.weights.synthetic import random_resnet_weights
 
 
 @pytest.fixture(scope="module")

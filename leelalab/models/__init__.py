@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from leelalab.errors import UnsupportedNetworkError
+from leelalab.lc0.weights.enums import NetworkStructure
+from leelalab.lc0.weights.file import Lc0Weights
 from leelalab.models.base import LeelaNetwork, NetworkOutput
 from leelalab.models.resnet import ResNet
 from leelalab.models.transformer import TransformerNetwork
-from leelalab.weights.enums import NetworkStructure
-from leelalab.weights.file import Lc0Weights
 
 __all__ = ["LeelaNetwork", "NetworkOutput", "ResNet", "TransformerNetwork", "build_network"]
 

@@ -14,13 +14,22 @@ Hooks: ``hook_tokens`` ``(batch, 64, d_tokens)``, ``hook_q`` / ``hook_k``
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
 
-from leelalab import policy_map
+from leelalab.errors import CorruptWeightsError
 from leelalab.hooks import HookPoint
+from leelalab.lc0 import policy_map
 from leelalab.models.base import ActivationFunction
+from leelalab.models.encoder import (
+    build_encoder_layer,
+    dense_weights,
+    encoder_layer_weights,
+    load_linear,
+    require_array,
+)
 
 
 class AttentionPolicyHead(nn.Module):
@@ -81,3 +90,57 @@ class AttentionPolicyHead(nn.Module):
         promotions = scores[:, 48:56, 56:64, None] + offsets[:, None, :, :]  # (b, 8, 8, 3)
         flat = torch.cat([scores.flatten(1), promotions.flatten(1)], dim=1)  # (batch, 4288)
         return self.hook_logits(flat.index_select(1, self.gather_index))
+
+
+def policy_head_weights(head: AttentionPolicyHead) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if head.tokens is not None:
+        out.update(dense_weights(head.tokens, "ip_pol_w", "ip_pol_b"))
+    if len(head.encoders):
+        out["pol_encoder"] = [encoder_layer_weights(layer) for layer in head.encoders]
+        out["pol_headcount"] = head.encoders[0].attn.heads
+    out.update(dense_weights(head.q, "ip2_pol_w", "ip2_pol_b"))
+    out.update(dense_weights(head.k, "ip3_pol_w", "ip3_pol_b"))
+    out.update(dense_weights(head.promotion, "ip4_pol_w", None))
+    return out
+
+
+def build_policy_head(
+    node: dict[str, Any],
+    where: str,
+    *,
+    d_input: int,
+    activation: ActivationFunction,
+    shared_tokens: dict[str, Any] | None = None,
+) -> AttentionPolicyHead:
+    """An lc0 ``PolicyHead`` (or the legacy top-level fields) → :class:`AttentionPolicyHead`.
+
+    ``pol_encoder`` layers use α = 1, ε = 1e-6, no smolgen and (as lc0's BLAS/CUDA
+    backends) a SELU FFN activation.
+    """
+    own_tokens = "ip_pol_w" in node
+    token_source = node if own_tokens else shared_tokens
+    if token_source is None:
+        raise CorruptWeightsError(f"{where} has no policy token embedding (ip_pol_w)")
+    d_tokens = require_array(token_source, "ip_pol_b", where).size
+    d_policy = require_array(node, "ip2_pol_b", where).size
+    encoders = [
+        build_encoder_layer(
+            layer,
+            f"{where}.pol_encoder.{i}",
+            heads=int(node.get("pol_headcount", 0) or 1),
+            alpha=1.0,
+            epsilon=1e-6,
+            ffn_activation=ActivationFunction("selu"),
+            smolgen_activation=None,
+            smolgen_gen_size=0,
+        )
+        for i, layer in enumerate(node.get("pol_encoder", []))
+    ]
+    head = AttentionPolicyHead(d_input, d_tokens, d_policy, activation, encoders, own_tokens)
+    if head.tokens is not None:
+        load_linear(head.tokens, node, "ip_pol_w", "ip_pol_b", where)
+    load_linear(head.q, node, "ip2_pol_w", "ip2_pol_b", where)
+    load_linear(head.k, node, "ip3_pol_w", "ip3_pol_b", where)
+    load_linear(head.promotion, node, "ip4_pol_w", None, where)
+    return head

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -11,27 +11,13 @@ from torch import nn
 
 from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookedModule
-from leelalab.weights.enums import Activation, DefaultActivation
-from leelalab.weights.file import NetworkFormat
+from leelalab.lc0.weights.enums import Activation, DefaultActivation
+from leelalab.lc0.weights.file import NetworkFormat
+from leelalab.models.evaluation import evaluate
+from leelalab.models.outputs import NetworkOutput
 
 SELU_LAMBDA = 1.0507009873554804934193349852946
 SELU_ALPHA = 1.6732632423543772848170429916717
-
-
-class NetworkOutput(NamedTuple):
-    """Raw network outputs for a batch, in the side-to-move frame.
-
-    Attributes:
-        policy_logits: ``(batch, 1858)`` raw logits in lc0's policy index (no softmax:
-            entries of illegal moves are meaningless).
-        wdl: ``(batch, 3)`` win/draw/loss probabilities for the side to move. For a
-            classical (tanh) value head, ``((1 + v) / 2, 0, (1 - v) / 2)``.
-        moves_left: ``(batch,)`` predicted plies left, or ``None`` without an MLH head.
-    """
-
-    policy_logits: torch.Tensor
-    wdl: torch.Tensor
-    moves_left: torch.Tensor | None
 
 
 def _relu_2(x: torch.Tensor) -> torch.Tensor:
@@ -138,9 +124,7 @@ class LeelaNetwork(HookedModule):
             raise ValueError(f"layer {layer} out of range: the body has {self.n_layers} layers")
 
     def evaluate(self, boards: Any, **kwargs: Any) -> list[Any]:
-        """Shortcut for :func:`leelalab.evaluation.evaluate` with this network."""
-        from leelalab.evaluation import evaluate
-
+        """Shortcut for :func:`leelalab.models.evaluation.evaluate` with this network."""
         return evaluate(self, boards, **kwargs)
 
     @property
@@ -153,7 +137,7 @@ class LeelaNetwork(HookedModule):
 
         Inductor with weight freezing fuses convolutions with their activations; on CPU this
         is ~1.2-1.3x faster than eager for large batches. Compiling takes seconds per batch
-        shape, so callers keep shapes fixed (see :func:`leelalab.evaluation.iter_evaluate`).
+        shape, so callers keep shapes fixed (see :func:`leelalab.models.evaluation.iter_evaluate`).
         The compiled callable is cached on the network.
         """
         compiled = self.__dict__.get("_compiled_forward")

@@ -30,10 +30,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from leelalab import policy_map
 from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookPoint
-from leelalab.models.attention_policy import AttentionPolicyHead
+from leelalab.lc0 import policy_map
+from leelalab.lc0.weights.enums import MovesLeftFormat, PolicyFormat, ValueFormat
+from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
+from leelalab.models.attention_policy import (
+    AttentionPolicyHead,
+    build_policy_head,
+    policy_head_weights,
+)
 from leelalab.models.base import (
     ActivationFunction,
     LeelaNetwork,
@@ -44,8 +50,6 @@ from leelalab.models.base import (
 from leelalab.models.base import (
     copy_parameter as _copy,
 )
-from leelalab.weights.enums import MovesLeftFormat, PolicyFormat, ValueFormat
-from leelalab.weights.file import Lc0Weights, NetworkFormat
 
 BN_EPSILON = 1e-5
 
@@ -330,8 +334,6 @@ class ResNet(LeelaNetwork):
         has_mlh = fmt.moves_left == MovesLeftFormat.V1 and "moves_left" in w
         attention_policy = None
         if fmt.policy == PolicyFormat.ATTENTION:
-            from leelalab.models.transformer import build_policy_head
-
             # lc0 hard-codes SELU for the policy tokens of ResNet bodies.
             attention_policy = build_policy_head(
                 w, "weights", d_input=filters, activation=ActivationFunction("selu")
@@ -442,9 +444,7 @@ class ResNet(LeelaNetwork):
             w["policy"] = conv(head.conv.conv)
             w.update(dense(head.fc, "ip_pol_w", "ip_pol_b"))
         elif isinstance(head, AttentionPolicyHead):
-            from leelalab.models.transformer import _policy_head
-
-            w.update(_policy_head(head))
+            w.update(policy_head_weights(head))
         w["value"] = conv(self.value_head.conv.conv)
         w.update(dense(self.value_head.fc1, "ip1_val_w", "ip1_val_b"))
         w.update(dense(self.value_head.fc2, "ip2_val_w", "ip2_val_b"))

@@ -32,17 +32,26 @@ is computed explicitly so that hooks see and can change every intermediate.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookPoint
-from leelalab.models.attention_policy import AttentionPolicyHead
+from leelalab.lc0.weights.enums import (
+    InputEmbedding,
+    MovesLeftFormat,
+    NetworkStructure,
+    ValueFormat,
+)
+from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
+from leelalab.models.attention_policy import (
+    AttentionPolicyHead,
+    build_policy_head,
+    policy_head_weights,
+)
 from leelalab.models.base import (
     ActivationFunction,
     LeelaNetwork,
@@ -54,15 +63,20 @@ from leelalab.models.base import (
 from leelalab.models.base import (
     copy_parameter as _copy,
 )
-from leelalab.weights.enums import (
-    InputEmbedding,
-    MovesLeftFormat,
-    NetworkStructure,
-    ValueFormat,
+from leelalab.models.encoder import (
+    EncoderLayer,
+    FeedForward,
+    build_encoder_layer,
+    dense_weights,
+    encoder_layer_weights,
+    ffn_weights,
+    load_linear,
+    load_norm,
+    norm_weights,
+    numpy_of,
+    require_array,
 )
-from leelalab.weights.file import Lc0Weights, NetworkFormat
 
-SMOLGEN_EPSILON = 1e-3
 DENSE_EMBEDDING_EPSILON = 1e-3
 # lc0's head names in multihead files, and the names lc0's options use for them.
 POLICY_HEAD_NAMES = {
@@ -85,128 +99,6 @@ def positional_encoding_table() -> torch.Tensor:
             elif dr == 0 or df == 0 or abs(dr) == abs(df) or {abs(dr), abs(df)} == {1, 2}:
                 table[a, b] = 1.0
     return torch.from_numpy(table)
-
-
-class FeedForward(nn.Module):
-    def __init__(self, d_model: int, d_hidden: int, activation: ActivationFunction) -> None:
-        super().__init__()
-        self.linear1 = nn.Linear(d_model, d_hidden)
-        self.activation = activation
-        self.linear2 = nn.Linear(d_hidden, d_model)
-        self.hook_pre = HookPoint()
-        self.hook_post = HookPoint()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.hook_post(self.activation(self.hook_pre(self.linear1(x))))
-        return self.linear2(hidden)
-
-
-class Smolgen(nn.Module):
-    """Per-position attention biases: compress tokens, two dense+LN stages, shared matrix."""
-
-    def __init__(
-        self,
-        d_model: int,
-        heads: int,
-        compressed: int,
-        hidden: int,
-        gen_size: int,
-        activation: ActivationFunction,
-    ) -> None:
-        super().__init__()
-        self.compress = nn.Linear(d_model, compressed, bias=False)
-        self.dense1 = nn.Linear(64 * compressed, hidden)
-        self.ln1 = nn.LayerNorm(hidden, eps=SMOLGEN_EPSILON)
-        self.dense2 = nn.Linear(hidden, heads * gen_size)
-        self.ln2 = nn.LayerNorm(heads * gen_size, eps=SMOLGEN_EPSILON)
-        self.activation = activation
-        self.heads = heads
-        self.gen_size = gen_size
-
-    def forward(self, x: torch.Tensor, global_weight: nn.Linear) -> torch.Tensor:
-        batch = x.shape[0]
-        compressed = self.compress(x).reshape(batch, -1)  # square-major flatten
-        hidden = self.ln1(self.activation(self.dense1(compressed)))
-        generated = self.ln2(self.activation(self.dense2(hidden)))
-        generated = generated.reshape(batch, self.heads, self.gen_size)
-        return global_weight(generated).reshape(batch, self.heads, 64, 64)
-
-
-class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model: int, d_attention: int, heads: int, smolgen: Smolgen | None):
-        super().__init__()
-        if d_attention % heads:
-            raise CorruptWeightsError(
-                f"{d_attention} attention channels do not split into {heads} heads"
-            )
-        self.q = nn.Linear(d_model, d_attention)
-        self.k = nn.Linear(d_model, d_attention)
-        self.v = nn.Linear(d_model, d_attention)
-        self.out = nn.Linear(d_attention, d_model)
-        self.smolgen = smolgen
-        self.heads = heads
-        self.d_head = d_attention // heads
-        self.hook_q = HookPoint()
-        self.hook_k = HookPoint()
-        self.hook_v = HookPoint()
-        self.hook_smolgen = HookPoint()
-        self.hook_scores = HookPoint()
-        self.hook_pattern = HookPoint()
-        self.hook_z = HookPoint()
-
-    def forward(self, x: torch.Tensor, smolgen_global: nn.Linear | None) -> torch.Tensor:
-        batch = x.shape[0]
-        q = self.hook_q(self.q(x).view(batch, 64, self.heads, self.d_head))
-        k = self.hook_k(self.k(x).view(batch, 64, self.heads, self.d_head))
-        v = self.hook_v(self.v(x).view(batch, 64, self.heads, self.d_head))
-        bias = None
-        if self.smolgen is not None:
-            if smolgen_global is None:
-                raise CorruptWeightsError("smolgen layers need the global smolgen_w matrix")
-            bias = self.hook_smolgen(self.smolgen(x, smolgen_global))
-        if self.hook_scores.active or self.hook_pattern.active or self.hook_z.active:
-            scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.d_head)
-            if bias is not None:
-                scores = scores + bias  # after the 1/sqrt(d) scaling, as lc0
-            pattern = self.hook_pattern(torch.softmax(self.hook_scores(scores), dim=-1))
-            z = self.hook_z(torch.einsum("bhqk,bkhd->bqhd", pattern, v))
-        else:
-            z = F.scaled_dot_product_attention(
-                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), attn_mask=bias
-            ).transpose(1, 2)
-        return self.out(z.reshape(batch, 64, self.heads * self.d_head))
-
-
-class EncoderLayer(nn.Module):
-    """Post-LN encoder layer with lc0's residual scaling: ``LN(x + α·sublayer(x))``."""
-
-    def __init__(
-        self,
-        attention: MultiHeadAttention,
-        d_model: int,
-        d_ffn: int,
-        ffn_activation: ActivationFunction,
-        alpha: float,
-        epsilon: float,
-    ) -> None:
-        super().__init__()
-        self.attn = attention
-        self.ln1 = nn.LayerNorm(d_model, eps=epsilon)
-        self.mlp = FeedForward(d_model, d_ffn, ffn_activation)
-        self.ln2 = nn.LayerNorm(d_model, eps=epsilon)
-        self.alpha = alpha
-        self.hook_resid_pre = HookPoint()
-        self.hook_attn_out = HookPoint()
-        self.hook_resid_mid = HookPoint()
-        self.hook_mlp_out = HookPoint()
-        self.hook_resid_post = HookPoint()
-
-    def forward(self, x: torch.Tensor, smolgen_global: nn.Linear | None = None) -> torch.Tensor:
-        x = self.hook_resid_pre(x)
-        attention = self.hook_attn_out(self.attn(x, smolgen_global))
-        x = self.hook_resid_mid(self.ln1(x + self.alpha * attention))
-        mlp = self.hook_mlp_out(self.mlp(x))
-        return self.hook_resid_post(self.ln2(x + self.alpha * mlp))
 
 
 class InputEmbeddingLayer(nn.Module):
@@ -354,31 +246,31 @@ class TransformerNetwork(LeelaNetwork):
         """Export as lc0 weights (the inverse of :meth:`from_lc0`)."""
         w: dict[str, Any] = {}
         embed = self.embed
-        w.update(_dense(embed.dense, "ip_emb_w", "ip_emb_b"))
+        w.update(dense_weights(embed.dense, "ip_emb_w", "ip_emb_b"))
         if embed.kind == InputEmbedding.PE_DENSE:
-            w.update(_dense(embed.preprocess, "ip_emb_preproc_w", "ip_emb_preproc_b"))
-            w.update(_norm(embed.norm, "ip_emb_ln"))
+            w.update(dense_weights(embed.preprocess, "ip_emb_preproc_w", "ip_emb_preproc_b"))
+            w.update(norm_weights(embed.norm, "ip_emb_ln"))
             assert embed.ffn is not None and embed.out_norm is not None
-            w["ip_emb_ffn"] = _ffn(embed.ffn)
-            w.update(_norm(embed.out_norm, "ip_emb_ffn_ln"))
+            w["ip_emb_ffn"] = ffn_weights(embed.ffn)
+            w.update(norm_weights(embed.out_norm, "ip_emb_ffn_ln"))
         if embed.mult_gate is not None:
-            w["ip_mult_gate"] = _numpy(embed.mult_gate.T)
+            w["ip_mult_gate"] = numpy_of(embed.mult_gate.T)
         if embed.add_gate is not None:
-            w["ip_add_gate"] = _numpy(embed.add_gate.T)
-        w["encoder"] = [_encoder_layer(block) for block in self.blocks]
+            w["ip_add_gate"] = numpy_of(embed.add_gate.T)
+        w["encoder"] = [encoder_layer_weights(block) for block in self.blocks]
         w["headcount"] = self.blocks[0].attn.heads
         if self.smolgen_global is not None:
-            w["smolgen_w"] = _numpy(self.smolgen_global.weight)
+            w["smolgen_w"] = numpy_of(self.smolgen_global.weight)
         multihead = (
             self.network_format.network == NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
         )
         if multihead:
             policy: dict[str, Any] = {}
             if self.policy_tokens is not None:
-                policy.update(_dense(self.policy_tokens, "ip_pol_w", "ip_pol_b"))
+                policy.update(dense_weights(self.policy_tokens, "ip_pol_w", "ip_pol_b"))
             for key, public in POLICY_HEAD_NAMES.items():
                 if public in self.policy_heads:
-                    policy[key] = _policy_head(self.policy_heads[public])
+                    policy[key] = policy_head_weights(self.policy_heads[public])
             w["policy_heads"] = policy
             w["value_heads"] = {
                 key: _value_head(self.value_heads[public])
@@ -386,189 +278,22 @@ class TransformerNetwork(LeelaNetwork):
                 if public in self.value_heads
             }
         else:
-            w.update(_policy_head(self.policy_heads["vanilla"]))
+            w.update(policy_head_weights(self.policy_heads["vanilla"]))
             w.update(_value_head(self.value_heads["winner"]))
         if self.moves_left_head is not None:
             head = self.moves_left_head
-            w.update(_dense(head.embed, "ip_mov_w", "ip_mov_b"))
-            w.update(_dense(head.fc1, "ip1_mov_w", "ip1_mov_b"))
-            w.update(_dense(head.fc2, "ip2_mov_w", "ip2_mov_b"))
+            w.update(dense_weights(head.embed, "ip_mov_w", "ip_mov_b"))
+            w.update(dense_weights(head.fc1, "ip1_mov_w", "ip1_mov_b"))
+            w.update(dense_weights(head.fc2, "ip2_mov_w", "ip2_mov_b"))
         return Lc0Weights(format=self.network_format, weights=w, min_version=(0, 30, 0))
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy().reshape(-1).copy()
-
-
-def _dense(linear: nn.Linear, weight: str, bias: str | None) -> dict[str, np.ndarray]:
-    out = {weight: _numpy(linear.weight)}
-    if bias is not None and linear.bias is not None:
-        out[bias] = _numpy(linear.bias)
-    return out
-
-
-def _norm(norm: nn.LayerNorm, prefix: str) -> dict[str, np.ndarray]:
-    return {f"{prefix}_gammas": _numpy(norm.weight), f"{prefix}_betas": _numpy(norm.bias)}
-
-
-def _ffn(ffn: FeedForward) -> dict[str, np.ndarray]:
-    return {
-        **_dense(ffn.linear1, "dense1_w", "dense1_b"),
-        **_dense(ffn.linear2, "dense2_w", "dense2_b"),
-    }
-
-
-def _encoder_layer(layer: EncoderLayer) -> dict[str, Any]:
-    attention = layer.attn
-    mha: dict[str, Any] = {}
-    for name in ("q", "k", "v"):
-        mha.update(_dense(getattr(attention, name), f"{name}_w", f"{name}_b"))
-    mha.update(_dense(attention.out, "dense_w", "dense_b"))
-    if attention.smolgen is not None:
-        smolgen = attention.smolgen
-        mha["smolgen"] = {
-            **_dense(smolgen.compress, "compress", None),
-            **_dense(smolgen.dense1, "dense1_w", "dense1_b"),
-            **_norm(smolgen.ln1, "ln1"),
-            **_dense(smolgen.dense2, "dense2_w", "dense2_b"),
-            **_norm(smolgen.ln2, "ln2"),
-        }
-    return {
-        "mha": mha,
-        **_norm(layer.ln1, "ln1"),
-        "ffn": _ffn(layer.mlp),
-        **_norm(layer.ln2, "ln2"),
-    }
-
-
-def _policy_head(head: AttentionPolicyHead) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    if head.tokens is not None:
-        out.update(_dense(head.tokens, "ip_pol_w", "ip_pol_b"))
-    if len(head.encoders):
-        out["pol_encoder"] = [_encoder_layer(layer) for layer in head.encoders]
-        out["pol_headcount"] = head.encoders[0].attn.heads
-    out.update(_dense(head.q, "ip2_pol_w", "ip2_pol_b"))
-    out.update(_dense(head.k, "ip3_pol_w", "ip3_pol_b"))
-    out.update(_dense(head.promotion, "ip4_pol_w", None))
-    return out
 
 
 def _value_head(head: TokenHead) -> dict[str, Any]:
     return {
-        **_dense(head.embed, "ip_val_w", "ip_val_b"),
-        **_dense(head.fc1, "ip1_val_w", "ip1_val_b"),
-        **_dense(head.fc2, "ip2_val_w", "ip2_val_b"),
+        **dense_weights(head.embed, "ip_val_w", "ip_val_b"),
+        **dense_weights(head.fc1, "ip1_val_w", "ip1_val_b"),
+        **dense_weights(head.fc2, "ip2_val_w", "ip2_val_b"),
     }
-
-
-def _array(node: dict[str, Any], key: str, where: str) -> np.ndarray:
-    if key not in node:
-        raise CorruptWeightsError(f"the network is missing '{key}' (in {where})")
-    return node[key]
-
-
-def _load_linear(
-    linear: nn.Linear, node: dict[str, Any], weight: str, bias: str | None, where: str
-) -> None:
-    _copy(linear.weight, _array(node, weight, where), f"{where}.{weight}")
-    if bias is not None:
-        _copy(linear.bias, _array(node, bias, where), f"{where}.{bias}")
-
-
-def build_encoder_layer(
-    node: dict[str, Any],
-    where: str,
-    *,
-    heads: int,
-    alpha: float,
-    epsilon: float,
-    ffn_activation: ActivationFunction,
-    smolgen_activation: ActivationFunction | None,
-    smolgen_gen_size: int,
-) -> EncoderLayer:
-    """One lc0 ``EncoderLayer`` message → :class:`EncoderLayer` with its weights loaded."""
-    mha = _array(node, "mha", where)
-    if any(key in mha for key in ("rpe_q", "rpe_k", "rpe_v")):
-        raise UnsupportedNetworkError(
-            "relative positional encodings (RPE) are not supported (nor by lc0)"
-        )
-    d_model = _array(mha, "q_w", f"{where}.mha").size // _array(mha, "q_b", f"{where}.mha").size
-    d_attention = mha["q_b"].size
-    smolgen = None
-    if "smolgen" in mha:
-        if smolgen_activation is None:
-            raise CorruptWeightsError(f"{where} has smolgen weights but no global smolgen_w")
-        s = mha["smolgen"]
-        compressed = _array(s, "compress", f"{where}.smolgen").size // d_model
-        hidden = _array(s, "dense1_b", f"{where}.smolgen").size
-        smolgen = Smolgen(d_model, heads, compressed, hidden, smolgen_gen_size, smolgen_activation)
-        if _array(s, "dense2_b", f"{where}.smolgen").size != heads * smolgen_gen_size:
-            raise CorruptWeightsError(f"{where}.smolgen: dense2 does not match heads x gen size")
-    attention = MultiHeadAttention(d_model, d_attention, heads, smolgen)
-    d_ffn = _array(_array(node, "ffn", where), "dense1_b", f"{where}.ffn").size
-    layer = EncoderLayer(attention, d_model, d_ffn, ffn_activation, alpha, epsilon)
-    for name in ("q", "k", "v"):
-        _load_linear(getattr(attention, name), mha, f"{name}_w", f"{name}_b", f"{where}.mha")
-    _load_linear(attention.out, mha, "dense_w", "dense_b", f"{where}.mha")
-    if smolgen is not None:
-        s = mha["smolgen"]
-        _load_linear(smolgen.compress, s, "compress", None, f"{where}.smolgen")
-        _load_linear(smolgen.dense1, s, "dense1_w", "dense1_b", f"{where}.smolgen")
-        _load_linear(smolgen.dense2, s, "dense2_w", "dense2_b", f"{where}.smolgen")
-        _load_norm(smolgen.ln1, s, "ln1", f"{where}.smolgen")
-        _load_norm(smolgen.ln2, s, "ln2", f"{where}.smolgen")
-    _load_norm(layer.ln1, node, "ln1", where)
-    _load_norm(layer.ln2, node, "ln2", where)
-    _load_linear(layer.mlp.linear1, node["ffn"], "dense1_w", "dense1_b", f"{where}.ffn")
-    _load_linear(layer.mlp.linear2, node["ffn"], "dense2_w", "dense2_b", f"{where}.ffn")
-    return layer
-
-
-def _load_norm(norm: nn.LayerNorm, node: dict[str, Any], prefix: str, where: str) -> None:
-    _copy(norm.weight, _array(node, f"{prefix}_gammas", where), f"{where}.{prefix}_gammas")
-    _copy(norm.bias, _array(node, f"{prefix}_betas", where), f"{where}.{prefix}_betas")
-
-
-def build_policy_head(
-    node: dict[str, Any],
-    where: str,
-    *,
-    d_input: int,
-    activation: ActivationFunction,
-    shared_tokens: dict[str, Any] | None = None,
-) -> AttentionPolicyHead:
-    """An lc0 ``PolicyHead`` (or the legacy top-level fields) → :class:`AttentionPolicyHead`.
-
-    ``pol_encoder`` layers use α = 1, ε = 1e-6, no smolgen and (as lc0's BLAS/CUDA
-    backends) a SELU FFN activation.
-    """
-    own_tokens = "ip_pol_w" in node
-    token_source = node if own_tokens else shared_tokens
-    if token_source is None:
-        raise CorruptWeightsError(f"{where} has no policy token embedding (ip_pol_w)")
-    d_tokens = _array(token_source, "ip_pol_b", where).size
-    d_policy = _array(node, "ip2_pol_b", where).size
-    encoders = [
-        build_encoder_layer(
-            layer,
-            f"{where}.pol_encoder.{i}",
-            heads=int(node.get("pol_headcount", 0) or 1),
-            alpha=1.0,
-            epsilon=1e-6,
-            ffn_activation=ActivationFunction("selu"),
-            smolgen_activation=None,
-            smolgen_gen_size=0,
-        )
-        for i, layer in enumerate(node.get("pol_encoder", []))
-    ]
-    head = AttentionPolicyHead(d_input, d_tokens, d_policy, activation, encoders, own_tokens)
-    if head.tokens is not None:
-        _load_linear(head.tokens, node, "ip_pol_w", "ip_pol_b", where)
-    _load_linear(head.q, node, "ip2_pol_w", "ip2_pol_b", where)
-    _load_linear(head.k, node, "ip3_pol_w", "ip3_pol_b", where)
-    _load_linear(head.promotion, node, "ip4_pol_w", None, where)
-    return head
 
 
 class _TransformerLoader:
@@ -591,7 +316,7 @@ class _TransformerLoader:
         heads = int(w.get("headcount", 0))
         if heads <= 0:
             raise CorruptWeightsError("the network has no attention head count (headcount)")
-        d_model = _array(w, "ip_emb_b", "weights").size
+        d_model = require_array(w, "ip_emb_b", "weights").size
         dense = fmt.input_embedding == InputEmbedding.PE_DENSE
         alpha = (2.0 * len(encoders)) ** -0.25
         epsilon = 1e-3 if dense else 1e-6
@@ -625,14 +350,14 @@ class _TransformerLoader:
         if fmt.moves_left == MovesLeftFormat.V1 and "ip_mov_w" in w:
             moves_left = TokenHead(
                 d_model,
-                _array(w, "ip_mov_b", "weights").size,
-                _array(w, "ip1_mov_b", "weights").size,
+                require_array(w, "ip_mov_b", "weights").size,
+                require_array(w, "ip1_mov_b", "weights").size,
                 1,
                 self.act,
             )
-            _load_linear(moves_left.embed, w, "ip_mov_w", "ip_mov_b", "weights")
-            _load_linear(moves_left.fc1, w, "ip1_mov_w", "ip1_mov_b", "weights")
-            _load_linear(moves_left.fc2, w, "ip2_mov_w", "ip2_mov_b", "weights")
+            load_linear(moves_left.embed, w, "ip_mov_w", "ip_mov_b", "weights")
+            load_linear(moves_left.fc1, w, "ip1_mov_w", "ip1_mov_b", "weights")
+            load_linear(moves_left.fc2, w, "ip2_mov_w", "ip2_mov_b", "weights")
         return TransformerNetwork(
             fmt,
             embed,
@@ -654,8 +379,8 @@ class _TransformerLoader:
             kind = InputEmbedding.PE_MAP
         gates = ("ip_mult_gate" in w, "ip_add_gate" in w)
         if kind == InputEmbedding.PE_DENSE:
-            dense_size = _array(w, "ip_emb_preproc_b", "weights").size // 64
-            ffn_size = _array(w.get("ip_emb_ffn", {}), "dense1_b", "ip_emb_ffn").size
+            dense_size = require_array(w, "ip_emb_preproc_b", "weights").size // 64
+            ffn_size = require_array(w.get("ip_emb_ffn", {}), "dense1_b", "ip_emb_ffn").size
             embed = InputEmbeddingLayer(
                 kind,
                 d_model,
@@ -666,25 +391,25 @@ class _TransformerLoader:
                 ffn_activation=ffn_activation,
                 alpha=alpha,
             )
-            _load_linear(embed.preprocess, w, "ip_emb_preproc_w", "ip_emb_preproc_b", "weights")
-            _load_norm(embed.norm, w, "ip_emb_ln", "weights")
+            load_linear(embed.preprocess, w, "ip_emb_preproc_w", "ip_emb_preproc_b", "weights")
+            load_norm(embed.norm, w, "ip_emb_ln", "weights")
             assert embed.ffn is not None and embed.out_norm is not None
-            _load_linear(embed.ffn.linear1, w["ip_emb_ffn"], "dense1_w", "dense1_b", "ip_emb_ffn")
-            _load_linear(embed.ffn.linear2, w["ip_emb_ffn"], "dense2_w", "dense2_b", "ip_emb_ffn")
-            _load_norm(embed.out_norm, w, "ip_emb_ffn_ln", "weights")
+            load_linear(embed.ffn.linear1, w["ip_emb_ffn"], "dense1_w", "dense1_b", "ip_emb_ffn")
+            load_linear(embed.ffn.linear2, w["ip_emb_ffn"], "dense2_w", "dense2_b", "ip_emb_ffn")
+            load_norm(embed.out_norm, w, "ip_emb_ffn_ln", "weights")
         else:
             embed = InputEmbeddingLayer(kind, d_model, self.act, gates=gates)
-        _load_linear(embed.dense, w, "ip_emb_w", "ip_emb_b", "weights")
+        load_linear(embed.dense, w, "ip_emb_w", "ip_emb_b", "weights")
         if embed.mult_gate is not None:
             _copy(
                 embed.mult_gate,
-                _array(w, "ip_mult_gate", "weights").reshape(d_model, 64).T,
+                require_array(w, "ip_mult_gate", "weights").reshape(d_model, 64).T,
                 "ip_mult_gate",
             )
         if embed.add_gate is not None:
             _copy(
                 embed.add_gate,
-                _array(w, "ip_add_gate", "weights").reshape(d_model, 64).T,
+                require_array(w, "ip_add_gate", "weights").reshape(d_model, 64).T,
                 "ip_add_gate",
             )
         return embed
@@ -716,7 +441,7 @@ class _TransformerLoader:
         tokens = None
         if shared is not None:
             tokens = nn.Linear(d_model, shared["ip_pol_b"].size)
-            _load_linear(tokens, shared, "ip_pol_w", "ip_pol_b", "policy_heads")
+            load_linear(tokens, shared, "ip_pol_w", "ip_pol_b", "policy_heads")
         return heads, tokens
 
     def _value_heads(self, d_model: int) -> dict[str, TokenHead]:
@@ -733,31 +458,26 @@ class _TransformerLoader:
         )
         heads = {}
         for name, (node, where) in sources.items():
-            outputs = _array(node, "ip2_val_b", where).size
+            outputs = require_array(node, "ip2_val_b", where).size
             if outputs not in (1, 3):
                 raise CorruptWeightsError(f"{where}: value head has {outputs} outputs")
             head = TokenHead(
                 d_model,
-                _array(node, "ip_val_b", where).size,
-                _array(node, "ip1_val_b", where).size,
+                require_array(node, "ip_val_b", where).size,
+                require_array(node, "ip1_val_b", where).size,
                 outputs,
                 self.act,
             )
-            _load_linear(head.embed, node, "ip_val_w", "ip_val_b", where)
-            _load_linear(head.fc1, node, "ip1_val_w", "ip1_val_b", where)
-            _load_linear(head.fc2, node, "ip2_val_w", "ip2_val_b", where)
+            load_linear(head.embed, node, "ip_val_w", "ip_val_b", where)
+            load_linear(head.fc1, node, "ip1_val_w", "ip1_val_b", where)
+            load_linear(head.fc2, node, "ip2_val_w", "ip2_val_b", where)
             heads[name] = head
         return heads
 
 
 __all__ = [
-    "AttentionPolicyHead",
-    "EncoderLayer",
     "InputEmbeddingLayer",
-    "MultiHeadAttention",
-    "Smolgen",
+    "TokenHead",
     "TransformerNetwork",
-    "build_encoder_layer",
-    "build_policy_head",
     "positional_encoding_table",
 ]

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
+from leelalab.lc0.weights import ValueFormat, with_format
+from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models import build_network
 from leelalab.models.resnet import ResNet
-from leelalab.weights import ValueFormat, with_format
-from leelalab.weights.synthetic import random_resnet_weights
 
 
 def _bn_conv(x: torch.Tensor, block: dict, kernel: int) -> torch.Tensor:
@@ -88,7 +88,7 @@ def test_matches_unfolded_reference(policy: str) -> None:
         out = net(planes)
         ref_logits, ref_wdl = _reference_forward(weights.weights, planes, policy)
     if policy == "convolution":
-        from leelalab.policy_map import conv_policy_gather_index
+        from leelalab.lc0.policy_map import conv_policy_gather_index
 
         ref_logits = ref_logits[:, torch.from_numpy(conv_policy_gather_index().copy())]
     torch.testing.assert_close(out.policy_logits, ref_logits, rtol=1e-5, atol=1e-5)
@@ -156,7 +156,7 @@ def test_named_submodules() -> None:
 
 @pytest.mark.parametrize("policy", ["convolution", "classical", "attention"])
 def test_export_round_trip(tmp_path, policy: str) -> None:
-    from leelalab.weights import Encoding, load_weights, save_weights
+    from leelalab.lc0.weights import Encoding, load_weights, save_weights
 
     net = build_network(random_resnet_weights(policy=policy, policy_encoders=1, seed=3))
     path = save_weights(net.to_lc0(), tmp_path / "exported.pb.gz", encoding=Encoding.FLOAT32)

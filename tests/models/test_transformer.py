@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from leelalab.hooks import HookPoint
+from leelalab.lc0.weights import InputEmbedding, NetworkStructure, with_format
+from leelalab.lc0.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 from leelalab.models import TransformerNetwork, build_network
-from leelalab.weights import InputEmbedding, NetworkStructure, with_format
-from leelalab.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 
 
 def _planes(batch: int = 3, seed: int = 0) -> torch.Tensor:
@@ -163,7 +163,7 @@ def test_t82_sized_network_builds_and_runs() -> None:
     [{}, {"embedding": "pe_dense", "multihead": True}, {"smolgen": None, "gates": False}],
 )
 def test_export_round_trip(tmp_path, options: dict) -> None:
-    from leelalab.weights import Encoding, load_weights, save_weights
+    from leelalab.lc0.weights import Encoding, load_weights, save_weights
 
     original = random_transformer_weights(seed=12, **options)
     network = build_network(original)

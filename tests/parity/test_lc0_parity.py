@@ -20,12 +20,12 @@ import chess
 import numpy as np
 import pytest
 
-from leelalab import encoding, policy_map
-from leelalab.evaluation import evaluate
+from leelalab.inference.networks import load_network
+from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0.weights import Encoding, InputFormat, load_weights, save_weights
+from leelalab.lc0.weights.synthetic import grid_linear16_range, random_resnet_weights
 from leelalab.models import build_network
-from leelalab.networks import load_network
-from leelalab.weights import Encoding, InputFormat, load_weights, save_weights
-from leelalab.weights.synthetic import grid_linear16_range, random_resnet_weights
+from leelalab.models.evaluation import evaluate
 from positions import edge_case_boards, puzzle_line_boards, random_playout_boards
 
 lb = pytest.importorskip(

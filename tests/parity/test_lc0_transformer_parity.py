@@ -12,9 +12,9 @@ from pathlib import Path
 import chess
 import pytest
 
-from leelalab.networks import load_network
-from leelalab.weights import Activation, Encoding, InputFormat, load_weights, save_weights
-from leelalab.weights.synthetic import (
+from leelalab.inference.networks import load_network
+from leelalab.lc0.weights import Activation, Encoding, InputFormat, load_weights, save_weights
+from leelalab.lc0.weights.synthetic import (
     grid_linear16_range,
     random_resnet_weights,
     random_transformer_weights,
@@ -99,7 +99,7 @@ def test_resnet_with_attention_policy(tmp_path: Path, policy_encoders: int) -> N
 
 def test_old_headers_give_the_same_outputs(tmp_path: Path) -> None:
     # An attention body written with the older protobuf header (network 4 + encoders).
-    from leelalab.weights import NetworkStructure, with_format
+    from leelalab.lc0.weights import NetworkStructure, with_format
 
     weights = random_transformer_weights(
         seed=8, ffn_activation=Activation.RELU_2, smolgen_activation=Activation.SWISH

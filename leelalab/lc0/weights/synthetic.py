@@ -1,0 +1,339 @@
+"""Tiny random lc0 networks, for tests and examples.
+
+The weights are drawn with a seeded generator and laid out exactly as lc0's schema expects,
+so :func:`leelalab.lc0.weights.save_weights` turns them into files lc0 itself loads. Batch norm
+is included (random means, variances, gammas and betas) so that the folding is exercised.
+
+``grid=True`` rounds every value to ``n * 2**-GRID_EXPONENT`` with ``n`` of at most 8
+significant bits. Such values are represented exactly by LINEAR16 (with
+:func:`grid_linear16_range`), FLOAT16, BFLOAT16 and FLOAT32, so a file written in a float
+encoding and its LINEAR16 twin decode to identical tensors — which lets lc0 v0.31 (that only
+decodes LINEAR16) be the reference for float-encoded files too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+
+from leelalab.lc0.weights.enums import (
+    Activation,
+    DefaultActivation,
+    Encoding,
+    InputEmbedding,
+    InputFormat,
+    MovesLeftFormat,
+    NetworkStructure,
+    OutputFormat,
+    PolicyFormat,
+    ValueFormat,
+)
+from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
+
+GRID_EXPONENT = 12
+
+
+def grid_linear16_range(_path: str = "", _values: Any = None) -> tuple[float, float]:
+    """The LINEAR16 ``(min_val, max_val)`` under which every grid value is exact."""
+    step = 2.0**-GRID_EXPONENT
+    return (-32768 * step, 32767 * step)
+
+
+def snap_to_grid(values: np.ndarray) -> np.ndarray:
+    """Round to ``n * 2**-GRID_EXPONENT`` with ``|n| <= 32767`` of at most 8 significant bits."""
+    n = np.rint(np.asarray(values, dtype=np.float64) * 2.0**GRID_EXPONENT)
+    n = np.clip(n, -32640, 32640)  # 32640 = 255 * 2**7: the largest 8-significant-bit value
+    magnitude = np.abs(n)
+    shift = np.where(magnitude > 0, np.floor(np.log2(np.maximum(magnitude, 1))) - 7, 0)
+    shift = np.maximum(shift, 0)
+    n = np.rint(n / 2.0**shift) * 2.0**shift
+    return (n * 2.0**-GRID_EXPONENT).astype(np.float32)
+
+
+class _Generator:
+    def __init__(self, seed: int, grid: bool) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.grid = grid
+
+    def _finish(self, values: np.ndarray) -> np.ndarray:
+        values = values.astype(np.float32).reshape(-1)
+        return snap_to_grid(values) if self.grid else values
+
+    def normal(self, size: int, scale: float) -> np.ndarray:
+        return self._finish(self.rng.normal(0.0, scale, size))
+
+    def uniform(self, size: int, low: float, high: float) -> np.ndarray:
+        return self._finish(self.rng.uniform(low, high, size))
+
+    def conv_block(
+        self, inputs: int, outputs: int, kernel: int, batch_norm: bool = True
+    ) -> dict[str, Any]:
+        fan_in = inputs * kernel * kernel
+        block = {"weights": self.normal(outputs * fan_in, 1.0 / np.sqrt(fan_in))}
+        if batch_norm:
+            block.update(
+                bn_means=self.normal(outputs, 0.1),
+                bn_stddivs=self.uniform(outputs, 0.5, 1.5),
+                bn_gammas=self.uniform(outputs, 0.5, 1.5),
+                bn_betas=self.normal(outputs, 0.1),
+            )
+        else:
+            block["biases"] = self.normal(outputs, 0.1)
+        return block
+
+    def dense(self, inputs: int, outputs: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.normal(outputs * inputs, 1.0 / np.sqrt(inputs)), self.normal(outputs, 0.1)
+
+    def norm(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.uniform(size, 0.8, 1.2), self.normal(size, 0.1)
+
+    def encoder_layer(
+        self, d_model: int, heads: int, d_ffn: int, smolgen: tuple[int, int, int] | None
+    ) -> dict[str, Any]:
+        mha: dict[str, Any] = {}
+        for name in ("q", "k", "v"):
+            mha[f"{name}_w"], mha[f"{name}_b"] = self.dense(d_model, d_model)
+        mha["dense_w"], mha["dense_b"] = self.dense(d_model, d_model)
+        if smolgen is not None:
+            compressed, hidden, gen_size = smolgen
+            sg: dict[str, Any] = {"compress": self.normal(compressed * d_model, d_model**-0.5)}
+            sg["dense1_w"], sg["dense1_b"] = self.dense(64 * compressed, hidden)
+            sg["ln1_gammas"], sg["ln1_betas"] = self.norm(hidden)
+            sg["dense2_w"], sg["dense2_b"] = self.dense(hidden, heads * gen_size)
+            sg["ln2_gammas"], sg["ln2_betas"] = self.norm(heads * gen_size)
+            mha["smolgen"] = sg
+        layer: dict[str, Any] = {"mha": mha}
+        layer["ln1_gammas"], layer["ln1_betas"] = self.norm(d_model)
+        ffn: dict[str, Any] = {}
+        ffn["dense1_w"], ffn["dense1_b"] = self.dense(d_model, d_ffn)
+        ffn["dense2_w"], ffn["dense2_b"] = self.dense(d_ffn, d_model)
+        layer["ffn"] = ffn
+        layer["ln2_gammas"], layer["ln2_betas"] = self.norm(d_model)
+        return layer
+
+    def attention_policy(
+        self, d_input: int | None, d_tokens: int, d_policy: int, encoders: int = 0, heads: int = 2
+    ) -> dict[str, Any]:
+        """An lc0 PolicyHead; ``d_input=None`` leaves out the (shared) token embedding."""
+        head: dict[str, Any] = {}
+        if d_input is not None:
+            head["ip_pol_w"], head["ip_pol_b"] = self.dense(d_input, d_tokens)
+        if encoders:
+            head["pol_encoder"] = [
+                self.encoder_layer(d_tokens, heads, 2 * d_tokens, None) for _ in range(encoders)
+            ]
+            head["pol_headcount"] = heads
+        head["ip2_pol_w"], head["ip2_pol_b"] = self.dense(d_tokens, d_policy)
+        head["ip3_pol_w"], head["ip3_pol_b"] = self.dense(d_tokens, d_policy)
+        head["ip4_pol_w"] = self.normal(4 * d_policy, d_policy**-0.5)
+        return head
+
+    def token_value_head(
+        self, d_model: int, channels: int, hidden: int, outputs: int
+    ) -> dict[str, Any]:
+        head: dict[str, Any] = {}
+        head["ip_val_w"], head["ip_val_b"] = self.dense(d_model, channels)
+        head["ip1_val_w"], head["ip1_val_b"] = self.dense(64 * channels, hidden)
+        head["ip2_val_w"], head["ip2_val_b"] = self.dense(hidden, outputs)
+        return head
+
+
+def random_resnet_weights(
+    *,
+    blocks: int = 2,
+    filters: int = 8,
+    se_channels: int = 4,
+    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE,
+    policy: Literal["convolution", "classical", "attention"] = "convolution",
+    policy_encoders: int = 0,
+    value: Literal["wdl", "classical"] = "wdl",
+    moves_left: bool = True,
+    activation: Literal["relu", "mish"] = "relu",
+    policy_channels: int = 8,
+    value_channels: int = 8,
+    value_hidden: int = 16,
+    moves_left_channels: int = 4,
+    moves_left_hidden: int = 8,
+    seed: int = 0,
+    grid: bool = False,
+) -> Lc0Weights:
+    """A random lc0 ResNet (SE when ``se_channels > 0``) with the given heads and formats."""
+    g = _Generator(seed, grid)
+    w: dict[str, Any] = {"input": g.conv_block(112, filters, 3)}
+    residual = []
+    for _ in range(blocks):
+        block: dict[str, Any] = {
+            "conv1": g.conv_block(filters, filters, 3),
+            "conv2": g.conv_block(filters, filters, 3),
+        }
+        if se_channels:
+            w1, b1 = g.dense(filters, se_channels)
+            w2, b2 = g.dense(se_channels, 2 * filters)
+            block["se"] = {"w1": w1, "b1": b1, "w2": w2, "b2": b2}
+        residual.append(block)
+    w["residual"] = residual
+    if policy == "convolution":
+        w["policy1"] = g.conv_block(filters, filters, 3)
+        w["policy"] = g.conv_block(filters, 80, 3, batch_norm=False)
+    elif policy == "attention":
+        # T78/T79 style: SELU tokens on the ResNet body, optional policy encoder layers.
+        w.update(g.attention_policy(filters, policy_channels * 2, policy_channels, policy_encoders))
+    else:
+        w["policy"] = g.conv_block(filters, policy_channels, 1)
+        w["ip_pol_w"], w["ip_pol_b"] = g.dense(policy_channels * 64, 1858)
+    w["value"] = g.conv_block(filters, value_channels, 1)
+    w["ip1_val_w"], w["ip1_val_b"] = g.dense(value_channels * 64, value_hidden)
+    w["ip2_val_w"], w["ip2_val_b"] = g.dense(value_hidden, 3 if value == "wdl" else 1)
+    if moves_left:
+        w["moves_left"] = g.conv_block(filters, moves_left_channels, 1)
+        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(moves_left_channels * 64, moves_left_hidden)
+        w["ip2_mov_w"], _ = g.dense(moves_left_hidden, 1)
+        # A positive bias keeps the final ReLU active, so tests compare real values, not 0 == 0.
+        w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
+    network_format = NetworkFormat(
+        input=InputFormat(input_format),
+        output=OutputFormat.WDL if value == "wdl" else OutputFormat.CLASSICAL,
+        network=NetworkStructure.SE_WITH_HEADFORMAT
+        if se_channels
+        else NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
+        policy={
+            "convolution": PolicyFormat.CONVOLUTION,
+            "classical": PolicyFormat.CLASSICAL,
+            "attention": PolicyFormat.ATTENTION,
+        }[policy],
+        value=ValueFormat.WDL if value == "wdl" else ValueFormat.CLASSICAL,
+        moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+        default_activation=DefaultActivation.MISH
+        if activation == "mish"
+        else DefaultActivation.RELU,
+    )
+    return Lc0Weights(
+        format=network_format,
+        weights=w,
+        min_version=(0, 21, 0),
+        weights_encoding=Encoding.LINEAR16,
+        license="synthetic test network (random weights)",
+    )
+
+
+TRANSFORMER_SHAPES: dict[str, dict[str, Any]] = {
+    # The look-ahead paper's network: 768 x 15 layers x 24 heads, smolgen.
+    "t82": dict(
+        layers=15,
+        d_model=768,
+        heads=24,
+        ffn_size=1024,
+        smolgen=(32, 256, 256),
+        policy_tokens=768,
+        policy_size=768,
+        value_channels=32,
+        moves_left_hidden=128,
+    ),
+    "small-transformer": dict(layers=6, d_model=128, heads=8, ffn_size=256),
+}
+"""Keyword arguments of :func:`random_transformer_weights` for benchmark-sized networks."""
+
+
+def random_transformer_weights(
+    *,
+    layers: int = 2,
+    d_model: int = 32,
+    heads: int = 4,
+    ffn_size: int = 64,
+    embedding: Literal["pe_map", "pe_dense"] = "pe_map",
+    gates: bool = True,
+    smolgen: tuple[int, int, int] | None = (4, 16, 8),
+    policy_tokens: int = 32,
+    policy_size: int = 16,
+    value: Literal["wdl", "classical"] = "wdl",
+    value_channels: int = 8,
+    value_hidden: int = 128,
+    moves_left: bool = True,
+    moves_left_channels: int = 8,
+    moves_left_hidden: int = 32,
+    activation: Literal["relu", "mish"] = "relu",
+    ffn_activation: Activation = Activation.DEFAULT,
+    smolgen_activation: Activation = Activation.DEFAULT,
+    multihead: bool = False,
+    dense_size: int = 16,
+    embedding_ffn_size: int = 64,
+    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE,
+    seed: int = 0,
+    grid: bool = False,
+) -> Lc0Weights:
+    """A random lc0 attention-body network.
+
+    Args:
+        smolgen: ``(compressed channels, hidden size, generator size)`` or ``None``.
+        multihead: write network structure 7 with ``policy_heads`` (vanilla, optimistic_st;
+            shared token embedding) and ``value_heads`` (winner, q). lc0 v0.31 cannot run
+            structure 7; single-head files use structure 6.
+        embedding: ``"pe_map"`` (T80/T82/BT2) or ``"pe_dense"`` (BT3/BT4; always multihead
+            in practice, and lc0 v0.31 cannot run it).
+    """
+    g = _Generator(seed, grid)
+    w: dict[str, Any] = {}
+    inputs = 112 + (dense_size if embedding == "pe_dense" else 64)
+    w["ip_emb_w"], w["ip_emb_b"] = g.dense(inputs, d_model)
+    if embedding == "pe_dense":
+        w["ip_emb_preproc_w"], w["ip_emb_preproc_b"] = g.dense(64 * 12, 64 * dense_size)
+        w["ip_emb_ln_gammas"], w["ip_emb_ln_betas"] = g.norm(d_model)
+        ffn: dict[str, Any] = {}
+        ffn["dense1_w"], ffn["dense1_b"] = g.dense(d_model, embedding_ffn_size)
+        ffn["dense2_w"], ffn["dense2_b"] = g.dense(embedding_ffn_size, d_model)
+        w["ip_emb_ffn"] = ffn
+        w["ip_emb_ffn_ln_gammas"], w["ip_emb_ffn_ln_betas"] = g.norm(d_model)
+    if gates:
+        w["ip_mult_gate"] = g.uniform(d_model * 64, 0.5, 1.5)
+        w["ip_add_gate"] = g.normal(d_model * 64, 0.1)
+    w["encoder"] = [g.encoder_layer(d_model, heads, ffn_size, smolgen) for _ in range(layers)]
+    w["headcount"] = heads
+    if smolgen is not None:
+        w["smolgen_w"] = g.normal(4096 * smolgen[2], smolgen[2] ** -0.5)
+    outputs = 3 if value == "wdl" else 1
+    if multihead:
+        shared_w, shared_b = g.dense(d_model, policy_tokens)
+        w["policy_heads"] = {
+            "ip_pol_w": shared_w,
+            "ip_pol_b": shared_b,
+            "vanilla": g.attention_policy(None, policy_tokens, policy_size),
+            "optimistic_st": g.attention_policy(None, policy_tokens, policy_size),
+        }
+        w["value_heads"] = {
+            "winner": g.token_value_head(d_model, value_channels, value_hidden, outputs),
+            "q": g.token_value_head(d_model, value_channels, value_hidden, outputs),
+        }
+    else:
+        w.update(g.attention_policy(d_model, policy_tokens, policy_size))
+        w.update(g.token_value_head(d_model, value_channels, value_hidden, outputs))
+    if moves_left:
+        w["ip_mov_w"], w["ip_mov_b"] = g.dense(d_model, moves_left_channels)
+        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(64 * moves_left_channels, moves_left_hidden)
+        w["ip2_mov_w"], _ = g.dense(moves_left_hidden, 1)
+        w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
+    network_format = NetworkFormat(
+        input=InputFormat(input_format),
+        output=OutputFormat.WDL if value == "wdl" else OutputFormat.CLASSICAL,
+        network=NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
+        if multihead
+        else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
+        policy=PolicyFormat.ATTENTION,
+        value=ValueFormat.WDL if value == "wdl" else ValueFormat.CLASSICAL,
+        moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+        default_activation=DefaultActivation.MISH
+        if activation == "mish"
+        else DefaultActivation.RELU,
+        smolgen_activation=smolgen_activation,
+        ffn_activation=ffn_activation,
+        input_embedding=InputEmbedding.PE_DENSE
+        if embedding == "pe_dense"
+        else InputEmbedding.PE_MAP,
+    )
+    return Lc0Weights(
+        format=network_format,
+        weights=w,
+        min_version=(0, 30, 0),
+        weights_encoding=Encoding.LINEAR16,
+        license="synthetic test network (random weights)",
+    )

@@ -1,0 +1,424 @@
+"""Probes that read future-move squares out of cached activations.
+
+Probes (all predict one of the 64 squares, softmax over squares, cross-entropy):
+
+- :class:`BilinearProbe` — the look-ahead paper's: logit for square ``s`` is
+  ``⟨W_x x_s, W_z z⟩ / √k + c`` where ``x_s`` is the activation at square ``s``, ``z`` the
+  activation at a *query* square (the paper: the 1st move's target), ``k`` the rank (32),
+  ``W`` initialised N(0, 1/d), ``c`` a scalar bias;
+- :class:`LinearProbe` — ``logit_s = w · x_s + b_s``, one weight vector shared by the squares;
+- ``"logistic"`` — a multinomial logistic regression (scikit-learn) from the activation at
+  the query square (or the mean over squares without a query) to the 64 squares.
+
+Targets: ``move{k}_target`` / ``move{k}_source`` for ``k = 1 … 7`` (odd k: the solver's
+moves, even k: the opponent's), in the network's frame. A puzzle whose line has no k-th
+move is *masked*, never guessed. ``query="move1_target"`` is the paper's setting for
+``move3_target``.
+
+Evaluation: for each seed, a fresh shuffled split *by puzzle* (test fraction 0.3), a fresh
+initialisation and minibatch order; accuracy on the test puzzles; mean ± std over seeds.
+The *control task* permutes the labels among puzzles of the same type
+(:func:`leelalab.probing.store.puzzle_type`), keeping each type's label distribution
+but breaking the link to the board: selectivity = accuracy − control accuracy. The
+random-init baseline is the same probe on a store cached with ``random_init``.
+
+Training streams minibatches from disk (:meth:`ActivationStore.iter_minibatches`), so
+memory does not grow with the dataset.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from leelalab.errors import LeelaLabError
+from leelalab.probing.store import ActivationStore
+from leelalab.runs.results import versions, write_text_atomically
+
+PROBE_KINDS = ("bilinear", "linear", "logistic")
+_TARGET = re.compile(r"^move([1-7])_(target|source)$")
+
+
+class ProbeError(LeelaLabError):
+    """Bad probe settings or files."""
+
+
+def target_labels(store: ActivationStore, target: str) -> np.ndarray:
+    """``[N]`` square labels (network frame) of ``target``; −1 where the move is absent."""
+    match = _TARGET.match(target)
+    if match is None:
+        raise ProbeError(
+            f"unknown target {target!r}; use move<k>_target or move<k>_source with k = 1..7"
+        )
+    k, which = int(match.group(1)), match.group(2)
+    return store.move_squares[:, k - 1, 1 if which == "target" else 0].copy()
+
+
+def grouped_split(
+    puzzle_ids: Sequence[str], test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shuffled train/test row indices with every puzzle id entirely on one side."""
+    ids = np.asarray(puzzle_ids, dtype=object)
+    unique = np.array(sorted(set(ids.tolist())), dtype=object)
+    rng = np.random.default_rng(seed)
+    shuffled = unique[rng.permutation(len(unique))]
+    n_test = max(1, int(round(test_fraction * len(unique))))
+    test_ids = set(shuffled[:n_test].tolist())
+    is_test = np.array([i in test_ids for i in ids])
+    return np.nonzero(~is_test)[0], np.nonzero(is_test)[0]
+
+
+def control_labels(labels: np.ndarray, types: np.ndarray, seed: int) -> np.ndarray:
+    """``labels`` permuted among the rows of each type (masked rows stay masked)."""
+    rng = np.random.default_rng(seed)
+    out = labels.copy()
+    for kind in np.unique(types):
+        rows = np.nonzero((types == kind) & (labels >= 0))[0]
+        out[rows] = labels[rows[rng.permutation(rows.size)]]
+    return out
+
+
+class BilinearProbe(nn.Module):
+    """The paper's rank-k bilinear square probe."""
+
+    def __init__(self, d_model: int, rank: int = 32) -> None:
+        super().__init__()
+        self.rank = rank
+        self.w_x = nn.Parameter(torch.randn(rank, d_model) / math.sqrt(d_model))
+        self.w_z = nn.Parameter(torch.randn(rank, d_model) / math.sqrt(d_model))
+        self.bias = nn.Parameter(torch.randn(()))
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        z = x[torch.arange(x.shape[0]), query]  # (batch, d)
+        keys = x @ self.w_x.T  # (batch, 64, k)
+        return torch.einsum("bsk,bk->bs", keys, z @ self.w_z.T) / math.sqrt(self.rank) + self.bias
+
+
+class LinearProbe(nn.Module):
+    """``logit_s = w · x_s + b_s``."""
+
+    def __init__(self, d_model: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(d_model) / math.sqrt(d_model))
+        self.square_bias = nn.Parameter(torch.zeros(64))
+
+    def forward(self, x: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
+        return x @ self.weight + self.square_bias
+
+
+@dataclass
+class ProbeConfig:
+    """Probe and training settings (defaults: the paper's)."""
+
+    target: str = "move3_target"
+    query: str | None = "move1_target"
+    probe: str = "bilinear"
+    rank: int = 32
+    lr: float = 1e-2
+    epochs: int = 5
+    batch_size: int = 64
+    test_fraction: float = 0.3
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    control: bool = True
+    memory_budget_mb: int = 256
+    """RAM for activation blocks read from disk while training (bounds memory use)."""
+
+    def check(self) -> None:
+        if self.probe not in PROBE_KINDS:
+            raise ProbeError(f"probe must be one of {PROBE_KINDS}, not {self.probe!r}")
+        if self.probe == "bilinear" and self.query is None:
+            raise ProbeError("the bilinear probe needs a query square (e.g. move1_target)")
+        for name in (self.target, self.query):
+            if name is not None and _TARGET.match(name) is None:
+                raise ProbeError(f"unknown square {name!r}; use move<k>_target / move<k>_source")
+
+
+def _make_probe(config: ProbeConfig, d_model: int) -> nn.Module:
+    if config.probe == "bilinear":
+        return BilinearProbe(d_model, config.rank)
+    return LinearProbe(d_model)
+
+
+def _usable_rows(rows: np.ndarray, labels: np.ndarray, queries: np.ndarray | None) -> np.ndarray:
+    keep = labels[rows] >= 0
+    if queries is not None:
+        keep &= queries[rows] >= 0
+    return rows[keep]
+
+
+def train_probe(
+    store: ActivationStore,
+    hook: str,
+    labels: np.ndarray,
+    queries: np.ndarray | None,
+    train_rows: np.ndarray,
+    config: ProbeConfig,
+    seed: int,
+) -> nn.Module:
+    """Train a torch probe on ``train_rows`` streaming from the store (seeded)."""
+    torch.manual_seed(seed)
+    probe = _make_probe(config, store.widths[hook])
+    optimiser = torch.optim.Adam(probe.parameters(), lr=config.lr)
+    rows = _usable_rows(train_rows, labels, queries)
+    for epoch in range(config.epochs):
+        for x, batch_rows in store.iter_minibatches(
+            hook,
+            rows,
+            config.batch_size,
+            seed=seed * 1000 + epoch,
+            memory_budget_bytes=config.memory_budget_mb * 2**20,
+        ):
+            y = torch.from_numpy(labels[batch_rows])
+            q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
+            loss = nn.functional.cross_entropy(probe(x, q), y)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    return probe.eval()
+
+
+def evaluate_probe(
+    probe: nn.Module,
+    store: ActivationStore,
+    hook: str,
+    labels: np.ndarray,
+    queries: np.ndarray | None,
+    rows: np.ndarray,
+    batch_size: int = 512,
+) -> float:
+    """Accuracy of ``probe`` on ``rows`` (masked rows excluded)."""
+    rows = _usable_rows(rows, labels, queries)
+    if rows.size == 0:
+        raise ProbeError("no test puzzle has the target (and query) move")
+    correct = 0
+    with torch.no_grad():
+        for x, batch_rows in store.iter_minibatches(hook, rows, batch_size, seed=None):
+            q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
+            prediction = probe(x, q).argmax(dim=1).numpy()
+            correct += int((prediction == labels[batch_rows]).sum())
+    return correct / rows.size
+
+
+def _logistic_features(
+    store: ActivationStore, hook: str, rows: np.ndarray, queries: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features of ``rows`` and the rows in the order of the features (file order)."""
+    features, order = [], []
+    for x, batch_rows in store.iter_minibatches(hook, rows, 512, seed=None):
+        if queries is not None:
+            features.append(x[torch.arange(x.shape[0]), torch.from_numpy(queries[batch_rows])])
+        else:
+            features.append(x.mean(dim=1))
+        order.append(batch_rows)
+    return torch.cat(features).numpy(), np.concatenate(order)
+
+
+def _logistic_accuracy(
+    store: ActivationStore,
+    hook: str,
+    labels: np.ndarray,
+    queries: np.ndarray | None,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray,
+    seed: int,
+) -> float:
+    try:
+        from sklearn.linear_model import LogisticRegression
+    except ImportError:
+        raise ProbeError(
+            'the logistic probe needs the probe extra: pip install "leelalab[probe]"'
+        ) from None
+    train_rows = _usable_rows(train_rows, labels, queries)
+    test_rows = _usable_rows(test_rows, labels, queries)
+    model = LogisticRegression(max_iter=300, random_state=seed)
+    features, rows = _logistic_features(store, hook, train_rows, queries)
+    model.fit(features, labels[rows])
+    features, rows = _logistic_features(store, hook, test_rows, queries)
+    return float((model.predict(features) == labels[rows]).mean())
+
+
+@dataclass
+class LayerResult:
+    hook: str
+    accuracy: list[float]
+    control_accuracy: list[float]
+    train_puzzles: int
+    test_puzzles: int
+
+    def summary(self) -> dict[str, Any]:
+        acc, ctl = np.array(self.accuracy), np.array(self.control_accuracy)
+        return {
+            "hook": self.hook,
+            "accuracy_mean": float(acc.mean()),
+            "accuracy_std": float(acc.std(ddof=1)) if acc.size > 1 else 0.0,
+            "control_mean": float(ctl.mean()) if ctl.size else None,
+            "control_std": float(ctl.std(ddof=1)) if ctl.size > 1 else (0.0 if ctl.size else None),
+            "selectivity": float(acc.mean() - ctl.mean()) if ctl.size else None,
+            "accuracy": self.accuracy,
+            "control_accuracy": self.control_accuracy,
+            "train_puzzles": self.train_puzzles,
+            "test_puzzles": self.test_puzzles,
+        }
+
+
+def _layer_of(hook: str) -> int | None:
+    match = re.search(r"blocks\.(\d+)\.", hook)
+    return int(match.group(1)) if match else None
+
+
+def train_probes(
+    store_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: ProbeConfig,
+    *,
+    hooks: Sequence[str] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train and evaluate a probe per hook × seed (plus the control task); save results.
+
+    Writes into ``output/``: ``results.json`` (per hook: accuracies per seed, mean ± std,
+    control, selectivity), ``config.json``, and for torch probes the first seed's weights
+    per hook as ``<hook>.safetensors``; ``run.json`` records the store and versions.
+    """
+    from safetensors.torch import save_file
+
+    config.check()
+    started = time.perf_counter()
+    store = ActivationStore(store_path)
+    hooks = list(hooks) if hooks else store.hooks
+    for hook in hooks:
+        store._check(hook)
+    labels = target_labels(store, config.target)
+    queries = target_labels(store, config.query) if config.query else None
+    if config.probe == "linear":
+        queries = None
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    results: list[LayerResult] = []
+    work = [(hook, seed) for hook in hooks for seed in config.seeds]
+    bar = tqdm(total=len(work), desc=f"{config.probe} probes", unit="probe", disable=not progress)
+    for hook in hooks:
+        accuracy, control = [], []
+        for seed in config.seeds:
+            train_rows, test_rows = grouped_split(store.puzzle_ids, config.test_fraction, seed)
+            if config.probe == "logistic":
+                accuracy.append(
+                    _logistic_accuracy(store, hook, labels, queries, train_rows, test_rows, seed)
+                )
+                if config.control:
+                    shuffled = control_labels(labels, store.puzzle_type, seed)
+                    control.append(
+                        _logistic_accuracy(
+                            store, hook, shuffled, queries, train_rows, test_rows, seed
+                        )
+                    )
+            else:
+                probe = train_probe(store, hook, labels, queries, train_rows, config, seed)
+                accuracy.append(evaluate_probe(probe, store, hook, labels, queries, test_rows))
+                if seed == config.seeds[0]:
+                    tensors = {k: v.detach().contiguous() for k, v in probe.state_dict().items()}
+                    save_file(
+                        tensors,
+                        str(output / f"{hook}.safetensors"),
+                        metadata={
+                            "probe": config.probe,
+                            "target": config.target,
+                            "query": str(config.query),
+                            "hook": hook,
+                            "seed": str(seed),
+                        },
+                    )
+                if config.control:
+                    shuffled = control_labels(labels, store.puzzle_type, seed)
+                    control_probe = train_probe(
+                        store, hook, shuffled, queries, train_rows, config, seed
+                    )
+                    control.append(
+                        evaluate_probe(control_probe, store, hook, shuffled, queries, test_rows)
+                    )
+            bar.update(1)
+        results.append(
+            LayerResult(
+                hook,
+                accuracy,
+                control,
+                int(_usable_rows(train_rows, labels, queries).size),
+                int(_usable_rows(test_rows, labels, queries).size),
+            )
+        )
+    bar.close()
+    summary = {
+        "store": str(Path(store_path).resolve()),
+        "network": store.settings.get("network"),
+        "random_init": store.settings.get("random_init"),
+        "config": asdict(config),
+        "layers": [_layer_of(r.hook) for r in results],
+        "results": [r.summary() for r in results],
+    }
+    write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
+    write_text_atomically(output / "config.json", json.dumps(asdict(config), indent=2))
+    write_text_atomically(
+        output / "run.json",
+        json.dumps(
+            {
+                "store": str(Path(store_path).resolve()),
+                "store_settings": store.settings,
+                "config": asdict(config),
+                "hooks": hooks,
+                "seconds": round(time.perf_counter() - started, 2),
+                "versions": versions(),
+            },
+            indent=2,
+        ),
+    )
+    return summary
+
+
+def load_probe(directory: str | os.PathLike[str], hook: str) -> tuple[nn.Module, ProbeConfig]:
+    """A saved torch probe and its config."""
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    config_path, weights = directory / "config.json", directory / f"{hook}.safetensors"
+    if not config_path.is_file() or not weights.is_file():
+        raise ProbeError(f"{directory}: no saved probe for {hook!r} (config.json + .safetensors)")
+    config = ProbeConfig(**json.loads(config_path.read_text(encoding="utf-8")))
+    tensors = load_file(str(weights))
+    d_model = tensors["w_x"].shape[1] if config.probe == "bilinear" else tensors["weight"].shape[0]
+    probe = _make_probe(config, d_model)
+    probe.load_state_dict(tensors)
+    return probe.eval(), config
+
+
+def evaluate_saved_probes(
+    directory: str | os.PathLike[str], store_path: str | os.PathLike[str]
+) -> dict[str, float]:
+    """Accuracy of each saved probe of ``directory`` on *all* puzzles of another store."""
+    store = ActivationStore(store_path)
+    directory = Path(directory)
+    accuracies = {}
+    for weights in sorted(directory.glob("*.safetensors")):
+        hook = weights.name[: -len(".safetensors")]
+        probe, config = load_probe(directory, hook)
+        labels = target_labels(store, config.target)
+        queries = (
+            target_labels(store, config.query)
+            if config.query and config.probe == "bilinear"
+            else None
+        )
+        accuracies[hook] = evaluate_probe(probe, store, hook, labels, queries, np.arange(store.n))
+    if not accuracies:
+        raise ProbeError(f"{directory}: no saved probes")
+    return accuracies

@@ -1,0 +1,403 @@
+"""A disk-backed activation store: hook activations of a puzzle dataset in chunked HDF5.
+
+``cache_activations`` runs a network on the clean puzzle positions of a dataset directory
+(``leelalab puzzles filter``) and writes the chosen hook activations, each
+``[puzzle, 64, d]`` in the network's square frame, plus per-puzzle metadata (ids, the
+source and target squares of moves 1 … 7 in the network's frame, flags, a puzzle type for
+control tasks). RAM stays bounded whatever the number of puzzles: work proceeds in parts of
+``part_size`` puzzles, each written atomically to ``ACTS.h5.parts/`` (so an interrupted run,
+even ``kill -9``, resumes at the first missing part and produces the same numbers), and the
+parts are then copied, one at a time, into the final file. ``ACTS.h5.run.json`` records
+inputs, hashes, versions and settings.
+
+:class:`ActivationStore` reads a store and streams minibatches from disk.
+
+File layout (``format = "leelalab.activations/1"``)::
+
+    activations/<hook name>   float16|float32 [N, 64, d], chunked by puzzles
+    puzzle_ids                str [N]
+    move_squares              int8 [N, 7, 2]   (source, target) of moves 1..7, -1 = absent
+    puzzle_type               int16 [N]        (is_mate, piece type of the 1st move) code
+    is_mate, selected, different_targets       bool [N]
+    n_moves                   int16 [N]
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from leelalab.errors import LeelaLabError
+from leelalab.lc0 import encoding
+from leelalab.models.base import LeelaNetwork
+from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
+from leelalab.runs.results import same_settings, sha256_file, versions, write_text_atomically
+
+STORE_FORMAT = "leelalab.activations/1"
+DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+class ActivationStoreError(LeelaLabError):
+    """An activation store is missing, foreign, incomplete or asked for something it lacks."""
+
+
+def resolve_hooks(network: LeelaNetwork, patterns: Sequence[str]) -> list[str]:
+    """Hook names matching ``patterns`` (exact names or globs such as
+    ``blocks.*.hook_resid_post``), in forward order."""
+    names = network.hook_names
+    chosen = [name for name in names if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unmatched:
+        raise ActivationStoreError(
+            f"no hook point matches {unmatched}; see `leelalab info` or `net.hook_names`"
+        )
+    return chosen
+
+
+def randomized_network(network: LeelaNetwork, seed: int) -> LeelaNetwork:
+    """The same architecture with seeded random weights: the random-init probing baseline.
+
+    Every submodule with ``reset_parameters`` (convolutions, linear layers, layer norms) is
+    re-initialised with PyTorch's default initialisation under ``torch.manual_seed(seed)``;
+    other parameters (e.g. embedding gates) are drawn from N(0, 0.02²) around their default.
+    """
+    clone = copy.deepcopy(network)
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        handled: set[int] = set()
+        for module in clone.modules():
+            reset = getattr(module, "reset_parameters", None)
+            if callable(reset) and module is not clone:
+                reset()
+                handled.update(id(p) for p in module.parameters(recurse=False))
+        with torch.no_grad():
+            for parameter in clone.parameters():
+                if id(parameter) not in handled:
+                    parameter.add_(torch.randn_like(parameter) * 0.02)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    clone.source = f"{network.source} (random init, seed {seed})"
+    clone.sha256 = None
+    return clone.eval()
+
+
+def puzzle_type(puzzle: DatasetPuzzle) -> int:
+    """A small integer type for control tasks: mate or not × the 1st move's piece type."""
+    move = puzzle.move(1)
+    piece = puzzle.clean_board.piece_type_at(move.from_square) if move else None
+    return int(puzzle.is_mate) * 7 + (piece or 0)
+
+
+def _metadata(puzzles: Sequence[DatasetPuzzle], input_format: int) -> dict[str, Any]:
+    return {
+        "puzzle_ids": np.array([p.id for p in puzzles], dtype=object),
+        "move_squares": np.stack(
+            [p.move_squares(frame="model", input_format=input_format) for p in puzzles]
+        ).astype(np.int8),
+        "puzzle_type": np.array([puzzle_type(p) for p in puzzles], dtype=np.int16),
+        "is_mate": np.array([p.is_mate for p in puzzles]),
+        "selected": np.array([bool(p.record.get("selected")) for p in puzzles]),
+        "different_targets": np.array([p.different_targets for p in puzzles]),
+        "n_moves": np.array([p.n_moves for p in puzzles], dtype=np.int16),
+    }
+
+
+def _write_metadata(handle: h5py.File, metadata: dict[str, Any]) -> None:
+    for key, value in metadata.items():
+        if value.dtype == object:
+            handle.create_dataset(key, data=value, dtype=h5py.string_dtype())
+        else:
+            handle.create_dataset(key, data=value)
+
+
+def _parts(
+    dataset: Path, selected_only: bool, limit: int | None, min_moves: int, part_size: int
+) -> Iterator[list[DatasetPuzzle]]:
+    """The dataset's qualifying puzzles in fixed parts, streamed."""
+    part: list[DatasetPuzzle] = []
+    for puzzle in iter_dataset(dataset, selected_only=selected_only, limit=limit):
+        if puzzle.n_moves < min_moves:
+            continue
+        part.append(puzzle)
+        if len(part) == part_size:
+            yield part
+            part = []
+    if part:
+        yield part
+
+
+def _write_part(
+    path: Path,
+    network: LeelaNetwork,
+    puzzles: Sequence[DatasetPuzzle],
+    hooks: list[str],
+    dtype: type,
+    batch_size: int,
+) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    fmt = int(network.network_format.input)
+    with h5py.File(temporary, "w") as handle:
+        _write_metadata(handle, _metadata(puzzles, fmt))
+        datasets: dict[str, h5py.Dataset] = {}
+        for start in range(0, len(puzzles), batch_size):
+            chunk = puzzles[start : start + batch_size]
+            planes = encoding.encode_boards([p.clean_board for p in chunk], fmt, "lc0")
+            tensor = torch.from_numpy(planes).to(network.device, network.dtype)
+            with torch.no_grad():
+                _, cache = network.run_with_cache(tensor, names_filter=hooks)
+            for name in hooks:
+                values = cache[name]
+                if values.dim() != 3 or values.shape[1] != 64:
+                    raise ActivationStoreError(
+                        f"hook {name!r} gives shape {tuple(values.shape)}; the store holds "
+                        "(batch, 64, d) square activations (e.g. blocks.*.hook_resid_post)"
+                    )
+                array = values.float().cpu().numpy().astype(dtype)
+                if name not in datasets:
+                    datasets[name] = handle.create_dataset(
+                        f"activations/{name}", shape=(len(puzzles), 64, array.shape[2]), dtype=dtype
+                    )
+                datasets[name][start : start + len(chunk)] = array
+    temporary.replace(path)
+
+
+def cache_activations(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    hooks: Sequence[str],
+    output: str | os.PathLike[str],
+    *,
+    dtype: str = "float16",
+    batch_size: int = 64,
+    part_size: int = 512,
+    limit: int | None = None,
+    selected_only: bool = False,
+    min_moves: int = 1,
+    random_init: int | None = None,
+    progress: bool = True,
+) -> Path:
+    """Cache ``hooks`` activations of ``network`` on a dataset's clean puzzle positions.
+
+    Args:
+        hooks: hook names or glob patterns.
+        dtype: ``"float16"`` (half the disk, ample for probes) or ``"float32"``.
+        part_size: puzzles per resumable part (and the unit of RAM use while copying).
+        selected_only: only the puzzles that passed every filter (default: all puzzles).
+        min_moves: skip puzzles with fewer moves after the opponent's first.
+        random_init: cache a randomly initialised copy of the network (this seed) instead.
+    """
+    if dtype not in DTYPES:
+        raise ActivationStoreError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+    started = time.perf_counter()
+    output = Path(output)
+    dataset = Path(dataset)
+    if random_init is not None:
+        network = randomized_network(network, random_init)
+    hook_names = resolve_hooks(network, hooks)
+    # A first streaming pass counts the puzzles; nothing is kept in memory.
+    total = sum(len(part) for part in _parts(dataset, selected_only, limit, min_moves, part_size))
+    if total == 0:
+        raise ActivationStoreError(f"{dataset}: no puzzle with at least {min_moves} moves")
+    settings = {
+        "format": STORE_FORMAT,
+        "dataset": str(dataset.resolve()),
+        "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
+        "network": network.source,
+        "network_sha256": network.sha256,
+        "random_init": random_init,
+        "hooks": hook_names,
+        "dtype": dtype,
+        "limit": limit,
+        "selected_only": selected_only,
+        "min_moves": min_moves,
+        "part_size": part_size,
+        "puzzles": total,
+    }
+    parts_dir = output.with_name(output.name + ".parts")
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    settings_path = parts_dir / "settings.json"
+    if settings_path.exists():
+        if not same_settings(json.loads(settings_path.read_text(encoding="utf-8")), settings):
+            raise ActivationStoreError(
+                f"{parts_dir} holds an interrupted run with other settings; delete it or "
+                "choose another --output"
+            )
+    else:
+        write_text_atomically(settings_path, json.dumps(settings, indent=2))
+    np_dtype = DTYPES[dtype]
+    bar = tqdm(total=total, desc="caching activations", unit="puzzle", disable=not progress)
+    computed = parts = 0
+    for number, part in enumerate(_parts(dataset, selected_only, limit, min_moves, part_size)):
+        path = parts_dir / f"part-{number:05d}.h5"
+        if not path.exists():
+            _write_part(path, network, part, hook_names, np_dtype, batch_size)
+            computed += len(part)
+        bar.update(len(part))
+        parts = number + 1
+    bar.close()
+
+    # Copy the parts, one at a time, into one file chunked by puzzles.
+    temporary = output.with_name(output.name + ".tmp")
+    with h5py.File(temporary, "w") as handle:
+        start = 0
+        for number in range(parts):
+            with h5py.File(parts_dir / f"part-{number:05d}.h5", "r") as part_file:
+                size = part_file["puzzle_ids"].shape[0]
+                for key, source in _datasets(part_file):
+                    if key not in handle:
+                        chunks = (min(64, total), *source.shape[1:])
+                        handle.create_dataset(
+                            key,
+                            shape=(total, *source.shape[1:]),
+                            dtype=source.dtype,
+                            chunks=chunks if source.ndim > 1 else None,
+                        )
+                    handle[key][start : start + size] = source[()]
+                start += size
+        handle.attrs["format"] = STORE_FORMAT
+        handle.attrs["settings"] = json.dumps(settings)
+        handle.attrs["hooks"] = json.dumps(hook_names)
+    temporary.replace(output)
+    write_text_atomically(
+        output.with_name(output.name + ".run.json"),
+        json.dumps(
+            {
+                **settings,
+                "puzzles_computed_this_session": computed,
+                "seconds_this_session": round(time.perf_counter() - started, 2),
+                "versions": versions(),
+            },
+            indent=2,
+        ),
+    )
+    shutil.rmtree(parts_dir)
+    return output
+
+
+def _datasets(handle: h5py.File) -> list[tuple[str, h5py.Dataset]]:
+    found: list[tuple[str, h5py.Dataset]] = []
+    handle.visititems(
+        lambda name, item: found.append((name, item)) if isinstance(item, h5py.Dataset) else None
+    )
+    return found
+
+
+class ActivationStore:
+    """Read access to a store written by :func:`cache_activations`.
+
+    Example::
+
+        store = ActivationStore("acts.h5")
+        for x, rows in store.iter_minibatches("blocks.3.hook_resid_post", train, 64, seed=0):
+            ...  # x: float32 tensor (batch, 64, d); rows: the puzzle indices
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise ActivationStoreError(f"{self.path}: no such activation store")
+        try:
+            with h5py.File(self.path, "r") as handle:
+                if handle.attrs.get("format") != STORE_FORMAT:
+                    raise ActivationStoreError(f"{self.path}: not a leelalab activation store")
+                self.hooks: list[str] = json.loads(handle.attrs["hooks"])
+                self.settings: dict[str, Any] = json.loads(handle.attrs["settings"])
+                self.puzzle_ids = np.array(handle["puzzle_ids"].asstr()[()], dtype=object)
+                self.move_squares = handle["move_squares"][()].astype(np.int64)
+                self.puzzle_type = handle["puzzle_type"][()].astype(np.int64)
+                self.flags = {
+                    key: handle[key][()] for key in ("is_mate", "selected", "different_targets")
+                }
+                self.n_moves = handle["n_moves"][()].astype(np.int64)
+                self.widths = {name: handle[f"activations/{name}"].shape[2] for name in self.hooks}
+        except OSError as error:
+            raise ActivationStoreError(f"{self.path}: not a readable HDF5 file ({error})") from None
+
+    @property
+    def n(self) -> int:
+        return len(self.puzzle_ids)
+
+    def _check(self, hook: str) -> None:
+        if hook not in self.widths:
+            raise ActivationStoreError(
+                f"{self.path} has no activations for {hook!r}; it holds {self.hooks}"
+            )
+
+    def read(self, hook: str, indices: np.ndarray | slice | None = None) -> np.ndarray:
+        """``[rows, 64, d]`` float32 activations (rows in the order given)."""
+        self._check(hook)
+        with h5py.File(self.path, "r") as handle:
+            data = handle[f"activations/{hook}"]
+            if indices is None or isinstance(indices, slice):
+                return data[indices or slice(None)].astype(np.float32)
+            indices = np.asarray(indices, dtype=np.int64)
+            order = np.argsort(indices)
+            values = data[indices[order]] if indices.size else np.zeros((0, 64, data.shape[2]))
+            out = np.empty_like(values, dtype=np.float32)
+            out[order] = values
+            return out
+
+    def iter_minibatches(
+        self,
+        hook: str,
+        indices: np.ndarray,
+        batch_size: int,
+        *,
+        seed: int | None = 0,
+        memory_budget_bytes: int = 256 * 2**20,
+    ) -> Iterator[tuple[torch.Tensor, np.ndarray]]:
+        """Stream ``(x, rows)`` minibatches of the puzzles in ``indices`` from disk.
+
+        Reads contiguous blocks of puzzles (as many as fit ``memory_budget_bytes``, counting
+        the block as read and its shuffled copy), in a seeded random block order, and
+        shuffles rows within each block; ``seed=None`` keeps file order. RAM use is bounded
+        by the budget.
+        """
+        self._check(hook)
+        width = self.widths[hook]
+        itemsize = np.dtype(self.settings.get("dtype", "float32")).itemsize
+        block = max(batch_size, memory_budget_bytes // (64 * width * itemsize * 2))
+        wanted = np.zeros(self.n, dtype=bool)
+        wanted[np.asarray(indices, dtype=np.int64)] = True
+        starts = np.arange(0, self.n, block)
+        rng = np.random.default_rng(seed) if seed is not None else None
+        if rng is not None:
+            starts = rng.permutation(starts)
+        with h5py.File(self.path, "r") as handle:
+            data = handle[f"activations/{hook}"]
+            for start in starts:
+                rows = np.nonzero(wanted[start : start + block])[0] + start
+                if rows.size == 0:
+                    continue
+                values = data[start : min(start + block, self.n)][rows - start]
+                if rng is not None:
+                    order = rng.permutation(rows.size)
+                    rows, values = rows[order], values[order]
+                for first in range(0, rows.size, batch_size):
+                    yield (
+                        torch.from_numpy(values[first : first + batch_size].astype(np.float32)),
+                        rows[first : first + batch_size],
+                    )
+
+
+__all__ = [
+    "ActivationStore",
+    "ActivationStoreError",
+    "cache_activations",
+    "puzzle_type",
+    "randomized_network",
+    "resolve_hooks",
+]

@@ -1,0 +1,618 @@
+"""Filtering Lichess puzzles with a strong and a weak network (the look-ahead paper's method).
+
+For every puzzle, both networks see each position of the solution line (after the
+opponent's first move, then after each ply; the line's move is always the one pushed) and
+we keep, per ply, the probability of the line's move, the network's top move and W/D/L.
+Filters (paper defaults, all configurable):
+
+- ``not_mate_in_1``: the ``mateIn1`` theme is absent;
+- ``pv_length``: at least 3 plies after the opponent's move;
+- ``hard``: the weak network gives the 1st move less than 0.05;
+- ``correct``: the strong network gives every solver move (plies 0, 2, 4, …) more than 0.5;
+- ``forcing``: the weak network gives the opponent's reply (ply 1) more than 0.7;
+- ``different_targets`` (a flag, not a filter): the 1st, 2nd and 3rd moves' target squares
+  are pairwise distinct.
+
+``selected = not_mate_in_1 ∧ pv_length ∧ hard ∧ correct ∧ forcing``.
+
+On disk (``OUTPUT/``): ``chunks/NNNNN.jsonl`` (one record per puzzle, in input order,
+written atomically chunk by chunk, so an interrupted run — even ``kill -9`` — resumes at the
+first missing chunk and produces identical output), ``dataset.jsonl`` (all chunks, in
+order, written at the end) and ``run.json`` (inputs and their sha256, networks and their
+sha256, thresholds, history modes, versions, stage counts, timing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import chess
+import numpy as np
+from tqdm.auto import tqdm
+
+from leelalab.errors import LeelaLabError
+from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0.encoding import HistoryMode
+from leelalab.lc0.weights.enums import InputFormat
+from leelalab.models.base import LeelaNetwork
+from leelalab.models.evaluation import run_network
+from leelalab.puzzles.reader import Puzzle, SkipReport, iter_puzzles, sample_puzzles
+from leelalab.runs.results import sha256_file, versions, write_text_atomically
+
+if TYPE_CHECKING:
+    from leelalab.puzzles.corruptions import CorruptionThresholds
+
+DATASET_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Filter thresholds (defaults: the look-ahead paper's)."""
+
+    hard: float = 0.05
+    """The weak network's probability of the 1st move must be below this."""
+    correct: float = 0.5
+    """The strong network's probability of every solver move must be above this."""
+    forcing: float = 0.7
+    """The weak network's probability of the opponent's reply must be above this."""
+    min_pv_plies: int = 3
+    """Plies after the opponent's first move."""
+
+
+@dataclass
+class LineEvaluation:
+    """One network along one puzzle line (index ``i`` = the ``i``-th move after the
+    opponent's first move, each side's moves included)."""
+
+    pv_probs: list[float] = field(default_factory=list)
+    top_moves: list[str] = field(default_factory=list)
+    wdl: list[list[float]] = field(default_factory=list)
+
+
+def line_boards(puzzle: Puzzle) -> list[chess.Board]:
+    """The positions where each solution move is played, with the history lc0 would get.
+
+    The root is the puzzle FEN, so the opponent's move and every ply since are real history.
+    """
+    board = chess.Board(puzzle.fen)
+    # Lines were replayed and validated when the puzzle was read: push without re-checking.
+    board.push(chess.Move.from_uci(puzzle.moves[0]))
+    boards = []
+    for uci in puzzle.moves[1:]:
+        boards.append(board.copy())
+        board.push(chess.Move.from_uci(uci))
+    return boards
+
+
+def evaluate_lines(
+    network: LeelaNetwork,
+    puzzles: list[Puzzle],
+    *,
+    history: HistoryMode = "lc0",
+    batch_size: int = 256,
+) -> list[LineEvaluation]:
+    """Evaluate ``network`` at every ply of every puzzle, batching across puzzles."""
+    return evaluate_lines_together([(network, history)], puzzles, batch_size=batch_size)[0]
+
+
+def evaluate_lines_together(
+    networks: list[tuple[LeelaNetwork, HistoryMode]],
+    puzzles: list[Puzzle],
+    *,
+    batch_size: int = 256,
+) -> list[list[LineEvaluation]]:
+    """:func:`evaluate_lines` for several networks, sharing the encoding and move generation.
+
+    Networks with the same input format and history mode get the same planes; legal moves
+    are generated once per position. Probabilities are the same legal-move softmax as
+    :func:`leelalab.models.evaluation.evaluate` (temperature 1, exact).
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    results = [[LineEvaluation() for _ in puzzles] for _ in networks]
+    background = _Background(_prepared_batches(networks, puzzles, batch_size))
+    with background, _fast_thread_switches():
+        for batch in background:
+            _evaluate_batch(networks, batch, results)
+    return results
+
+
+@dataclass
+class _Batch:
+    """The CPU side of one batch of line positions, built in the preparation thread."""
+
+    owners: list[int]
+    """Index (in its list of puzzles) of each position's puzzle."""
+    planes: dict[tuple[int, HistoryMode], np.ndarray]
+    """Planes per (input format, history mode)."""
+    legal_moves: list[list[chess.Move]]
+    """Legal moves of each position (python-chess order)."""
+    line_positions: np.ndarray
+    """Where the line's move is in each position's ``legal_moves``."""
+    legal_indices: dict[int, tuple[np.ndarray, np.ndarray]]
+    """Per input format: the policy indices of the legal moves (under each position's
+    transform), padded to the batch's most legal moves, and which entries are real."""
+
+
+def _prepared_batches(
+    networks: list[tuple[LeelaNetwork, HistoryMode]], puzzles: Iterable[Puzzle], batch_size: int
+) -> Iterator[_Batch]:
+    """The positions of ``puzzles``' lines, ``batch_size`` at a time (the last batch may be
+    shorter; batches cut through lines).
+
+    Each line is played once on one board: every position is encoded from the positions
+    already reached (:class:`encoding.LineEncoder`) and its legal moves are generated once,
+    then indexed under every transform its input formats need.
+    """
+    keys = sorted({(int(net.network_format.input), history) for net, history in networks})
+    formats = sorted({key[0] for key in keys})
+    canonical = {f for f in formats if InputFormat(f).is_canonical}
+    owners: list[int] = []
+    rows: dict[tuple[int, HistoryMode], list[Any]] = {key: [] for key in keys}
+    transforms: dict[int, list[int]] = {f: [] for f in formats}
+    legal_moves: list[list[chess.Move]] = []
+    line_positions: list[int] = []
+    indices: dict[int, list[np.ndarray]] = {f: [] for f in formats}
+
+    def batch() -> _Batch:
+        width = max(len(moves) for moves in legal_moves)
+        legal_indices = {}
+        for f in formats:
+            padded = np.zeros((len(owners), width), dtype=np.int64)
+            valid = np.zeros((len(owners), width), dtype=bool)
+            for row, values in enumerate(indices[f]):
+                padded[row, : len(values)] = values
+                valid[row, : len(values)] = True
+            legal_indices[f] = (padded, valid)
+        planes = {
+            key: encoding.rows_to_planes(rows[key], key[0], np.array(transforms[key[0]]))
+            for key in keys
+        }
+        return _Batch(
+            list(owners), planes, list(legal_moves), np.array(line_positions), legal_indices
+        )
+
+    for index, puzzle in enumerate(puzzles):
+        # The root is the puzzle FEN, so the opponent's move and every ply since are real
+        # history (as in line_boards). Lines were replayed and validated when the puzzle was
+        # read: push without re-checking.
+        line = encoding.LineEncoder(chess.Board(puzzle.fen))
+        line.push(chess.Move.from_uci(puzzle.moves[0]))
+        board = line.board
+        for uci in puzzle.moves[1:]:
+            move = chess.Move.from_uci(uci)
+            owners.append(index)
+            for key in keys:
+                rows[key].append(line.row(*key))
+            by_transform: dict[int, np.ndarray] = {}
+            moves = list(board.legal_moves)
+            for f in formats:
+                transform = encoding.choose_transform(board) if f in canonical else 0
+                transforms[f].append(transform)
+                if transform not in by_transform:
+                    by_transform[transform] = policy_map.legal_move_indices(board, moves, transform)
+                indices[f].append(by_transform[transform])
+            legal_moves.append(moves)
+            line_positions.append(moves.index(move))
+            line.push(move)
+            if len(owners) == batch_size:
+                yield batch()
+                owners.clear()
+                legal_moves.clear()
+                line_positions.clear()
+                for collected in (*rows.values(), *transforms.values(), *indices.values()):
+                    collected.clear()
+    if owners:
+        yield batch()
+
+
+def _evaluate_batch(
+    networks: list[tuple[LeelaNetwork, HistoryMode]],
+    batch: _Batch,
+    results: list[list[LineEvaluation]],
+) -> None:
+    """Run every network on ``batch`` and append each position's numbers to its line."""
+    for slot, (network, history) in enumerate(networks):
+        input_format = int(network.network_format.input)
+        output = run_network(network, batch.planes[input_format, history])
+        logits = output.policy_logits.float().cpu().numpy()
+        wdl = output.wdl.double().cpu().numpy().tolist()
+        # The legal softmax of evaluation.legal_policy, for the whole batch at once.
+        padded, valid = batch.legal_indices[input_format]
+        values = logits[np.arange(len(padded))[:, None], padded].astype(np.float64)
+        values[~valid] = -np.inf
+        probabilities = np.exp(values - values.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        line_probability = probabilities[np.arange(len(padded)), batch.line_positions].tolist()
+        top = probabilities.argmax(axis=1).tolist()
+        lines = results[slot]
+        for offset, owner in enumerate(batch.owners):
+            line = lines[owner]
+            line.pv_probs.append(line_probability[offset])
+            line.top_moves.append(batch.legal_moves[offset][top[offset]].uci())
+            line.wdl.append(wdl[offset])
+
+
+@contextlib.contextmanager
+def _fast_thread_switches() -> Iterator[None]:
+    """The preparation thread is pure Python and would hold the GIL for the default 5 ms
+    switch interval, stalling the forward pass between kernels (torch releases the GIL in
+    them); a short interval hands it back quickly. Restored on exit."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+_SWITCH_INTERVAL = 0.0005
+_DONE = object()
+
+
+class _Background:
+    """Iterates ``items`` computed in a daemon thread, up to ``ahead`` items before use.
+
+    Python-side preparation then overlaps the forward passes. An exception in the thread is
+    raised by the iteration; :meth:`close` (or leaving the ``with`` block) stops the thread.
+    """
+
+    def __init__(self, items: Iterator[Any], ahead: int = 2) -> None:
+        self._items = items
+        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="leelalab-prepare", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._buffer.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _work(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put((item, None)):
+                    return
+        except BaseException as error:  # handed to the consumer
+            self._put((_DONE, error))
+            return
+        self._put((_DONE, None))
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            item, error = self._buffer.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> _Background:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def puzzle_filters(
+    puzzle: Puzzle, strong: LineEvaluation, weak: LineEvaluation, thresholds: Thresholds
+) -> dict[str, bool]:
+    """The filter flags of one puzzle (see the module docstring)."""
+    solution = puzzle.moves[1:]
+    targets = [uci[2:4] for uci in solution[:3]]
+    flags = {
+        "not_mate_in_1": "mateIn1" not in puzzle.themes,
+        "pv_length": len(solution) >= thresholds.min_pv_plies,
+        "hard": bool(weak.pv_probs) and weak.pv_probs[0] < thresholds.hard,
+        "correct": bool(strong.pv_probs) and min(strong.pv_probs[0::2]) > thresholds.correct,
+        "forcing": len(weak.pv_probs) > 1 and weak.pv_probs[1] > thresholds.forcing,
+        "different_targets": len(targets) == 3 and len(set(targets)) == 3,
+    }
+    return flags
+
+
+def is_selected(flags: dict[str, bool]) -> bool:
+    return all(flags[name] for name in ("not_mate_in_1", "pv_length", "hard", "correct", "forcing"))
+
+
+def _record(
+    puzzle: Puzzle, strong: LineEvaluation, weak: LineEvaluation, flags: dict[str, bool]
+) -> dict[str, Any]:
+    return {
+        "id": puzzle.id,
+        "fen": puzzle.fen,
+        "moves": list(puzzle.moves),
+        "rating": puzzle.rating,
+        "themes": list(puzzle.themes),
+        "strong_pv_probs": strong.pv_probs,
+        "strong_top_moves": strong.top_moves,
+        "strong_wdl": strong.wdl,
+        "weak_pv_probs": weak.pv_probs,
+        "weak_top_moves": weak.top_moves,
+        "weak_wdl": weak.wdl,
+        "filters": flags,
+        "selected": is_selected(flags),
+        "corruption": None,
+    }
+
+
+@dataclass
+class FilterRun:
+    """What a filtering run did: stage counts and where its outputs are."""
+
+    output: Path
+    report: SkipReport
+    counts: dict[str, int]
+    seconds: float
+
+
+def _chunks(puzzles: Iterator[Puzzle], size: int) -> Iterator[list[Puzzle]]:
+    while chunk := list(islice(puzzles, size)):
+        yield chunk
+
+
+def filter_puzzles(
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    input_path: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    thresholds: Thresholds = Thresholds(),
+    strong_history: HistoryMode = "lc0",
+    weak_history: HistoryMode = "lc0",
+    limit: int | None = None,
+    sample: int | None = None,
+    seed: int = 0,
+    chunk_size: int = 1024,
+    batch_size: int = 256,
+    progress: bool = True,
+) -> FilterRun:
+    """Evaluate and filter every puzzle of ``input_path``; resumable (see module docstring).
+
+    Raises:
+        LeelaLabError: ``output_dir`` holds a run with different settings.
+    """
+    started = time.perf_counter()
+    input_path, output = Path(input_path), Path(output_dir)
+    chunks_dir = output / "chunks"
+    chunks_dir.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "input": str(input_path),
+        "input_sha256": sha256_file(input_path),
+        "strong": {"source": strong.source, "sha256": strong.sha256, "history": strong_history},
+        "weak": {"source": weak.source, "sha256": weak.sha256, "history": weak_history},
+        "thresholds": asdict(thresholds),
+        "limit": limit,
+        "sample": sample,
+        "seed": seed,
+        "chunk_size": chunk_size,
+    }
+    settings_path = output / "settings.json"
+    if settings_path.exists():
+        if json.loads(settings_path.read_text()) != settings:
+            raise LeelaLabError(
+                f"{output} holds a run with other inputs or settings; choose another --output"
+            )
+    else:
+        write_text_atomically(settings_path, json.dumps(settings, indent=2))
+
+    report = SkipReport()
+    if sample is not None:
+        puzzles: Iterator[Puzzle] = iter(
+            sample_puzzles(input_path, sample, seed=seed, report=report)
+        )
+    else:
+        puzzles = iter_puzzles(input_path, limit=limit, report=report)
+    counts = dict.fromkeys(
+        [
+            "puzzles",
+            "not_mate_in_1",
+            "pv_length",
+            "hard",
+            "correct",
+            "forcing",
+            "selected",
+            "different_targets_selected",
+        ],
+        0,
+    )
+    bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
+    networks = [(strong, strong_history), (weak, weak_history)]
+
+    def work() -> Iterator[tuple[str, Any]]:
+        """Everything but the forward passes, in order, for the preparation thread: reading
+        the puzzles, and per chunk either its file (done in an earlier run) or the prepared
+        batches of its lines (boards, planes and legal moves built once for both networks;
+        batches do not cross chunks)."""
+        for number, chunk in enumerate(_chunks(puzzles, chunk_size)):
+            path = chunks_dir / f"{number:05d}.jsonl"
+            if path.exists():
+                yield "done", (chunk, path)
+                continue
+            yield "chunk", (chunk, path)
+            for batch in _prepared_batches(networks, chunk, batch_size):
+                yield "batch", batch
+            yield "end", None
+
+    results: list[list[LineEvaluation]] = []
+    background = _Background(work())
+    with background, _fast_thread_switches():
+        for kind, item in background:
+            if kind == "batch":
+                _evaluate_batch(networks, item, results)
+                continue
+            if kind == "done":
+                chunk, path = item
+                text = path.read_text(encoding="utf-8")
+                records = [json.loads(line) for line in text.splitlines()]
+            elif kind == "chunk":
+                chunk, path = item
+                results = [[LineEvaluation() for _ in chunk] for _ in networks]
+                continue
+            else:
+                strong_lines, weak_lines = results
+                records = [
+                    _record(p, s, w, puzzle_filters(p, s, w, thresholds))
+                    for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)
+                ]
+                write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
+            for record in records:
+                _count(counts, record["filters"], record["selected"])
+            bar.update(len(chunk))
+    bar.close()
+
+    with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
+        for path in sorted(chunks_dir.glob("*.jsonl")):
+            merged.write(path.read_text(encoding="utf-8"))
+    (output / "dataset.jsonl.tmp").replace(output / "dataset.jsonl")
+    seconds = time.perf_counter() - started
+    run = {
+        **settings,
+        "format_version": DATASET_FORMAT_VERSION,
+        "rows": {"read": report.rows, "kept": report.kept, "skipped": dict(report.skipped)},
+        "stage_counts": counts,
+        "seconds": round(seconds, 2),
+        "versions": versions(),
+    }
+    write_text_atomically(output / "run.json", json.dumps(run, indent=2))
+    return FilterRun(output, report, counts, seconds)
+
+
+def _count(counts: dict[str, int], flags: dict[str, bool], selected: bool) -> None:
+    """Stage counts: each stage counts the puzzles that passed it and every earlier one."""
+    counts["puzzles"] += 1
+    passed = True
+    for stage in ("not_mate_in_1", "pv_length", "hard", "correct", "forcing"):
+        passed = passed and flags[stage]
+        counts[stage] += int(passed)
+    counts["selected"] += int(selected)
+    counts["different_targets_selected"] += int(selected and flags["different_targets"])
+
+
+def corrupt_dataset(
+    directory: str | os.PathLike[str],
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    thresholds: CorruptionThresholds | None = None,
+    *,
+    stockfish: str | bool | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Find a corruption for every selected puzzle of a filtered dataset.
+
+    With ``stockfish`` (True, or the engine's path), a corruption is kept only when
+    Stockfish confirms that the first move stops working (:func:`stockfish_confirms`).
+
+    Writes ``corruptions.jsonl`` (``{"id", "corruption"}`` per selected puzzle, ``null``
+    when none qualifies), atomically; returns counts.
+    """
+    from leelalab.puzzles.corruptions import (
+        CorruptionThresholds,
+        find_corruption,
+        stockfish_confirms,
+    )
+
+    thresholds = thresholds or CorruptionThresholds()
+    source = _dataset_path(directory)
+    selected = [json.loads(line) for line in source.open(encoding="utf-8")]
+    selected = [record for record in selected if record["selected"]]
+    lines, found = [], 0
+    for record in tqdm(selected, desc="corruptions", unit="puzzle", disable=not progress):
+        puzzle = Puzzle(
+            record["id"],
+            record["fen"],
+            tuple(record["moves"]),
+            record["rating"],
+            tuple(record["themes"]),
+        )
+        corruption = find_corruption(puzzle, strong, weak, thresholds)
+        entry = corruption.to_json() if corruption else None
+        if corruption is not None and entry is not None and stockfish:
+            engine = stockfish if isinstance(stockfish, str) else None
+            entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, engine)
+            if not entry["stockfish_confirmed"]:
+                entry = None
+        found += entry is not None
+        lines.append(json.dumps({"id": puzzle.id, "corruption": entry}))
+    write_text_atomically(
+        Path(directory) / "corruptions.jsonl", "".join(line + "\n" for line in lines)
+    )
+    counts = {"selected": len(selected), "corrupted": found}
+    run_path = Path(directory) / "run.json"
+    if run_path.exists():
+        run = json.loads(run_path.read_text())
+        run["corruption"] = {"thresholds": asdict(thresholds), "counts": counts}
+        write_text_atomically(run_path, json.dumps(run, indent=2))
+    return counts
+
+
+def _dataset_path(directory: str | os.PathLike[str]) -> Path:
+    source = Path(directory) / "dataset.jsonl"
+    if not source.is_file():
+        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+    return source
+
+
+def find_record(directory: str | os.PathLike[str], puzzle_id: str) -> dict[str, Any]:
+    """The dataset record of one puzzle."""
+    source = _dataset_path(directory)
+    with source.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            if record["id"] == puzzle_id:
+                return record
+    raise LeelaLabError(f"puzzle {puzzle_id!r} is not in {source}")
+
+
+def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
+    """Write the ``leelalab puzzles export`` JSONL (the fixed contract); returns the count."""
+    source = _dataset_path(directory)
+    corruptions: dict[str, Any] = {}
+    corruption_file = Path(directory) / "corruptions.jsonl"
+    if corruption_file.is_file():
+        for line in corruption_file.open(encoding="utf-8"):
+            entry = json.loads(line)
+            corruptions[entry["id"]] = entry["corruption"]
+    count = 0
+    keys = (
+        "id",
+        "moves",
+        "strong_pv_probs",
+        "weak_pv_probs",
+        "strong_wdl",
+        "filters",
+        "selected",
+        "corruption",
+    )
+    target = Path(output)
+    with (
+        source.open(encoding="utf-8") as reader,
+        target.with_name(target.name + ".tmp").open("w", encoding="utf-8") as writer,
+    ):
+        for line in reader:
+            record = json.loads(line)
+            record["corruption"] = corruptions.get(record["id"], record["corruption"])
+            writer.write(json.dumps({key: record[key] for key in keys}) + "\n")
+            count += 1
+    target.with_name(target.name + ".tmp").replace(target)
+    return count

@@ -1,0 +1,90 @@
+"""Positions to legal-move probabilities and W/D/L."""
+
+from __future__ import annotations
+
+import chess
+import numpy as np
+import pytest
+import torch
+
+from leelalab.inference.networks import load_network
+from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0.weights import save_weights
+from leelalab.lc0.weights.synthetic import random_resnet_weights
+from leelalab.models import build_network
+from leelalab.models.evaluation import evaluate, legal_policy, run_network
+from positions import edge_case_boards, puzzle_line_boards
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("net") / "tiny.pb.gz"
+    return load_network(save_weights(random_resnet_weights(seed=6, filters=16), path))
+
+
+def test_policy_is_a_softmax_over_legal_moves_only(tiny) -> None:
+    boards = edge_case_boards()
+    results = evaluate(tiny, boards, batch_size=7)
+    planes = encoding.encode_boards(boards, 1, "lc0")
+    logits = run_network(tiny, planes).policy_logits.numpy()
+    for board, result, row in zip(boards, results, logits, strict=True):
+        legal = {move.uci() for move in board.legal_moves}
+        assert set(result.policy) == legal
+        if legal:
+            assert sum(result.policy.values()) == pytest.approx(1.0, abs=1e-9)
+            # Ratios of probabilities are exp(logit differences), whatever the illegal entries.
+            best, p_best = next(iter(result.policy.items()))
+            i_best = policy_map.move_to_index(board, best)
+            for move, probability in result.policy.items():
+                index = policy_map.move_to_index(board, move)
+                assert np.log(p_best / probability) == pytest.approx(
+                    row[i_best] - row[index], abs=1e-4
+                )
+        assert list(result.policy.values()) == sorted(result.policy.values(), reverse=True)
+        assert sum(result.wdl) == pytest.approx(1.0, abs=1e-6)
+        assert result.q == pytest.approx(result.wdl[0] - result.wdl[2])
+
+
+def test_checkmate_gives_an_empty_policy(tiny) -> None:
+    board = chess.Board("7k/6Q1/6K1/8/8/8/8/8 b - - 0 1")
+    assert board.is_checkmate()
+    result = evaluate(tiny, board)[0]
+    assert result.policy == {}
+    assert legal_policy(board, np.zeros(1858, np.float32)) == {}
+
+
+def test_batch_size_does_not_change_results(tiny) -> None:
+    boards = puzzle_line_boards(37, seed=3)
+    a = evaluate(tiny, boards, batch_size=1)
+    b = evaluate(tiny, boards, batch_size=16)
+    for x, y in zip(a, b, strict=True):
+        assert x.policy.keys() == y.policy.keys()
+        assert max((abs(x.policy[m] - y.policy[m]) for m in x.policy), default=0) < 1e-6
+        assert np.allclose(x.wdl, y.wdl, atol=1e-6)
+
+
+def test_history_modes_differ_where_they_should(tiny) -> None:
+    board = chess.Board()
+    for uci in ("e2e4", "e7e5", "g1f3", "b8c6"):
+        board.push_uci(uci)
+    lc0, none, repeat = (evaluate(tiny, board, history=h)[0] for h in ("lc0", "none", "repeat"))
+    assert lc0.policy != none.policy and lc0.policy != repeat.policy
+
+
+def test_hooks_still_run_inside_evaluate(tiny) -> None:
+    seen: list[int] = []
+    with tiny.hooks([("blocks.0.hook_resid_post", lambda t, *, hook: seen.append(t.shape[0]))]):
+        evaluate(tiny, [chess.Board()] * 3, compile=True)
+    assert seen == [3]
+
+
+@pytest.mark.slow
+def test_compiled_evaluation_matches_eager() -> None:
+    network = build_network(random_resnet_weights(seed=9, filters=16))
+    boards = puzzle_line_boards(20, seed=5)
+    eager = evaluate(network, boards, batch_size=8)
+    compiled = evaluate(network, boards, batch_size=8, compile=True)  # last batch padded
+    for x, y in zip(eager, compiled, strict=True):
+        assert max((abs(x.policy[m] - y.policy[m]) for m in x.policy), default=0) < 1e-5
+        assert np.allclose(x.wdl, y.wdl, atol=1e-5)
+    torch._dynamo.reset()

@@ -1,0 +1,157 @@
+"""Probes: planted signals are found, shuffled labels are not, seeds reproduce, splits are
+grouped by puzzle, and the CLI trains, evaluates and plots."""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from leelalab.cli import main
+from leelalab.probing.probes import (
+    ProbeConfig,
+    ProbeError,
+    control_labels,
+    evaluate_saved_probes,
+    grouped_split,
+    target_labels,
+    train_probes,
+)
+from leelalab.probing.store import STORE_FORMAT, ActivationStore
+
+D = 16
+
+
+def _synthetic_store(path, n: int = 2000, *, seed: int = 0, signal: float = 4.0) -> str:
+    """Activations where the 1st- and 3rd-move target squares each carry their own
+    direction (orthogonal), on top of unit noise; the other hook is pure noise."""
+    rng = np.random.default_rng(seed)
+    move_squares = np.full((n, 7, 2), -1, dtype=np.int8)
+    first = rng.integers(0, 64, n)
+    third = (first + rng.integers(1, 64, n)) % 64  # never the 1st target
+    move_squares[:, 0, 1] = first
+    move_squares[:, 2, 1] = third
+    move_squares[: n // 10, 2, 1] = -1  # lines too short for a 3rd move: masked
+    acts = rng.normal(size=(n, 64, D)).astype(np.float32)
+    first_direction, third_direction = np.linalg.qr(rng.normal(size=(D, 2)))[0].T
+    acts[np.arange(n), third] += signal * third_direction
+    acts[np.arange(n), first] += signal * first_direction
+    with h5py.File(path, "w") as handle:
+        handle.create_dataset("activations/blocks.0.hook_resid_post", data=acts)
+        handle.create_dataset(
+            "activations/blocks.1.hook_resid_post", data=rng.normal(size=(n, 64, D)).astype("f4")
+        )
+        ids = np.array([f"p{i}" for i in range(n)], dtype=object)
+        handle.create_dataset("puzzle_ids", data=ids, dtype=h5py.string_dtype())
+        handle.create_dataset("move_squares", data=move_squares)
+        handle.create_dataset("puzzle_type", data=rng.integers(0, 3, n).astype(np.int16))
+        for flag in ("is_mate", "selected", "different_targets"):
+            handle.create_dataset(flag, data=np.zeros(n, dtype=bool))
+        handle.create_dataset("n_moves", data=np.full(n, 5, dtype=np.int16))
+        handle.attrs["format"] = STORE_FORMAT
+        handle.attrs["hooks"] = json.dumps(["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"])
+        handle.attrs["settings"] = json.dumps({"network": "synthetic", "random_init": None})
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    return _synthetic_store(tmp_path_factory.mktemp("store") / "acts.h5")
+
+
+def _by_hook(summary) -> dict[str, dict]:
+    return {r["hook"]: r for r in summary["results"]}
+
+
+def test_bilinear_probe_finds_a_planted_signal_and_not_noise(store, tmp_path) -> None:
+    config = ProbeConfig(seeds=[0, 1])
+    results = _by_hook(train_probes(store, tmp_path / "p", config, progress=False))
+    planted, noise = results["blocks.0.hook_resid_post"], results["blocks.1.hook_resid_post"]
+    assert planted["accuracy_mean"] > 0.9
+    assert noise["accuracy_mean"] < 0.1  # chance is 1/64
+    assert planted["control_mean"] < 0.1  # permuted labels: the signal no longer predicts
+    assert planted["selectivity"] > 0.8
+    assert planted["test_puzzles"] < 0.35 * 1800  # ~30% of the unmasked puzzles
+
+
+def test_linear_and_logistic_probes(store, tmp_path) -> None:
+    linear = _by_hook(
+        train_probes(store, tmp_path / "l", ProbeConfig(probe="linear", seeds=[0]), progress=False)
+    )
+    assert linear["blocks.0.hook_resid_post"]["accuracy_mean"] > 0.9
+    assert linear["blocks.1.hook_resid_post"]["accuracy_mean"] < 0.1
+    logistic = _by_hook(
+        train_probes(
+            store,
+            tmp_path / "g",
+            ProbeConfig(probe="logistic", seeds=[0], control=False),
+            hooks=["blocks.1.hook_resid_post"],
+            progress=False,
+        )
+    )
+    assert logistic["blocks.1.hook_resid_post"]["accuracy_mean"] < 0.1
+
+
+def test_same_seed_same_result(store, tmp_path) -> None:
+    config = ProbeConfig(seeds=[3], control=False)
+    first = train_probes(
+        store, tmp_path / "a", config, hooks=["blocks.0.hook_resid_post"], progress=False
+    )
+    second = train_probes(
+        store, tmp_path / "b", config, hooks=["blocks.0.hook_resid_post"], progress=False
+    )
+    assert first["results"] == second["results"]
+    from safetensors.numpy import load_file
+
+    a = load_file(tmp_path / "a" / "blocks.0.hook_resid_post.safetensors")
+    b = load_file(tmp_path / "b" / "blocks.0.hook_resid_post.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_grouped_split_keeps_each_puzzle_on_one_side() -> None:
+    ids = ["a", "b", "c", "a", "d", "b", "e", "f", "g", "h"]
+    for seed in range(5):
+        train, test = grouped_split(ids, 0.3, seed)
+        assert sorted(train.tolist() + test.tolist()) == list(range(len(ids)))
+        assert not {ids[i] for i in train} & {ids[i] for i in test}
+    assert grouped_split(ids, 0.3, 0)[1].tolist() != grouped_split(ids, 0.3, 1)[1].tolist()
+
+
+def test_control_labels_permute_within_types_and_keep_masks() -> None:
+    labels = np.array([1, 2, 3, -1, 5, 6, 7, 8])
+    types = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    control = control_labels(labels, types, seed=0)
+    assert control[3] == -1
+    assert sorted(control[:3]) == [1, 2, 3] and sorted(control[4:]) == [5, 6, 7, 8]
+
+
+def test_targets_and_bad_settings(store) -> None:
+    opened = ActivationStore(store)
+    labels = target_labels(opened, "move3_target")
+    assert (labels[:200] == -1).all() and (labels[200:] >= 0).all()
+    with pytest.raises(ProbeError, match="unknown target"):
+        target_labels(opened, "move9_target")
+    with pytest.raises(ProbeError, match="query"):
+        ProbeConfig(query=None).check()
+    with pytest.raises(ProbeError, match="probe must be"):
+        ProbeConfig(probe="mlp").check()
+
+
+def test_cli_train_eval_plot(store, tmp_path, capsys) -> None:
+    out = tmp_path / "probe"
+    args = ["probe", "train", store, "--output", str(out), "--seeds", "0", "--no-progress"]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "blocks.0.hook_resid_post" in text and "selectivity" in text
+    assert (out / "results.json").is_file() and (
+        out / "blocks.0.hook_resid_post.safetensors"
+    ).is_file()
+    accuracies = evaluate_saved_probes(out, store)
+    assert accuracies["blocks.0.hook_resid_post"] > 0.9
+    assert main(["probe", "eval", str(out), store]) == 0
+    assert main(["plot", "probes", str(out), "--out", str(tmp_path / "figs")]) == 0
+    assert (tmp_path / "figs" / "probe_accuracy.png").is_file()
+    assert main(["probe", "train", str(tmp_path / "none.h5"), "--output", str(out)]) == 1
+    assert "no such activation store" in capsys.readouterr().err
