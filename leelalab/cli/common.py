@@ -1,0 +1,220 @@
+"""What every command shares, so that the same thing is spelled the same way everywhere.
+
+- ``--net`` names the network under study (a file or a bundled name); ``--output`` (alias
+  ``--out``) the file or directory written; ``--overwrite`` replaces an existing output;
+  ``--no-progress`` hides progress bars; ``--seed`` seeds everything random; ``--device``
+  picks the torch device.
+- Every option has help text, and ``--help`` shows its default.
+- Output: results on stdout, notes (``wrote …``) on stderr, errors as one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from leelalab.errors import LeelaLabError
+
+DEFAULT_NETWORK = "maia-1900"
+HISTORY_CHOICES = ("lc0", "none", "repeat")
+NET_HELP = "network: an lc0 .pb.gz/.pb, .onnx or .safetensors file, or a bundled name"
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and appends each option's default to its help.
+
+    Flags (``store_true``) and options without a default are left alone: their help says
+    what happens when they are not given.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or default is None
+            or default is argparse.SUPPRESS
+            or isinstance(default, bool)
+            or not action.option_strings
+        ):
+            return text
+        if isinstance(default, list | tuple):
+            shown = " ".join(str(value) for value in default)
+        else:
+            shown = str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
+def add_command(
+    subparsers: Any, name: str, help: str, *, description: str | None = None
+) -> argparse.ArgumentParser:
+    """A subcommand parser with the shared help formatter."""
+    return subparsers.add_parser(
+        name, help=help, description=description or help, formatter_class=HelpFormatter
+    )
+
+
+def add_group(subparsers: Any, name: str, help: str, dest: str) -> tuple[Any, Any]:
+    """A command group (``leelalab puzzles …``); alone, it prints its own help."""
+    parser = add_command(subparsers, name, help)
+    parser.set_defaults(run=_help_of(parser))
+    return parser, parser.add_subparsers(dest=dest, metavar="COMMAND")
+
+
+def _help_of(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
+    def show_help(_args: argparse.Namespace) -> int:
+        parser.print_help()
+        return 0
+
+    return show_help
+
+
+def add_net(
+    parser: argparse.ArgumentParser,
+    *,
+    default: str | None = DEFAULT_NETWORK,
+    help: str = NET_HELP,
+    aliases: Sequence[str] = (),
+    positional: bool = False,
+) -> None:
+    """``--net`` (plus old spellings as aliases, and optionally an old positional form)."""
+    if positional:
+        parser.add_argument(
+            "--net",
+            *aliases,
+            dest="net",
+            default=None,
+            help=f"{help}" + (f" (default: {default})" if default else ""),
+        )
+        parser.add_argument("net_positional", nargs="?", help=argparse.SUPPRESS)
+        parser.set_defaults(_net_default=default)
+    else:
+        parser.add_argument("--net", *aliases, dest="net", default=default, help=help)
+
+
+def add_output(
+    parser: argparse.ArgumentParser,
+    help: str,
+    *,
+    required: bool = True,
+    positional: bool = False,
+) -> None:
+    """``--output`` (alias ``--out``): the file or directory a command writes."""
+    parser.add_argument(
+        "--output", "--out", dest="output", required=required and not positional, help=help
+    )
+    if positional:
+        parser.add_argument("output_positional", nargs="?", help=argparse.SUPPRESS)
+
+
+def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing output instead of refusing (a finished run with the same "
+        "settings is otherwise kept, an unfinished one resumed)",
+    )
+
+
+def add_no_progress(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def add_seed(parser: argparse.ArgumentParser, help: str, default: int = 0) -> None:
+    parser.add_argument("--seed", type=int, default=default, help=help)
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device: cpu, cuda, cuda:1, or auto ($LEELALAB_DEVICE, else cuda if present)",
+    )
+
+
+def add_batch_size(parser: argparse.ArgumentParser, default: int, help: str = "") -> None:
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=default,
+        help=help or "positions per network forward",
+    )
+
+
+def add_limit(parser: argparse.ArgumentParser, help: str) -> None:
+    parser.add_argument("--limit", type=positive_int, help=help)
+
+
+def add_history(parser: argparse.ArgumentParser, flag: str = "--history", help: str = "") -> None:
+    parser.add_argument(
+        flag,
+        choices=HISTORY_CHOICES,
+        default="lc0",
+        help=help
+        or "history planes: exactly as lc0 feeds them, zeroed (none), or repeated from the FEN",
+    )
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def resolve_positional_aliases(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fold the old positional spellings (``leelalab info NET``) into their options."""
+    for name in ("net", "output"):
+        if not hasattr(args, f"{name}_positional"):
+            continue
+        positional = getattr(args, f"{name}_positional")
+        given = getattr(args, name, None)
+        if positional is not None and given is not None and given != positional:
+            parser.error(f"--{name} given twice: {given} and {positional}")
+        value = positional if positional is not None else given
+        if value is None:
+            value = getattr(args, f"_{name}_default", None)
+        if value is None:
+            parser.error(f"the following arguments are required: --{name}")
+        setattr(args, name, value)
+
+
+def network_from_dataset(args: argparse.Namespace, directory: str | Path | None = None) -> Any:
+    """``--net``, or else the strong network the dataset was filtered with."""
+    from leelalab.inference.networks import load_network
+
+    name = args.net
+    directory = Path(directory if directory is not None else args.directory)
+    if name is None:
+        settings = directory / "settings.json"
+        try:
+            name = json.loads(settings.read_text(encoding="utf-8"))["strong"]["source"]
+        except (OSError, KeyError, ValueError):
+            raise LeelaLabError(
+                f"{directory}: no --net given and no filter settings.json to take the strong "
+                "network from (is this a `leelalab puzzles filter` directory?)"
+            ) from None
+    return load_network(name, device=getattr(args, "device", "cpu"))
+
+
+def print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None, align: str = "") -> None:
+    """A plain text table; ``align`` has one ``l``/``r`` per column (default: first left)."""
+    out = out or sys.stdout
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for number, row in enumerate(rows):
+        cells = []
+        for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
+            right = align[i : i + 1] == "r" if align else i > 0
+            cells.append(cell.rjust(width) if right else cell.ljust(width))
+        print("  ".join(cells).rstrip(), file=out)
+        if number == 0:
+            print("  ".join("-" * width for width in widths), file=out)
+
+
+def note(message: str) -> None:
+    """A line for the user that is not a result (``wrote …``): stderr."""
+    print(message, file=sys.stderr)

@@ -1,0 +1,255 @@
+"""Statistics every analysis reports: bootstrap confidence intervals, proportions, 2×2
+tables (φ, odds ratio) and detection metrics (AUROC, average precision, FPR at 95% TPR).
+
+Plain numpy, seeded, no global state. Bootstrap intervals resample *units* (puzzles,
+positions): pass one value per unit, or a statistic of unit indices when units carry
+several numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from statistics import NormalDist
+
+import numpy as np
+
+DEFAULT_RESAMPLES = 2000
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic with a two-sided confidence interval (``nan`` where undefined)."""
+
+    value: float
+    low: float
+    high: float
+    n: int
+    level: float = 0.95
+
+    def __str__(self) -> str:
+        if math.isnan(self.value):
+            return f"n/a (n={self.n})"
+        return f"{self.value:.3f} [{self.low:.3f}, {self.high:.3f}] (n={self.n})"
+
+    def covers(self, value: float) -> bool:
+        return self.low <= value <= self.high
+
+    def to_json(self) -> dict[str, float | int]:
+        return {
+            "value": _json_float(self.value),
+            "low": _json_float(self.low),
+            "high": _json_float(self.high),
+            "n": self.n,
+            "level": self.level,
+        }
+
+
+def _json_float(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
+
+
+def bootstrap(
+    statistic: Callable[[np.ndarray], float],
+    n: int,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """Percentile bootstrap of ``statistic(indices)`` over ``n`` units resampled with
+    replacement. ``statistic(np.arange(n))`` is the point estimate. Resamples on which the
+    statistic is undefined (``nan``) are dropped."""
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, level)
+    point = float(statistic(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    values = np.array(
+        [float(statistic(rng.integers(0, n, n))) for _ in range(resamples)], dtype=np.float64
+    )
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return Estimate(point, math.nan, math.nan, n, level)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return Estimate(point, float(low), float(high), n, level)
+
+
+def mean_ci(
+    values: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """The mean with a percentile-bootstrap interval (non-finite values are an error)."""
+    array = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise ValueError("mean_ci: values must be finite")
+    return bootstrap(
+        lambda index: array[index].mean(), array.size, resamples=resamples, level=level, seed=seed
+    )
+
+
+def proportion_ci(successes: int, n: int, *, level: float = 0.95) -> Estimate:
+    """A proportion with its Wilson score interval (well behaved at 0 and 1)."""
+    if n == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, level)
+    z = _normal_quantile(1 - (1 - level) / 2)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return Estimate(p, low, high, n, level)
+
+
+def _normal_quantile(p: float) -> float:
+    return NormalDist().inv_cdf(p)
+
+
+def contingency(
+    first: Sequence[bool] | np.ndarray, second: Sequence[bool] | np.ndarray
+) -> np.ndarray:
+    """The 2×2 table ``[[a, b], [c, d]]``: rows first True/False, columns second True/False."""
+    x = np.asarray(first, dtype=bool)
+    y = np.asarray(second, dtype=bool)
+    if x.shape != y.shape:
+        raise ValueError("contingency: both variables need one value per unit")
+    return np.array(
+        [[np.sum(x & y), np.sum(x & ~y)], [np.sum(~x & y), np.sum(~x & ~y)]], dtype=np.int64
+    )
+
+
+def phi_coefficient(table: np.ndarray) -> float:
+    """φ = (ad − bc) / √((a+b)(c+d)(a+c)(b+d)); ``nan`` when a margin is empty."""
+    (a, b), (c, d) = np.asarray(table, dtype=np.float64)
+    denominator = math.sqrt((a + b) * (c + d) * (a + c) * (b + d))
+    return (a * d - b * c) / denominator if denominator else math.nan
+
+
+def odds_ratio(table: np.ndarray, *, correction: float = 0.5) -> float:
+    """(a·d)/(b·c), with ``correction`` added to every cell when one is zero (Haldane)."""
+    (a, b), (c, d) = np.asarray(table, dtype=np.float64)
+    if correction and min(a, b, c, d) == 0:
+        a, b, c, d = a + correction, b + correction, c + correction, d + correction
+    return (a * d) / (b * c) if b * c else math.inf
+
+
+def odds_ratio_ci(table: np.ndarray, *, level: float = 0.95) -> Estimate:
+    """The odds ratio with Woolf's log-normal interval (Haldane-corrected cells)."""
+    (a, b), (c, d) = np.asarray(table, dtype=np.float64) + 0.5 * (np.min(table) == 0)
+    n = int(np.sum(table))
+    value = odds_ratio(table)
+    if min(a, b, c, d) == 0:
+        return Estimate(value, math.nan, math.nan, n, level)
+    z = _normal_quantile(1 - (1 - level) / 2)
+    se = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
+    log_or = math.log(a * d / (b * c))
+    return Estimate(value, math.exp(log_or - z * se), math.exp(log_or + z * se), n, level)
+
+
+def auroc(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve (ties count one half); ``nan`` with a single class."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    _check_scores(y, s)
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return math.nan
+    ranks = _average_ranks(s)
+    return float((ranks[y].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def average_precision(
+    labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray
+) -> float:
+    """Average precision, Σ (Rₖ − Rₖ₋₁) Pₖ over score thresholds (scikit-learn's definition)."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    _check_scores(y, s)
+    positives = int(y.sum())
+    if positives == 0:
+        return math.nan
+    order = np.argsort(-s, kind="mergesort")
+    s_sorted, y_sorted = s[order], y[order]
+    # One point per distinct threshold: the last index of each run of tied scores.
+    last = np.r_[np.nonzero(np.diff(s_sorted))[0], s_sorted.size - 1]
+    true_positives = np.cumsum(y_sorted)[last]
+    predicted = last + 1
+    precision = true_positives / predicted
+    recall = true_positives / positives
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def fpr_at_tpr(
+    labels: Sequence[bool] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    tpr: float = 0.95,
+) -> float:
+    """The false-positive rate at the highest threshold that flags ``tpr`` of the anomalies."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    _check_scores(y, s)
+    positives, negatives = s[y], s[~y]
+    if positives.size == 0 or negatives.size == 0:
+        return math.nan
+    # The threshold is the score of the k-th highest anomaly, k = ceil(tpr · positives).
+    k = max(1, math.ceil(tpr * positives.size - 1e-12))
+    threshold = np.sort(positives)[::-1][k - 1]
+    return float(np.mean(negatives >= threshold))
+
+
+def detection_metrics(
+    labels: Sequence[bool] | np.ndarray,
+    scores: Sequence[float] | np.ndarray,
+    *,
+    resamples: int = 1000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Estimate]:
+    """AUROC, AP and FPR@95%TPR with bootstrap intervals, resampling within each class."""
+    y = np.asarray(labels, dtype=bool)
+    s = np.asarray(scores, dtype=np.float64)
+    _check_scores(y, s)
+    positive_index, negative_index = np.nonzero(y)[0], np.nonzero(~y)[0]
+    rng = np.random.default_rng(seed)
+    metrics = {"auroc": auroc, "ap": average_precision, "fpr95": fpr_at_tpr}
+    samples: dict[str, list[float]] = {name: [] for name in metrics}
+    if positive_index.size and negative_index.size:
+        for _ in range(resamples):
+            index = np.concatenate(
+                [
+                    rng.choice(positive_index, positive_index.size),
+                    rng.choice(negative_index, negative_index.size),
+                ]
+            )
+            for name, metric in metrics.items():
+                samples[name].append(metric(y[index], s[index]))
+    alpha = (1 - level) / 2
+    results = {}
+    for name, metric in metrics.items():
+        values = np.asarray(samples[name])
+        values = values[np.isfinite(values)]
+        low, high = np.quantile(values, [alpha, 1 - alpha]) if values.size else (math.nan, math.nan)
+        results[name] = Estimate(metric(y, s), float(low), float(high), int(y.size), level)
+    return results
+
+
+def _check_scores(labels: np.ndarray, scores: np.ndarray) -> None:
+    if labels.shape != scores.shape or labels.ndim != 1:
+        raise ValueError("labels and scores need one value per example")
+    if not np.isfinite(scores).all():
+        raise ValueError("scores must be finite")
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties given their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    sorted_values = values[order]
+    ranks = np.empty(values.size, dtype=np.float64)
+    boundaries = np.r_[0, np.nonzero(np.diff(sorted_values))[0] + 1, values.size]
+    for start, end in zip(boundaries[:-1], boundaries[1:], strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2
+    return ranks
