@@ -7,41 +7,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
-from leelalab.errors import LeelaLabError
+from leelalab.cli.common import (
+    add_command,
+    add_device,
+    add_group,
+    add_limit,
+    add_net,
+    add_no_progress,
+    add_output,
+    add_seed,
+    network_from_dataset,
+    note,
+    print_table,
+)
 
 
 def _network(args: argparse.Namespace) -> Any:
-    """``--net``, or else the strong network the dataset was filtered with."""
-    from leelalab.inference.networks import load_network
-
-    name = args.net
-    if name is None:
-        settings = Path(args.directory) / "settings.json"
-        try:
-            name = json.loads(settings.read_text(encoding="utf-8"))["strong"]["source"]
-        except (OSError, KeyError, ValueError):
-            raise LeelaLabError(
-                f"{args.directory}: no --net given and no filter settings.json to take the "
-                "strong network from"
-            ) from None
-    return load_network(name, device=args.device)
+    return network_from_dataset(args)
 
 
 def _print_rows(rows: list[list[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for number, row in enumerate(rows):
-        print(
-            "  ".join(
-                cell.rjust(w) if i else cell.ljust(w)
-                for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-        if number == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(rows)
 
 
 def cmd_patch_residual(args: argparse.Namespace) -> int:
@@ -60,10 +48,11 @@ def cmd_patch_residual(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     results = PatchingResults.load(path)
-    curves = results.group_table(args.metric, args.reduce, args.subset)
-    count = int(results.subsets()[args.subset].sum())
+    subset = SUBSETS[args.subset]
+    curves = results.group_table(args.metric, args.reduce, subset)
+    count = int(results.subsets()[subset].sum())
     print(
-        f"{count} puzzles ({args.subset}); {args.metric} effect "
+        f"{count} puzzles ({subset}); {args.metric} effect "
         f"({args.reduce} over each group's squares), mean ± 2 SEM per layer"
     )
     rows = [["group"] + [f"L{layer}" for layer in results.layers]]
@@ -73,7 +62,7 @@ def cmd_patch_residual(args: argparse.Namespace) -> int:
             + [f"{m:.2f}±{e:.2f}" for m, e in zip(curve.mean, curve.two_sem, strict=True)]
         )
     _print_rows(rows)
-    print(f"wrote {path} and run.json")
+    note(f"wrote {path} and run.json")
     return 0
 
 
@@ -94,7 +83,7 @@ def cmd_patch_heads(args: argparse.Namespace) -> int:
     arrays, attrs = read_h5(path)
     ranking = rank_heads(arrays["log_odds"], json.loads(attrs["layers"]), top=args.top)
     _print_ranking(ranking, "head-output patching, log-odds effect")
-    print(f"wrote {path} and run.json")
+    note(f"wrote {path} and run.json")
     return 0
 
 
@@ -138,7 +127,7 @@ def cmd_heads_single_entry(args: argparse.Namespace) -> int:
         )
     print(f"L{args.layer}H{args.head}: log-odds reduction over {len(arrays['target'])} puzzles")
     _print_rows(rows)
-    print(f"wrote {path} and run.json")
+    note(f"wrote {path} and run.json")
     return 0
 
 
@@ -155,7 +144,7 @@ def cmd_heads_search(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     _print_ranking(ranking, "3rd→1st target entry ablation (log-odds reduction)")
-    print(f"wrote {path}, ranking.json and run.json")
+    note(f"wrote {path}, ranking.json and run.json")
     return 0
 
 
@@ -195,7 +184,7 @@ def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
                 [name, str(values.size), f"{values.mean():.3f}", f"{np.percentile(values, 95):.3f}"]
             )
     _print_rows(rows)
-    print(f"wrote {path}, heads.json and run.json")
+    note(f"wrote {path}, heads.json and run.json")
     return 0
 
 
@@ -205,99 +194,167 @@ def cmd_plot_patching(args: argparse.Namespace) -> int:
     count = 0
     for directory in args.results:
         for path in plot_results_directory(
-            directory, args.out, metric=args.metric, reduce=args.reduce, puzzles=args.puzzle
+            directory, args.output, metric=args.metric, reduce=args.reduce, puzzles=args.puzzle
         ):
-            print(f"wrote {path}", file=sys.stderr)
+            note(f"wrote {path}")
             count += 1
     return 0 if count else 1
 
 
+# CLI spellings of the puzzle subsets (no spaces) -> the names results use.
+SUBSETS = {
+    "all": "all",
+    "different-targets": "different targets",
+    "same-targets": "same targets",
+    "mate": "mate",
+    "non-mate": "non-mate",
+    "3-moves": "3 moves",
+    "5plus-moves": "5+ moves",
+}
+
+
+def _subset(text: str) -> str:
+    key = text.strip().replace(" ", "-").replace("5+", "5plus")
+    if key not in SUBSETS:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(SUBSETS)})"
+        )
+    return key
+
+
 def _common(parser: argparse.ArgumentParser, *, chunk: int) -> None:
     parser.add_argument("directory", help="a dataset directory (puzzles filter + corrupt)")
-    parser.add_argument(
-        "--net", help="network (default: the strong network the dataset was filtered with)"
+    add_net(
+        parser,
+        default=None,
+        help="network (default: the strong network the dataset was filtered with)",
     )
-    parser.add_argument("--output", required=True, help="results directory (resumable)")
-    parser.add_argument("--limit", type=int, help="at most this many selected puzzles")
+    add_output(parser, "results directory (resumable: rerun the same command to continue)")
+    add_limit(parser, "at most this many selected puzzles (default: all)")
     parser.add_argument("--chunk-size", type=int, default=chunk, help="puzzles per saved chunk")
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--no-progress", action="store_true")
+    add_device(parser)
+    add_no_progress(parser)
+
+
+METRICS = ("log_odds", "wl", "kl", "normalized")
+METRIC_HELP = (
+    "log_odds: log-odds of the clean top move; wl: W - L; kl: KL(base || patched); "
+    "normalized: log-odds effect / clean-corrupted gap"
+)
 
 
 def register(commands: Any, plot_commands: Any) -> None:
     """Add ``patch``, ``heads`` and ``plot patching`` to the ``leelalab`` parser."""
-    patch = commands.add_parser("patch", help="activation patching on a corrupted dataset")
-    patch_commands = patch.add_subparsers(dest="patch_command", required=True)
+    _, patch_commands = add_group(
+        commands, "patch", "activation patching on a corrupted dataset", "patch_command"
+    )
 
-    residual = patch_commands.add_parser(
-        "residual", help="patch the residual stream at every (layer, square)"
+    residual = add_command(
+        patch_commands, "residual", "patch the residual stream at every (layer, square)"
     )
     _common(residual, chunk=8)
-    residual.add_argument("--layers", type=int, nargs="+", help="body layers (default: all)")
-    residual.add_argument("--direction", choices=("noising", "denoising"), default="noising")
-    residual.add_argument("--max-rows", type=int, default=512, help="patched rows per forward")
     residual.add_argument(
-        "--metric", choices=("log_odds", "wl", "kl", "normalized"), default="log_odds"
+        "--layers", type=int, nargs="+", help="body layers to patch (default: all)"
     )
-    residual.add_argument("--reduce", choices=("max", "mean"), default="max")
+    residual.add_argument(
+        "--direction",
+        choices=("noising", "denoising"),
+        default="noising",
+        help="noising: clean run, corrupted activations patched in (the paper); denoising: "
+        "the reverse",
+    )
+    residual.add_argument(
+        "--max-rows", type=int, default=512, help="patched rows per forward (memory vs speed)"
+    )
+    residual.add_argument("--metric", choices=METRICS, default="log_odds", help=METRIC_HELP)
+    residual.add_argument(
+        "--reduce",
+        choices=("max", "mean"),
+        default="max",
+        help="how a square group's effect is taken from its squares' effects",
+    )
     residual.add_argument(
         "--subset",
-        choices=(
-            "all",
-            "different targets",
-            "same targets",
-            "mate",
-            "non-mate",
-            "3 moves",
-            "5+ moves",
-        ),
+        type=_subset,
         default="all",
+        metavar="{" + ",".join(SUBSETS) + "}",
         help="puzzle subset of the printed table (the figures cover every subset)",
     )
     residual.set_defaults(run=cmd_patch_residual)
 
-    heads = patch_commands.add_parser("heads", help="patch every attention head's output")
+    heads = add_command(patch_commands, "heads", "patch every attention head's output")
     _common(heads, chunk=8)
-    heads.add_argument("--direction", choices=("noising", "denoising"), default="noising")
-    heads.add_argument("--top", type=int, default=10)
+    heads.add_argument(
+        "--direction",
+        choices=("noising", "denoising"),
+        default="noising",
+        help="noising: clean run, corrupted head outputs patched in; denoising: the reverse",
+    )
+    heads.add_argument("--top", type=int, default=10, help="heads listed in the printed ranking")
     heads.set_defaults(run=cmd_patch_heads)
 
-    analyses = commands.add_parser("heads", help="attention-head analyses (attention nets)")
-    head_commands = analyses.add_subparsers(dest="heads_command", required=True)
-    single = head_commands.add_parser(
-        "single-entry", help="zero one head's 3rd→1st target attention entry vs other entries"
+    _, head_commands = add_group(
+        commands, "heads", "attention-head analyses (attention networks)", "heads_command"
+    )
+    single = add_command(
+        head_commands,
+        "single-entry",
+        "zero one head's 3rd→1st target attention entry vs other entries",
     )
     _common(single, chunk=32)
-    single.add_argument("--layer", type=int, required=True)
-    single.add_argument("--head", type=int, required=True)
-    single.add_argument("--random-samples", type=int, default=8)
-    single.add_argument("--seed", type=int, default=0)
+    single.add_argument("--layer", type=int, required=True, help="the head's layer")
+    single.add_argument("--head", type=int, required=True, help="the head's index in its layer")
+    single.add_argument(
+        "--random-samples",
+        type=int,
+        default=8,
+        help="random other entries zeroed per puzzle, for comparison",
+    )
+    add_seed(single, "seed of the random entries")
     single.set_defaults(run=cmd_heads_single_entry)
 
-    search = head_commands.add_parser(
-        "search", help="the 3rd→1st target entry ablation in every head, ranked"
+    search = add_command(
+        head_commands, "search", "the 3rd→1st target entry ablation in every head, ranked"
     )
     _common(search, chunk=16)
-    search.add_argument("--top", type=int, default=10)
+    search.add_argument("--top", type=int, default=10, help="heads listed in the printed ranking")
     search.set_defaults(run=cmd_heads_search)
 
-    piece = head_commands.add_parser(
+    piece = add_command(
+        head_commands,
         "piece-movement",
-        help="detect piece-movement heads and ablate their flow out of the 3rd target",
+        "detect piece-movement heads and ablate their flow out of the 3rd target",
     )
     _common(piece, chunk=32)
-    piece.add_argument("--threshold", type=float, default=0.25, help="minimum excess attention")
-    piece.add_argument("--scoring-positions", type=int, default=512)
-    piece.add_argument("--min-moves", type=int, default=5)
-    piece.add_argument("--seed", type=int, default=0)
+    piece.add_argument(
+        "--threshold",
+        type=float,
+        default=0.25,
+        help="minimum excess attention (over uniform) on a piece type's move squares",
+    )
+    piece.add_argument(
+        "--scoring-positions",
+        type=int,
+        default=512,
+        help="positions used to score each head's piece-movement attention",
+    )
+    piece.add_argument(
+        "--min-moves", type=int, default=5, help="only puzzles with at least this many moves"
+    )
+    add_seed(piece, "seed of the scoring positions and random squares")
     piece.set_defaults(run=cmd_heads_piece_movement)
 
-    plot = plot_commands.add_parser("patching", help="figures of patching / head results")
-    plot.add_argument("results", nargs="+", help="results directories")
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    plot = add_command(plot_commands, "patching", "figures of patching / head results")
+    plot.add_argument("results", nargs="+", help="results directories (patch / heads commands)")
+    add_output(plot, "figure directory (PDF + PNG)")
+    plot.add_argument("--metric", choices=METRICS, default="log_odds", help=METRIC_HELP)
     plot.add_argument(
-        "--metric", choices=("log_odds", "wl", "kl", "normalized"), default="log_odds"
+        "--reduce",
+        choices=("max", "mean"),
+        default="max",
+        help="how a square group's effect is taken from its squares' effects",
     )
-    plot.add_argument("--reduce", choices=("max", "mean"), default="max")
-    plot.add_argument("--puzzle", nargs="*", default=[], help="puzzle ids for board heatmaps")
+    plot.add_argument(
+        "--puzzle", nargs="*", default=[], help="puzzle ids to draw as board heatmaps"
+    )
     plot.set_defaults(run=cmd_plot_patching)

@@ -5,15 +5,27 @@ probe``, ``leelalab plot probes``): thin wrappers over :mod:`leelalab.probing.st
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
+
+from leelalab.cli.common import (
+    add_batch_size,
+    add_command,
+    add_device,
+    add_group,
+    add_limit,
+    add_net,
+    add_no_progress,
+    add_output,
+    network_from_dataset,
+    note,
+    print_table,
+)
 
 
 def cmd_activations_cache(args: argparse.Namespace) -> int:
-    from leelalab.cli.patching import _network
     from leelalab.probing.store import ActivationStore, cache_activations
 
-    network = _network(args)
+    network = network_from_dataset(args)
     path = cache_activations(
         network,
         args.directory,
@@ -82,71 +94,100 @@ def cmd_probe_eval(args: argparse.Namespace) -> int:
 def cmd_plot_probes(args: argparse.Namespace) -> int:
     from leelalab.plots.probes import plot_probe_results
 
-    for path in plot_probe_results(args.results, args.out):
-        print(f"wrote {path}", file=sys.stderr)
+    for path in plot_probe_results(args.results, args.output):
+        note(f"wrote {path}")
     return 0
 
 
 def _print_rows(rows: list[list[str]]) -> None:
-    from leelalab.cli.patching import _print_rows as print_rows
-
-    print_rows(rows)
+    print_table(rows)
 
 
 def register(commands: Any, plot_commands: Any) -> None:
     """Add ``activations``, ``probe`` and ``plot probes`` to the ``leelalab`` parser."""
-    activations = commands.add_parser("activations", help="disk-backed activation stores")
-    activation_commands = activations.add_subparsers(dest="activations_command", required=True)
-    cache = activation_commands.add_parser(
-        "cache", help="cache hook activations of a dataset's puzzle positions to HDF5"
+    _, activation_commands = add_group(
+        commands, "activations", "disk-backed activation stores", "activations_command"
+    )
+    cache = add_command(
+        activation_commands,
+        "cache",
+        "cache hook activations of a dataset's puzzle positions to HDF5",
     )
     cache.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
-    cache.add_argument("--net", help="network (default: the dataset's strong network)")
+    add_net(cache, default=None, help="network (default: the dataset's strong network)")
     cache.add_argument(
-        "--hooks", nargs="+", default=["blocks.*.hook_resid_post"], help="names or globs"
+        "--hooks",
+        nargs="+",
+        default=["blocks.*.hook_resid_post"],
+        help="hook names or globs (leelalab info NET --hooks lists them)",
     )
-    cache.add_argument("--output", required=True, help="the store, e.g. runs/acts.h5")
-    cache.add_argument("--dtype", choices=("float16", "float32"), default="float16")
-    cache.add_argument("--batch-size", type=int, default=64)
+    add_output(cache, "the store, e.g. runs/acts.h5 (resumable)")
+    cache.add_argument(
+        "--dtype", choices=("float16", "float32"), default="float16", help="storage precision"
+    )
+    add_batch_size(cache, 64)
     cache.add_argument("--part-size", type=int, default=512, help="puzzles per resumable part")
-    cache.add_argument("--limit", type=int)
+    add_limit(cache, "at most this many puzzles (default: all)")
     cache.add_argument("--selected-only", action="store_true", help="only selected puzzles")
-    cache.add_argument("--min-moves", type=int, default=1)
     cache.add_argument(
-        "--random-init", type=int, metavar="SEED", help="cache a randomly initialised copy"
+        "--min-moves", type=int, default=1, help="only puzzles with at least this many moves"
     )
-    cache.add_argument("--device", default="cpu")
-    cache.add_argument("--no-progress", action="store_true")
+    cache.add_argument(
+        "--random-init",
+        type=int,
+        metavar="SEED",
+        help="cache a copy of the network re-initialised with this seed (the probe baseline)",
+    )
+    add_device(cache)
+    add_no_progress(cache)
     cache.set_defaults(run=cmd_activations_cache)
 
-    probe = commands.add_parser("probe", help="train and evaluate probes on an activation store")
-    probe_commands = probe.add_subparsers(dest="probe_command", required=True)
-    train = probe_commands.add_parser("train", help="train a probe per hook and seed")
+    _, probe_commands = add_group(
+        commands, "probe", "train and evaluate probes on an activation store", "probe_command"
+    )
+    train = add_command(probe_commands, "train", "train a probe per hook and seed")
     train.add_argument("store", help="an activation store (leelalab activations cache)")
-    train.add_argument("--target", default="move3_target", help="move<k>_target|source, k=1..7")
-    train.add_argument("--query", default="move1_target", help="bilinear query square, or 'none'")
-    train.add_argument("--probe", choices=("bilinear", "linear", "logistic"), default="bilinear")
-    train.add_argument("--output", required=True, help="probe directory, e.g. probes/NAME")
+    train.add_argument(
+        "--target", default="move3_target", help="what to predict: move<k>_target|source, k=1..7"
+    )
+    train.add_argument(
+        "--query", default="move1_target", help="the bilinear probe's query square, or 'none'"
+    )
+    train.add_argument(
+        "--probe",
+        choices=("bilinear", "linear", "logistic"),
+        default="bilinear",
+        help="probe family",
+    )
+    add_output(train, "probe directory, e.g. probes/NAME")
     train.add_argument("--hooks", nargs="+", help="hooks to probe (default: all in the store)")
-    train.add_argument("--rank", type=int, default=32)
-    train.add_argument("--lr", type=float, default=1e-2)
-    train.add_argument("--epochs", type=int, default=5)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--test-fraction", type=float, default=0.3)
-    train.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    train.add_argument("--rank", type=int, default=32, help="rank of the bilinear probe")
+    train.add_argument("--lr", type=float, default=1e-2, help="learning rate")
+    train.add_argument("--epochs", type=int, default=5, help="passes over the training puzzles")
+    add_batch_size(train, 64, "puzzles per optimisation step")
+    train.add_argument(
+        "--test-fraction", type=float, default=0.3, help="puzzles held out for testing"
+    )
+    train.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one probe per seed and hook"
+    )
     train.add_argument("--no-control", action="store_true", help="skip the control task")
     train.add_argument(
-        "--memory-budget", type=int, default=256, metavar="MB", help="RAM for activation blocks"
+        "--memory-budget",
+        type=int,
+        default=256,
+        metavar="MB",
+        help="RAM for blocks of activations read from the store",
     )
-    train.add_argument("--no-progress", action="store_true")
+    add_no_progress(train)
     train.set_defaults(run=cmd_probe_train)
 
-    evaluate = probe_commands.add_parser("eval", help="evaluate saved probes on a store")
+    evaluate = add_command(probe_commands, "eval", "evaluate saved probes on a store")
     evaluate.add_argument("probes", help="a probe directory (leelalab probe train)")
     evaluate.add_argument("store", help="an activation store")
     evaluate.set_defaults(run=cmd_probe_eval)
 
-    plot = plot_commands.add_parser("probes", help="probe accuracy vs layer")
+    plot = add_command(plot_commands, "probes", "probe accuracy vs layer")
     plot.add_argument("results", nargs="+", help="probe directories (trained, random-init, ...)")
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    add_output(plot, "figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_probes)
