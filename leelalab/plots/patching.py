@@ -92,6 +92,12 @@ def metric_label(metric: str, direction: str = "noising") -> str:
 
 
 METRIC_LABELS = {metric: metric_label(metric) for metric in ("log_odds", "wl", "kl", "normalized")}
+METRIC_NAMES = {
+    "log_odds": "log-odds",
+    "wl": "W − L",
+    "kl": "KL",
+    "normalized": "normalised log-odds",
+}
 
 
 def effect_scale(metric: str, values: np.ndarray) -> tuple[str, Any]:
@@ -444,7 +450,7 @@ def rank_figure(
         ax.set_title(
             f"{_heading(network, direction)}\n"
             f"{GROUP_LABELS[group]} = top non-corrupted square\n"
-            f"by {metric.replace('_', '-')} effect; n = {count} puzzles",
+            f"by {METRIC_NAMES.get(metric, metric)} effect; n = {count} puzzles",
             fontsize=7,
         )
         figure.tight_layout()

@@ -228,6 +228,9 @@ def test_rank_figure_has_title_n_chance_line_and_wilson_band() -> None:
     texts = _legend_texts(figure)
     assert {"observed", "95% Wilson CI"} <= set(texts)
     plt.close(figure)
+    figure = plots.rank_figure(results.effects("kl"), results.groups, LAYERS, metric="kl")
+    assert "by KL effect" in figure.axes[0].get_title()
+    plt.close(figure)
 
 
 def test_head_grid_scale_follows_the_metric() -> None:
