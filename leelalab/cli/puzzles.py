@@ -91,7 +91,7 @@ def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
 def cmd_puzzles_show(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network
     from leelalab.models.evaluation import evaluate
-    from leelalab.plots.boards import puzzle_figure, save_figure
+    from leelalab.plots.boards import network_name, puzzle_figure, save_figure
     from leelalab.puzzles.filter import find_record, line_boards
     from leelalab.puzzles.reader import Puzzle
 
@@ -102,7 +102,11 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
     boards = line_boards(puzzle)[:3]
     evaluations = evaluate(network, boards, history=settings["strong"]["history"])
     figure = puzzle_figure(
-        puzzle.fen, puzzle.moves, [e.policy for e in evaluations], title=f"Puzzle {puzzle.id}"
+        puzzle.fen,
+        puzzle.moves,
+        [e.policy for e in evaluations],
+        title=f"Puzzle {puzzle.id}",
+        network=network_name(network.source),
     )
     for path in save_figure(figure, args.output):
         note(f"wrote {path}")
