@@ -30,9 +30,10 @@ A **depth-k refutation** (k odd: a solver move) of a puzzle is an edit such that
 A **control** is an edit drawn from the same pool that Stockfish says changes nothing that
 matters: conditions 1 and 4 hold, the line still wins after ply 1 and after ply k (at least
 ``win_cp``), and those evaluations move by at most ``same_cp`` (evaluations clipped to
-±``clip_cp`` first, so that two crushing scores count as equal). It is matched to the refutation: the same kind of edit and
-the same piece (added, removed or moved), and among those the closest distance (in king
-moves) from the edited square to the ply-k target square. Controls come from the pool when
+±``clip_cp`` first, so that two crushing scores count as equal). It is matched to the
+refutation: the same kind of edit and the same piece (added, removed or moved), and among
+those the closest distance (in king moves) from the edited square to the ply-k target
+square. Controls come from the pool when
 it has one; otherwise from the other edits with an unchanged prefix (``"local": false``).
 
 *Which edits are tried.* All edits satisfying condition 1 that are **local to ply k** (a
