@@ -185,7 +185,7 @@ def cmd_refutations_find(args: argparse.Namespace) -> int:
 def cmd_refutations_measure(args: argparse.Namespace) -> int:
     from leelalab.analyses.refutation import measure_refutations, search_settings_of
 
-    run = search_settings_of(args.run)
+    run = search_settings_of(args.run_dir)
     dataset = Path(run["dataset"])
     networks = {}
     try:
@@ -197,7 +197,9 @@ def cmd_refutations_measure(args: argparse.Namespace) -> int:
         if name is None:
             raise LeelaLabError(f"no --{label} network given and none recorded in {dataset}")
         networks[label] = _load(name, args.device)
-    summary = measure_refutations(args.run, networks, batch_size=args.batch_size, seed=args.seed)
+    summary = measure_refutations(
+        args.run_dir, networks, batch_size=args.batch_size, seed=args.seed
+    )
     print("1st-move log-odds drop (clean − edited), mean [95% bootstrap CI]; paired pairs only")
     rows = [["network", "depth", "pairs", "refutation", "control", "refutation − control"]]
     for label, entry in summary["networks"].items():
@@ -214,7 +216,7 @@ def cmd_refutations_measure(args: argparse.Namespace) -> int:
                 ]
             )
     print_table(rows)
-    note(f"wrote {args.run}/measure.h5 and measure.json")
+    note(f"wrote {args.run_dir}/measure.h5 and measure.json")
     return 0
 
 
@@ -309,7 +311,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
 def cmd_plot_lens(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_lens
 
-    for path in plot_lens(args.run, args.out):
+    for path in plot_lens(args.run_dir, args.out):
         note(f"wrote {path}")
     return 0
 
@@ -317,7 +319,7 @@ def cmd_plot_lens(args: argparse.Namespace) -> int:
 def cmd_plot_refutations(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_refutations
 
-    for path in plot_refutations(args.run, args.out):
+    for path in plot_refutations(args.run_dir, args.out):
         note(f"wrote {path}")
     return 0
 
@@ -333,7 +335,7 @@ def cmd_plot_future_board(args: argparse.Namespace) -> int:
 def cmd_plot_steering(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_steering
 
-    for path in plot_steering(args.run, args.out):
+    for path in plot_steering(args.run_dir, args.out):
         note(f"wrote {path}")
     return 0
 
@@ -422,7 +424,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         "measure",
         "the strong and weak networks' 1st-move log-odds drop per depth",
     )
-    measure.add_argument("run", help="a `leelalab refutations find` directory")
+    measure.add_argument("run_dir", metavar="RUN", help="a `leelalab refutations find` directory")
     measure.add_argument("--strong", help="strong network (default: the filter run's)")
     measure.add_argument("--weak", help="weak network (default: the filter run's)")
     add_batch_size(measure, 256)
@@ -491,11 +493,13 @@ def register(commands: Any, plot_commands: Any) -> None:
     steer.set_defaults(run=cmd_steer)
 
     plot = add_command(plot_commands, "lens", "lens KL and top-1 by layer; layer of emergence")
-    plot.add_argument("run", help="a `leelalab lens run` directory")
+    plot.add_argument("run_dir", metavar="RUN", help="a `leelalab lens run` directory")
     plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_lens)
     plot = add_command(plot_commands, "refutations", "1st-move log-odds drop vs refutation depth")
-    plot.add_argument("run", help="a measured `leelalab refutations find` directory")
+    plot.add_argument(
+        "run_dir", metavar="RUN", help="a measured `leelalab refutations find` directory"
+    )
     plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_refutations)
     plot = add_command(plot_commands, "future-board", "layer × horizon heatmaps and concepts")
@@ -504,6 +508,6 @@ def register(commands: Any, plot_commands: Any) -> None:
     plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_future_board)
     plot = add_command(plot_commands, "steering", "steering success vs random directions")
-    plot.add_argument("run", help="a `leelalab steer` directory")
+    plot.add_argument("run_dir", metavar="RUN", help="a `leelalab steer` directory")
     plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_steering)
