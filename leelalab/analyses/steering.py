@@ -6,14 +6,16 @@ the *query* square ``q`` (the 1st move's target) and at ``s``:
 
     logit(s) = x_sᵀ W_xᵀ W_z x_q / √k + c,      P(s) = softmax_s logit(s).
 
-*Direction.* To make the probe read "the 3rd move goes to s′" we change only the query side,
-the residual at ``q``: the direction that raises ``log P(s′)`` fastest is its gradient with
-respect to ``x_q`` with the keys ``x_s`` held fixed,
+*Direction.* To make the probe read "the 3rd move goes to s′" we change only the residual at
+``q``. It is the probe's query, and also the key of square ``q``; the direction that raises
+``log P(s′)`` fastest is its gradient with respect to ``x_q`` through both roles,
 
-    δ(s′) = ∇_{x_q} log P(s′) = W_zᵀ W_x (x_{s′} − Σ_s P(s) x_s) / √k,
+    δ(s′) = [ W_zᵀ W_x (x_{s′} − Σ_s P(s) x_s)  +  (1[s′ = q] − P(q)) W_xᵀ W_z x_q ] / √k,
 
-that is, the query must point (through ``W_zᵀ W_x``) towards the key of ``s′`` and away from the
-probe's current expectation. ``δ`` depends on the position (through the keys), as the probe's
+whose first (query-side) term points the query, through ``W_zᵀ W_x``, towards the key of
+``s′`` and away from the probe's current expectation, and whose second (key-side) term keeps
+the key of ``q`` itself from growing along the query (otherwise ``logit(q)``, quadratic in
+``x_q``, wins for long steps). ``δ`` depends on the position (through the keys), as the probe's
 reading does. A step along ``δ`` raises every ``logit(s)`` by ``⟨W_x x_s, W_z v⟩/√k``, so for
 large steps another square whose key is long along that direction can overtake ``s′``; the
 vector we add is therefore the one of the chosen length that maximises ``log P(s′)``
@@ -72,12 +74,15 @@ class SteeringError(LeelaLabError):
 
 
 def probe_direction(probe: BilinearProbe, residual: torch.Tensor, query: int, target: int):
-    """``δ(s′)`` of the module docstring for one position: ``residual`` is ``(64, d)``."""
+    """``δ(s′)`` of the module docstring for one position (``residual`` is ``(64, d)``): the
+    gradient of the probe's ``log P(target)`` with respect to the residual at ``query``, through
+    both roles that residual plays (the query, and the key of square ``query``)."""
     keys = residual @ probe.w_x.T  # (64, k)
-    z = residual[query] @ probe.w_z.T  # (k,)
-    p = torch.softmax(keys @ z / math.sqrt(probe.rank) + probe.bias, dim=0)
-    key_gap = keys[target] - p @ keys  # (k,)
-    return (probe.w_z.T @ key_gap) / math.sqrt(probe.rank)
+    u = residual[query] @ probe.w_z.T  # (k,)
+    p = torch.softmax(keys @ u / math.sqrt(probe.rank) + probe.bias, dim=0)
+    query_side = probe.w_z.T @ (keys[target] - p @ keys)
+    key_side = (float(target == query) - p[query]) * (probe.w_x.T @ u)
+    return (query_side + key_side) / math.sqrt(probe.rank)
 
 
 def reachable_squares(board: chess.Board) -> dict[chess.Move, set[int]]:
@@ -106,33 +111,52 @@ def steering_vectors(
     query: int,
     targets: Sequence[int],
     norms: Sequence[float],
-    steps: int = 25,
-    lr: float = 0.2,
+    steps: int = 60,
 ) -> torch.Tensor:
-    """``(len(targets), d)``: for each ``(target, norm)`` pair, the vector of that length added
-    at ``query`` that maximises the probe's ``log P(target)`` — projected gradient ascent on
-    the sphere, started from the gradient direction :func:`probe_direction`."""
+    """``(len(targets), d)``: for each ``(target, norm)`` pair, a vector of length at most
+    ``norm`` added at ``query`` that raises the probe's ``log P(target)`` as far as projected
+    gradient ascent on the ball of that radius gets (normalised steps of decreasing length,
+    started at the gradient direction :func:`probe_direction` scaled to ``norm``; the best
+    iterate is kept, so it is never worse than that start).
+
+    The objective is the probe's reading of the steered residual, in which the residual at
+    ``query`` is both the query and the key of square ``query``; the key part makes it
+    quadratic, so the optimum found is local.
+    """
     target_index = torch.as_tensor(list(targets), dtype=torch.long)
     radius = torch.as_tensor(list(norms), dtype=residual.dtype)[:, None]
+    w_x, w_z = probe.w_x.detach(), probe.w_z.detach()
+    residual = residual.detach()
     with torch.no_grad():
         start = torch.stack([probe_direction(probe, residual, query, int(t)) for t in targets])
-        keys = residual @ probe.w_x.T
-        base = residual[query]
-    vector = radius * start / start.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        keys = residual @ w_x.T
     rows = torch.arange(len(target_index))
-    w_z = probe.w_z.detach()
-    for _ in range(steps):
+
+    def objective(vector: torch.Tensor) -> torch.Tensor:
+        steered_query = residual[query] + vector  # (n, d)
+        steered_keys = keys.expand(len(vector), -1, -1).clone()
+        steered_keys[:, query] = steered_query @ w_x.T
+        u = steered_query @ w_z.T  # (n, k)
+        logits = torch.einsum("nsk,nk->ns", steered_keys, u) / math.sqrt(probe.rank)
+        return torch.log_softmax(logits, dim=1)[rows, target_index]
+
+    vector = radius * start / start.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    best = vector.clone()
+    with torch.no_grad():
+        best_value = objective(vector)
+    for step in range(steps):
         with torch.enable_grad():
             vector = vector.detach().requires_grad_(True)
-            z = (base + vector) @ w_z.T
-            logits = z @ keys.T / math.sqrt(probe.rank)
-            log_p = torch.log_softmax(logits, dim=1)[rows, target_index]
-            (grad,) = torch.autograd.grad(log_p.sum(), vector)
+            (grad,) = torch.autograd.grad(objective(vector).sum(), vector)
         with torch.no_grad():
-            step = grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            vector = vector + lr * radius * step
-            vector = radius * vector / vector.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    return vector.detach()
+            length = 0.5 * radius / math.sqrt(step + 1)
+            vector = vector + length * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            vector = vector * torch.clamp(radius / vector.norm(dim=1, keepdim=True), max=1.0)
+            value = objective(vector)
+            improved = value > best_value
+            best[improved] = vector[improved]
+            best_value = torch.maximum(best_value, value)
+    return best.detach()
 
 
 def steering_vector(
@@ -174,18 +198,18 @@ def _load_probes(directory: Path, layers: Sequence[int]) -> tuple[dict[int, Any]
     missing = [layer for layer in layers if layer not in available]
     if missing:
         raise SteeringError(f"{directory}: no probe for layers {missing}")
-    probes, config = {}, None
-    for layer in layers:
-        probe, config = load_probe(directory, available[layer])
-        if config.probe != "bilinear" or config.target != "move3_target":
-            raise SteeringError(
-                f"{directory}: steering needs the bilinear move3_target probe, not "
-                f"{config.probe} / {config.target}"
-            )
-        if config.query != "move1_target":
-            raise SteeringError(f"{directory}: the probe's query must be move1_target")
-        probes[layer] = probe
-    assert config is not None
+    config_path = directory / "config.json"
+    if not config_path.is_file():
+        raise SteeringError(f"{directory}: no config.json (a `leelalab probe train` directory?)")
+    config = ProbeConfig(**json.loads(config_path.read_text(encoding="utf-8")))
+    if config.probe != "bilinear" or config.target != "move3_target":
+        raise SteeringError(
+            f"{directory}: steering needs the bilinear move3_target probe, not "
+            f"{config.probe} / {config.target}"
+        )
+    if config.query != "move1_target":
+        raise SteeringError(f"{directory}: the probe's query must be move1_target")
+    probes = {layer: load_probe(directory, available[layer])[0] for layer in layers}
     return probes, config
 
 
