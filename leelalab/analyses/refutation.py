@@ -31,7 +31,7 @@ from leelalab.analyses.strata import check_stratum, iter_stratum
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
-from leelalab.puzzles.dataset import DatasetPuzzle
+from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.puzzles.refutations import (
     RefutationSettings,
     StockfishOracle,
@@ -61,10 +61,13 @@ def select_puzzles(
     sample: int | None = None,
     seed: int = 0,
 ) -> list[DatasetPuzzle]:
-    """Puzzles of ``stratum`` with at least ``min_moves`` plies after the opponent's move;
-    a seeded random ``sample`` of them (kept in dataset order)."""
-    check_stratum(stratum)
-    puzzles = [p for p in iter_stratum(directory, stratum) if p.n_moves >= min_moves]
+    """Puzzles of ``stratum`` (or ``"all"``) with at least ``min_moves`` plies after the
+    opponent's move; a seeded random ``sample`` of them (kept in dataset order)."""
+    if stratum == "all":
+        source = iter_dataset(directory, selected_only=False)
+    else:
+        source = iter_stratum(directory, check_stratum(stratum))
+    puzzles = [p for p in source if p.n_moves >= min_moves]
     if sample is not None and sample < len(puzzles):
         chosen = set(random.Random(seed).sample(range(len(puzzles)), sample))
         puzzles = [p for i, p in enumerate(puzzles) if i in chosen]

@@ -399,8 +399,8 @@ def register(commands: Any, plot_commands: Any) -> None:
     find.add_argument(
         "--stratum",
         default="unfiltered",
-        choices=("paper", "unfiltered", "weak-solved"),
-        help="puzzles drawn from this stratum",
+        choices=("paper", "unfiltered", "weak-solved", "all"),
+        help="puzzles drawn from this stratum (all: every puzzle)",
     )
     find.add_argument("--min-moves", type=positive_int, default=5, help="plies the line needs")
     find.add_argument("--sample", type=positive_int, help="a seeded random sample of N puzzles")
