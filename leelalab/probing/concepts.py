@@ -269,6 +269,7 @@ def _targets(
 def _score_square_target(
     target: _Target,
     labels: np.ndarray,
+    reference: np.ndarray | None,
     store: ActivationStore,
     hook: str,
     train: np.ndarray,
@@ -280,8 +281,8 @@ def _score_square_target(
     predicted, rows = _square_predictions(probe, store, hook, test)
     truth = labels[rows]
     scores = {"accuracy": float(np.mean(predicted == truth))}
-    if target.reference is not None:
-        changed = truth != target.reference[rows]
+    if reference is not None:
+        changed = truth != reference[rows]
         arrived = changed & (truth != 0)
         right = predicted == truth
 
@@ -388,14 +389,17 @@ def train_concept_probes(
                 train, test = grouped_split(store.puzzle_ids, config.test_fraction, seed)
                 train, test = train[valid[train]], test[valid[test]]
                 counts = (int(train.size), int(test.size))
-                runs = [(target.labels, real_scores)]
+                runs = [(target.labels, target.reference, real_scores)]
                 if config.control:
+                    # The control moves whole targets between puzzles (with the current board
+                    # they are compared with, so "changed squares" stay the same population).
                     order = row_control(store.puzzle_type, valid, seed)
-                    runs.append((target.labels[order], control_scores))
-                for labels, into in runs:
+                    reference = None if target.reference is None else target.reference[order]
+                    runs.append((target.labels[order], reference, control_scores))
+                for labels, reference, into in runs:
                     if target.kind == "square":
                         scores = _score_square_target(
-                            target, labels, store, hook, train, test, config, seed
+                            target, labels, reference, store, hook, train, test, config, seed
                         )
                     else:
                         scores = _score_board_target(target, labels, store, hook, train, test, seed)
