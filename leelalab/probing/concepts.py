@@ -44,7 +44,7 @@ from leelalab.lc0.squares import permutation
 from leelalab.probing.probes import grouped_split
 from leelalab.probing.store import ActivationStore
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.results import versions, write_text_atomically
+from leelalab.runs.results import sha256_file, versions, write_text_atomically
 
 PIECE_CLASSES = (
     "empty",
@@ -365,6 +365,8 @@ def train_concept_probes(
 
     Writes ``output/results.json`` (per hook and target: scores per seed, mean ± std, the
     control task's, selectivity; train/test puzzle counts), ``config.json`` and ``run.json``.
+    Resumable by hook: each finished hook is kept in ``output/layers/`` (``settings.json``
+    guards against resuming with another store or settings).
     """
     config = config or ConceptConfig()
     started = time.perf_counter()
@@ -379,7 +381,13 @@ def train_concept_probes(
     total = len(hooks) * len(targets) * len(config.seeds)
     bar = tqdm(total=total, desc="concept probes", unit="probe", disable=not progress)
     results: list[dict[str, Any]] = []
+    done = _resumable(output, store, config, input_format)
     for hook in hooks:
+        finished = done / f"{hook}.json"
+        if finished.is_file():
+            results.append(json.loads(finished.read_text(encoding="utf-8")))
+            bar.update(len(targets) * len(config.seeds))
+            continue
         layer_results: dict[str, Any] = {"hook": hook, "targets": {}}
         for target in targets:
             valid = _valid_rows(target)
@@ -423,6 +431,7 @@ def train_concept_probes(
                     for key in entry["scores"]
                 }
             layer_results["targets"][target.name] = entry
+        write_text_atomically(finished, json.dumps(layer_results))
         results.append(layer_results)
     bar.close()
     summary = {
@@ -452,6 +461,28 @@ def train_concept_probes(
         ),
     )
     return summary
+
+
+def _resumable(
+    output: Path, store: ActivationStore, config: ConceptConfig, input_format: int
+) -> Path:
+    """``output/layers/`` holds one finished file per hook; ``settings.json`` makes sure a
+    resumed run has the same store and settings."""
+    settings = {
+        "store_settings": store.settings,
+        "store_sha256": sha256_file(store.path),
+        "config": asdict(config),
+        "input_format": input_format,
+    }
+    path = output / "settings.json"
+    if path.is_file():
+        if json.loads(path.read_text(encoding="utf-8")) != json.loads(json.dumps(settings)):
+            raise ConceptError(f"{output} holds probes of another store or settings")
+    else:
+        write_text_atomically(path, json.dumps(settings, indent=2))
+    layers = output / "layers"
+    layers.mkdir(exist_ok=True)
+    return layers
 
 
 def load_concept_results(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -165,6 +165,13 @@ def test_probes_find_a_planted_future_board_and_not_noise(planted, tmp_path) -> 
     assert planted_board["test_puzzles"] + planted_board["train_puzzles"] == 240
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert saved["classes"][0] == "empty" and (tmp_path / "out" / "run.json").is_file()
+    # Finished hooks are kept: a rerun (or a resumed one) reads them back.
+    (tmp_path / "out" / "layers" / "blocks.1.hook_resid_post.json").unlink()
+    again = train_concept_probes(store, tmp_path / "out", config, progress=False)
+    assert again["results"] == summary["results"]
+    with pytest.raises(ConceptError, match="another store or settings"):
+        other = ConceptConfig(horizons=[0, 1], square_concepts=False, seeds=[0], epochs=6)
+        train_concept_probes(store, tmp_path / "out", other, progress=False)
 
 
 def test_store_puzzles_checks_the_frame(planted) -> None:
