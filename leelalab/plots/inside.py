@@ -65,7 +65,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
     plt = _pyplot()
     figures = {}
     with plt.rc_context(PAPER_STYLE):
-        figure, (kl_ax, top_ax) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+        figure, (kl_ax, top_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
         x = np.arange(len(layers))
         for kind, color in zip(kinds, (BLUE, ORANGE), strict=False):
             groups = summary[kind]["groups"]
@@ -85,9 +85,10 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
         kl_ax.set_ylabel("KL(output ‖ lens), nats")
         kl_ax.set_title("lens policy vs the network's policy (all puzzles)")
         kl_ax.legend(frameon=False, fontsize=6)
+        shown = ("paper", "unfiltered", "weak-solved", "strong-missed")
         for kind, style in zip(kinds, ("-", "--"), strict=False):
             groups = summary[kind]["groups"]
-            for group in ("paper", "unfiltered", "weak-solved", "strong-missed"):
+            for group in shown:
                 value, error = _interval(groups[group]["top1_by_layer"])
                 top_ax.errorbar(
                     x + (0.08 if style == "--" else 0),
@@ -99,21 +100,27 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
                     ms=2.5,
                     capsize=1.5,
                     lw=1,
-                    label=f"{group} (n={groups[group]['n']}), {kind}",
                 )
+        groups = summary[kinds[0]]["groups"]
+        for group in shown:
+            top_ax.plot(
+                [], [], color=GROUP_COLORS[group], label=f"{group} (n={groups[group]['n']})"
+            )
+        for kind, style in zip(kinds, ("-", "--"), strict=False):
+            top_ax.plot([], [], color="black", ls=style, label=f"{kind} lens")
         top_ax.set_xticks(x, labels)
         top_ax.set_ylim(-0.02, 1.02)
         top_ax.set_xlabel("layer")
         top_ax.set_ylabel("solution is the lens's top move")
         top_ax.set_title("1st move of the solution, top-1 by layer")
-        top_ax.legend(frameon=False, fontsize=5, ncol=1)
+        top_ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         for ax in (kl_ax, top_ax):
             ax.spines[["top", "right"]].set_visible(False)
         figure.suptitle(f"{name}: logit and tuned lens, 95% CIs", fontsize=8)
         figure.tight_layout()
         figures["lens_layers"] = figure
 
-        figure, (em_ax, rate_ax) = plt.subplots(1, 2, figsize=(7.2, 2.8))
+        figure, (em_ax, rate_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
         for offset, (kind, color) in enumerate(zip(kinds, (BLUE, ORANGE), strict=False)):
             by_length = summary[kind]["unfiltered_by_line_length"]
             bins = [b for b in by_length if by_length[b]["n"] > 0]
@@ -155,11 +162,15 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
                 )
         rate_ax.set_xticks(
             np.arange(len(groups_shown)),
-            [f"{g}\n(n={summary[kinds[0]]['groups'][g]['n']})" for g in groups_shown],
+            [
+                f"{g.replace('-', '-' + chr(10))}\n(n={summary[kinds[0]]['groups'][g]['n']})"
+                for g in groups_shown
+            ],
+            fontsize=6.5,
         )
         rate_ax.set_ylabel("share of puzzles")
         rate_ax.set_title("solutions found at a layer, then lost")
-        rate_ax.legend(frameon=False, fontsize=5.5)
+        rate_ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         for ax in (em_ax, rate_ax):
             ax.spines[["top", "right"]].set_visible(False)
         figure.suptitle(f"{name}: layer dynamics of the 1st move, 95% CIs", fontsize=8)
