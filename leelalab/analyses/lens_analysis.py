@@ -11,7 +11,9 @@ Derived per puzzle (see :func:`emergence`):
 - *layer of emergence*: the first layer at which the solution is the lens's top-1 move;
 - *found then lost*: top-1 at some layer and not top-1 at a later layer (even if regained);
 - *forgotten* (Sandmann et al.'s "forgotten puzzles"): top-1 at some layer but not at the
-  last one, i.e. the network's own output misses a solution an earlier layer had.
+  last one, i.e. the network's own output misses a solution an earlier layer had; and its
+  strictest form, *overridden at the last layer*: top-1 after the last-but-one layer, not
+  after the last.
 
 Groups: the strata of :mod:`leelalab.analyses.strata` (``paper``, ``unfiltered``,
 ``weak-solved``), plus ``all`` (every puzzle), ``structural`` (not mate-in-1, at least 3
@@ -219,7 +221,8 @@ def emergence(rank: np.ndarray) -> dict[str, np.ndarray]:
 
     ``layer_index`` of emergence (−1 when never top-1), ``found`` (top-1 at some layer),
     ``found_then_lost`` (top-1 at some layer, not at a later one), ``forgotten`` (top-1 at
-    some layer, not at the last).
+    some layer, not at the last), ``overridden_at_last_layer`` (top-1 at the last-but-one
+    layer, not at the last: the strictest form of "forgotten").
     """
     top = np.asarray(rank) == 0
     found = top.any(axis=1)
@@ -232,6 +235,7 @@ def emergence(rank: np.ndarray) -> dict[str, np.ndarray]:
         "found": found,
         "found_then_lost": later_miss,
         "forgotten": found & ~top[:, -1],
+        "overridden_at_last_layer": top[:, -2] & ~top[:, -1] if top.shape[1] > 1 else ~found,
     }
 
 
@@ -262,6 +266,7 @@ def summarize_lens(path: str | os.PathLike[str], *, seed: int = 0) -> dict[str, 
                 "found_at_some_layer": _rate(found),
                 "found_then_lost": _rate(derived["found_then_lost"][member]),
                 "forgotten": _rate(derived["forgotten"][member]),
+                "overridden_at_last_layer": _rate(derived["overridden_at_last_layer"][member]),
                 "emergence_layer_mean": _layer_mean(first[found], layers, seed),
                 "top1_by_layer": [_rate(rank[member, i] == 0) for i in range(len(layers))],
                 "kl_by_layer": [

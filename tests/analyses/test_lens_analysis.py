@@ -43,6 +43,7 @@ def test_emergence_from_ranks() -> None:
     assert derived["found"].tolist() == [True, True, True, False, True]
     assert derived["found_then_lost"].tolist() == [False, True, True, False, False]
     assert derived["forgotten"].tolist() == [False, False, True, False, False]
+    assert derived["overridden_at_last_layer"].tolist() == [False, False, True, False, False]
 
 
 def _networks(kind: str):
