@@ -46,7 +46,7 @@ from leelalab.probing.lens import (
     load_tuned_lens,
     policy_kl,
 )
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
 from leelalab.stats import mean_ci, proportion_ci
 
 RESULTS_FILE = "lens.h5"
@@ -212,7 +212,7 @@ def run_lens_analysis(
         progress=progress,
     )
     summary = summarize_lens(path)
-    (output / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
     return path
 
 

@@ -63,7 +63,7 @@ from leelalab.models.base import LeelaNetwork
 from leelalab.probing.lens import legal_masks
 from leelalab.probing.probes import BilinearProbe, ProbeConfig, grouped_split, load_probe
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
 from leelalab.stats import bootstrap, proportion_ci
 
 RESULTS_FILE = "steering.h5"
@@ -425,7 +425,7 @@ def run_steering(
         progress=progress,
     )
     summary = summarize_steering(path)
-    (Path(output) / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    write_text_atomically(Path(output) / "summary.json", json.dumps(summary, indent=2))
     return path
 
 
