@@ -250,7 +250,13 @@ def measure_refutations(
                 out[f"{label}/k{k}/{role}_top1"] = top
                 drops[role] = clean_lo - edited
                 stays_top[role] = top
-            per_network["depths"][str(k)] = _depth_summary(drops, stays_top, seed)
+            local = np.array(
+                [
+                    r["control"] is not None and bool(r["control"].get("local"))
+                    for r in arrays[f"k{k}"]
+                ]
+            )
+            per_network["depths"][str(k)] = _depth_summary(drops, stays_top, local, seed)
         summary["networks"][label] = per_network
     write_h5_atomically(
         directory / "measure.h5",
@@ -263,7 +269,10 @@ def measure_refutations(
 
 
 def _depth_summary(
-    drops: Mapping[str, np.ndarray], stays_top: Mapping[str, np.ndarray], seed: int
+    drops: Mapping[str, np.ndarray],
+    stays_top: Mapping[str, np.ndarray],
+    local_control: np.ndarray,
+    seed: int,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for role in ROLES:
@@ -282,6 +291,14 @@ def _depth_summary(
         "refutation_minus_control": mean_ci(difference, seed=seed).to_json(),
         "refutation": mean_ci(drops["refutation"][paired], seed=seed).to_json(),
         "control": mean_ci(drops["control"][paired], seed=seed).to_json(),
+    }
+    # Robustness: only the pairs whose control comes from the local pool too.
+    local = paired & local_control
+    result["paired_local_controls"] = {
+        "n": int(local.sum()),
+        "refutation_minus_control": mean_ci(
+            drops["refutation"][local] - drops["control"][local], seed=seed
+        ).to_json(),
     }
     return result
 
