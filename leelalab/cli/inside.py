@@ -231,6 +231,7 @@ def cmd_future_board(args: argparse.Namespace) -> int:
         horizons=args.horizons,
         square_concepts=not args.no_square_concepts,
         board_concepts=not args.no_board_concepts,
+        changed_weight=args.changed_weight,
         epochs=args.epochs,
         lr=args.lr,
         seeds=args.seeds,
@@ -452,6 +453,12 @@ def register(commands: Any, plot_commands: Any) -> None:
     )
     board.add_argument(
         "--no-board-concepts", action="store_true", help="skip material and check probes"
+    )
+    board.add_argument(
+        "--changed-weight",
+        type=float,
+        default=10.0,
+        help="loss weight of squares whose content changes by ply k (1: plain cross-entropy)",
     )
     board.add_argument("--epochs", type=positive_int, default=4, help="passes over the puzzles")
     board.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate")

@@ -9,7 +9,11 @@ at that square. Most squares never change in a few plies, so beside the accuracy
 squares we report the accuracy on the squares whose content *changes* between the current
 board and ply k, where copying the current board scores zero, split into *arrivals* (a piece
 that is not there now will be: the hard part, since a probe predicting "empty" everywhere
-already gets the *vacated* squares right) and *vacated* squares.
+already gets the *vacated* squares right) and *vacated* squares. Trained with a plain
+cross-entropy, the probe learns to copy the current board (on maia-1900, 3% of arrivals
+after one ply at block 0, 8% at block 2); the squares that change therefore weigh
+``changed_weight`` (10) times as much in the loss, which costs a few points of overall
+accuracy and lets the probe predict arrivals when the activations carry them.
 
 *Static concepts* (McGrath et al.), as covariates: squares attacked by the side to move and by
 the opponent (per-square binary), material balance (pawns 1, knights and bishops 3, rooks 5,
@@ -174,6 +178,10 @@ class ConceptConfig:
     horizons: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
     square_concepts: bool = True
     board_concepts: bool = True
+    changed_weight: float = 10.0
+    """Loss weight of the squares whose content changes by ply k (future boards): without it
+    a linear probe learns to copy the current board, right on ~95% of the squares, and never
+    predicts an arrival (see the module docstring)."""
     epochs: int = 4
     batch_size: int = 64
     lr: float = 1e-2
@@ -191,7 +199,10 @@ def _train_square_probe(
     classes: int,
     config: ConceptConfig,
     seed: int,
+    reference: np.ndarray | None = None,
 ) -> SquareClassifier:
+    """Train a per-square classifier; with ``reference`` (the current board), squares whose
+    label differs from it weigh ``config.changed_weight`` times as much in the loss."""
     torch.manual_seed(seed)
     probe = SquareClassifier(store.widths[hook], classes)
     optimiser = torch.optim.Adam(probe.parameters(), lr=config.lr)
@@ -203,8 +214,12 @@ def _train_square_probe(
             seed=seed * 1000 + epoch,
             memory_budget_bytes=config.memory_budget_mb * 2**20,
         ):
-            y = torch.from_numpy(labels[batch_rows])
-            loss = nn.functional.cross_entropy(probe(x).reshape(-1, classes), y.reshape(-1))
+            y = torch.from_numpy(labels[batch_rows]).reshape(-1)
+            losses = nn.functional.cross_entropy(probe(x).reshape(-1, classes), y, reduction="none")
+            if reference is not None and config.changed_weight != 1:
+                changed = torch.from_numpy(labels[batch_rows] != reference[batch_rows])
+                losses = losses * (1 + (config.changed_weight - 1) * changed.reshape(-1))
+            loss = losses.mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -277,7 +292,7 @@ def _score_square_target(
     config: ConceptConfig,
     seed: int,
 ) -> dict[str, float]:
-    probe = _train_square_probe(store, hook, labels, train, target.classes, config, seed)
+    probe = _train_square_probe(store, hook, labels, train, target.classes, config, seed, reference)
     predicted, rows = _square_predictions(probe, store, hook, test)
     truth = labels[rows]
     scores = {"accuracy": float(np.mean(predicted == truth))}
