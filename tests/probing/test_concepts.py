@@ -180,3 +180,39 @@ def test_store_puzzles_checks_the_frame(planted) -> None:
     assert [p.id for p in puzzles] == list(ActivationStore(store).puzzle_ids)
     with pytest.raises(ConceptError, match="input format"):
         store_puzzles(ActivationStore(store), directory, input_format=3)
+
+
+def test_weighting_changed_squares_lets_the_probe_predict_arrivals(planted, tmp_path) -> None:
+    """Current board strong, next board weak: a plain probe copies the current board; the
+    weighted one reads the arrivals."""
+    directory, _ = planted
+    puzzles = load_dataset(directory)
+    boards = future_boards(puzzles, [0, 1])
+    rng = np.random.default_rng(5)
+    now, ahead = rng.normal(size=(13, D)) * 3, rng.normal(size=(13, D)) * 2
+    acts = now[boards[0]] + ahead[boards[1]] + rng.normal(size=(len(puzzles), 64, D))
+    path = tmp_path / "acts.h5"
+    with h5py.File(planted[1], "r") as source, h5py.File(path, "w") as handle:
+        for key in ("puzzle_ids", "move_squares", "puzzle_type", "is_mate", "selected"):
+            source.copy(key, handle)
+        for key in ("different_targets", "n_moves"):
+            source.copy(key, handle)
+        handle.create_dataset("activations/blocks.0.hook_resid_post", data=acts.astype("f4"))
+        handle.attrs["format"] = STORE_FORMAT
+        handle.attrs["hooks"] = json.dumps(["blocks.0.hook_resid_post"])
+        handle.attrs["settings"] = source.attrs["settings"]
+    arrival = {}
+    for weight in (1.0, 10.0):
+        config = ConceptConfig(
+            horizons=[1],
+            square_concepts=False,
+            board_concepts=False,
+            seeds=[0],
+            control=False,
+            changed_weight=weight,
+            epochs=6,
+        )
+        summary = train_concept_probes(path, tmp_path / f"w{weight}", config, progress=False)
+        scores = summary["results"][0]["targets"]["board_ply1"]["scores"]
+        arrival[weight] = scores["arrival_accuracy"]["mean"]
+    assert arrival[10.0] > arrival[1.0] + 0.2
