@@ -280,9 +280,11 @@ def future_board_figure(
     plt = _pyplot()
     name = Path(str(results.get("network") or "")).name.replace(".pb.gz", "")
     with plt.rc_context(PAPER_STYLE):
-        figure, axes = plt.subplots(
-            1, len(panels) + 1, figsize=(2.1 * (len(panels) + 1) + 0.6, 2.6)
-        )
+        figure = plt.figure(figsize=(2.1 * len(panels) + 3.4, 2.9), constrained_layout=True)
+        grid = figure.add_gridspec(1, len(panels) + 2, width_ratios=[1] * len(panels) + [0.06, 1.5])
+        axes = [figure.add_subplot(grid[0, i]) for i in range(len(panels))]
+        colorbar_ax = figure.add_subplot(grid[0, len(panels)])
+        concept_ax = figure.add_subplot(grid[0, len(panels) + 1])
         image = None
         for ax, (title, source, metric, key) in zip(axes, panels, strict=False):
             grid = np.full((len(horizons), len(layers)), np.nan)
@@ -310,9 +312,9 @@ def future_board_figure(
             ax.set_title(title, fontsize=7)
         axes[0].set_ylabel("plies ahead k")
         if image is not None:
-            bar = figure.colorbar(image, ax=axes[: len(panels)], fraction=0.025, pad=0.02)
+            bar = figure.colorbar(image, cax=colorbar_ax)
             bar.set_label("accuracy on arriving pieces", fontsize=6)
-        ax = axes[-1]
+        ax = concept_ax
         concepts = [
             ("attacked_by_me", "balanced_accuracy", "attacked by side to move (bal. acc.)", BLUE),
             ("attacked_by_them", "balanced_accuracy", "attacked by opponent (bal. acc.)", GREEN),
@@ -345,7 +347,8 @@ def future_board_figure(
         ax.set_ylim(0, 1.02)
         ax.set_xlabel("layer")
         ax.set_title("static concepts (covariates)", fontsize=7)
-        ax.legend(frameon=False, fontsize=4.5, loc="lower right")
+        ax.set_ylabel("held-out score")
+        ax.legend(frameon=False, fontsize=5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
         seeds = len(results["config"]["seeds"])
         figure.suptitle(
