@@ -18,7 +18,7 @@ from leelalab.errors import LeelaLabError
 
 def build_parser() -> argparse.ArgumentParser:
     from leelalab._version import __version__
-    from leelalab.cli import networks, patching, probing, puzzles
+    from leelalab.cli import inside, networks, patching, probing, puzzles
 
     parser = argparse.ArgumentParser(
         prog="leelalab",
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _, plot = add_group(commands, "plot", "figures for papers (PDF + PNG)", "plot_command")
     patching.register(commands, plot)
     probing.register(commands, plot)
+    inside.register(commands, plot)
     return parser
 
 

@@ -1,0 +1,431 @@
+"""Figures of the inside-the-network analyses: lens curves and layer of emergence, the
+refutation-depth curve, layer × horizon future-board heatmaps, steering bars."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from leelalab.errors import LeelaLabError
+from leelalab.plots.boards import PAPER_STYLE, _pyplot, save_figure
+
+BLUE, ORANGE, GREEN, GREY, PURPLE, RED = (
+    "#0072b2",
+    "#e69f00",
+    "#009e73",
+    "#999999",
+    "#cc79a7",
+    "#d55e00",
+)
+GROUP_COLORS = {
+    "paper": RED,
+    "unfiltered": BLUE,
+    "weak-solved": GREEN,
+    "strong-missed": PURPLE,
+    "structural": GREY,
+}
+
+
+def _json(path: Path, hint: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise LeelaLabError(f"{path.parent}: no {path.name} ({hint})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _interval(estimates: list[dict[str, Any] | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Values and asymmetric error bars (2, n) of a list of ``Estimate.to_json`` dicts."""
+    value = np.array([np.nan if e is None or e["value"] is None else e["value"] for e in estimates])
+    low = np.array([np.nan if e is None or e["low"] is None else e["low"] for e in estimates])
+    high = np.array([np.nan if e is None or e["high"] is None else e["high"] for e in estimates])
+    return value, np.vstack([value - low, high - value])
+
+
+def _network_name(run: dict[str, Any]) -> str:
+    network = run.get("network") or ""
+    return Path(str(network)).name.replace(".pb.gz", "") or "network"
+
+
+# lens -------------------------------------------------------------------------------------
+
+
+def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """``lens_layers`` (KL to the output and solution top-1 by layer) and ``lens_emergence``
+    (layer of emergence vs line length; found-then-lost and forgotten rates per group)."""
+    directory = Path(directory)
+    summary = _json(directory / "summary.json", "run `leelalab lens run` first")
+    run = _json(directory / "run.json", "run `leelalab lens run` first")
+    layers = summary["layers"]
+    labels = ["in" if layer == -1 else str(layer) for layer in layers]
+    name = _network_name(run)
+    kinds = [kind for kind in ("logit", "tuned") if kind in summary]
+    plt = _pyplot()
+    figures = {}
+    with plt.rc_context(PAPER_STYLE):
+        figure, (kl_ax, top_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
+        x = np.arange(len(layers))
+        for kind, color in zip(kinds, (BLUE, ORANGE), strict=False):
+            groups = summary[kind]["groups"]
+            value, error = _interval(groups["all"]["kl_by_layer"])
+            kl_ax.errorbar(
+                x,
+                value,
+                yerr=error,
+                color=color,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"{kind} lens (n={groups['all']['n']})",
+            )
+        kl_ax.set_xticks(x, labels)
+        kl_ax.set_xlabel("layer (in = after the input layer)")
+        kl_ax.set_ylabel("KL(output ‖ lens), nats")
+        kl_ax.set_title("lens policy vs the network's policy (all puzzles)")
+        kl_ax.legend(frameon=False, fontsize=6)
+        shown = ("paper", "unfiltered", "weak-solved", "strong-missed")
+        for kind, style in zip(kinds, ("-", "--"), strict=False):
+            groups = summary[kind]["groups"]
+            for group in shown:
+                value, error = _interval(groups[group]["top1_by_layer"])
+                top_ax.errorbar(
+                    x + (0.08 if style == "--" else 0),
+                    value,
+                    yerr=error,
+                    color=GROUP_COLORS[group],
+                    ls=style,
+                    marker="o" if style == "-" else "s",
+                    ms=2.5,
+                    capsize=1.5,
+                    lw=1,
+                )
+        groups = summary[kinds[0]]["groups"]
+        for group in shown:
+            top_ax.plot(
+                [], [], color=GROUP_COLORS[group], label=f"{group} (n={groups[group]['n']})"
+            )
+        for kind, style in zip(kinds, ("-", "--"), strict=False):
+            top_ax.plot([], [], color="black", ls=style, label=f"{kind} lens")
+        top_ax.set_xticks(x, labels)
+        top_ax.set_ylim(-0.02, 1.02)
+        top_ax.set_xlabel("layer")
+        top_ax.set_ylabel("solution is the lens's top move")
+        top_ax.set_title("1st move of the solution, top-1 by layer")
+        top_ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        for ax in (kl_ax, top_ax):
+            ax.spines[["top", "right"]].set_visible(False)
+        figure.suptitle(f"{name}: logit and tuned lens, 95% CIs", fontsize=8)
+        figure.tight_layout()
+        figures["lens_layers"] = figure
+
+        figure, (em_ax, rate_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
+        for offset, (kind, color) in enumerate(zip(kinds, (BLUE, ORANGE), strict=False)):
+            by_length = summary[kind]["unfiltered_by_line_length"]
+            bins = [b for b in by_length if by_length[b]["n"] > 0]
+            value, error = _interval([by_length[b]["emergence_layer_mean"] for b in bins])
+            em_ax.errorbar(
+                np.arange(len(bins)) + 0.08 * offset,
+                value,
+                yerr=error,
+                color=color,
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=f"{kind} lens",
+            )
+            em_ax.set_xticks(np.arange(len(bins)), [f"{b}\n(n={by_length[b]['n']})" for b in bins])
+        em_ax.set_xlabel("plies after the opponent's move")
+        em_ax.set_ylabel("first layer with the solution top-1")
+        em_ax.set_title("layer of emergence vs line length (unfiltered)")
+        em_ax.set_yticks(range(min(layers), max(layers) + 1))
+        em_ax.set_yticklabels(labels)
+        em_ax.legend(frameon=False, fontsize=6)
+        groups_shown = ["paper", "unfiltered", "weak-solved", "strong-missed"]
+        width = 0.2
+        bars = [("found_then_lost", "found then lost"), ("forgotten", "forgotten (lost at end)")]
+        for k, kind in enumerate(kinds):
+            groups = summary[kind]["groups"]
+            for j, (key, text) in enumerate(bars):
+                value, error = _interval([groups[g][key] for g in groups_shown])
+                position = np.arange(len(groups_shown)) + (2 * k + j - 1.5) * width
+                rate_ax.bar(
+                    position,
+                    value,
+                    width,
+                    yerr=error,
+                    capsize=1.5,
+                    color=(BLUE, ORANGE)[k],
+                    alpha=1.0 if j == 0 else 0.45,
+                    label=f"{text}, {kind} lens",
+                )
+        rate_ax.set_xticks(
+            np.arange(len(groups_shown)),
+            [
+                f"{g.replace('-', '-' + chr(10))}\n(n={summary[kinds[0]]['groups'][g]['n']})"
+                for g in groups_shown
+            ],
+            fontsize=6.5,
+        )
+        rate_ax.set_ylabel("share of puzzles")
+        rate_ax.set_title("solutions found at a layer, then lost")
+        rate_ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        for ax in (em_ax, rate_ax):
+            ax.spines[["top", "right"]].set_visible(False)
+        figure.suptitle(f"{name}: layer dynamics of the 1st move, 95% CIs", fontsize=8)
+        figure.tight_layout()
+        figures["lens_emergence"] = figure
+    return figures
+
+
+def plot_lens(directory: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
+    return _save(lens_figures(directory), out)
+
+
+# refutations ------------------------------------------------------------------------------
+
+
+def refutation_figure(directory: str | os.PathLike[str]) -> Any:
+    """1st-move log-odds drop vs refutation depth: refutation, control and their paired
+    difference for each measured network."""
+    directory = Path(directory)
+    measure = _json(directory / "measure.json", "run `leelalab refutations measure` first")
+    run = _json(directory / "run.json", "run `leelalab refutations find` first")
+    plt = _pyplot()
+    depths = [int(k) for k in measure["depths"]]
+    with plt.rc_context(PAPER_STYLE):
+        figure, (drop_ax, diff_ax) = plt.subplots(1, 2, figsize=(7.2, 2.8), sharex=True)
+        styles = {"strong": ("-", "o"), "weak": ("--", "s")}
+        for label, entry in measure["networks"].items():
+            ls, marker = styles.get(label, (":", "^"))
+            name = _network_name(entry)
+            paired = [entry["depths"][str(k)]["paired"] for k in depths]
+            counts = ", ".join(f"k={k}: {p['n']}" for k, p in zip(depths, paired, strict=True))
+            for role, color in (("refutation", RED), ("control", GREY)):
+                value, error = _interval([p[role] for p in paired])
+                drop_ax.errorbar(
+                    depths,
+                    value,
+                    yerr=error,
+                    color=color,
+                    ls=ls,
+                    marker=marker,
+                    ms=3,
+                    capsize=2,
+                    label=f"{label} ({name}): {role}s",
+                )
+            value, error = _interval([p["refutation_minus_control"] for p in paired])
+            diff_ax.errorbar(
+                depths,
+                value,
+                yerr=error,
+                color=BLUE if label == "strong" else ORANGE,
+                ls=ls,
+                marker=marker,
+                ms=3,
+                capsize=2,
+                label=f"{label} ({name}); pairs {counts}",
+            )
+        for ax in (drop_ax, diff_ax):
+            ax.axhline(0, color="black", lw=0.6)
+            ax.set_xticks(depths)
+            ax.set_xlabel("ply k at which the line fails (1 = the 1st move)")
+            ax.spines[["top", "right"]].set_visible(False)
+            ax.legend(frameon=False, fontsize=5.5)
+        drop_ax.set_ylabel("1st-move log-odds drop (clean − edited)")
+        drop_ax.set_title("refutations vs matched controls")
+        diff_ax.set_ylabel("refutation − control (paired)")
+        diff_ax.set_title("sensitivity to refutations at depth k")
+        settings = run.get("refutation_settings", {})
+        figure.suptitle(
+            f"refutation depth: {measure['puzzles']} {run.get('stratum', '')} puzzles, "
+            f"Stockfish {settings.get('limit', '')}; mean ± 95% bootstrap CI",
+            fontsize=8,
+        )
+        figure.tight_layout()
+    return figure
+
+
+def plot_refutations(directory: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
+    return _save({"refutation_depth": refutation_figure(directory)}, out)
+
+
+# future board -----------------------------------------------------------------------------
+
+
+def _layer_label(hook: str) -> str:
+    if hook.startswith("blocks."):
+        return hook.split(".")[1]
+    return "in"
+
+
+def future_board_figure(
+    directory: str | os.PathLike[str], random_init: str | os.PathLike[str] | None = None
+) -> Any:
+    """Heatmaps (horizon × layer) of arrival accuracy for the trained network, the control
+    task and the random-init network, and static-concept curves by layer."""
+    results = _json(Path(directory) / "results.json", "run `leelalab future-board` first")
+    random = (
+        _json(Path(random_init) / "results.json", "run `leelalab future-board` on it")
+        if random_init
+        else None
+    )
+    horizons = [k for k in results["config"]["horizons"] if k > 0]
+    layers = [_layer_label(r["hook"]) for r in results["results"]]
+    panels = [("trained network", results, "arrival_accuracy", "scores")]
+    panels.append(("control task (targets permuted)", results, "arrival_accuracy", "control"))
+    if random is not None:
+        panels.append(("random-init network", random, "arrival_accuracy", "scores"))
+    plt = _pyplot()
+    name = Path(str(results.get("network") or "")).name.replace(".pb.gz", "")
+    with plt.rc_context(PAPER_STYLE):
+        figure = plt.figure(figsize=(2.1 * len(panels) + 3.4, 2.9), constrained_layout=True)
+        grid = figure.add_gridspec(1, len(panels) + 2, width_ratios=[1] * len(panels) + [0.06, 1.5])
+        axes = [figure.add_subplot(grid[0, i]) for i in range(len(panels))]
+        colorbar_ax = figure.add_subplot(grid[0, len(panels)])
+        concept_ax = figure.add_subplot(grid[0, len(panels) + 1])
+        image = None
+        for ax, (title, source, metric, key) in zip(axes, panels, strict=False):
+            grid = np.full((len(horizons), len(layers)), np.nan)
+            for j, layer in enumerate(source["results"]):
+                for i, k in enumerate(horizons):
+                    entry = layer["targets"].get(f"board_ply{k}", {}).get(key)
+                    value = entry.get(metric, {}).get("mean") if entry else None
+                    grid[i, j] = np.nan if value is None else value
+            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+            for i in range(grid.shape[0]):
+                for j in range(grid.shape[1]):
+                    if np.isfinite(grid[i, j]):
+                        ax.text(
+                            j,
+                            i,
+                            f"{grid[i, j]:.2f}",
+                            ha="center",
+                            va="center",
+                            fontsize=5,
+                            color="white" if grid[i, j] < 0.6 else "black",
+                        )
+            ax.set_xticks(range(len(layers)), layers)
+            ax.set_yticks(range(len(horizons)), [str(k) for k in horizons])
+            ax.set_xlabel("layer")
+            ax.set_title(title, fontsize=7)
+        axes[0].set_ylabel("plies ahead k")
+        if image is not None:
+            bar = figure.colorbar(image, cax=colorbar_ax)
+            bar.set_label("accuracy on arriving pieces", fontsize=6)
+        ax = concept_ax
+        concepts = [
+            ("attacked_by_me", "balanced_accuracy", "attacked by side to move (bal. acc.)", BLUE),
+            ("attacked_by_them", "balanced_accuracy", "attacked by opponent (bal. acc.)", GREEN),
+            ("material", "r2", "material balance (R²)", ORANGE),
+            ("in_check", "balanced_accuracy", "in check (bal. acc.)", PURPLE),
+            ("gives_check", "balanced_accuracy", "1st move gives check (bal. acc.)", RED),
+        ]
+        x = np.arange(len(layers))
+        for target, metric, text, color in concepts:
+            for source, ls in ((results, "-"), (random, "--")):
+                if source is None or target not in source["results"][0]["targets"]:
+                    continue
+                mean = [r["targets"][target]["scores"][metric]["mean"] for r in source["results"]]
+                std = [r["targets"][target]["scores"][metric]["std"] for r in source["results"]]
+                ax.errorbar(
+                    x,
+                    [np.nan if m is None else m for m in mean],
+                    yerr=std,
+                    color=color,
+                    ls=ls,
+                    lw=1,
+                    ms=2,
+                    marker="o",
+                    capsize=1.5,
+                    label=text if ls == "-" else None,
+                )
+        if random is not None:
+            ax.plot([], [], color="black", ls="--", label="dashed: random-init network")
+        ax.set_xticks(x, layers)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("layer")
+        ax.set_title("static concepts (covariates)", fontsize=7)
+        ax.set_ylabel("held-out score")
+        ax.legend(frameon=False, fontsize=5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        ax.spines[["top", "right"]].set_visible(False)
+        seeds = len(results["config"]["seeds"])
+        figure.suptitle(
+            f"{name}: future board after k plies (13 classes per square), {results['puzzles']} "
+            f"puzzles, 30% held out, mean of {seeds} seeds",
+            fontsize=7,
+        )
+    return figure
+
+
+def plot_future_board(
+    directory: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    random_init: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    return _save({"future_board": future_board_figure(directory, random_init)}, out)
+
+
+# steering ---------------------------------------------------------------------------------
+
+
+def steering_figure(directory: str | os.PathLike[str]) -> Any:
+    """Per scale, bars by layer: success of the probe direction vs random directions of the
+    same norm (95% bootstrap CIs over puzzles), with the probe's own hit rate as dots."""
+    directory = Path(directory)
+    summary = _json(directory / "summary.json", "run `leelalab steer` first")
+    run = _json(directory / "run.json", "run `leelalab steer` first")
+    scales = summary["config"]["scales"]
+    layers = summary["config"]["layers"]
+    plt = _pyplot()
+    with plt.rc_context(PAPER_STYLE):
+        figure, axes = plt.subplots(
+            1, len(scales), figsize=(1.9 * len(scales) + 0.4, 2.6), sharey=True
+        )
+        axes = np.atleast_1d(axes)
+        width = 0.38
+        for ax, scale in zip(axes, scales, strict=True):
+            rows = [r for r in summary["rows"] if r["scale"] == scale]
+            rows.sort(key=lambda r: layers.index(r["layer"]))
+            x = np.arange(len(rows))
+            for offset, key, color, text in (
+                (-width / 2, "probe_success", BLUE, "probe direction"),
+                (width / 2, "random_success", GREY, "random directions, same norm"),
+            ):
+                value, error = _interval([r[key] for r in rows])
+                ax.bar(x + offset, value, width, yerr=error, capsize=1.5, color=color, label=text)
+            value, _ = _interval([r["probe_predicts_target"] for r in rows])
+            ax.plot(x, value, "k.", ms=4, label="probe reads s′ after steering")
+            ax.set_xticks(x, [str(r["layer"]) for r in rows])
+            ax.set_xlabel("layer steered")
+            ax.set_title(f"norm = {scale:g} × mean residual norm", fontsize=6.5)
+            ax.set_ylim(0, 1.02)
+            ax.spines[["top", "right"]].set_visible(False)
+        axes[0].set_ylabel("top 1st move consistent with s′")
+        axes[0].legend(frameon=False, fontsize=5, loc="upper left")
+        name = _network_name(run)
+        figure.suptitle(
+            f"{name}: steering the 1st-move square towards '3rd-move target = s′' — "
+            f"{summary['puzzles']} held-out puzzles, {summary['targets']} targets; "
+            "mean ± 95% CI",
+            fontsize=7,
+        )
+        figure.tight_layout()
+    return figure
+
+
+def plot_steering(directory: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
+    return _save({"steering": steering_figure(directory)}, out)
+
+
+def _save(figures: dict[str, Any], out: str | os.PathLike[str]) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    plt = _pyplot()
+    for name, figure in figures.items():
+        paths += save_figure(figure, out / name)
+        plt.close(figure)
+    return paths
