@@ -57,17 +57,31 @@ def bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     level: float = 0.95,
     seed: int = 0,
+    strata: Sequence[int] | np.ndarray | None = None,
 ) -> Estimate:
     """Percentile bootstrap of ``statistic(indices)`` over ``n`` units resampled with
     replacement. ``statistic(np.arange(n))`` is the point estimate. Resamples on which the
-    statistic is undefined (``nan``) are dropped."""
+    statistic is undefined (``nan``) are dropped.
+
+    With ``strata`` (one label per unit), units are resampled within each stratum, keeping
+    every stratum's size: the bootstrap of a stratified sample."""
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, level)
     point = float(statistic(np.arange(n)))
     rng = np.random.default_rng(seed)
-    values = np.array(
-        [float(statistic(rng.integers(0, n, n))) for _ in range(resamples)], dtype=np.float64
-    )
+    if strata is None:
+        groups = [np.arange(n)]
+    else:
+        labels = np.asarray(strata)
+        if labels.shape != (n,):
+            raise ValueError("bootstrap: strata need one label per unit")
+        groups = [np.nonzero(labels == label)[0] for label in np.unique(labels)]
+
+    def draw() -> np.ndarray:
+        # One group without strata: the same draws as a plain bootstrap.
+        return np.concatenate([group[rng.integers(0, group.size, group.size)] for group in groups])
+
+    values = np.array([float(statistic(draw())) for _ in range(resamples)], dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return Estimate(point, math.nan, math.nan, n, level)
