@@ -634,7 +634,9 @@ def _corrupt_ids(
         raise LeelaLabError(f"{source}: no puzzle with id {missing[0]!r} ({len(missing)} missing)")
 
     def save() -> None:
+        in_dataset = set(order)
         known = [pid for pid in order if pid in entries]
+        known += [pid for pid in entries if pid not in in_dataset]  # kept, never dropped
         text = "".join(json.dumps({"id": pid, "corruption": entries[pid]}) + "\n" for pid in known)
         write_text_atomically(target, text)
 
