@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -312,11 +313,25 @@ def patching_effects(
     effects = results.effects("log_odds")  # (puzzles, layers, 64)
     member = results.groups == SQUARE_GROUPS.index(group)  # (puzzles, 64)
     values = np.where(member[:, None, :], effects, np.nan)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():  # all-nan slices: puzzles without the group
+        warnings.simplefilter("ignore", RuntimeWarning)
         per_layer = np.nanmax(values, axis=2) if reduce == "max" else np.nanmean(values, axis=2)
     per_puzzle = per_layer.mean(axis=1)
     per_puzzle[~member.any(axis=1)] = np.nan
     return [str(i) for i in results.arrays["puzzle_ids"]], per_puzzle
+
+
+def _unfiltered_sample(results_path: str | os.PathLike[str]) -> set[str] | None:
+    """The unfiltered sample's ids written by :func:`leelalab.analyses.effects.
+    run_strata_patching` beside its results, if any."""
+    import json
+
+    directory = Path(results_path)
+    directory = directory if directory.is_dir() else directory.parent
+    path = directory / "strata_sample.json"
+    if not path.is_file():
+        return None
+    return set(json.loads(path.read_text(encoding="utf-8"))["unfiltered"])
 
 
 def prediction_patching(
@@ -349,6 +364,13 @@ def prediction_patching(
             name: np.where(known, table.strata[name][np.maximum(rows_in_table, 0)], False)
             for name in STRATA
         }
+        sampled = _unfiltered_sample(results_path)
+        if sampled is not None:
+            # The unfiltered stratum is represented by its random sample only (the paper's
+            # puzzles, all patched, would otherwise be over-represented in it).
+            in_sample = np.array([pid in sampled for pid in ids])
+            masks["unfiltered"] &= in_sample
+            masks["weak-solved"] &= in_sample
         finite = np.isfinite(effect)
         values = {name: mean_ci(effect[masks[name] & finite], seed=seed) for name in STRATA}
         difference = mean_difference_ci(
@@ -367,7 +389,8 @@ def prediction_patching(
                 "paper − unfiltered",
                 _difference_verdict(difference),
                 RULES["1"],
-                "residual-stream noising patching on puzzles with a corruption",
+                "residual-stream noising patching on puzzles with a corruption (the unfiltered "
+                "stratum: its random sample)",
             )
         )
     return rows

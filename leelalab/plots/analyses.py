@@ -14,6 +14,7 @@ Strata keep one colour everywhere (:data:`STRATUM_COLORS`).
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,7 +141,8 @@ def strata_patching_curves(
                 if not present.any():
                     continue
                 values = np.where(squares[:, None, :], effects, np.nan)[present]
-                with np.errstate(all="ignore"):
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
                     per_layer = np.nanmax(values, axis=2)
                 estimates = [mean_ci(per_layer[:, j], resamples=500) for j in range(len(layers))]
                 mean = np.array([e.value for e in estimates])
