@@ -321,7 +321,7 @@ def patching_effects(
     return [str(i) for i in results.arrays["puzzle_ids"]], per_puzzle
 
 
-def _unfiltered_sample(results_path: str | os.PathLike[str]) -> set[str] | None:
+def unfiltered_sample(results_path: str | os.PathLike[str]) -> set[str] | None:
     """The unfiltered sample's ids written by :func:`leelalab.analyses.effects.
     run_strata_patching` beside its results, if any."""
     import json
@@ -364,7 +364,7 @@ def prediction_patching(
             name: np.where(known, table.strata[name][np.maximum(rows_in_table, 0)], False)
             for name in STRATA
         }
-        sampled = _unfiltered_sample(results_path)
+        sampled = unfiltered_sample(results_path)
         if sampled is not None:
             # The unfiltered stratum is represented by its random sample only (the paper's
             # puzzles, all patched, would otherwise be over-represented in it).

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from leelalab.analyses.coupling import POINTS, CouplingTable
-from leelalab.analyses.predictions import WEAK_PHI, Prediction, PuzzleTable
+from leelalab.analyses.predictions import WEAK_PHI, Prediction, PuzzleTable, unfiltered_sample
 from leelalab.analyses.search import (
     DEPTH_BINS,
     POLICY,
@@ -43,9 +43,9 @@ STRATUM_COLORS = {
 }
 STRATUM_LABELS = {
     "paper": "paper's selection",
-    "unfiltered": "unfiltered (strong 1st right)",
-    "weak-solved": "weak-solved",
-    "structural": "all (≥2 solver moves)",
+    "unfiltered": "unfiltered (strong's 1st move right)",
+    "weak-solved": "weak-solved (weak's 1st move right too)",
+    "structural": "all puzzles with ≥ 2 solver moves",
 }
 NETWORK_COLORS = {"strong": "#0072b2", "weak": "#d55e00"}
 
@@ -56,7 +56,23 @@ def _error(estimate: Estimate) -> tuple[float, float]:
     return (estimate.value - estimate.low, estimate.high - estimate.value)
 
 
+SHORT_LABELS = {
+    "paper": "paper",
+    "unfiltered": "unfil-\ntered",
+    "weak-solved": "weak-\nsolved",
+    "structural": "all",
+}
+PANEL_LABELS = {
+    "1": "3rd-move target patching effect\n(log-odds, mean over layers)",
+    "2": "weak network's mean P(1st move)",
+    "3": "strong network's mean P(solver move)\nalong the line",
+    "4a": "P(a later solver move wrong | 1st right)",
+    "4b": "φ(1st right, every later move right)",
+}
+
+
 def _bars(axis: Any, estimates: dict[str, Estimate], names: Sequence[str]) -> None:
+    top = 0.0
     for position, name in enumerate(names):
         estimate = estimates.get(name)
         if estimate is None or math.isnan(estimate.value):
@@ -69,44 +85,49 @@ def _bars(axis: Any, estimates: dict[str, Estimate], names: Sequence[str]) -> No
             color=STRATUM_COLORS[name],
             yerr=[[low], [high]],
             capsize=3,
-            label=f"{STRATUM_LABELS[name]}",
         )
-        axis.text(
-            position,
-            estimate.high if not math.isnan(estimate.high) else estimate.value,
-            f"n={estimate.n}",
-            ha="center",
-            va="bottom",
-            fontsize=6,
-        )
+        end = estimate.high if not math.isnan(estimate.high) else estimate.value
+        top = max(top, end)
+        axis.text(position, end, f"n={estimate.n}", ha="center", va="bottom", fontsize=6)
+    axis.set_ylim(top=max(axis.get_ylim()[1], top * 1.18))
     axis.set_xticks(range(len(names)))
-    axis.set_xticklabels([STRATUM_LABELS[name].split(" (")[0] for name in names], rotation=20)
+    axis.set_xticklabels([SHORT_LABELS[name] for name in names], fontsize=7)
 
 
 def prediction_panel(predictions: Sequence[Prediction], *, title: str) -> Any:
-    """One panel per prediction (1 = 3rd-move target effect, 2, 3, 4a, 4b)."""
+    """One panel per prediction (1 = 3rd-move target effect, 2, 3, 4a, 4b), bars per
+    stratum with 95% CIs; the verdict in each panel's title."""
+    from matplotlib.patches import Patch
+
     plt = _pyplot()
     by_key = {p.key: p for p in predictions}
     keys = [k for k in ("1", "2", "3", "4a", "4b") if k in by_key]
     with plt.rc_context(PAPER_STYLE):
-        figure, axes = plt.subplots(1, len(keys), figsize=(2.1 * len(keys), 2.6))
+        figure, axes = plt.subplots(1, len(keys), figsize=(2.0 * len(keys), 2.7))
         axes = np.atleast_1d(axes)
         for axis, key in zip(axes, keys, strict=True):
             prediction = by_key[key]
             names = ["structural"] if key == "4b" else list(STRATA)
             _bars(axis, prediction.values, names)
             if key == "2":
-                axis.axhline(0.05, color="black", lw=0.8, ls="--", label="paper's threshold 0.05")
-            if key == "4b":
-                axis.axhline(WEAK_PHI, color="black", lw=0.8, ls="--", label="φ = 0.3")
-                axis.axhline(0, color="black", lw=0.5)
-            axis.set_title(f"({key}) {prediction.verdict}", fontsize=8)
-            axis.set_ylabel(_wrap(prediction.statistic, 34), fontsize=7)
-            if key in ("2", "4b"):
+                axis.axhline(0.05, color="black", lw=0.8, ls="--", label="0.05 (paper's filter)")
                 axis.legend(fontsize=6, loc="upper left")
+            if key == "4b":
+                axis.axhline(WEAK_PHI, color="black", lw=0.8, ls="--", label="φ = 0.3 (weak below)")
+                axis.axhline(0, color="black", lw=0.5)
+                axis.set_ylim(-0.1, 0.45)
+                axis.set_xlim(-0.8, 0.8)
+                axis.legend(fontsize=6, loc="upper left")
+            axis.set_title(f"({key}) {prediction.verdict}", fontsize=8)
+            axis.set_ylabel(PANEL_LABELS[key], fontsize=7)
+        handles = [Patch(color=STRATUM_COLORS[n], label=STRATUM_LABELS[n]) for n in SETS_ORDER]
+        figure.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
         figure.suptitle(title, fontsize=8)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
+
+
+SETS_ORDER = ("paper", "unfiltered", "weak-solved", "structural")
 
 
 def _wrap(text: str, width: int) -> str:
@@ -131,10 +152,15 @@ def strata_patching_curves(
     position = {pid: i for i, pid in enumerate(table.ids)}
     rows = np.array([position.get(str(pid), -1) for pid in results.arrays["puzzle_ids"]])
     layers = results.layers
+    # The unfiltered (and weak-solved) strata by their random sample, as in prediction 1.
+    sampled = unfiltered_sample(results_path)
+    in_sample = np.array([str(pid) in (sampled or ()) for pid in results.arrays["puzzle_ids"]])
     with plt.rc_context(PAPER_STYLE):
         figure, axes = plt.subplots(1, len(STRATA), figsize=(7.0, 2.4), sharey=True)
         for axis, stratum in zip(axes, STRATA, strict=True):
             member = (rows >= 0) & table.strata[stratum][np.maximum(rows, 0)]
+            if sampled is not None and stratum != "paper":
+                member &= in_sample
             for group in groups:
                 squares = results.groups == SQUARE_GROUPS.index(group)
                 present = member & squares.any(axis=1)
@@ -151,7 +177,7 @@ def strata_patching_curves(
                 color = GROUP_COLORS[group]
                 axis.plot(layers, mean, color=color, label=f"{GROUP_LABELS[group]}")
                 axis.fill_between(layers, low, high, color=color, alpha=0.2, lw=0)
-            axis.set_title(f"{STRATUM_LABELS[stratum]} (n={int(member.sum())})", fontsize=7)
+            axis.set_title(f"{stratum} stratum (n={int(member.sum())} puzzles)", fontsize=7)
             axis.set_xlabel("layer")
             axis.axhline(0, color="black", lw=0.5)
         axes[0].set_ylabel("log-odds reduction (max over group's squares)")
@@ -352,17 +378,7 @@ def theme_scatter(analyses: Sequence[ThemeAnalysis], *, title: str) -> Any:
             ys = np.array([row.residual.value for row in analysis.rows])
             errors = np.array([_error(row.residual) for row in analysis.rows]).T
             color = NETWORK_COLORS.get(analysis.network, "black")
-            axis.errorbar(
-                xs,
-                ys,
-                yerr=errors,
-                fmt="o",
-                ms=3,
-                capsize=1.5,
-                color=color,
-                lw=0.7,
-                label="theme (95% CI)",
-            )
+            axis.errorbar(xs, ys, yerr=errors, fmt="o", ms=3, capsize=1.5, color=color, lw=0.7)
             for x, y, row in zip(xs, ys, analysis.rows, strict=True):
                 axis.annotate(
                     row.theme, (x, y), fontsize=4.5, xytext=(2, 2), textcoords="offset points"
@@ -372,23 +388,16 @@ def theme_scatter(analyses: Sequence[ThemeAnalysis], *, title: str) -> Any:
                 xm, ym = np.average(xs, weights=weights), np.average(ys, weights=weights)
                 slope = analysis.slope.value
                 grid = np.linspace(xs.min(), xs.max(), 10)
-                axis.plot(
-                    grid,
-                    ym + slope * (grid - xm),
-                    color="black",
-                    lw=0.8,
-                    label=f"slope {analysis.slope.value:+.3f} "
-                    f"[{analysis.slope.low:+.3f}, {analysis.slope.high:+.3f}] /decade",
-                )
+                axis.plot(grid, ym + slope * (grid - xm), color="black", lw=0.8)
             axis.axhline(0, color="black", lw=0.4, ls=":")
             axis.set_xlabel(f"log10 theme frequency ({analysis.frequency_source})")
-            axis.set_ylabel("accuracy − expected from rating and length")
+            axis.set_ylabel("accuracy − expected from rating and length\n(mean, 95% CI)")
             axis.set_title(
                 f"{analysis.network} network alone: {len(analysis.rows)} themes, "
-                f"n={analysis.n} puzzles",
-                fontsize=8,
+                f"n={analysis.n} puzzles\nweighted LS slope (line) {analysis.slope.value:+.3f} "
+                f"[{analysis.slope.low:+.3f}, {analysis.slope.high:+.3f}] per decade",
+                fontsize=7,
             )
-            axis.legend(fontsize=6, loc="lower right")
         figure.suptitle(title, fontsize=8)
         figure.tight_layout()
     return figure
