@@ -14,11 +14,14 @@ import json
 import os
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from leelalab.analyses.strata import strata_ids
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
+
+if TYPE_CHECKING:
+    from leelalab.puzzles.corruptions import CorruptionThresholds
 
 SAMPLE_FILE = "strata_sample.json"
 
@@ -44,9 +47,11 @@ def run_strata_patching(
     seed: int = 0,
     chunk_size: int = 8,
     progress: bool = True,
+    thresholds: CorruptionThresholds | None = None,
 ) -> dict[str, Any]:
     """Corrupt, then patch, the paper stratum and an unfiltered sample; returns counts and
-    the patching results path."""
+    the patching results path. ``thresholds``: the corruption search's (default: the
+    paper's)."""
     from leelalab.patching.residual import run_residual_patching
     from leelalab.puzzles.filter import corrupt_dataset
     from leelalab.runs.results import write_text_atomically
@@ -61,7 +66,7 @@ def run_strata_patching(
         output / SAMPLE_FILE,
         json.dumps({"seed": seed, "unfiltered_sample": unfiltered, **sample}, indent=2),
     )
-    counts = corrupt_dataset(directory, strong, weak, ids=union, progress=progress)
+    counts = corrupt_dataset(directory, strong, weak, thresholds, ids=union, progress=progress)
     path = run_residual_patching(
         strong, directory, output, ids=union, chunk_size=chunk_size, progress=progress
     )
