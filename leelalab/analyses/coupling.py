@@ -271,9 +271,17 @@ class CouplingTable:
 
 def _two_by_two(first: np.ndarray, second: np.ndarray, seed: int) -> dict[str, Any]:
     table = contingency(first, second)
+    margins = np.concatenate([table.sum(axis=0), table.sum(axis=1)])
+    # With an empty row or column (e.g. the policy right on every puzzle of the paper's
+    # stratum) there is no association to measure: undefined, not a Haldane-corrected 1.
+    odds = (
+        Estimate(math.nan, math.nan, math.nan, int(first.size))
+        if (margins == 0).any()
+        else odds_ratio_ci(table)
+    )
     return {
         "table": table,
-        "odds_ratio": odds_ratio_ci(table),
+        "odds_ratio": odds,
         "phi": phi_ci(first, second, seed=seed, resamples=1000),
         "n": int(first.size),
     }

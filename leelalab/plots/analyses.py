@@ -214,7 +214,9 @@ def coupling_bars(tables: Sequence[CouplingTable], *, title: str, threshold: flo
         left.set_xticklabels([labels[p] for p in POINTS])
         left.set_ylabel(f"fraction with value W − L > {threshold:g}")
         left.set_ylim(0, 1)
-        left.legend(fontsize=6, loc="upper left")
+        figure.legend(
+            *left.get_legend_handles_labels(), loc="lower center", ncol=2, fontsize=6, frameon=False
+        )
         rows = [("policy right × value winning (after 1st)", lambda t: t.policy_value)]
         rows += [
             (f"value × Stockfish winning ({labels[p]})", lambda t, p=p: t.stockfish[p])
@@ -239,20 +241,26 @@ def coupling_bars(tables: Sequence[CouplingTable], *, title: str, threshold: flo
                 )
         right.axvline(1, color="black", lw=0.6, ls="--")
         right.set_xscale("log")
+        from matplotlib.ticker import FuncFormatter
+
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        right.xaxis.set_major_formatter(plain)
+        right.xaxis.set_minor_formatter(plain)
+        right.tick_params(axis="x", which="minor", labelsize=5)
         right.set_yticks(range(len(rows)))
         right.set_yticklabels([_wrap(name, 28) for name, _ in rows], fontsize=6)
         right.set_xlabel("odds ratio (95% CI; × = undefined)")
         figure.suptitle(title, fontsize=8)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.12, 1, 1))
     return figure
 
 
 def _budget_label(budget: int | str) -> str:
-    return (
-        "network alone (PyTorch)"
-        if budget == POLICY
-        else f"lc0 {budget} node" + ("s" if budget != 1 else "")
-    )
+    if budget == POLICY:
+        return "network alone (PyTorch)"
+    if budget == 1:
+        return "lc0 1 node (= network alone)"
+    return f"lc0 {budget} nodes"
 
 
 def accuracy_curves(results: BudgetResults, *, by: str = "depth", title: str) -> Any:
