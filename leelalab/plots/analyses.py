@@ -241,15 +241,14 @@ def coupling_bars(tables: Sequence[CouplingTable], *, title: str, threshold: flo
                 )
         right.axvline(1, color="black", lw=0.6, ls="--")
         right.set_xscale("log")
-        from matplotlib.ticker import FuncFormatter
+        from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-        plain = FuncFormatter(lambda value, _: f"{value:g}")
-        right.xaxis.set_major_formatter(plain)
-        right.xaxis.set_minor_formatter(plain)
-        right.tick_params(axis="x", which="minor", labelsize=5)
+        right.xaxis.set_major_locator(FixedLocator([0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100]))
+        right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        right.xaxis.set_minor_formatter(NullFormatter())
         right.set_yticks(range(len(rows)))
         right.set_yticklabels([_wrap(name, 28) for name, _ in rows], fontsize=6)
-        right.set_xlabel("odds ratio (95% CI; × = undefined)")
+        right.set_xlabel("odds ratio (95% CI; × = undefined)\nStockfish rows: its sample")
         figure.suptitle(title, fontsize=8)
         figure.tight_layout(rect=(0, 0.12, 1, 1))
     return figure
