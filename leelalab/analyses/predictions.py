@@ -437,8 +437,9 @@ def predictions_markdown(rows: list[Prediction]) -> str:
         comparison = (
             f"{row.comparison_label}: {format_estimate(row.comparison)}" if row.comparison else ""
         )
+        statistic = row.statistic.replace("|", "\\|")  # a literal bar inside a cell
         lines.append(
-            f"| {row.key} | {row.claim} | {row.statistic} | {' | '.join(cells)} | {comparison} "
+            f"| {row.key} | {row.claim} | {statistic} | {' | '.join(cells)} | {comparison} "
             f"| **{row.verdict}** |"
         )
     lines.append("")

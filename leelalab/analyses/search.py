@@ -309,9 +309,10 @@ def run_search_budgets(
         "depth_bins": list(DEPTH_BINS),
         "rating_edges": list(RATING_EDGES),
     }
-    reference = {}
-    if benchmark:
+    reference = _previous_reference(output / "run.json", paths)
+    if benchmark and reference is None:
         reference = {name: backendbench(binary, path) for name, path in paths.items()}
+    reference = reference or {}
     torch.set_num_threads(1)
     torch_networks = {name: load_network(path) for name, path in paths.items()}
     cache = SearchCache(output / CACHE_FILE)
@@ -416,6 +417,19 @@ def run_search_budgets(
     run["benchmark"] = benchmark_table(arrays, sorted(paths), budgets, reference)
     write_text_atomically(run_path, json.dumps(run, indent=2))
     return path
+
+
+def _previous_reference(run_path: Path, paths: dict[str, str]) -> dict[str, float] | None:
+    """``lc0 backendbench`` speeds recorded by an earlier session of this run (kept, so the
+    reference stays the one measured while the searches ran)."""
+    if not run_path.is_file():
+        return None
+    try:
+        rows = json.loads(run_path.read_text(encoding="utf-8")).get("benchmark") or []
+        found = {row["network"]: row["backendbench_nps"] for row in rows if row["backendbench_nps"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return found if set(found) == set(paths) else None
 
 
 def _split_join(flat: Sequence[str], boards: Sequence[Sequence[Any]]) -> list[str]:
