@@ -303,9 +303,15 @@ def accuracy_curves(results: BudgetResults, *, by: str = "depth", title: str) ->
             axis.set_title(f"{network} network", fontsize=8)
             axis.set_ylim(0, 1)
         axes[0].set_ylabel("puzzle accuracy (Lichess rule)")
-        axes[-1].legend(fontsize=6, loc="upper right" if by == "depth" else "lower left")
+        figure.legend(
+            *axes[0].get_legend_handles_labels(),
+            loc="lower center",
+            ncol=len(budgets),
+            fontsize=6,
+            frameon=False,
+        )
         figure.suptitle(title, fontsize=8)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.06, 1, 1))
     return figure
 
 
