@@ -57,17 +57,31 @@ def bootstrap(
     resamples: int = DEFAULT_RESAMPLES,
     level: float = 0.95,
     seed: int = 0,
+    strata: Sequence[int] | np.ndarray | None = None,
 ) -> Estimate:
     """Percentile bootstrap of ``statistic(indices)`` over ``n`` units resampled with
     replacement. ``statistic(np.arange(n))`` is the point estimate. Resamples on which the
-    statistic is undefined (``nan``) are dropped."""
+    statistic is undefined (``nan``) are dropped.
+
+    With ``strata`` (one label per unit), units are resampled within each stratum, keeping
+    every stratum's size: the bootstrap of a stratified sample."""
     if n == 0:
         return Estimate(math.nan, math.nan, math.nan, 0, level)
     point = float(statistic(np.arange(n)))
     rng = np.random.default_rng(seed)
-    values = np.array(
-        [float(statistic(rng.integers(0, n, n))) for _ in range(resamples)], dtype=np.float64
-    )
+    if strata is None:
+        groups = [np.arange(n)]
+    else:
+        labels = np.asarray(strata)
+        if labels.shape != (n,):
+            raise ValueError("bootstrap: strata need one label per unit")
+        groups = [np.nonzero(labels == label)[0] for label in np.unique(labels)]
+
+    def draw() -> np.ndarray:
+        # One group without strata: the same draws as a plain bootstrap.
+        return np.concatenate([group[rng.integers(0, group.size, group.size)] for group in groups])
+
+    values = np.array([float(statistic(draw())) for _ in range(resamples)], dtype=np.float64)
     values = values[np.isfinite(values)]
     if values.size == 0:
         return Estimate(point, math.nan, math.nan, n, level)
@@ -148,6 +162,63 @@ def odds_ratio_ci(table: np.ndarray, *, level: float = 0.95) -> Estimate:
     se = math.sqrt(1 / a + 1 / b + 1 / c + 1 / d)
     log_or = math.log(a * d / (b * c))
     return Estimate(value, math.exp(log_or - z * se), math.exp(log_or + z * se), n, level)
+
+
+def phi_ci(
+    first: Sequence[bool] | np.ndarray,
+    second: Sequence[bool] | np.ndarray,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """φ of two paired boolean variables with a percentile-bootstrap interval over units."""
+    x = np.asarray(first, dtype=bool)
+    y = np.asarray(second, dtype=bool)
+    if x.shape != y.shape:
+        raise ValueError("phi_ci: both variables need one value per unit")
+    return bootstrap(
+        lambda index: phi_coefficient(contingency(x[index], y[index])),
+        x.size,
+        resamples=resamples,
+        level=level,
+        seed=seed,
+    )
+
+
+def mean_difference_ci(
+    values: Sequence[float] | np.ndarray,
+    in_first: Sequence[bool] | np.ndarray,
+    in_second: Sequence[bool] | np.ndarray,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = 0.95,
+    seed: int = 0,
+) -> Estimate:
+    """mean(values of the first group) − mean(values of the second), bootstrapped jointly.
+
+    The groups may overlap (a subset and its superset, e.g. the paper's selection and the
+    unfiltered set): units of their union are resampled, and each resample's difference is
+    taken between the resampled members of each group, so shared units move together.
+    Units in neither group are ignored; values of units outside both may be ``nan``.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    a = np.asarray(in_first, dtype=bool)
+    b = np.asarray(in_second, dtype=bool)
+    if not (v.shape == a.shape == b.shape) or v.ndim != 1:
+        raise ValueError("mean_difference_ci: one value and two memberships per unit")
+    union = a | b
+    v, a, b = v[union], a[union], b[union]
+    if not np.isfinite(v).all():
+        raise ValueError("mean_difference_ci: values of group members must be finite")
+
+    def statistic(index: np.ndarray) -> float:
+        first, second = a[index], b[index]
+        if not first.any() or not second.any():
+            return math.nan
+        return float(v[index][first].mean() - v[index][second].mean())
+
+    return bootstrap(statistic, v.size, resamples=resamples, level=level, seed=seed)
 
 
 def auroc(labels: Sequence[bool] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:

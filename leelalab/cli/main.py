@@ -18,7 +18,7 @@ from leelalab.errors import LeelaLabError
 
 def build_parser() -> argparse.ArgumentParser:
     from leelalab._version import __version__
-    from leelalab.cli import inside, networks, patching, probing, puzzles
+    from leelalab.cli import analyses, inside, networks, patching, probing, puzzles
 
     parser = argparse.ArgumentParser(
         prog="leelalab",
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     patching.register(commands, plot)
     probing.register(commands, plot)
     inside.register(commands, plot)
+    analyses.register(commands, plot)
     return parser
 
 

@@ -19,10 +19,11 @@ frame, so boards can be drawn directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -308,8 +309,12 @@ def run_residual_patching(
     chunk_size: int = 8,
     max_rows: int = 512,
     progress: bool = True,
+    ids: Collection[str] | None = None,
 ) -> Path:
     """Residual patching of every usable puzzle of a dataset directory; resumable.
+
+    ``ids`` patches the puzzles with these ids (selected by the filter or not, e.g. one
+    stratum of :mod:`leelalab.analyses.strata`) instead of the selected ones.
 
     Writes ``output/patching.h5`` (effects ``(puzzles, layers, 64)`` per metric over real
     squares, clean/corrupted metric values, square groups, move squares, puzzle flags),
@@ -322,15 +327,23 @@ def run_residual_patching(
     for layer in layers:
         network._check_layer(layer)
     dataset_path = Path(dataset)
-    puzzles = load_dataset(dataset_path, limit=limit)
+    if ids is None:
+        puzzles = load_dataset(dataset_path, limit=limit)
+    else:
+        wanted = set(ids)
+        puzzles = [p for p in load_dataset(dataset_path, selected_only=False) if p.id in wanted]
+        puzzles = puzzles[:limit] if limit is not None else puzzles
     puzzles, left_out = usable_pairs(network, puzzles)
     if not puzzles:
-        raise LeelaLabError(f"{dataset_path}: no selected puzzle with a usable corruption")
+        which = "selected puzzle" if ids is None else "puzzle of the given ids"
+        raise LeelaLabError(f"{dataset_path}: no {which} with a usable corruption")
     settings = {
         "experiment": "residual_patching",
         "layers": layers,
         "direction": direction,
     } | dataset_provenance(network, dataset_path, limit)
+    if ids is not None:
+        settings["ids_sha256"] = hashlib.sha256(" ".join(sorted(set(ids))).encode()).hexdigest()
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         result = patch_residual_batch(

@@ -25,13 +25,14 @@ sha256, thresholds, history modes, versions, stage counts, timing).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -517,6 +518,7 @@ def corrupt_dataset(
     *,
     stockfish: str | bool | None = None,
     progress: bool = True,
+    ids: Collection[str] | None = None,
 ) -> dict[str, int]:
     """Find a corruption for every selected puzzle of a filtered dataset.
 
@@ -525,6 +527,12 @@ def corrupt_dataset(
 
     Writes ``corruptions.jsonl`` (``{"id", "corruption"}`` per selected puzzle, ``null``
     when none qualifies), atomically; returns counts.
+
+    With ``ids``, the puzzles with these ids are corrupted instead of the selected ones
+    (e.g. a stratum that the filter did not select) and ``corruptions.jsonl`` is *extended*:
+    entries of other puzzles are kept, and puzzles that already have an entry are not
+    searched again, so such a run resumes where it stopped (the file is rewritten every
+    ``_CORRUPTION_SAVE_EVERY`` puzzles).
     """
     from leelalab.puzzles.corruptions import (
         CorruptionThresholds,
@@ -534,6 +542,10 @@ def corrupt_dataset(
 
     thresholds = thresholds or CorruptionThresholds()
     source = _dataset_path(directory)
+    if ids is not None:
+        return _corrupt_ids(
+            directory, strong, weak, thresholds, set(ids), stockfish=stockfish, progress=progress
+        )
     selected = [json.loads(line) for line in source.open(encoding="utf-8")]
     selected = [record for record in selected if record["selected"]]
     lines, found = [], 0
@@ -562,6 +574,99 @@ def corrupt_dataset(
     if run_path.exists():
         run = json.loads(run_path.read_text())
         run["corruption"] = {"thresholds": asdict(thresholds), "counts": counts}
+        write_text_atomically(run_path, json.dumps(run, indent=2))
+    return counts
+
+
+_CORRUPTION_SAVE_EVERY = 16
+
+
+def _corruption_entry(
+    record: dict[str, Any],
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    thresholds: CorruptionThresholds,
+    stockfish: str | bool | None,
+) -> dict[str, Any] | None:
+    from leelalab.puzzles.corruptions import find_corruption, stockfish_confirms
+
+    puzzle = Puzzle(
+        record["id"],
+        record["fen"],
+        tuple(record["moves"]),
+        record["rating"],
+        tuple(record["themes"]),
+    )
+    corruption = find_corruption(puzzle, strong, weak, thresholds)
+    entry = corruption.to_json() if corruption else None
+    if corruption is not None and entry is not None and stockfish:
+        engine = stockfish if isinstance(stockfish, str) else None
+        entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, engine)
+        if not entry["stockfish_confirmed"]:
+            entry = None
+    return entry
+
+
+def _corrupt_ids(
+    directory: str | os.PathLike[str],
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    thresholds: CorruptionThresholds,
+    ids: set[str],
+    *,
+    stockfish: str | bool | None,
+    progress: bool,
+) -> dict[str, int]:
+    """:func:`corrupt_dataset` for given puzzle ids, extending ``corruptions.jsonl``."""
+    source = _dataset_path(directory)
+    target = Path(directory) / "corruptions.jsonl"
+    entries: dict[str, Any] = {}
+    if target.is_file():
+        for line in target.open(encoding="utf-8"):
+            if line.strip():
+                entry = json.loads(line)
+                entries[entry["id"]] = entry["corruption"]
+    records = [json.loads(line) for line in source.open(encoding="utf-8")]
+    order = [record["id"] for record in records]
+    wanted = [record for record in records if record["id"] in ids]
+    missing = sorted(ids - set(order))
+    if missing:
+        raise LeelaLabError(f"{source}: no puzzle with id {missing[0]!r} ({len(missing)} missing)")
+
+    def save() -> None:
+        in_dataset = set(order)
+        known = [pid for pid in order if pid in entries]
+        known += [pid for pid in entries if pid not in in_dataset]  # kept, never dropped
+        text = "".join(json.dumps({"id": pid, "corruption": entries[pid]}) + "\n" for pid in known)
+        write_text_atomically(target, text)
+
+    todo = [record for record in wanted if record["id"] not in entries]
+    bar = tqdm(
+        total=len(wanted),
+        initial=len(wanted) - len(todo),
+        desc="corruptions",
+        unit="puzzle",
+        disable=not progress,
+    )
+    for number, record in enumerate(todo, start=1):
+        entries[record["id"]] = _corruption_entry(record, strong, weak, thresholds, stockfish)
+        if number % _CORRUPTION_SAVE_EVERY == 0:
+            save()
+        bar.update(1)
+    bar.close()
+    save()
+    counts = {
+        "selected": len(wanted),
+        "corrupted": sum(entries[record["id"]] is not None for record in wanted),
+        "computed": len(todo),
+    }
+    run_path = Path(directory) / "run.json"
+    if run_path.exists():
+        run = json.loads(run_path.read_text())
+        digest = hashlib.sha256(" ".join(sorted(ids)).encode()).hexdigest()
+        subsets = [s for s in run.get("corruption_subsets", []) if s.get("ids_sha256") != digest]
+        subsets.append({"ids_sha256": digest, "thresholds": asdict(thresholds), "counts": counts})
+        run["corruption_subsets"] = subsets
         write_text_atomically(run_path, json.dumps(run, indent=2))
     return counts
 

@@ -1,0 +1,337 @@
+"""Policy–value coupling along puzzle lines (the critics' "right move, doesn't know why").
+
+For every puzzle with at least two solver moves (not mate-in-1), the strong network's value
+``W − L`` is taken from the solver's point of view at three points of the line: the root
+(solver to move), after the solver's 1st move, and after the whole line (``nan`` when the
+line ends the game: a mated position has no value to ask the network for). It is compared
+
+- with the policy's correctness on the line (every solver move the top-1 move, teacher-
+  forced — within each stratum the 1st move is right by construction); and
+- with Stockfish's evaluation of the same positions, for the paper stratum and a seeded
+  random sample of the others (Stockfish is costly on two shared cores).
+
+"Value says winning" means ``W − L > threshold`` (default 0: the solver is expected to score
+more than the opponent); "Stockfish says winning" means at least ``+200`` centipawns or a
+mate for the solver. Tables are 2×2 with odds ratios (Woolf intervals) and φ (bootstrap).
+
+On disk (``OUTPUT/``): ``coupling.h5`` (one row per puzzle), ``chunks/``, ``settings.json``,
+``run.json`` and ``stockfish_cache.sqlite`` (scores keyed by engine, limit and position).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chess
+import chess.engine
+import numpy as np
+
+from leelalab.analyses.lc0_engine import EngineError, find_stockfish, position_key
+from leelalab.analyses.predictions import PuzzleTable
+from leelalab.analyses.scoring import puzzle_from_record
+from leelalab.analyses.strata import STRATA
+from leelalab.errors import LeelaLabError
+from leelalab.stats import (
+    Estimate,
+    contingency,
+    mean_ci,
+    odds_ratio_ci,
+    phi_ci,
+    proportion_ci,
+)
+
+RESULTS_FILE = "coupling.h5"
+RESULTS_FORMAT = "leelalab.analyses.coupling/1"
+STOCKFISH_CACHE = "stockfish_cache.sqlite"
+POINTS = ("root", "first", "end")
+"""Where along the line the value is read: the root, after the 1st move, after the line."""
+SETS = ("structural", *STRATA)
+WINNING_CP = 200
+MATE_CP = 10_000
+
+
+def _solver_value(wdl: list[float], solver_to_move: bool) -> float:
+    value = float(wdl[0]) - float(wdl[2])
+    return value if solver_to_move else -value
+
+
+def line_boards(record: dict[str, Any]) -> dict[str, chess.Board]:
+    """The root, after-1st-move and end-of-line boards (with history) of a record."""
+    puzzle = puzzle_from_record(record)
+    board = chess.Board(puzzle.fen)
+    board.push_uci(puzzle.moves[0])
+    root = board.copy()
+    board.push_uci(puzzle.moves[1])
+    first = board.copy()
+    for uci in puzzle.moves[2:]:
+        board.push_uci(uci)
+    return {"root": root, "first": first, "end": board}
+
+
+class ScoreCache:
+    """Stockfish scores in SQLite, keyed by (engine, limit, position)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        try:
+            self.connection = sqlite3.connect(Path(path))
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS scores (engine TEXT, lim TEXT, position TEXT,"
+                " cp INTEGER NOT NULL, PRIMARY KEY (engine, lim, position))"
+            )
+            self.connection.commit()
+        except sqlite3.DatabaseError as error:
+            raise LeelaLabError(f"{path}: not a usable Stockfish cache ({error})") from None
+
+    def get(self, engine: str, limit: str, position: str) -> int | None:
+        row = self.connection.execute(
+            "SELECT cp FROM scores WHERE engine=? AND lim=? AND position=?",
+            (engine, limit, position),
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def put(self, engine: str, limit: str, position: str, cp: int) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", (engine, limit, position, cp)
+        )
+        self.connection.commit()
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def stockfish_cp(
+    engine: chess.engine.SimpleEngine, board: chess.Board, depth: int, solver: chess.Color
+) -> int:
+    """Stockfish's score of ``board`` for ``solver`` in centipawns (mates ±10000)."""
+    if board.is_checkmate():
+        return -MATE_CP if board.turn == solver else MATE_CP
+    if board.is_game_over(claim_draw=False):
+        return 0
+    info = engine.analyse(board, chess.engine.Limit(depth=depth))
+    return int(info["score"].pov(solver).score(mate_score=MATE_CP))
+
+
+def coupling_sample(table: PuzzleTable, size: int, seed: int = 0) -> np.ndarray:
+    """Mask of the puzzles Stockfish evaluates: the paper stratum and ``size`` others of the
+    structural set (a seeded shuffle's prefix)."""
+    structural = np.nonzero(table.strata["structural"])[0].tolist()
+    random.Random(seed).shuffle(structural)
+    mask = table.strata["paper"].copy()
+    mask[structural[:size]] = True
+    return mask & table.strata["structural"]
+
+
+def run_coupling(
+    directory: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    network: Any,
+    *,
+    stockfish: str | None = None,
+    depth: int = 12,
+    sample: int = 600,
+    seed: int = 0,
+    chunk_size: int = 64,
+    progress: bool = True,
+) -> Path:
+    """Network values along every structural line, Stockfish on a sample; resumable."""
+    from leelalab.models.evaluation import evaluate
+    from leelalab.runs.results import run_in_chunks, sha256_file
+
+    binary = find_stockfish(stockfish)
+    directory, output = Path(directory), Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    table = PuzzleTable.from_dataset(directory)
+    chosen = coupling_sample(table, sample, seed)
+    rows = np.nonzero(table.strata["structural"])[0].tolist()
+    if not rows:
+        raise LeelaLabError(f"{directory}: no puzzle with two solver moves (not mate-in-1)")
+    cache = ScoreCache(output / STOCKFISH_CACHE)
+    try:
+        engine = chess.engine.SimpleEngine.popen_uci(binary, timeout=60)
+        engine.configure({"Threads": 1, "Hash": 64})
+    except (OSError, chess.engine.EngineError, TimeoutError) as error:
+        raise EngineError(f"cannot start Stockfish ({binary}): {error}") from None
+    engine_id = str(engine.id.get("name", binary))
+    limit = f"depth={depth}"
+    settings = {
+        "experiment": "policy_value_coupling",
+        "dataset": str(directory.resolve()),
+        "dataset_sha256": sha256_file(directory / "dataset.jsonl"),
+        "network": network.source,
+        "network_sha256": network.sha256,
+        "stockfish": engine_id,
+        "stockfish_limit": limit,
+        "sample": sample,
+        "seed": seed,
+    }
+
+    def compute(chunk: list[int]) -> dict[str, Any]:
+        records = [table.records[i] for i in chunk]
+        boards = [line_boards(record) for record in records]
+        solvers = [b["root"].turn for b in boards]
+        ends = [b["end"] for b in boards]
+        playable = [not board.is_game_over(claim_draw=False) for board in ends]
+        end_evaluations = iter(
+            evaluate(network, [b for b, ok in zip(ends, playable, strict=True) if ok])
+        )
+        arrays: dict[str, Any] = {
+            "puzzle_ids": [record["id"] for record in records],
+            "value_root": np.array([_solver_value(r["strong_wdl"][0], True) for r in records]),
+            "value_first": np.array([_solver_value(r["strong_wdl"][1], False) for r in records]),
+            "value_end": np.array(
+                [
+                    _solver_value(list(next(end_evaluations).wdl), board.turn == solver)
+                    if ok
+                    else math.nan
+                    for board, solver, ok in zip(ends, solvers, playable, strict=True)
+                ]
+            ),
+            "stockfish": np.array([bool(chosen[i]) for i in chunk]),
+        }
+        for point in POINTS:
+            scores = []
+            for i, line, solver in zip(chunk, boards, solvers, strict=True):
+                if not chosen[i]:
+                    scores.append(math.nan)
+                    continue
+                key = position_key(line[point])
+                cp = cache.get(engine_id, limit, key)
+                if cp is None:
+                    cp = stockfish_cp(engine, line[point], depth, solver)
+                    cache.put(engine_id, limit, key, cp)
+                scores.append(float(cp))
+            arrays[f"stockfish_{point}"] = np.array(scores)
+        return arrays
+
+    try:
+        path = run_in_chunks(
+            rows,
+            output,
+            settings,
+            compute,
+            results_file=RESULTS_FILE,
+            attrs={"format": RESULTS_FORMAT, "stockfish": engine_id, "limit": limit},
+            run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
+            chunk_size=chunk_size,
+            description="coupling",
+            progress=progress,
+        )
+    finally:
+        engine.quit()
+        cache.close()
+    return path
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass
+class CouplingTable:
+    """One set's coupling numbers."""
+
+    name: str
+    n: int
+    values: dict[str, Estimate]
+    """Mean W − L (solver's view) at each point."""
+    winning: dict[str, Estimate]
+    """Fraction with W − L > threshold at each point."""
+    policy_value: dict[str, Any]
+    """2×2 (policy right on the line × value winning after the 1st move): table, OR, φ."""
+    stockfish: dict[str, dict[str, Any]]
+    """Per point: 2×2 (value winning × Stockfish winning), OR, φ, n."""
+
+    def to_json(self) -> dict[str, Any]:
+        def encode(value: Any) -> Any:
+            if isinstance(value, Estimate):
+                return value.to_json()
+            if isinstance(value, dict):
+                return {k: encode(v) for k, v in value.items()}
+            if isinstance(value, np.ndarray):
+                return value.tolist()
+            return value
+
+        return encode(
+            {
+                "name": self.name,
+                "n": self.n,
+                "values": self.values,
+                "winning": self.winning,
+                "policy_value": self.policy_value,
+                "stockfish": self.stockfish,
+            }
+        )
+
+
+def _two_by_two(first: np.ndarray, second: np.ndarray, seed: int) -> dict[str, Any]:
+    table = contingency(first, second)
+    margins = np.concatenate([table.sum(axis=0), table.sum(axis=1)])
+    # With an empty row or column (e.g. the policy right on every puzzle of the paper's
+    # stratum) there is no association to measure: undefined, not a Haldane-corrected 1.
+    odds = (
+        Estimate(math.nan, math.nan, math.nan, int(first.size))
+        if (margins == 0).any()
+        else odds_ratio_ci(table)
+    )
+    return {
+        "table": table,
+        "odds_ratio": odds,
+        "phi": phi_ci(first, second, seed=seed, resamples=1000),
+        "n": int(first.size),
+    }
+
+
+def coupling_tables(
+    directory: str | os.PathLike[str],
+    results: str | os.PathLike[str],
+    *,
+    threshold: float = 0.0,
+    seed: int = 0,
+) -> list[CouplingTable]:
+    """Per set (the structural superset and each stratum): values, winning fractions and
+    the two kinds of 2×2 tables."""
+    from leelalab.runs.results import ResultsError, read_h5
+
+    path = Path(results)
+    if path.is_dir():
+        path = path / RESULTS_FILE
+    arrays, attrs = read_h5(path)
+    if attrs.get("format") != RESULTS_FORMAT:
+        raise ResultsError(f"{path}: not a leelalab coupling results file")
+    table = PuzzleTable.from_dataset(directory)
+    position = {pid: i for i, pid in enumerate(table.ids)}
+    rows = np.array([position.get(str(pid), -1) for pid in arrays["puzzle_ids"]])
+    if (rows < 0).any():
+        raise ResultsError(f"{path}: puzzles not in {directory}; was it made from another run?")
+    out = []
+    for name in SETS:
+        member = table.strata[name][rows]
+        line_right = table.first_correct[rows] & table.later_correct[rows]
+        values, winning = {}, {}
+        for point in POINTS:
+            value = arrays[f"value_{point}"][member]
+            value = value[np.isfinite(value)]
+            values[point] = mean_ci(value, seed=seed)
+            winning[point] = proportion_ci(int((value > threshold).sum()), int(value.size))
+        first_value = arrays["value_first"][member] > threshold
+        policy_value = _two_by_two(line_right[member], first_value, seed)
+        stockfish = {}
+        for point in POINTS:
+            value = arrays[f"value_{point}"][member]
+            cp = arrays[f"stockfish_{point}"][member]
+            ok = np.isfinite(value) & np.isfinite(cp) & arrays["stockfish"][member]
+            stockfish[point] = _two_by_two(value[ok] > threshold, cp[ok] >= WINNING_CP, seed)
+        out.append(CouplingTable(name, int(member.sum()), values, winning, policy_value, stockfish))
+    return out
+
+
+def write_tables(tables: list[CouplingTable], path: str | os.PathLike[str]) -> None:
+    from leelalab.runs.results import write_text_atomically
+
+    write_text_atomically(Path(path), json.dumps([t.to_json() for t in tables], indent=2))

@@ -1,0 +1,637 @@
+"""Search-budget and depth curves: puzzle accuracy of a network alone and with lc0's MCTS.
+
+For a stratified random sample of a filter run's puzzles (strata: line length × rating band,
+so long lines and every rating band get enough puzzles), every solver position of every line
+is searched by lc0 (:mod:`leelalab.analyses.lc0_engine`) with each network at each node
+budget (default 1, 8, 32, 128, 512), and also evaluated by the network in PyTorch (its top
+policy move: "the network alone", which lc0 at one node must equal). Puzzles are scored with
+:mod:`leelalab.analyses.scoring` (every solver move, teacher-forced; a mate always counts).
+
+Derived: accuracy by line length and by rating band per (network, budget); the search gain
+``acc(512) − acc(1)`` per line length (paired per puzzle); and the budget at which the weak
+network with search matches the strong network alone (population-weighted accuracies, the
+stratified sample reweighted to the whole run).
+
+On disk (``OUTPUT/``): ``search_cache.sqlite`` (every lc0 result keyed by network sha256,
+lc0 version and options, position and node budget — reruns and other runs with the same
+cache are free), ``chunks/`` and ``search.h5`` (one row per puzzle: the line, strata, sample
+weight and each player's moves), ``settings.json``, ``run.json`` (with the benchmark:
+positions per second at each budget next to ``lc0 backendbench`` measured in the same run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import queue
+import random
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import chess
+import numpy as np
+
+from leelalab.analyses.lc0_engine import (
+    LC0_OPTIONS,
+    Lc0Engine,
+    backendbench,
+    find_lc0,
+    lc0_version,
+    position_key,
+)
+from leelalab.analyses.scoring import (
+    n_solver_moves,
+    puzzle_from_record,
+    score_puzzle,
+    solver_positions,
+)
+from leelalab.analyses.strata import STRATA, strata_of
+from leelalab.errors import LeelaLabError
+from leelalab.puzzles.dataset import iter_dataset
+from leelalab.stats import Estimate, bootstrap, proportion_ci
+
+DEFAULT_NODES = (1, 8, 32, 128, 512)
+DEPTH_BINS = (1, 2, 3, 4, 5)
+"""Line length in solver moves; the last bin is "5 or more"."""
+RATING_EDGES = (1000, 1500, 2000)
+"""Rating band boundaries: <1000, 1000–1499, 1500–1999, ≥2000."""
+RESULTS_FILE = "search.h5"
+RESULTS_FORMAT = "leelalab.analyses.search/1"
+CACHE_FILE = "search_cache.sqlite"
+POLICY = "policy"
+"""The "budget" name of the network alone, evaluated in PyTorch."""
+
+
+def depth_bin(solver_moves: int) -> int:
+    return min(max(solver_moves, 1), DEPTH_BINS[-1])
+
+
+def depth_label(value: int) -> str:
+    return f"{value}+" if value == DEPTH_BINS[-1] else str(value)
+
+
+def rating_band(rating: int | None) -> int:
+    """Index of the rating band (0 … len(RATING_EDGES)); unrated puzzles go to band 0."""
+    return int(np.searchsorted(RATING_EDGES, rating or 0, side="right"))
+
+
+def rating_label(band: int) -> str:
+    edges = (None, *RATING_EDGES, None)
+    low, high = edges[band], edges[band + 1]
+    if low is None:
+        return f"<{high}"
+    if high is None:
+        return f"≥{low}"
+    return f"{low}–{high - 1}"
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A stratified random sample of puzzle records."""
+
+    records: list[dict[str, Any]]
+    weights: np.ndarray
+    """Per sampled puzzle: cell population / cell sample size (so weighted means estimate
+    the whole run's means)."""
+    cells: np.ndarray
+    """Per sampled puzzle: its cell index (depth bin × rating band)."""
+    population: int
+
+
+def cell_of(record: dict[str, Any]) -> int:
+    depth = depth_bin(n_solver_moves(record["moves"]))
+    return (depth - 1) * (len(RATING_EDGES) + 1) + rating_band(record.get("rating"))
+
+
+def stratified_sample(records: Sequence[dict[str, Any]], per_cell: int, *, seed: int = 0) -> Sample:
+    """Up to ``per_cell`` puzzles from every (line length × rating band) cell, seeded (each
+    cell's first ``per_cell`` puzzles in a seeded shuffle, so samples of growing size are
+    nested); the sample keeps dataset order."""
+    if per_cell < 1:
+        raise ValueError("per_cell must be at least 1")
+    by_cell: dict[int, list[int]] = {}
+    for index, record in enumerate(records):
+        by_cell.setdefault(cell_of(record), []).append(index)
+    rng = random.Random(seed)
+    chosen: dict[int, float] = {}
+    cells: dict[int, int] = {}
+    for cell in sorted(by_cell):
+        members = list(by_cell[cell])
+        # A shuffled prefix: a larger per_cell extends a smaller one's sample.
+        rng.shuffle(members)
+        picked = members[:per_cell]
+        for index in picked:
+            chosen[index] = len(members) / len(picked)
+            cells[index] = cell
+    order = sorted(chosen)
+    return Sample(
+        [records[i] for i in order],
+        np.array([chosen[i] for i in order]),
+        np.array([cells[i] for i in order]),
+        len(records),
+    )
+
+
+# ----------------------------------------------------------------------------- cache
+
+
+class SearchCache:
+    """lc0 results in SQLite: ``(network sha256, engine key, position, nodes) → move``.
+
+    Only the thread that opened it writes; every insert is committed, so a killed run loses
+    nothing it finished.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.connection = sqlite3.connect(self.path)
+            self.connection.execute(
+                "CREATE TABLE IF NOT EXISTS searches (network TEXT, engine TEXT, position TEXT,"
+                " nodes INTEGER, move TEXT NOT NULL, reported_nodes INTEGER, seconds REAL,"
+                " PRIMARY KEY (network, engine, position, nodes))"
+            )
+            self.connection.commit()
+        except sqlite3.DatabaseError as error:
+            raise LeelaLabError(f"{self.path}: not a usable search cache ({error})") from None
+
+    def get(self, network: str, engine: str, position: str, nodes: int) -> str | None:
+        row = self.connection.execute(
+            "SELECT move FROM searches WHERE network=? AND engine=? AND position=? AND nodes=?",
+            (network, engine, position, nodes),
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def put(
+        self,
+        network: str,
+        engine: str,
+        position: str,
+        nodes: int,
+        move: str,
+        reported_nodes: int,
+        seconds: float,
+    ) -> None:
+        self.connection.execute(
+            "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (network, engine, position, nodes, move, reported_nodes, seconds),
+        )
+        self.connection.commit()
+
+    def __len__(self) -> int:
+        return int(self.connection.execute("SELECT COUNT(*) FROM searches").fetchone()[0])
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def engine_key(version: str, options: dict[str, str]) -> str:
+    """What besides the network and the position decides lc0's move."""
+    return f"lc0 {version} " + json.dumps(options, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- engine pool
+
+
+class EnginePool:
+    """``workers`` lc0 processes for one network; a task borrows one engine."""
+
+    def __init__(self, weights: str, binary: str, workers: int) -> None:
+        self.weights, self.binary, self.workers = weights, binary, workers
+        self._idle: queue.Queue[Lc0Engine] = queue.Queue()
+        self._all: list[Lc0Engine] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def engine(self) -> Iterator[Lc0Engine]:
+        try:
+            engine = self._idle.get_nowait()
+        except queue.Empty:
+            engine = Lc0Engine(self.weights, binary=self.binary)
+            with self._lock:
+                self._all.append(engine)
+        try:
+            yield engine
+        except BaseException:
+            with self._lock:
+                self._all.remove(engine)
+            engine.close()
+            raise
+        self._idle.put(engine)
+
+    def close(self) -> None:
+        with self._lock:
+            for engine in self._all:
+                engine.close()
+            self._all.clear()
+
+
+def _search_position(pool: EnginePool, board: chess.Board, budgets: Sequence[int]) -> list[Any]:
+    with pool.engine() as engine:
+        return [engine.best_move(board, nodes) for nodes in budgets]
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def _moves_name(network: str, budget: int | str) -> str:
+    return f"moves_{network}_{budget if budget == POLICY else f'n{budget}'}"
+
+
+def run_search_budgets(
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    networks: dict[str, str],
+    *,
+    nodes: Sequence[int] = DEFAULT_NODES,
+    per_cell: int = 25,
+    seed: int = 0,
+    workers: int = 1,
+    lc0: str | None = None,
+    chunk_size: int = 8,
+    benchmark: bool = True,
+    progress: bool = True,
+) -> Path:
+    """Search every solver position of a stratified sample with every network and budget.
+
+    Args:
+        networks: name (e.g. ``strong``, ``weak``) → network file.
+        per_cell: puzzles per (line length × rating band) cell.
+        workers: lc0 processes per network run in parallel (one search thread each).
+
+    Returns the merged results file; see the module docstring for the directory layout.
+    """
+    import torch
+
+    from leelalab.inference.networks import load_network, resolve_network
+    from leelalab.models.evaluation import evaluate
+    from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
+
+    binary = find_lc0(lc0)
+    budgets = sorted({int(n) for n in nodes})
+    if not budgets or budgets[0] < 1:
+        raise LeelaLabError("node budgets must be positive integers")
+    if workers < 1:
+        raise LeelaLabError("--workers must be at least 1")
+    dataset = Path(dataset)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    records = [puzzle.record for puzzle in iter_dataset(dataset, selected_only=False)]
+    if not records:
+        raise LeelaLabError(f"{dataset}: the dataset holds no puzzle")
+    sample = stratified_sample(records, per_cell, seed=seed)
+    paths = {name: str(resolve_network(path)) for name, path in networks.items()}
+    hashes = {name: sha256_file(path) for name, path in paths.items()}
+    version = lc0_version(binary)
+    key = engine_key(version, LC0_OPTIONS)
+    ids = [record["id"] for record in sample.records]
+    settings = {
+        "experiment": "search_budgets",
+        "dataset": str(dataset.resolve()),
+        "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
+        "networks": {name: {"path": paths[name], "sha256": hashes[name]} for name in paths},
+        "nodes": budgets,
+        "per_cell": per_cell,
+        "seed": seed,
+        "sample_sha256": hashlib.sha256(" ".join(ids).encode()).hexdigest(),
+        "lc0": {"version": version, "options": LC0_OPTIONS},
+        "depth_bins": list(DEPTH_BINS),
+        "rating_edges": list(RATING_EDGES),
+    }
+    reference = _previous_reference(output / "run.json", paths)
+    if benchmark and reference is None:
+        reference = {name: backendbench(binary, path) for name, path in paths.items()}
+    reference = reference or {}
+    torch.set_num_threads(1)
+    torch_networks = {name: load_network(path) for name, path in paths.items()}
+    cache = SearchCache(output / CACHE_FILE)
+    pools = {name: EnginePool(paths[name], binary, workers) for name in paths}
+    index_of = {record["id"]: i for i, record in enumerate(sample.records)}
+
+    def compute(chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [index_of[record["id"]] for record in chunk]
+        puzzles = [puzzle_from_record(record) for record in chunk]
+        boards = [solver_positions(puzzle) for puzzle in puzzles]
+        arrays: dict[str, Any] = {
+            "puzzle_ids": [p.id for p in puzzles],
+            "fen": [p.fen for p in puzzles],
+            "line": [" ".join(p.moves) for p in puzzles],
+            "themes": [" ".join(p.themes) for p in puzzles],
+            "rating": np.array([p.rating or 0 for p in puzzles], dtype=np.int32),
+            "solver_moves": np.array([len(b) for b in boards], dtype=np.int16),
+            "weight": sample.weights[rows],
+            "cell": sample.cells[rows].astype(np.int16),
+        }
+        for stratum in STRATA:
+            arrays[f"stratum_{stratum}"] = np.array([stratum in strata_of(r) for r in chunk])
+        for name, pool in pools.items():
+            flat = [board for line in boards for board in line]
+            policy = [next(iter(e.policy)) for e in evaluate(torch_networks[name], flat)]
+            arrays[_moves_name(name, POLICY)] = _split_join(policy, boards)
+            moves: dict[tuple[int, int], str] = {}
+            tasks = []
+            for board in flat:
+                position = position_key(board)
+                missing = []
+                for budget in budgets:
+                    cached = cache.get(hashes[name], key, position, budget)
+                    if cached is None:
+                        missing.append(budget)
+                    else:
+                        moves[id(board), budget] = cached
+                if missing:
+                    tasks.append((board, position, missing))
+            seconds = {budget: np.zeros(len(chunk)) for budget in budgets}
+            fresh = {budget: np.zeros(len(chunk), dtype=np.int32) for budget in budgets}
+            owner = {id(board): row for row, line in enumerate(boards) for board in line}
+            with ThreadPoolExecutor(max_workers=workers) as executor:
+                futures = [
+                    (
+                        board,
+                        position,
+                        missing,
+                        executor.submit(_search_position, pool, board, missing),
+                    )
+                    for board, position, missing in tasks
+                ]
+                for board, position, missing, future in futures:
+                    for budget, result in zip(missing, future.result(), strict=True):
+                        cache.put(
+                            hashes[name],
+                            key,
+                            position,
+                            budget,
+                            result.move,
+                            result.nodes,
+                            result.seconds,
+                        )
+                        moves[id(board), budget] = result.move
+                        seconds[budget][owner[id(board)]] += result.seconds
+                        fresh[budget][owner[id(board)]] += 1
+            for budget in budgets:
+                arrays[_moves_name(name, budget)] = _split_join(
+                    [moves[id(board), budget] for board in flat], boards
+                )
+                arrays[f"seconds_{name}_n{budget}"] = seconds[budget]
+                arrays[f"fresh_{name}_n{budget}"] = fresh[budget]
+        return arrays
+
+    attrs = {
+        "format": RESULTS_FORMAT,
+        "networks": json.dumps(sorted(paths)),
+        "nodes": json.dumps(budgets),
+        "population": sample.population,
+        "lc0_options": json.dumps(LC0_OPTIONS),
+    }
+    try:
+        path = run_in_chunks(
+            sample.records,
+            output,
+            settings,
+            compute,
+            results_file=RESULTS_FILE,
+            attrs=attrs,
+            run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
+            chunk_size=chunk_size,
+            description="lc0 searches",
+            progress=progress,
+        )
+    finally:
+        for pool in pools.values():
+            pool.close()
+        cache.close()
+    arrays, _ = read_h5(path)
+    run_path = output / "run.json"
+    run = json.loads(run_path.read_text(encoding="utf-8"))
+    run["benchmark"] = benchmark_table(arrays, sorted(paths), budgets, reference)
+    write_text_atomically(run_path, json.dumps(run, indent=2))
+    return path
+
+
+def _previous_reference(run_path: Path, paths: dict[str, str]) -> dict[str, float] | None:
+    """``lc0 backendbench`` speeds recorded by an earlier session of this run (kept, so the
+    reference stays the one measured while the searches ran)."""
+    if not run_path.is_file():
+        return None
+    try:
+        rows = json.loads(run_path.read_text(encoding="utf-8")).get("benchmark") or []
+        found = {row["network"]: row["backendbench_nps"] for row in rows if row["backendbench_nps"]}
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return found if set(found) == set(paths) else None
+
+
+def _split_join(flat: Sequence[str], boards: Sequence[Sequence[Any]]) -> list[str]:
+    """Per puzzle, its positions' moves joined by spaces."""
+    out, start = [], 0
+    for line in boards:
+        out.append(" ".join(flat[start : start + len(line)]))
+        start += len(line)
+    return out
+
+
+def benchmark_table(
+    arrays: dict[str, np.ndarray],
+    networks: Sequence[str],
+    budgets: Sequence[int],
+    reference: dict[str, float],
+) -> list[dict[str, Any]]:
+    """Positions searched per second at each budget (searches run in this directory, cache
+    hits excluded), and nodes per second against ``lc0 backendbench`` at batch size 1."""
+    rows = []
+    for name in networks:
+        for budget in budgets:
+            positions = int(arrays[f"fresh_{name}_n{budget}"].sum())
+            seconds = float(arrays[f"seconds_{name}_n{budget}"].sum())
+            per_second = positions / seconds if seconds > 0 else math.nan
+            nodes_per_second = per_second * budget
+            bench = reference.get(name, math.nan)
+            rows.append(
+                {
+                    "network": name,
+                    "nodes": budget,
+                    "positions": positions,
+                    "seconds": round(seconds, 2),
+                    "positions_per_second": _round(per_second),
+                    "nodes_per_second": _round(nodes_per_second),
+                    "backendbench_nps": _round(bench),
+                    "ratio_to_backendbench": _round(nodes_per_second / bench)
+                    if bench and not math.isnan(bench)
+                    else None,
+                }
+            )
+    return rows
+
+
+def _round(value: float, digits: int = 3) -> float | None:
+    return None if math.isnan(value) else round(value, digits)
+
+
+# ----------------------------------------------------------------------------- analysis
+
+
+@dataclass
+class BudgetResults:
+    """A merged ``search.h5``, scored."""
+
+    arrays: dict[str, np.ndarray]
+    networks: list[str]
+    nodes: list[int]
+    population: int
+    solved: dict[tuple[str, int | str], np.ndarray]
+    """(network, budget or ``"policy"``) → per puzzle, solved under the Lichess rule."""
+    first_correct: dict[tuple[str, int | str], np.ndarray]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> BudgetResults:
+        from leelalab.puzzles.reader import Puzzle
+        from leelalab.runs.results import ResultsError, read_h5
+
+        path = Path(path)
+        if path.is_dir():
+            path = path / RESULTS_FILE
+        arrays, attrs = read_h5(path)
+        if attrs.get("format") != RESULTS_FORMAT:
+            raise ResultsError(f"{path}: not a leelalab search-budget results file")
+        networks = json.loads(attrs["networks"])
+        nodes = json.loads(attrs["nodes"])
+        puzzles = [
+            Puzzle(str(pid), str(fen), tuple(str(line).split()))
+            for pid, fen, line in zip(
+                arrays["puzzle_ids"], arrays["fen"], arrays["line"], strict=True
+            )
+        ]
+        solved, first = {}, {}
+        for name in networks:
+            for budget in [POLICY, *nodes]:
+                scores = [
+                    score_puzzle(puzzle, str(moves).split())
+                    for puzzle, moves in zip(
+                        puzzles, arrays[_moves_name(name, budget)], strict=True
+                    )
+                ]
+                solved[name, budget] = np.array([s.solved for s in scores])
+                first[name, budget] = np.array([s.first_correct for s in scores])
+        return cls(arrays, networks, nodes, int(attrs["population"]), solved, first)
+
+    @property
+    def size(self) -> int:
+        return len(self.arrays["puzzle_ids"])
+
+    @property
+    def depth(self) -> np.ndarray:
+        return np.array([depth_bin(int(n)) for n in self.arrays["solver_moves"]])
+
+    @property
+    def band(self) -> np.ndarray:
+        return np.array([rating_band(int(r)) for r in self.arrays["rating"]])
+
+    def policy_agreement(self, network: str) -> Estimate:
+        """Fraction of positions where lc0 at 1 node plays the network's top policy move."""
+        if 1 not in self.nodes:
+            return Estimate(math.nan, math.nan, math.nan, 0)
+        agree = total = 0
+        for ours, lc0 in zip(
+            self.arrays[_moves_name(network, POLICY)],
+            self.arrays[_moves_name(network, 1)],
+            strict=True,
+        ):
+            a, b = str(ours).split(), str(lc0).split()
+            agree += sum(x == y for x, y in zip(a, b, strict=True))
+            total += len(a)
+        return proportion_ci(agree, total)
+
+    def accuracy(self, network: str, budget: int | str, mask: np.ndarray | None = None) -> Estimate:
+        """Unweighted accuracy (Wilson interval) over the sampled puzzles in ``mask``."""
+        solved = self.solved[network, budget]
+        if mask is not None:
+            solved = solved[mask]
+        return proportion_ci(int(solved.sum()), int(solved.size))
+
+    def accuracy_by(self, by: str) -> list[dict[str, Any]]:
+        """Accuracy per bin (``by`` = ``depth`` or ``rating``) per network and budget."""
+        bins = self.depth if by == "depth" else self.band
+        labels = DEPTH_BINS if by == "depth" else range(len(RATING_EDGES) + 1)
+        rows = []
+        for name in self.networks:
+            for budget in [POLICY, *self.nodes]:
+                for value in labels:
+                    mask = bins == value
+                    if not mask.any():
+                        continue
+                    rows.append(
+                        {
+                            "network": name,
+                            "budget": budget,
+                            "bin": depth_label(value) if by == "depth" else rating_label(value),
+                            "accuracy": self.accuracy(name, budget, mask),
+                        }
+                    )
+        return rows
+
+    def weighted_accuracy(self, network: str, budget: int | str, *, seed: int = 0) -> Estimate:
+        """Accuracy over the whole run: the sample reweighted, stratified bootstrap."""
+        solved = self.solved[network, budget].astype(np.float64)
+        weights = self.arrays["weight"]
+        cells = self.arrays["cell"]
+
+        def statistic(index: np.ndarray) -> float:
+            return float(np.average(solved[index], weights=weights[index]))
+
+        return bootstrap(statistic, self.size, seed=seed, strata=cells, resamples=1000)
+
+    def search_gain(
+        self,
+        network: str,
+        *,
+        low: int | str = 1,
+        high: int | str | None = None,
+        mask: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> Estimate:
+        """Mean per-puzzle ``solved(high) − solved(low)`` (paired bootstrap)."""
+        high = self.nodes[-1] if high is None else high
+        gain = self.solved[network, high].astype(float) - self.solved[network, low].astype(float)
+        if mask is not None:
+            gain = gain[mask]
+        return bootstrap(lambda i: float(gain[i].mean()), gain.size, seed=seed, resamples=1000)
+
+    def matching_budget(
+        self, candidate: str = "weak", reference: tuple[str, int | str] = ("strong", 1)
+    ) -> dict[str, Any]:
+        """The smallest budget at which ``candidate`` with search reaches ``reference``'s
+        whole-run accuracy, with the weighted accuracy difference at every budget."""
+        target = self.weighted_accuracy(*reference)
+        rows, match = [], None
+        reference_solved = self.solved[reference].astype(float)
+        weights, cells = self.arrays["weight"], self.arrays["cell"]
+        for budget in self.nodes:
+            difference = self.solved[candidate, budget].astype(float) - reference_solved
+
+            def statistic(index: np.ndarray, difference: np.ndarray = difference) -> float:
+                return float(np.average(difference[index], weights=weights[index]))
+
+            estimate = bootstrap(statistic, self.size, strata=cells, resamples=1000)
+            rows.append({"nodes": budget, "difference": estimate})
+            if match is None and estimate.value >= 0:
+                match = budget
+        return {"reference": target, "differences": rows, "matching_nodes": match}
+
+
+def format_estimate(estimate: Estimate, digits: int = 3) -> str:
+    if math.isnan(estimate.value):
+        return "n/a"
+    if math.isnan(estimate.low):
+        return f"{estimate.value:.{digits}f}"
+    return f"{estimate.value:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"

@@ -1,0 +1,119 @@
+"""The four predictions on hand-built filter records, checked against direct counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leelalab.analyses.predictions import (
+    PuzzleTable,
+    four_predictions,
+    prediction_correlation,
+    prediction_later_moves,
+    prediction_strong_confidence,
+    prediction_weak_probability,
+    predictions_markdown,
+)
+from leelalab.stats import phi_coefficient
+
+START = "6k1/5ppp/8/8/8/8/5PPP/1Q4K1 b - - 0 1"
+LINE = ["h7h6", "b1b3", "g8h7", "b3f7"]
+FLAGS = {"not_mate_in_1": True, "pv_length": True}
+
+
+def record(
+    pid: str,
+    *,
+    first: bool,
+    later: bool,
+    weak_first: bool = False,
+    selected: bool = False,
+    weak_p: float = 0.01,
+    strong_p: tuple[float, float] = (0.9, 0.9),
+) -> dict:
+    return {
+        "id": pid,
+        "fen": START,
+        "moves": LINE,
+        "rating": 1500,
+        "themes": ["fork"],
+        "strong_top_moves": ["b1b3" if first else "b1b2", "g8h7", "b3f7" if later else "b3b7"],
+        "weak_top_moves": ["b1b3" if weak_first else "b1b2", "g8h7", "b3b7"],
+        "strong_pv_probs": [strong_p[0], 0.5, strong_p[1]],
+        "weak_pv_probs": [weak_p, 0.9, 0.1],
+        "strong_wdl": [[0.5, 0.3, 0.2]] * 3,
+        "weak_wdl": [[0.4, 0.3, 0.3]] * 3,
+        "filters": dict(FLAGS),
+        "selected": selected,
+    }
+
+
+def _table(counts: dict[tuple[bool, bool], int]) -> PuzzleTable:
+    records = []
+    for (first, later), count in counts.items():
+        for i in range(count):
+            records.append(record(f"{first}{later}{i}", first=first, later=later))
+    return PuzzleTable.from_records(records)
+
+
+def test_later_move_errors_and_phi_equal_direct_counts() -> None:
+    counts = {(True, True): 30, (True, False): 20, (False, True): 10, (False, False): 40}
+    table = _table(counts)
+    assert table.strata["unfiltered"].sum() == 50
+    later = prediction_later_moves(table)
+    assert later.values["unfiltered"].value == pytest.approx(20 / 50)
+    assert later.verdict == "supported"  # Wilson lower end of 0.4 at n = 50 is above 0.1
+    phi = prediction_correlation(table, seed=1)
+    expected = phi_coefficient(np.array([[30, 20], [10, 40]]))
+    assert phi.values["structural"].value == pytest.approx(expected)
+    assert phi.comparison.value == pytest.approx(30 * 40 / (20 * 10))
+    # φ ≈ 0.41, but at n = 100 its interval reaches below 0.3: undecided.
+    assert phi.values["structural"].low < 0.3 < phi.values["structural"].high
+    assert phi.verdict == "not supported"
+
+
+def test_uncorrelated_correctness_supports_a_weak_correlation() -> None:
+    table = _table({(True, True): 100, (True, False): 100, (False, True): 100, (False, False): 100})
+    row = prediction_correlation(table)
+    assert row.values["structural"].value == pytest.approx(0.0)
+    assert row.verdict == "supported"
+
+
+def test_weak_probability_and_confidence_rules() -> None:
+    records = [record(f"p{i}", first=True, later=True, selected=True) for i in range(30)]
+    records += [
+        record(f"u{i}", first=True, later=True, weak_p=0.3, strong_p=(0.55, 0.6)) for i in range(60)
+    ]
+    table = PuzzleTable.from_records(records)
+    weak = prediction_weak_probability(table)
+    assert weak.values["paper"].value == pytest.approx(0.01)
+    assert weak.values["unfiltered"].value == pytest.approx((30 * 0.01 + 60 * 0.3) / 90)
+    assert weak.verdict == "supported"
+    confidence = prediction_strong_confidence(table)
+    assert confidence.values["paper"].value == pytest.approx(0.9)
+    unfiltered = (30 * 0.9 + 60 * 0.575) / 90
+    assert confidence.comparison.value == pytest.approx(0.9 - unfiltered)
+    assert confidence.verdict == "supported"
+    # The same confidence everywhere is not "much less confident".
+    flat = PuzzleTable.from_records(
+        [record(f"p{i}", first=True, later=True, selected=True) for i in range(30)]
+        + [record(f"u{i}", first=True, later=True) for i in range(30)]
+    )
+    assert prediction_strong_confidence(flat).verdict == "not supported"
+
+
+def test_four_predictions_from_a_directory_without_patching(tmp_path: Path) -> None:
+    records = [record(f"p{i}", first=True, later=True, selected=True) for i in range(10)]
+    records += [record(f"u{i}", first=True, later=i % 2 == 0, weak_p=0.2) for i in range(20)]
+    (tmp_path / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    rows = four_predictions(tmp_path)
+    assert [r.key for r in rows] == ["1", "1 (target_1)", "1 (corrupted)", "2", "3", "4a", "4b"]
+    assert all(r.verdict == "not measured" for r in rows[:3])
+    assert math.isnan(rows[0].values["paper"].value)
+    text = predictions_markdown(rows)
+    assert text.count("\n| ") == 7 and "not measured" in text
+    json.dumps([r.to_json() for r in rows])  # serialisable

@@ -1,0 +1,128 @@
+"""Search-budget runs: the stratified sample, the lc0 result cache, an end-to-end run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from leelalab.analyses.search import (
+    BudgetResults,
+    SearchCache,
+    cell_of,
+    depth_bin,
+    rating_band,
+    run_search_budgets,
+    stratified_sample,
+)
+from leelalab.inference.networks import load_network
+from leelalab.lc0.weights import save_weights
+from leelalab.lc0.weights.synthetic import random_resnet_weights
+from leelalab.puzzles.filter import filter_puzzles
+from leelalab.puzzles.reader import shipped_puzzles_path
+
+
+def _records(count: int) -> list[dict]:
+    rng = np.random.default_rng(0)
+    records = []
+    for i in range(count):
+        plies = 2 * int(rng.integers(1, 7))
+        records.append(
+            {"id": f"p{i}", "moves": ["e2e4"] * plies, "rating": int(rng.integers(400, 2800))}
+        )
+    return records
+
+
+def test_bins() -> None:
+    assert [depth_bin(n) for n in (1, 2, 4, 5, 9)] == [1, 2, 4, 5, 5]
+    assert [rating_band(r) for r in (400, 999, 1000, 1999, 2000, None)] == [0, 0, 1, 2, 3, 0]
+
+
+def test_stratified_sample_caps_cells_reweights_and_nests() -> None:
+    records = _records(600)
+    small = stratified_sample(records, 5, seed=1)
+    large = stratified_sample(records, 12, seed=1)
+    cells = [cell_of(r) for r in records]
+    for cell in set(cells):
+        population = cells.count(cell)
+        chosen = small.cells == cell
+        assert chosen.sum() == min(5, population)
+        assert small.weights[chosen].sum() == pytest.approx(population)
+    assert small.weights.sum() == pytest.approx(len(records))
+    assert {r["id"] for r in small.records} <= {r["id"] for r in large.records}
+    order = [int(r["id"][1:]) for r in large.records]
+    assert order == sorted(order)
+    assert [r["id"] for r in stratified_sample(records, 5, seed=1).records] == [
+        r["id"] for r in small.records
+    ]
+
+
+def test_search_cache_round_trip(tmp_path: Path) -> None:
+    cache = SearchCache(tmp_path / "c.sqlite")
+    assert cache.get("net", "lc0", "fen moves", 8) is None
+    cache.put("net", "lc0", "fen moves", 8, "e2e4", 8, 0.1)
+    cache.close()
+    reopened = SearchCache(tmp_path / "c.sqlite")
+    assert reopened.get("net", "lc0", "fen moves", 8) == "e2e4"
+    assert reopened.get("net", "lc0", "fen moves", 9) is None
+    assert len(reopened) == 1
+
+
+@pytest.mark.lc0
+@pytest.mark.skipif(shutil.which("lc0") is None, reason="the lc0 binary is not on PATH")
+def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
+    strong = save_weights(random_resnet_weights(blocks=1, filters=16, seed=1), tmp_path / "s.pb.gz")
+    weak = save_weights(random_resnet_weights(blocks=1, filters=8, seed=2), tmp_path / "w.pb.gz")
+    filter_puzzles(
+        load_network(strong),
+        load_network(weak),
+        shipped_puzzles_path(),
+        tmp_path / "run",
+        limit=40,
+        progress=False,
+    )
+    networks = {"strong": str(strong), "weak": str(weak)}
+    path = run_search_budgets(
+        tmp_path / "run",
+        tmp_path / "out",
+        networks,
+        nodes=(1, 4),
+        per_cell=1,
+        chunk_size=3,
+        progress=False,
+    )
+    results = BudgetResults.load(path)
+    assert results.size >= 5 and results.nodes == [1, 4]
+    # lc0 at one node plays the network's own top move.
+    assert results.policy_agreement("strong").value == pytest.approx(1.0)
+    np.testing.assert_array_equal(results.solved["strong", 1], results.solved["strong", "policy"])
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert {row["nodes"] for row in run["benchmark"]} == {1, 4}
+    assert run["benchmark"][0]["backendbench_nps"] > 0
+    # A rerun from scratch in the same directory searches nothing: every result is cached.
+    shutil.rmtree(tmp_path / "out" / "chunks")
+    (tmp_path / "out" / "search.h5").unlink()
+    again = BudgetResults.load(
+        run_search_budgets(
+            tmp_path / "run",
+            tmp_path / "out",
+            networks,
+            nodes=(1, 4),
+            per_cell=1,
+            chunk_size=3,
+            progress=False,
+            benchmark=False,
+        )
+    )
+    for budget in (1, 4):
+        assert again.arrays[f"fresh_strong_n{budget}"].sum() == 0
+        np.testing.assert_array_equal(
+            again.arrays[f"moves_strong_n{budget}"], results.arrays[f"moves_strong_n{budget}"]
+        )
+    gain = results.search_gain("strong", low=1, high=4)
+    assert -1 <= gain.value <= 1
+    match = results.matching_budget("weak", ("strong", 1))
+    assert [row["nodes"] for row in match["differences"]] == [1, 4]
