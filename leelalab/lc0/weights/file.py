@@ -214,6 +214,8 @@ def _read_network(path: Path, max_bytes: int) -> tuple[bytes | bytearray, str]:
                             "network (pass a larger max_bytes if this really is a network)"
                         )
                     out += piece
+                    if len(out) == len(piece):
+                        _check_not_legacy(out)  # (.txt.gz files are not protobuf at all)
                     _check_structure(checker.feed, out)
                     consumed = read - len(pending)
                     if len(out) > _RATIO_CHECK_AFTER and len(out) > _MAX_RATIO * consumed:
@@ -230,9 +232,17 @@ def _read_network(path: Path, max_bytes: int) -> tuple[bytes | bytearray, str]:
             _check_structure(checker.finish, len(out))
         except zlib.error as error:
             raise CorruptWeightsError(f"{path}: corrupt gzip data ({error})") from None
-        except CorruptWeightsError as error:
+        except WeightsError as error:
             raise name_source(error, path) from None
     return out, digest.hexdigest()
+
+
+def _check_not_legacy(data: bytes | bytearray | memoryview) -> None:
+    if bytes(data[:2]) in (b"1\n", b"2\n"):
+        raise UnsupportedNetworkError(
+            f"legacy text weights (version {bytes(data[0:1]).decode()}) are not supported; "
+            "convert them with an old lc0 first"
+        )
 
 
 def _check_structure(step: Callable[[Any], None], argument: Any) -> None:
@@ -292,11 +302,7 @@ def _parse_weights(
 ) -> Lc0Weights:
     if not len(data):
         raise CorruptWeightsError("the file is empty")
-    if bytes(data[:2]) in (b"1\n", b"2\n"):
-        raise UnsupportedNetworkError(
-            f"legacy text weights (version {bytes(data[0:1]).decode()}) are not supported; "
-            "convert them with an old lc0 first"
-        )
+    _check_not_legacy(data)
     try:
         message = decode(data, schema.NET)
     except CorruptWeightsError as error:

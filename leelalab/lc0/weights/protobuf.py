@@ -57,16 +57,16 @@ wire data (millions of tiny fields) from costing minutes of parsing."""
 
 
 class _Budget:
-    __slots__ = ("left",)
+    __slots__ = ("left", "limit")
 
     def __init__(self, fields: int) -> None:
-        self.left = fields
+        self.left = self.limit = fields
 
-    def spend(self, count: int = 1) -> None:
-        self.left -= count
+    def spend(self) -> None:
+        self.left -= 1
         if self.left < 0:
             raise CorruptWeightsError(
-                f"malformed protobuf data (more than {MAX_FIELDS:,} fields; lc0 networks have "
+                f"malformed protobuf data (more than {self.limit:,} fields; lc0 networks have "
                 "a few thousand)"
             )
 
@@ -95,7 +95,7 @@ def _split_key(key: int) -> tuple[int, int]:
     if number > MAX_FIELD_NUMBER:
         raise CorruptWeightsError(f"malformed protobuf data (field number {number} is too large)")
     if wire_type not in (_VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32):
-        # 3 and 4 are proto2 groups, which lc0's schema never uses (nor does its parser).
+        # 3 and 4 are proto2 groups, which lc0's schema never uses; 6 and 7 do not exist.
         raise CorruptWeightsError(f"malformed protobuf data (wire type {wire_type})")
     return number, wire_type
 

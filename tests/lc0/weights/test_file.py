@@ -268,3 +268,11 @@ def test_a_valid_looking_bomb_stops_at_the_compression_ratio(tmp_path: Path) -> 
     with pytest.raises(CorruptWeightsError, match="decompression bomb") as caught:
         load_weights(path)
     assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_gzipped_legacy_text_weights_are_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "old.txt.gz"
+    path.write_bytes(gzip.compress(b"2\n" + b"0.1 0.2 0.3\n" * 1000))
+    with pytest.raises(UnsupportedNetworkError, match="legacy text weights") as caught:
+        load_weights(path)
+    assert str(caught.value).startswith(f"{path}: ")
