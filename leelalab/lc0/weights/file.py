@@ -58,8 +58,8 @@ decompression bomb can cost."""
 _READ_CHUNK = 1 << 20
 _DECOMPRESS_PIECE = 1 << 20
 # Network weights are dense numbers, which gzip hardly shrinks (lc0 files: ~1.1-1.4:1). Past
-# 32 MB, a stream that has expanded more than 100:1 is a decompression bomb, not a network.
-_RATIO_CHECK_AFTER = 32 << 20
+# 16 MB, a stream that has expanded more than 100:1 is a decompression bomb, not a network.
+_RATIO_CHECK_AFTER = 16 << 20
 _MAX_RATIO = 100
 
 

@@ -260,9 +260,9 @@ def test_size_limits(tmp_path: Path) -> None:
 
 
 def test_a_valid_looking_bomb_stops_at_the_compression_ratio(tmp_path: Path) -> None:
-    # Correct structure (a 48 MB layer of zeros): nothing is wrong until the end, but no
+    # Correct structure (a 24 MB layer of zeros): nothing is wrong until the end, but no
     # network compresses 1000:1.
-    message = {"magic": 0x1C0, "weights": {"input": {"weights": {"params": bytes(48 << 20)}}}}
+    message = {"magic": 0x1C0, "weights": {"input": {"weights": {"params": bytes(24 << 20)}}}}
     path = tmp_path / "bomb.pb.gz"
     path.write_bytes(gzip.compress(encode(message, NET), compresslevel=9))
     with pytest.raises(CorruptWeightsError, match="decompression bomb") as caught:
