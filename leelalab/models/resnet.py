@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
+from leelalab.errors import CorruptWeightsError, NonFiniteWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookPoint
 from leelalab.lc0 import policy_map
 from leelalab.lc0.weights.enums import MovesLeftFormat, PolicyFormat
@@ -90,9 +90,20 @@ def fold_conv_block(block: dict[str, Any], name: str) -> tuple[np.ndarray, np.nd
             raise CorruptWeightsError(
                 f"convolution '{name}': {label} does not have {channels} values"
             )
-    scale = (gammas / np.sqrt(variances + np.float32(BN_EPSILON))).astype(np.float32)
-    folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
-    folded_bias = (betas + scale * (bias - means)).astype(np.float32)
+    if (variances < 0).any():
+        raise CorruptWeightsError(
+            f"convolution '{name}': bn_stddivs (batch-norm variances) has "
+            f"{int((variances < 0).sum())} negative values"
+        )
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        scale = (gammas / np.sqrt(variances + np.float32(BN_EPSILON))).astype(np.float32)
+        folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
+        folded_bias = (betas + scale * (bias - means)).astype(np.float32)
+    if not (np.isfinite(folded).all() and np.isfinite(folded_bias).all()):
+        raise NonFiniteWeightsError(
+            f"convolution '{name}': folding its batch norm overflows to NaN/inf (absurd "
+            "variances, gammas or weights)"
+        )
     return folded.reshape(-1), folded_bias
 
 

@@ -7,7 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from leelalab.errors import CorruptWeightsError, LayerIndexError, UnsupportedNetworkError
+from leelalab.errors import (
+    CorruptWeightsError,
+    LayerIndexError,
+    NonFiniteWeightsError,
+    UnsupportedNetworkError,
+)
 from leelalab.lc0.weights import ValueFormat, with_format
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models import build_network
@@ -265,3 +270,15 @@ def test_out_of_range_layers_say_the_valid_range(layer: int) -> None:
     with pytest.raises(LayerIndexError, match=message):
         net.run_from(layer, torch.zeros(1, 64, 8))
     assert net.residual_hook_name(1) == "blocks.1.hook_resid_post"
+
+
+def test_batch_norm_folding_rejects_what_would_be_nan() -> None:
+    weights = random_resnet_weights(seed=5)
+    weights.weights["residual"][0]["conv1"]["bn_stddivs"][3] = -0.5  # a negative variance
+    with pytest.raises(CorruptWeightsError, match="residual.0.conv1': bn_stddivs .* 1 negative"):
+        build_network(weights)
+    weights = random_resnet_weights(seed=5)
+    weights.weights["input"]["bn_gammas"][:] = 3e38  # finite, but the folded weights overflow
+    weights.weights["input"]["weights"][:] = 100.0
+    with pytest.raises(NonFiniteWeightsError, match="'input': folding its batch norm overflows"):
+        build_network(weights)
