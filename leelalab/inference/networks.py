@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from leelalab.errors import WeightsFileNotFoundError
+from leelalab.errors import LeelaLabError, WeightsFileNotFoundError, name_source
 from leelalab.inference.onnx import (
     OnnxRuntimeNetwork,
     export_onnx,
@@ -117,14 +117,17 @@ def load_network(
         >>> evaluation = net.evaluate([chess.Board()])[0]
     """
     path = resolve_network(name_or_path)
-    if path.suffix == ".onnx":
-        network = load_onnx_network(path, input_format=input_format)
-    elif path.suffix == ".safetensors":
-        network = load_safetensors_network(path)
-    else:
-        weights = load_weights(path, linear16=linear16)
-        network = build_network(weights)
-        network.sha256 = weights.sha256
+    try:
+        if path.suffix == ".onnx":
+            network = load_onnx_network(path, input_format=input_format)
+        elif path.suffix == ".safetensors":
+            network = load_safetensors_network(path)
+        else:
+            weights = load_weights(path, linear16=linear16)
+            network = build_network(weights)
+            network.sha256 = weights.sha256
+    except LeelaLabError as error:
+        raise name_source(error, path) from None
     network.source = str(path)
     target = resolve_device(device)
     network = network.to(device=target, dtype=dtype)
@@ -144,4 +147,6 @@ def onnxruntime_network(
     network = load_network(path)
     exported = Path(tempfile.mkdtemp(prefix="leelalab-")) / "network.onnx"
     export_onnx(network, exported)
-    return OnnxRuntimeNetwork(exported, network.network_format, threads)
+    session = OnnxRuntimeNetwork(exported, network.network_format, threads)
+    session.source = network.source
+    return session

@@ -405,6 +405,7 @@ class OnnxRuntimeNetwork:
         self.output_names = [output.name for output in self.session.get_outputs()]
         self.network_format = network_format
         self.hook_dict: dict[str, Any] = {}
+        self.source: str | None = str(path)
 
     def __call__(self, planes: torch.Tensor) -> NetworkOutput:
         results = dict(

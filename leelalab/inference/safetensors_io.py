@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from leelalab.errors import CorruptWeightsError, WeightsFileNotFoundError
-from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
+from leelalab.errors import CorruptWeightsError, NonFiniteWeightsError, WeightsFileNotFoundError
+from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat, check_network_format
 from leelalab.models import LeelaNetwork, build_network
 
 FORMAT_KEY = "leelalab.network_format"
@@ -51,6 +52,17 @@ def _insert(tree: dict[str, Any], path: str, value: Any) -> None:
             node[key] = [] if following.isdigit() else {}
         node = node[key]
     node[parts[-1]] = value
+
+
+def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+    if isinstance(node, np.ndarray):
+        yield prefix, node
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _walk(value, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _walk(value, f"{prefix}.{index}")
 
 
 def save_safetensors(network: LeelaNetwork, path: str | os.PathLike[str]) -> Path:
@@ -88,11 +100,20 @@ def load_safetensors_network(path: str | os.PathLike[str]) -> LeelaNetwork:
     def order(key: str) -> list[Any]:
         return [(0, int(part)) if part.isdigit() else (1, part) for part in key.split(".")]
 
-    for key in sorted(arrays, key=order):
-        _insert(tree, key, arrays[key].astype(np.float32).reshape(-1))
-    for key, value in json.loads(metadata.get(INTEGERS_KEY, "{}")).items():
-        _insert(tree, key, int(value))
-    network_format = NetworkFormat.from_message(json.loads(metadata[FORMAT_KEY]))
-    network = build_network(Lc0Weights(format=network_format, weights=tree))
+    try:
+        for key in sorted(arrays, key=order):
+            _insert(tree, key, arrays[key].astype(np.float32).reshape(-1))
+        for key, value in json.loads(metadata.get(INTEGERS_KEY, "{}")).items():
+            _insert(tree, key, int(value))
+        network_format = NetworkFormat.from_message(json.loads(metadata[FORMAT_KEY]))
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError) as error:
+        raise CorruptWeightsError(
+            f"{path}: malformed leelalab metadata or keys ({error})"
+        ) from None
+    check_network_format(network_format)
+    for name, values in _walk(tree):
+        if not np.isfinite(values).all():
+            raise NonFiniteWeightsError(f"{path}: layer '{name}' holds NaN or infinite values")
+    network = build_network(Lc0Weights(format=network_format, weights=tree, source=str(path)))
     network.source = str(path)
     return network

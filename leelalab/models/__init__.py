@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from leelalab.errors import UnsupportedNetworkError
+import torch
+
+from leelalab.errors import (
+    CorruptWeightsError,
+    LeelaLabError,
+    UnsupportedNetworkError,
+    name_source,
+)
 from leelalab.lc0.weights.enums import NetworkStructure
 from leelalab.lc0.weights.file import Lc0Weights
 from leelalab.models.base import LeelaNetwork, NetworkOutput
@@ -18,7 +25,29 @@ def build_network(weights: Lc0Weights) -> LeelaNetwork:
     Raises:
         UnsupportedNetworkError: a family leelalab cannot run (yet).
         CorruptWeightsError: layers whose sizes do not fit together.
+
+    Error messages start with ``weights.source`` when it is set.
     """
+    source = weights.source
+    try:
+        # A dry run on the meta device first: every layer size is checked against the file
+        # before any memory is allocated, so a corrupt size cannot ask for terabytes.
+        with torch.device("meta"):
+            _build(weights)
+        return _build(weights)
+    except LeelaLabError as error:
+        if source:
+            raise name_source(error, source) from None
+        raise
+    except (ArithmeticError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as error:
+        # Not expected for any file (the fuzz tests look for these): still one clear line.
+        raise CorruptWeightsError(
+            f"{source or 'network'}: the layers do not fit together "
+            f"({type(error).__name__}: {error}); if lc0 runs this file, please report a bug"
+        ) from error
+
+
+def _build(weights: Lc0Weights) -> LeelaNetwork:
     structure = weights.format.network
     if weights.onnx_model is not None or structure == NetworkStructure.ONNX:
         raise UnsupportedNetworkError(

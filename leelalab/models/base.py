@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
+from leelalab.errors import CorruptWeightsError, LayerIndexError, UnsupportedNetworkError
 from leelalab.hooks import HookedModule
-from leelalab.lc0.weights.enums import Activation, DefaultActivation
+from leelalab.lc0.weights.enums import Activation, DefaultActivation, ValueFormat
 from leelalab.lc0.weights.file import NetworkFormat
 from leelalab.models.evaluation import evaluate
 from leelalab.models.outputs import NetworkOutput
@@ -121,7 +121,14 @@ class LeelaNetwork(HookedModule):
 
     def _check_layer(self, layer: int) -> None:
         if not -1 <= layer < self.n_layers:
-            raise ValueError(f"layer {layer} out of range: the body has {self.n_layers} layers")
+            name = f"{self.source}: " if self.source else ""
+            raise LayerIndexError(
+                f"{name}layer {layer} is out of range: the body has {self.n_layers} layers, "
+                f"so valid layers are -1 (the input {self._input_layer_name}) to "
+                f"{self.n_layers - 1}"
+            )
+
+    _input_layer_name = "layer"
 
     def evaluate(self, boards: Any, **kwargs: Any) -> list[Any]:
         """Shortcut for :func:`leelalab.models.evaluation.evaluate` with this network."""
@@ -153,6 +160,18 @@ class LeelaNetwork(HookedModule):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype
+
+
+def check_value_outputs(fmt: NetworkFormat, outputs: int, where: str) -> None:
+    """The value head's width must match the header: 3 for WDL, 1 for classical (tanh)."""
+    if fmt.value == ValueFormat.PARAM:
+        raise UnsupportedNetworkError("VALUE_PARAM value heads are not supported (nor by lc0)")
+    expected = 3 if fmt.value == ValueFormat.WDL else 1
+    if outputs != expected:
+        raise CorruptWeightsError(
+            f"'{where}' has {outputs} values, but the header's value format {fmt.value.name} "
+            f"needs {expected}"
+        )
 
 
 def value_to_wdl(value_logits: torch.Tensor) -> torch.Tensor:

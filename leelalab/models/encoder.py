@@ -193,7 +193,8 @@ def encoder_layer_weights(layer: EncoderLayer) -> dict[str, Any]:
 
 def require_array(node: dict[str, Any], key: str, where: str) -> np.ndarray:
     if key not in node:
-        raise CorruptWeightsError(f"the network is missing '{key}' (in {where})")
+        missing = key if where == "weights" else f"{where}.{key}"
+        raise CorruptWeightsError(f"the network is missing '{missing}'")
     return node[key]
 
 

@@ -19,6 +19,7 @@ import chess
 import numpy as np
 import torch
 
+from leelalab.errors import NonFiniteOutputError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.encoding import HistoryMode
 from leelalab.models.outputs import NetworkOutput
@@ -101,12 +102,37 @@ def run_network(
     # no_grad rather than inference_mode: inductor's weight freezing requires it.
     with torch.no_grad(), _inference_context(device):
         output = network.compiled()(tensor) if use_compiled else network(tensor)
-    if output.policy_logits.shape[0] == batch:
-        return output
-    return NetworkOutput(
-        output.policy_logits[:batch],
-        output.wdl[:batch],
-        None if output.moves_left is None else output.moves_left[:batch],
+    if output.policy_logits.shape[0] != batch:
+        output = NetworkOutput(
+            output.policy_logits[:batch],
+            output.wdl[:batch],
+            None if output.moves_left is None else output.moves_left[:batch],
+        )
+    check_finite(network, output)
+    return output
+
+
+def check_finite(network: Any, output: NetworkOutput) -> None:
+    """Raise :class:`NonFiniteOutputError` if any output of the batch is NaN or infinite.
+
+    Finite weights can still overflow (a corrupt LINEAR16 range of ±1e30 is finite); this
+    check turns that into an error naming the network instead of NaN results. It costs one
+    reduction per output tensor and one device synchronisation per batch.
+    """
+    parts = [output.policy_logits, output.wdl]
+    if output.moves_left is not None:
+        parts.append(output.moves_left)
+    finite = torch.stack([torch.isfinite(part).all() for part in parts]).all()
+    if bool(finite):
+        return
+    rows = torch.isfinite(output.policy_logits).all(dim=1) & torch.isfinite(output.wdl).all(dim=1)
+    if output.moves_left is not None:
+        rows &= torch.isfinite(output.moves_left)
+    bad = int((~rows).sum())
+    name = getattr(network, "source", None) or f"the {type(network).__name__}"
+    raise NonFiniteOutputError(
+        f"{name}: the network's outputs are NaN or infinite for {bad} of {rows.numel()} "
+        "positions; its weights are probably corrupt (finite but absurdly large)"
     )
 
 

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
+from leelalab.errors import CorruptWeightsError, NonFiniteWeightsError, UnsupportedNetworkError
 from leelalab.hooks import HookPoint
 from leelalab.lc0 import policy_map
-from leelalab.lc0.weights.enums import MovesLeftFormat, PolicyFormat, ValueFormat
+from leelalab.lc0.weights.enums import MovesLeftFormat, PolicyFormat
 from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
 from leelalab.models.attention_policy import (
     AttentionPolicyHead,
@@ -44,6 +44,7 @@ from leelalab.models.base import (
     ActivationFunction,
     LeelaNetwork,
     NetworkOutput,
+    check_value_outputs,
     default_activation,
     value_to_wdl,
 )
@@ -89,9 +90,20 @@ def fold_conv_block(block: dict[str, Any], name: str) -> tuple[np.ndarray, np.nd
             raise CorruptWeightsError(
                 f"convolution '{name}': {label} does not have {channels} values"
             )
-    scale = (gammas / np.sqrt(variances + np.float32(BN_EPSILON))).astype(np.float32)
-    folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
-    folded_bias = (betas + scale * (bias - means)).astype(np.float32)
+    if (variances < 0).any():
+        raise CorruptWeightsError(
+            f"convolution '{name}': bn_stddivs (batch-norm variances) has "
+            f"{int((variances < 0).sum())} negative values"
+        )
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        scale = (gammas / np.sqrt(variances + np.float32(BN_EPSILON))).astype(np.float32)
+        folded = (weights.reshape(channels, -1) * scale[:, None]).astype(np.float32)
+        folded_bias = (betas + scale * (bias - means)).astype(np.float32)
+    if not (np.isfinite(folded).all() and np.isfinite(folded_bias).all()):
+        raise NonFiniteWeightsError(
+            f"convolution '{name}': folding its batch norm overflows to NaN/inf (absurd "
+            "variances, gammas or weights)"
+        )
     return folded.reshape(-1), folded_bias
 
 
@@ -288,7 +300,10 @@ class ResNet(LeelaNetwork):
             x = block(x)
         return self._heads(x)
 
+    _input_layer_name = "convolution"
+
     def residual_hook_name(self, layer: int) -> str:
+        self._check_layer(layer)
         return "input.hook_out" if layer == -1 else f"blocks.{layer}.hook_resid_post"
 
     def run_from(self, layer: int, residual: torch.Tensor) -> NetworkOutput:
@@ -320,17 +335,16 @@ class ResNet(LeelaNetwork):
             raise CorruptWeightsError("the network has no input convolution")
         residual = w.get("residual", [])
         filters = _out_channels(w["input"], "input")
-        if w["input"]["weights"].size != filters * 112 * 9:
+        input_weights = _require(w["input"], "weights", "input").size
+        if input_weights != filters * 112 * 9:
             raise CorruptWeightsError(
-                f"input convolution has {w['input']['weights'].size} weights; expected "
-                f"112 x 9 x {filters}"
+                f"input convolution has {input_weights} weights; expected 112 x 9 x {filters}"
             )
-        se_channels = len(residual[0]["se"]["b1"]) if residual and "se" in residual[0] else 0
-        if fmt.value == ValueFormat.PARAM:
-            raise UnsupportedNetworkError("VALUE_PARAM value heads are not supported (nor by lc0)")
-        value_outputs = _size(w, "ip2_val_b", "value head output")
-        if value_outputs not in (1, 3):
-            raise CorruptWeightsError(f"value head has {value_outputs} outputs; expected 1 or 3")
+        se_channels = 0
+        if residual and "se" in residual[0]:
+            se_channels = _size(residual[0]["se"], "b1", "residual.0.se")
+        value_outputs = _size(w, "ip2_val_b", "weights")
+        check_value_outputs(fmt, value_outputs, "ip2_val_b")
         has_mlh = fmt.moves_left == MovesLeftFormat.V1 and "moves_left" in w
         attention_policy = None
         if fmt.policy == PolicyFormat.ATTENTION:
@@ -343,14 +357,14 @@ class ResNet(LeelaNetwork):
             filters=filters,
             blocks=len(residual),
             se_channels=se_channels,
-            policy_channels=_out_channels(w["policy"], "policy")
+            policy_channels=_out_channels(_require(w, "policy", "weights"), "policy")
             if fmt.policy == PolicyFormat.CLASSICAL
             else 0,
-            value_channels=_out_channels(w["value"], "value"),
-            value_hidden=_size(w, "ip1_val_b", "value head hidden layer"),
+            value_channels=_out_channels(_require(w, "value", "weights"), "value"),
+            value_hidden=_size(w, "ip1_val_b", "weights"),
             value_outputs=value_outputs,
             moves_left_channels=_out_channels(w["moves_left"], "moves_left") if has_mlh else 0,
-            moves_left_hidden=_size(w, "ip1_mov_b", "moves-left hidden layer") if has_mlh else 0,
+            moves_left_hidden=_size(w, "ip1_mov_b", "weights") if has_mlh else 0,
             attention_policy=attention_policy,
         )
         net._load(w, has_mlh)
@@ -361,8 +375,9 @@ class ResNet(LeelaNetwork):
         for index, (block, source) in enumerate(
             zip(self.blocks, w.get("residual", []), strict=True)
         ):
-            block.conv1.load_lc0(source["conv1"], f"residual.{index}.conv1")
-            block.conv2.load_lc0(source["conv2"], f"residual.{index}.conv2")
+            where = f"residual.{index}"
+            block.conv1.load_lc0(_require(source, "conv1", where), f"{where}.conv1")
+            block.conv2.load_lc0(_require(source, "conv2", where), f"{where}.conv2")
             if block.se is not None:
                 se = source.get("se")
                 if se is None:
@@ -381,14 +396,14 @@ class ResNet(LeelaNetwork):
         head = self.policy_head
         if isinstance(head, ConvolutionPolicyHead):
             head.conv1.load_lc0(_require(w, "policy1", "weights"), "policy1")
-            weight, bias = fold_conv_block(w["policy"], "policy")
+            weight, bias = fold_conv_block(_require(w, "policy", "weights"), "policy")
             _copy(head.conv2.weight, weight, "policy.weights")
             _copy(head.conv2.bias, bias, "policy.biases")
         elif isinstance(head, ClassicalPolicyHead):
-            head.conv.load_lc0(w["policy"], "policy")
+            head.conv.load_lc0(_require(w, "policy", "weights"), "policy")
             _copy(head.fc.weight, _require(w, "ip_pol_w", "weights"), "ip_pol_w")
             _copy(head.fc.bias, _require(w, "ip_pol_b", "weights"), "ip_pol_b")
-        self.value_head.conv.load_lc0(w["value"], "value")
+        self.value_head.conv.load_lc0(_require(w, "value", "weights"), "value")
         for target, key in (
             (self.value_head.fc1.weight, "ip1_val_w"),
             (self.value_head.fc1.bias, "ip1_val_b"),
@@ -457,7 +472,8 @@ class ResNet(LeelaNetwork):
 
 def _require(node: dict[str, Any], key: str, where: str) -> Any:
     if key not in node:
-        raise CorruptWeightsError(f"the network is missing '{key}' (in {where})")
+        missing = key if where == "weights" else f"{where}.{key}"
+        raise CorruptWeightsError(f"the network is missing '{missing}'")
     return node[key]
 
 

@@ -44,6 +44,7 @@ from leelalab.lc0.weights.enums import (
     InputEmbedding,
     MovesLeftFormat,
     NetworkStructure,
+    PolicyFormat,
     ValueFormat,
 )
 from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
@@ -56,6 +57,7 @@ from leelalab.models.base import (
     ActivationFunction,
     LeelaNetwork,
     NetworkOutput,
+    check_value_outputs,
     default_activation,
     resolve_activation,
     value_to_wdl,
@@ -217,7 +219,10 @@ class TransformerNetwork(LeelaNetwork):
             x = block(x, self.smolgen_global)
         return self._heads(x)
 
+    _input_layer_name = "embedding"
+
     def residual_hook_name(self, layer: int) -> str:
+        self._check_layer(layer)
         return "embed.hook_out" if layer == -1 else f"blocks.{layer}.hook_resid_post"
 
     def run_from(self, layer: int, residual: torch.Tensor) -> NetworkOutput:
@@ -306,6 +311,11 @@ class _TransformerLoader:
         fmt, w = self.format, self.w
         if fmt.value == ValueFormat.PARAM:
             raise UnsupportedNetworkError("VALUE_PARAM value heads are not supported (nor by lc0)")
+        if fmt.policy != PolicyFormat.ATTENTION:
+            raise UnsupportedNetworkError(
+                f"policy format {fmt.policy.name} with an attention body is not supported "
+                "(attention bodies have attention policies)"
+            )
         encoders = w.get("encoder", [])
         if not encoders:
             raise UnsupportedNetworkError(
@@ -440,7 +450,7 @@ class _TransformerLoader:
             raise CorruptWeightsError("multihead network without a vanilla policy head")
         tokens = None
         if shared is not None:
-            tokens = nn.Linear(d_model, shared["ip_pol_b"].size)
+            tokens = nn.Linear(d_model, require_array(shared, "ip_pol_b", "policy_heads").size)
             load_linear(tokens, shared, "ip_pol_w", "ip_pol_b", "policy_heads")
         return heads, tokens
 
@@ -459,8 +469,7 @@ class _TransformerLoader:
         heads = {}
         for name, (node, where) in sources.items():
             outputs = require_array(node, "ip2_val_b", where).size
-            if outputs not in (1, 3):
-                raise CorruptWeightsError(f"{where}: value head has {outputs} outputs")
+            check_value_outputs(self.format, outputs, f"{where}.ip2_val_b")
             head = TokenHead(
                 d_model,
                 require_array(node, "ip_val_b", where).size,

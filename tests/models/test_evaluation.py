@@ -7,12 +7,20 @@ import numpy as np
 import pytest
 import torch
 
+from leelalab.errors import NonFiniteOutputError
 from leelalab.inference.networks import load_network
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models import build_network
-from leelalab.models.evaluation import evaluate, legal_policy, run_network
+from leelalab.models.evaluation import (
+    check_finite,
+    evaluate,
+    iter_evaluate,
+    legal_policy,
+    run_network,
+)
+from leelalab.models.outputs import NetworkOutput
 from positions import edge_case_boards, puzzle_line_boards
 
 
@@ -88,3 +96,41 @@ def test_compiled_evaluation_matches_eager() -> None:
         assert max((abs(x.policy[m] - y.policy[m]) for m in x.policy), default=0) < 1e-5
         assert np.allclose(x.wdl, y.wdl, atol=1e-5)
     torch._dynamo.reset()
+
+
+def _overflowing_network(source: str | None):
+    # Finite weights whose products overflow: what a corrupt (but finite) LINEAR16 range of
+    # +-1e30 does to a real file.
+    network = build_network(random_resnet_weights(seed=6, filters=16)).eval()
+    with torch.no_grad():
+        network.value_head.fc1.weight.mul_(1e30)
+        network.value_head.fc2.weight.mul_(1e30)
+    network.source = source
+    return network
+
+
+def test_non_finite_outputs_are_an_error_naming_the_network() -> None:
+    network = _overflowing_network("nets/absurd.pb.gz")
+    boards = [chess.Board(), chess.Board("8/8/8/4k3/8/8/8/4K2R w K - 0 1")]
+    message = r"^nets/absurd\.pb\.gz: the network's outputs are NaN or infinite for 2 of 2"
+    with pytest.raises(NonFiniteOutputError, match=message):
+        evaluate(network, boards)
+    with pytest.raises(NonFiniteOutputError, match=message):
+        next(iter_evaluate(network, boards))
+    planes = encoding.encode_boards(boards, 1, "lc0")
+    with pytest.raises(NonFiniteOutputError, match=message):
+        run_network(network, planes)
+    with pytest.raises(NonFiniteOutputError, match=r"^the ResNet: "):
+        run_network(_overflowing_network(None), planes)
+
+
+def test_the_guard_checks_every_output(tiny) -> None:
+    planes = torch.as_tensor(encoding.encode_boards([chess.Board()], 1, "lc0"))
+    output = run_network(tiny, planes)
+    assert output.moves_left is not None
+    for field in NetworkOutput._fields:
+        values = getattr(output, field).clone()
+        values.view(-1)[0] = float("nan")
+        with pytest.raises(NonFiniteOutputError, match="for 1 of 1"):
+            check_finite(tiny, output._replace(**{field: values}))
+    check_finite(tiny, output)

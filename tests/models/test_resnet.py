@@ -7,7 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError
+from leelalab.errors import (
+    CorruptWeightsError,
+    LayerIndexError,
+    NonFiniteWeightsError,
+    UnsupportedNetworkError,
+)
 from leelalab.lc0.weights import ValueFormat, with_format
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models import build_network
@@ -180,3 +185,100 @@ def test_channels_last_gives_identical_outputs() -> None:
     torch.testing.assert_close(out.policy_logits, reference.policy_logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(out.wdl, reference.wdl, rtol=1e-5, atol=1e-6)
     assert cache["blocks.1.hook_resid_post"].shape == (4, 64, 8)
+
+
+@pytest.mark.parametrize(
+    ("path", "missing"),
+    [
+        (("residual", 1, "conv1"), "residual.1.conv1"),
+        (("residual", 0, "conv2"), "residual.0.conv2"),
+        (("residual", 0, "se", "b1"), "residual.0.se.b1"),
+        (("input", "weights"), "input.weights"),
+        (("policy",), "policy"),
+        (("policy1",), "policy1"),
+        (("value",), "value"),
+        (("ip1_val_b",), "ip1_val_b"),
+    ],
+)
+def test_missing_sub_messages_are_named(path: tuple, missing: str) -> None:
+    weights = random_resnet_weights(seed=2)
+    node = weights.weights
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    with pytest.raises(CorruptWeightsError, match=f"missing '{missing}'"):
+        build_network(weights)
+
+
+def test_value_head_width_must_match_the_header() -> None:
+    wdl = random_resnet_weights(value="wdl")
+    with pytest.raises(CorruptWeightsError, match="value format CLASSICAL needs 1"):
+        build_network(with_format(wdl, value=ValueFormat.CLASSICAL))
+    classical = random_resnet_weights(value="classical")
+    with pytest.raises(CorruptWeightsError, match="value format WDL needs 3"):
+        build_network(with_format(classical, value=ValueFormat.WDL))
+
+
+def test_sizes_are_checked_before_memory_is_allocated(monkeypatch) -> None:
+    # A corrupt value head claiming 30,000 channels would need a 30,000 x 64 x 16 dense layer
+    # (123 MB); the meta-device dry run rejects it before anything real is allocated.
+    weights = random_resnet_weights(seed=3)
+    weights.weights["value"] = {
+        "weights": np.zeros(30_000 * 8, np.float32),
+        "biases": np.zeros(30_000, np.float32),
+    }
+    allocated: list[int] = []
+    original_init = torch.nn.Linear.__init__
+
+    def spy(self, in_features: int, out_features: int, *args, **kwargs) -> None:
+        original_init(self, in_features, out_features, *args, **kwargs)
+        if self.weight.device.type != "meta":
+            allocated.append(in_features * out_features)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", spy)
+    with pytest.raises(CorruptWeightsError, match="ip1_val_w"):
+        build_network(weights)
+    assert max(allocated, default=0) < 1_000_000
+
+
+def test_build_errors_name_the_source() -> None:
+    weights = random_resnet_weights()
+    del weights.weights["value"]
+    weights.source = "nets/broken.pb.gz"
+    with pytest.raises(CorruptWeightsError, match=r"^nets/broken\.pb\.gz: the network is missing"):
+        build_network(weights)
+
+
+def test_unexpected_build_failures_are_still_one_clear_error(monkeypatch) -> None:
+    def explode(_weights):
+        raise ValueError("a case nobody thought of")
+
+    monkeypatch.setattr(ResNet, "from_lc0", classmethod(lambda cls, w: explode(w)))
+    weights = random_resnet_weights()
+    weights.source = "odd.pb.gz"
+    with pytest.raises(CorruptWeightsError, match=r"^odd\.pb\.gz: .*please report a bug"):
+        build_network(weights)
+
+
+@pytest.mark.parametrize("layer", [-2, 2, 9])
+def test_out_of_range_layers_say_the_valid_range(layer: int) -> None:
+    net = build_network(random_resnet_weights(blocks=2))
+    net.source = "tiny.pb.gz"
+    message = r"^tiny\.pb\.gz: layer .* valid layers are -1 \(the input convolution\) to 1$"
+    with pytest.raises(LayerIndexError, match=message):
+        net.residual_hook_name(layer)
+    with pytest.raises(LayerIndexError, match=message):
+        net.run_from(layer, torch.zeros(1, 64, 8))
+    assert net.residual_hook_name(1) == "blocks.1.hook_resid_post"
+
+
+def test_batch_norm_folding_rejects_what_would_be_nan() -> None:
+    weights = random_resnet_weights(seed=5)
+    weights.weights["residual"][0]["conv1"]["bn_stddivs"][3] = -0.5  # a negative variance
+    with pytest.raises(CorruptWeightsError, match="residual.0.conv1': bn_stddivs .* 1 negative"):
+        build_network(weights)
+    weights = random_resnet_weights(seed=5)
+    weights.weights["input"]["bn_gammas"][:] = 3e38  # finite, but the folded weights overflow
+    weights.weights["input"]["weights"][:] = 100.0
+    with pytest.raises(NonFiniteWeightsError, match="'input': folding its batch norm overflows"):
+        build_network(weights)

@@ -6,8 +6,15 @@ import numpy as np
 import pytest
 import torch
 
+from leelalab.errors import CorruptWeightsError, LayerIndexError, UnsupportedNetworkError
 from leelalab.hooks import HookPoint
-from leelalab.lc0.weights import InputEmbedding, NetworkStructure, with_format
+from leelalab.lc0.weights import (
+    InputEmbedding,
+    NetworkStructure,
+    PolicyFormat,
+    ValueFormat,
+    with_format,
+)
 from leelalab.lc0.weights.synthetic import TRANSFORMER_SHAPES, random_transformer_weights
 from leelalab.models import TransformerNetwork, build_network
 
@@ -178,3 +185,25 @@ def test_export_round_trip(tmp_path, options: dict) -> None:
         a, b = network(planes), again(planes)
     torch.testing.assert_close(a.policy_logits, b.policy_logits, rtol=0, atol=0)
     torch.testing.assert_close(a.wdl, b.wdl, rtol=0, atol=0)
+
+
+def test_attention_bodies_need_an_attention_policy_and_matching_value_width() -> None:
+    weights = random_transformer_weights(seed=4)
+    with pytest.raises(UnsupportedNetworkError, match="policy format CONVOLUTION"):
+        build_network(with_format(weights, policy=PolicyFormat.CONVOLUTION))
+    with pytest.raises(CorruptWeightsError, match="value format CLASSICAL needs 1"):
+        build_network(with_format(weights, value=ValueFormat.CLASSICAL))
+
+
+def test_heads_must_split_the_attention_channels() -> None:
+    weights = random_transformer_weights(seed=4, d_model=32, heads=4, smolgen=None)
+    weights.weights["headcount"] = 3
+    with pytest.raises(CorruptWeightsError, match="do not split into 3 heads"):
+        build_network(weights)
+
+
+@pytest.mark.parametrize("layer", [-2, 2])
+def test_out_of_range_layers_name_the_embedding(layer: int) -> None:
+    net = build_network(random_transformer_weights(seed=4, layers=2))
+    with pytest.raises(LayerIndexError, match=r"-1 \(the input embedding\) to 1$"):
+        net.run_from(layer, torch.zeros(1, 64, 32))

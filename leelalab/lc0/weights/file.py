@@ -22,7 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from leelalab.errors import CorruptWeightsError, UnsupportedNetworkError, WeightsFileNotFoundError
+from leelalab.errors import (
+    CorruptWeightsError,
+    UnsupportedNetworkError,
+    WeightsError,
+    WeightsFileNotFoundError,
+    name_source,
+)
 from leelalab.lc0.weights import schema
 from leelalab.lc0.weights.description import NetworkDescription, describe
 from leelalab.lc0.weights.enums import (
@@ -37,12 +43,24 @@ from leelalab.lc0.weights.enums import (
     PolicyFormat,
     ValueFormat,
 )
-from leelalab.lc0.weights.layers import Linear16Formula, decode_layer, encode_layer
-from leelalab.lc0.weights.protobuf import Schema, decode, encode
+from leelalab.lc0.weights.layers import (
+    Linear16Formula,
+    decode_layer,
+    encode_layer,
+    layer_encoding,
+)
+from leelalab.lc0.weights.protobuf import Schema, StreamChecker, decode, encode
 
 _GZIP_MAGIC = b"\x1f\x8b"
-# Bound the decompressed size so a gzip bomb fails cleanly (BT4 is ~700 MB decompressed).
-_MAX_DECOMPRESSED_BYTES = 4 << 30
+MAX_NETWORK_BYTES = 2 << 30
+"""The default size limit of a decompressed network file (BT4 is ~700 MB): a bound on what a
+decompression bomb can cost."""
+_READ_CHUNK = 1 << 20
+_DECOMPRESS_PIECE = 1 << 20
+# Network weights are dense numbers, which gzip hardly shrinks (lc0 files: ~1.1-1.4:1). Past
+# 16 MB, a stream that has expanded more than 100:1 is a decompression bomb, not a network.
+_RATIO_CHECK_AFTER = 16 << 20
+_MAX_RATIO = 100
 
 
 @dataclass(frozen=True)
@@ -137,78 +155,171 @@ def _walk_layers(node: Any, prefix: str) -> Iterator[tuple[str, np.ndarray]]:
             yield from _walk_layers(value, f"{prefix}.{index}")
 
 
-def _read_file(path: str | os.PathLike[str]) -> bytes:
-    path = Path(path)
+def _read_network(path: Path, max_bytes: int) -> tuple[bytes | bytearray, str]:
+    """The decompressed ``Net`` message of a file, and the SHA-256 of the file as stored.
+
+    gzip files are decompressed in pieces while :class:`StreamChecker` walks the protobuf
+    structure, so garbage and decompression bombs fail within the first piece that shows
+    them, and nothing grows past ``max_bytes``.
+    """
     if not path.exists():
         raise WeightsFileNotFoundError(f"{path}: no such network file")
     if path.is_dir():
         raise WeightsFileNotFoundError(f"{path}: is a directory, not a network file")
-    return path.read_bytes()
-
-
-def _decompress(data: bytes, path: Path) -> bytes:
-    if not data:
+    size = path.stat().st_size
+    if size == 0:
         raise CorruptWeightsError(f"{path}: the file is empty")
-    if data[:2] == _GZIP_MAGIC:
+    if size > max_bytes:
+        raise CorruptWeightsError(
+            f"{path}: {size:,} bytes is more than the {max_bytes:,}-byte limit for a network "
+            "file (pass a larger max_bytes if this really is a network)"
+        )
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        head = handle.read(_READ_CHUNK)
+        if head[:2] != _GZIP_MAGIC:
+            data = head + handle.read()
+            digest.update(data)
+            return data, digest.hexdigest()
+        out = bytearray()
+        checker = StreamChecker(schema.NET, max_bytes=max_bytes)
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        chunk = head
+        read = 0
+        trailing = False  # bytes after the last gzip member, ignored as gzip does
         try:
-            decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            out = decompressor.decompress(data, _MAX_DECOMPRESSED_BYTES)
-            if decompressor.unconsumed_tail:
-                raise CorruptWeightsError(f"{path}: decompresses to more than 4 GiB")
+            while chunk:
+                digest.update(chunk)
+                read += len(chunk)
+                pending = b"" if trailing else chunk
+                while True:
+                    if decompressor.eof:
+                        # Concatenated gzip members are one stream (as gzip and lc0 read them).
+                        pending = decompressor.unused_data + pending
+                        if not pending:
+                            break
+                        if pending[:2] != _GZIP_MAGIC:
+                            trailing = True
+                            break
+                        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+                    if not pending:
+                        break
+                    piece = decompressor.decompress(pending, _DECOMPRESS_PIECE)
+                    pending = decompressor.unconsumed_tail
+                    if not piece:
+                        continue
+                    if len(out) + len(piece) > max_bytes:
+                        raise CorruptWeightsError(
+                            f"decompresses to more than the {max_bytes:,}-byte limit for a "
+                            "network (pass a larger max_bytes if this really is a network)"
+                        )
+                    out += piece
+                    if len(out) == len(piece):
+                        _check_not_legacy(out)  # (.txt.gz files are not protobuf at all)
+                    _check_structure(checker.feed, out)
+                    consumed = read - len(pending)
+                    if len(out) > _RATIO_CHECK_AFTER and len(out) > _MAX_RATIO * consumed:
+                        raise CorruptWeightsError(
+                            f"{len(out):,} bytes decompressed from {consumed:,} (more than "
+                            f"{_MAX_RATIO}:1): a decompression bomb, not a network (lc0 "
+                            "weights compress about 1.2:1)"
+                        )
+                chunk = handle.read(_READ_CHUNK)
             if not decompressor.eof:
-                raise CorruptWeightsError(f"{path}: truncated gzip data (the file is incomplete)")
-            return out
+                raise CorruptWeightsError("truncated gzip data (the file is incomplete)")
+            if not out:
+                raise CorruptWeightsError("the file is empty once decompressed")
+            _check_structure(checker.finish, len(out))
         except zlib.error as error:
             raise CorruptWeightsError(f"{path}: corrupt gzip data ({error})") from None
-    return data
+        except WeightsError as error:
+            raise name_source(error, path) from None
+    return out, digest.hexdigest()
+
+
+def _check_not_legacy(data: bytes | bytearray | memoryview) -> None:
+    if bytes(data[:2]) in (b"1\n", b"2\n"):
+        raise UnsupportedNetworkError(
+            f"legacy text weights (version {bytes(data[0:1]).decode()}) are not supported; "
+            "convert them with an old lc0 first"
+        )
+
+
+def _check_structure(step: Callable[[Any], None], argument: Any) -> None:
+    try:
+        step(argument)
+    except CorruptWeightsError as error:
+        raise CorruptWeightsError(f"not a valid lc0 network file ({error})") from None
 
 
 def load_weights(
-    path: str | os.PathLike[str], *, linear16: Linear16Formula = "v0.31"
+    path: str | os.PathLike[str],
+    *,
+    linear16: Linear16Formula = "v0.31",
+    max_bytes: int = MAX_NETWORK_BYTES,
 ) -> Lc0Weights:
     """Read an lc0 network file (``.pb.gz`` or uncompressed ``.pb``).
 
     Args:
         path: the file.
         linear16: the LINEAR16 decoding formula (see :data:`Linear16Formula`).
+        max_bytes: the largest (decompressed) network accepted; see :data:`MAX_NETWORK_BYTES`.
 
     Raises:
         WeightsFileNotFoundError: no such file.
-        CorruptWeightsError: truncated, not gzip/protobuf, wrong magic, inconsistent layers.
+        CorruptWeightsError: truncated, not gzip/protobuf, wrong magic, inconsistent layers,
+            too large (:class:`~leelalab.errors.NonFiniteWeightsError`: NaN/inf weights).
         UnsupportedNetworkError: legacy text weights, unknown format enums.
+
+    Every error message starts with the file name.
     """
-    raw = _read_file(path)
-    data = _decompress(raw, Path(path))
+    path = Path(path)
+    data, sha256 = _read_network(path, max_bytes)
     weights = parse_weights(data, source=str(path), linear16=linear16)
     # Hash the file as stored, so it matches `sha256sum` and run.json records.
-    weights.sha256 = hashlib.sha256(raw).hexdigest()
+    weights.sha256 = sha256
     return weights
 
 
 def parse_weights(
-    data: bytes, *, source: str = "<bytes>", linear16: Linear16Formula = "v0.31"
+    data: bytes | bytearray | memoryview,
+    *,
+    source: str = "<bytes>",
+    linear16: Linear16Formula = "v0.31",
 ) -> Lc0Weights:
-    """Parse the (decompressed) bytes of a ``Net`` message. See :func:`load_weights`."""
-    if data[:2] in (b"1\n", b"2\n"):
-        raise UnsupportedNetworkError(
-            f"{source}: legacy text weights (version {data[0:1].decode()}) are not supported; "
-            "convert them with an old lc0 first"
-        )
+    """Parse the (decompressed) bytes of a ``Net`` message. See :func:`load_weights`.
+
+    Error messages start with ``source``.
+    """
+    try:
+        return _parse_weights(data, source, linear16)
+    except WeightsError as error:
+        raise name_source(error, source) from None
+
+
+def _parse_weights(
+    data: bytes | bytearray | memoryview, source: str, linear16: Linear16Formula
+) -> Lc0Weights:
+    if not len(data):
+        raise CorruptWeightsError("the file is empty")
+    _check_not_legacy(data)
     try:
         message = decode(data, schema.NET)
     except CorruptWeightsError as error:
-        raise CorruptWeightsError(f"{source}: not a valid lc0 network file ({error})") from None
+        raise CorruptWeightsError(f"not a valid lc0 network file ({error})") from None
     if message.get("magic") != schema.MAGIC:
         raise CorruptWeightsError(
-            f"{source}: not an lc0 network file (bad magic "
+            "not an lc0 network file (bad magic "
             f"{message.get('magic', 'missing')!r}, expected 0x1c0)"
         )
     network_format = _fix_older_format(message)
+    check_network_format(network_format)
     counts: Counter[str] = Counter()
     weights = _decode_tree(message.get("weights", {}), schema.WEIGHTS, "", counts, linear16)
     version = message.get("min_version")
     file_format = message.get("format", {})
     try:
+        # lc0 never reads the file-level encoding (each layer has its own): kept for show.
         weights_encoding = Encoding(file_format.get("weights_encoding", 0))
     except ValueError:
         weights_encoding = Encoding.UNKNOWN
@@ -233,6 +344,25 @@ def parse_weights(
     )
 
 
+def check_network_format(fmt: NetworkFormat) -> None:
+    """Reject headers lc0 could not run, which would otherwise fail later (or print UNKNOWN).
+
+    Raises:
+        UnsupportedNetworkError: the input format, network structure, policy or value format
+            is 0 (unset).
+    """
+    for name, value in (
+        ("input format", fmt.input),
+        ("network structure", fmt.network),
+        ("policy format", fmt.policy),
+        ("value format", fmt.value),
+    ):
+        if value == 0:
+            raise UnsupportedNetworkError(
+                f"the header's {name} is 0 (unset/UNKNOWN); lc0 cannot run such a network"
+            )
+
+
 def _decode_tree(
     node: dict[str, Any],
     node_schema: Schema,
@@ -250,8 +380,8 @@ def _decode_tree(
                 raise AssertionError("lc0 has no repeated Layer fields")
             if not value.get("params"):
                 continue
-            counts[Encoding(value.get("encoding", 1) or 1).name] += 1
             out[key] = decode_layer(value, path, linear16)
+            counts[layer_encoding(value, path).name] += 1
         elif spec.message is not None:
             if spec.repeated:
                 out[key] = [

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from leelalab.errors import CorruptWeightsError
+from leelalab.errors import CorruptWeightsError, NonFiniteWeightsError
 from leelalab.lc0.weights.enums import Encoding
 
 Linear16Formula = Literal["v0.31", "v0.32"]
@@ -23,39 +23,70 @@ Linear16Formula = Literal["v0.31", "v0.32"]
 """
 
 
+def layer_encoding(layer: dict[str, Any], name: str = "layer") -> Encoding:
+    """The encoding of a ``Layer`` message: its ``encoding`` field, LINEAR16 when absent.
+
+    As lc0, an explicit value other than the four encodings (0 included) is an error.
+    """
+    if "encoding" not in layer:
+        return Encoding.LINEAR16
+    raw = layer["encoding"]
+    if raw not in _ENCODINGS:
+        known = ", ".join(f"{int(e)} ({e.name})" for e in _ENCODINGS)
+        raise CorruptWeightsError(f"layer '{name}' has unknown encoding {raw} (known: {known})")
+    return Encoding(raw)
+
+
+_ENCODINGS = (Encoding.LINEAR16, Encoding.FLOAT16, Encoding.BFLOAT16, Encoding.FLOAT32)
+
+
 def decode_layer(
     layer: dict[str, Any], name: str = "layer", linear16: Linear16Formula = "v0.31"
 ) -> np.ndarray:
-    """Decode a ``Layer`` message to a 1-D float32 array (empty if the layer is absent)."""
+    """Decode a ``Layer`` message to a 1-D float32 array (empty if the layer is absent).
+
+    Raises:
+        CorruptWeightsError: an unknown encoding, or a byte count that does not fit it.
+        NonFiniteWeightsError: NaN or infinite numbers (a LINEAR16 range, decoded values).
+    """
     params = layer.get("params")
     if params is None or len(params) == 0:
         return np.zeros(0, dtype=np.float32)
-    encoding = layer.get("encoding", Encoding.LINEAR16) or Encoding.LINEAR16
-    try:
-        encoding = Encoding(encoding)
-    except ValueError:
-        raise CorruptWeightsError(f"layer '{name}' has unknown encoding {encoding}") from None
+    encoding = layer_encoding(layer, name)
     element_size = 4 if encoding == Encoding.FLOAT32 else 2
     if len(params) % element_size:
         raise CorruptWeightsError(
             f"layer '{name}': {len(params)} bytes is not a whole number of {encoding.name} values"
         )
     if encoding == Encoding.LINEAR16:
-        codes = np.frombuffer(params, dtype="<u2").astype(np.float32)
         low = np.float32(layer.get("min_val", 0.0))
         high = np.float32(layer.get("max_val", 0.0))
+        if not (np.isfinite(low) and np.isfinite(high)):
+            raise NonFiniteWeightsError(
+                f"layer '{name}' has a non-finite LINEAR16 range (min_val {float(low)}, "
+                f"max_val {float(high)})"
+            )
+        codes = np.frombuffer(params, dtype="<u2").astype(np.float32)
         t = codes / np.float32(65535.0)
-        if linear16 == "v0.31":
-            values = t * (high - low) + low
-        else:
-            values = low * (np.float32(1.0) - t) + high * t
-        return values.astype(np.float32)
-    if encoding == Encoding.FLOAT16:
-        return np.frombuffer(params, dtype="<f2").astype(np.float32)
-    if encoding == Encoding.BFLOAT16:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if linear16 == "v0.31":
+                values = t * (high - low) + low
+            else:
+                values = low * (np.float32(1.0) - t) + high * t
+    elif encoding == Encoding.FLOAT16:
+        values = np.frombuffer(params, dtype="<f2").astype(np.float32)
+    elif encoding == Encoding.BFLOAT16:
         upper = np.frombuffer(params, dtype="<u2").astype(np.uint32) << 16
-        return upper.view(np.float32)
-    return np.frombuffer(params, dtype="<f4").astype(np.float32)
+        values = upper.view(np.float32)
+    else:
+        values = np.frombuffer(params, dtype="<f4").astype(np.float32)
+    if not np.isfinite(values).all():
+        bad = int(np.count_nonzero(~np.isfinite(values)))
+        raise NonFiniteWeightsError(
+            f"layer '{name}' ({encoding.name}) decodes to {bad:,} non-finite values (NaN/inf) "
+            f"of {values.size:,}"
+        )
+    return values.astype(np.float32, copy=False)
 
 
 def encode_layer(

@@ -102,19 +102,23 @@ def _net_bytes(**fields) -> bytes:
     return encode(message, NET)
 
 
+# Input, policy and value formats of an attention-body header (lc0 does not fill them in).
+_HEADS = {"input": 1, "policy": 3, "value": 2}
+
+
 def test_header_normalisation_follows_lc0() -> None:
     # No network_format at all: classical 112, classical heads.
     fmt = parse_weights(_net_bytes()).format
     assert (fmt.input, fmt.network, fmt.policy, fmt.value) == (1, 3, 1, 1)
     # NETWORK_CLASSICAL / NETWORK_SE get head formats.
-    fmt = parse_weights(_net_bytes(format={"network_format": {"network": 1}})).format
+    fmt = parse_weights(_net_bytes(format={"network_format": {"network": 1, "input": 1}})).format
     assert (fmt.network, fmt.policy, fmt.value) == (3, 1, 1)
     fmt = parse_weights(_net_bytes(format={"network_format": {"network": 2, "input": 2}})).format
     assert (fmt.network, fmt.policy, fmt.value, fmt.input) == (4, 1, 1, 2)
     # An attention body written with an old protobuf (network 4 with encoders) and smolgen.
     layer = {"params": b"\x00\x00", "min_val": 0.0, "max_val": 1.0}
     old = _net_bytes(
-        format={"network_format": {"network": 4}},
+        format={"network_format": {"network": 4, **_HEADS}},
         weights={"encoder": [{"ln1_gammas": layer}], "smolgen_w": layer},
     )
     fmt = parse_weights(old).format
@@ -123,7 +127,7 @@ def test_header_normalisation_follows_lc0() -> None:
     assert fmt.input_embedding == InputEmbedding.PE_MAP
     # Network 6 with multihead fields becomes 7 with the dense embedding.
     multi = _net_bytes(
-        format={"network_format": {"network": 6}},
+        format={"network_format": {"network": 6, **_HEADS}},
         weights={
             "policy_heads": {"ip_pol_b": layer},
             "value_heads": {"winner": {"ip_val_b": layer}},
@@ -132,7 +136,7 @@ def test_header_normalisation_follows_lc0() -> None:
     fmt = parse_weights(multi).format
     assert (fmt.network, fmt.input_embedding) == (7, InputEmbedding.PE_DENSE)
     # 134 (legacy attention body, multihead) becomes 7.
-    fmt = parse_weights(_net_bytes(format={"network_format": {"network": 134}})).format
+    fmt = parse_weights(_net_bytes(format={"network_format": {"network": 134, **_HEADS}})).format
     assert fmt.network == 7
     # Explicit values are kept.
     fmt = parse_weights(
@@ -189,5 +193,86 @@ def test_bad_files_name_the_problem(
 ) -> None:
     path = tmp_path / "net.pb"
     path.write_bytes(content)
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as caught:
         load_weights(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize(
+    ("field", "name"),
+    [
+        ("input", "input format"),
+        ("network", "network structure"),
+        ("policy", "policy format"),
+        ("value", "value format"),
+    ],
+)
+def test_unset_header_enums_are_rejected_at_load(tmp_path: Path, field: str, name: str) -> None:
+    # A header lc0 cannot run is an error at load, not "UNKNOWN" in `leelalab info` and a
+    # raw error at the first evaluation.
+    header = random_resnet_weights().format.to_message()
+    header[field] = 0
+    message = {
+        "magic": 0x1C0,
+        "min_version": {"major": 0, "minor": 21, "patch": 0},
+        "format": {"weights_encoding": 1, "network_format": header},
+    }
+    path = tmp_path / "net.pb"
+    path.write_bytes(encode(message, NET))
+    with pytest.raises(UnsupportedNetworkError, match=f"{name} is 0") as caught:
+        load_weights(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_in_memory_errors_name_their_source() -> None:
+    with pytest.raises(CorruptWeightsError, match=r"^download of net\.pb: not a valid lc0"):
+        parse_weights(bytes(16), source="download of net.pb")
+    bad_layer = encode(
+        {"magic": 0x1C0, "weights": {"input": {"weights": {"params": b"\0\0", "encoding": 7}}}},
+        NET,
+    )
+    with pytest.raises(CorruptWeightsError, match=r"^mem: layer 'input.weights' has unknown"):
+        parse_weights(bad_layer, source="mem")
+
+
+def test_concatenated_gzip_members_and_trailing_bytes(tmp_path: Path) -> None:
+    weights = random_resnet_weights()
+    data = encode_weights(weights)
+    expected = load_weights(save_weights(weights, tmp_path / "one.pb")).parameter_count
+    path = tmp_path / "members.pb.gz"
+    path.write_bytes(gzip.compress(data[:100]) + gzip.compress(data[100:]))
+    assert load_weights(path).parameter_count == expected
+    path.write_bytes(gzip.compress(data) + b"trailing garbage, ignored as gzip does")
+    assert load_weights(path).parameter_count == expected
+    path.write_bytes(gzip.compress(data) + gzip.compress(b"more")[:6])
+    with pytest.raises(CorruptWeightsError, match="truncated gzip"):
+        load_weights(path)
+
+
+def test_size_limits(tmp_path: Path) -> None:
+    weights = random_resnet_weights()
+    raw = save_weights(weights, tmp_path / "net.pb")
+    packed = save_weights(weights, tmp_path / "net.pb.gz")
+    for path in (raw, packed):
+        with pytest.raises(CorruptWeightsError, match="1,000-byte limit") as caught:
+            load_weights(path, max_bytes=1000)
+        assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_a_valid_looking_bomb_stops_at_the_compression_ratio(tmp_path: Path) -> None:
+    # Correct structure (a 24 MB layer of zeros): nothing is wrong until the end, but no
+    # network compresses 1000:1.
+    message = {"magic": 0x1C0, "weights": {"input": {"weights": {"params": bytes(24 << 20)}}}}
+    path = tmp_path / "bomb.pb.gz"
+    path.write_bytes(gzip.compress(encode(message, NET), compresslevel=9))
+    with pytest.raises(CorruptWeightsError, match="decompression bomb") as caught:
+        load_weights(path)
+    assert str(caught.value).startswith(f"{path}: ")
+
+
+def test_gzipped_legacy_text_weights_are_named_as_such(tmp_path: Path) -> None:
+    path = tmp_path / "old.txt.gz"
+    path.write_bytes(gzip.compress(b"2\n" + b"0.1 0.2 0.3\n" * 1000))
+    with pytest.raises(UnsupportedNetworkError, match="legacy text weights") as caught:
+        load_weights(path)
+    assert str(caught.value).startswith(f"{path}: ")

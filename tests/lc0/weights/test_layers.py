@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leelalab.errors import CorruptWeightsError
+from leelalab.errors import CorruptWeightsError, NonFiniteWeightsError
 from leelalab.lc0.weights import Encoding, decode_layer, encode_layer
 from leelalab.lc0.weights.synthetic import grid_linear16_range, snap_to_grid
 
@@ -77,3 +77,43 @@ def test_bad_sizes_and_encodings_raise() -> None:
         decode_layer({"params": b"\x00\x00\x00", "encoding": 4}, "fc")
     with pytest.raises(CorruptWeightsError, match="unknown encoding 9"):
         decode_layer({"params": b"\x00\x00", "encoding": 9}, "fc")
+
+
+def test_encodings_follow_lc0() -> None:
+    # Absent means LINEAR16; any explicit value but the four encodings is an error (0 too,
+    # as lc0's LayerAdapter throws "Unknown layer encoding" for it).
+    assert decode_layer(_linear16([65535], 0.0, 2.0)).tolist() == [2.0]
+    for value in (0, 5, 99, 2**64 - 1):
+        with pytest.raises(CorruptWeightsError, match=f"layer 'fc' has unknown encoding {value}"):
+            decode_layer({**_linear16([0], 0.0, 1.0), "encoding": value}, "fc")
+
+
+@pytest.mark.parametrize(
+    ("low", "high"),
+    [(float("nan"), 1.0), (0.0, float("inf")), (float("-inf"), 0.0), (float("nan"), float("nan"))],
+)
+def test_non_finite_linear16_ranges_raise(low: float, high: float) -> None:
+    with pytest.raises(NonFiniteWeightsError, match="layer 'conv' has a non-finite LINEAR16"):
+        decode_layer(_linear16([0, 1], low, high), "conv")
+
+
+def test_a_finite_range_that_overflows_raises() -> None:
+    # max - min = 6.8e38 overflows float32: the decoded values would be inf/NaN.
+    with pytest.raises(NonFiniteWeightsError, match="non-finite values"):
+        decode_layer(_linear16([0, 30000, 65535], -3.4e38, 3.4e38), "conv")
+    # A huge but representable range decodes (the output guard catches what it does later).
+    assert np.isfinite(decode_layer(_linear16([0, 65535], -1e30, 1e30), "conv")).all()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "raw"),
+    [
+        (Encoding.FLOAT16, np.array([1.0, np.inf], "<f2").tobytes()),
+        (Encoding.FLOAT16, np.array([0x7E00], "<u2").tobytes()),  # NaN
+        (Encoding.BFLOAT16, np.array([0x3F80, 0x7F80], "<u2").tobytes()),  # 1, inf
+        (Encoding.FLOAT32, np.array([np.nan, 2.0], "<f4").tobytes()),
+    ],
+)
+def test_non_finite_float_values_raise(encoding: Encoding, raw: bytes) -> None:
+    with pytest.raises(NonFiniteWeightsError, match=f"layer 'w' \\({encoding.name}\\) decodes"):
+        decode_layer({"params": raw, "encoding": int(encoding)}, "w")

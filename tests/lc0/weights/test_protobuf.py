@@ -5,7 +5,14 @@ import struct
 import pytest
 
 from leelalab.errors import CorruptWeightsError
-from leelalab.lc0.weights.protobuf import Field, decode, encode
+from leelalab.lc0.weights.protobuf import (
+    MAX_FIELD_NUMBER,
+    MAX_FIELDS,
+    Field,
+    StreamChecker,
+    decode,
+    encode,
+)
 
 INNER = {1: Field("x", "uint32"), 2: Field("ys", "uint32", repeated=True)}
 OUTER = {
@@ -91,3 +98,92 @@ def test_wrong_wire_type_raises() -> None:
 def test_encode_rejects_unknown_keys() -> None:
     with pytest.raises(KeyError, match="typo"):
         encode({"typo": 1}, OUTER)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (bytes(8), "field number 0"),  # zeros: what a decompression bomb is made of
+        (bytes([0x02, 0x00]), "field number 0"),  # field 0, length-delimited
+        (bytes([0x0E]), "wire type 6"),
+        (bytes([0x0F]), "wire type 7"),
+        (bytes([0x0C]), "wire type 4"),
+        (bytes([0xF8, 0xFF, 0xFF, 0xFF, 0x7F]), "too large"),  # field 2**32 - 1
+        (bytes([0x78] + [0xFF] * 9 + [0x02]), "overflows 64 bits"),  # unknown field 15
+    ],
+)
+def test_impossible_keys_are_rejected(data: bytes, message: str) -> None:
+    with pytest.raises(CorruptWeightsError, match=message):
+        decode(data, OUTER)
+
+
+def test_the_largest_field_number_is_accepted_and_skipped() -> None:
+    value, key = MAX_FIELD_NUMBER << 3, bytearray()  # an unknown varint field
+    while value > 0x7F:
+        key.append((value & 0x7F) | 0x80)
+        value >>= 7
+    key.append(value)
+    assert decode(bytes(key) + b"\x00" + bytes.fromhex("08ac02"), INNER) == {"x": 300}
+
+
+def test_millions_of_tiny_fields_are_rejected() -> None:
+    # Valid wire data (an unknown varint field, over and over), but no lc0 network has
+    # anywhere near that many fields; the bound keeps parsing time bounded.
+    tiny_fields = bytes([0x78, 0x00]) * (MAX_FIELDS + 1)
+    with pytest.raises(CorruptWeightsError, match="more than 100,000 fields"):
+        decode(tiny_fields, INNER)
+    assert decode(bytes([0x78, 0x00]) * 1000, INNER) == {}
+    with pytest.raises(CorruptWeightsError, match="fields"):
+        decode(bytes([0x12, 0x02, 0x01, 0x02]) * 10, INNER, max_fields=20)  # packed values count
+
+
+def test_many_repeats_of_a_singular_message_merge_in_place() -> None:
+    one = encode({"inner": {"ys": [1]}}, OUTER)
+    assert decode(one * 5000, OUTER)["inner"] == {"ys": [1] * 5000}
+
+
+def _nested_message() -> bytes:
+    return encode(
+        {
+            "magic": 0x1C0,
+            "name": "x" * 300,
+            "blob": bytes(range(256)) * 3,
+            "inner": {"x": 2**40, "ys": [1, 2**35]},
+            "items": [{"x": i, "ys": [i] * 3} for i in range(20)],
+        },
+        OUTER,
+    ) + bytes([0x78, 0x05, 0x82, 0x01, 0x02, 0xAA, 0xBB])  # unknown fields too
+
+
+@pytest.mark.parametrize("piece", [1, 2, 7, 64, 10_000])
+def test_stream_checker_accepts_valid_data_fed_in_pieces(piece: int) -> None:
+    data = _nested_message()
+    checker = StreamChecker(OUTER, max_bytes=1 << 20)
+    for end in range(piece, len(data) + piece, piece):
+        checker.feed(data[:end])
+    checker.finish(len(data))
+
+
+def test_stream_checker_rejects_garbage_at_its_first_byte() -> None:
+    checker = StreamChecker(OUTER, max_bytes=1 << 30)
+    with pytest.raises(CorruptWeightsError, match="field number 0"):
+        checker.feed(bytes(1 << 20))
+    # ... and inside a nested message, before the message's end has arrived.
+    start = bytes([0x2A]) + bytes([0x80, 0x80, 0x40])  # field 5 (inner), length 1 MiB
+    checker = StreamChecker(OUTER, max_bytes=1 << 30)
+    with pytest.raises(CorruptWeightsError, match="field number 0"):
+        checker.feed(start + bytes(16))
+
+
+def test_stream_checker_rejects_lengths_beyond_the_limit_and_truncation() -> None:
+    checker = StreamChecker(OUTER, max_bytes=1000)
+    with pytest.raises(CorruptWeightsError, match="beyond the 1,000-byte size limit"):
+        checker.feed(bytes([0x22, 0xE8, 0x07]))  # field 4 (bytes), 1000 bytes after 3
+    checker = StreamChecker(OUTER, max_bytes=1000)
+    with pytest.raises(CorruptWeightsError, match="runs past the end of its message"):
+        checker.feed(bytes([0x2A, 0x02, 0x12, 0x05, 0x00]))  # inner: a 5-byte field in 2
+    data = _nested_message()
+    checker = StreamChecker(OUTER, max_bytes=1 << 20)
+    checker.feed(data[:-3])
+    with pytest.raises(CorruptWeightsError, match="truncated"):
+        checker.finish(len(data) - 3)
