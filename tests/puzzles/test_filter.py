@@ -139,7 +139,9 @@ def test_resume_after_interruption_gives_identical_output(nets, tmp_path: Path) 
     run = json.loads((partial / "run.json").read_text())
     assert run["stage_counts"] == full.counts and len(run["input_sha256"]) == 64
     assert run["strong"]["sha256"] == strong.sha256 and run["thresholds"]["hard"] == 0.05
-    with pytest.raises(LeelaLabError, match="other inputs or settings"):
+    with pytest.raises(
+        LeelaLabError, match=r"other settings \(differing: limit\); pass --overwrite"
+    ):
         filter_puzzles(strong, weak, source, partial, limit=61, chunk_size=16, progress=False)
 
 
@@ -151,6 +153,7 @@ def test_export_contract(nets, tmp_path: Path) -> None:
         record = json.loads(line)
         assert set(record) == {
             "id",
+            "fen",
             "moves",
             "strong_pv_probs",
             "weak_pv_probs",
@@ -170,7 +173,7 @@ def test_export_contract(nets, tmp_path: Path) -> None:
             "forcing",
             "different_targets",
         }
-    with pytest.raises(LeelaLabError, match="no dataset"):
+    with pytest.raises(LeelaLabError, match="no such dataset directory"):
         export_dataset(tmp_path / "missing", tmp_path / "x.jsonl")
 
 
