@@ -186,7 +186,7 @@ def test_eval_refuses_old_probes_and_stores_of_training_puzzles_only(store, tmp_
     train_probes(
         store,
         out,
-        ProbeConfig(seeds=[0], control=False),
+        ProbeConfig(seeds=[0], control=False, epochs=1),
         hooks=["blocks.1.hook_resid_post"],
         progress=False,
     )
