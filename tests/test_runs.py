@@ -151,3 +151,11 @@ def test_directories_that_are_not_runs_are_never_replaced(tmp_path) -> None:
     with RunDirectory(old, {"b": 1}, overwrite=True):
         pass
     assert sorted(p.name for p in old.iterdir()) == ["settings.json"]
+
+
+def test_chunked_run_without_with_creates_its_directory_on_first_write(tmp_path) -> None:
+    run = ChunkedRun(tmp_path / "run", {"a": 1})
+    assert not (tmp_path / "run").exists()  # inspecting creates nothing
+    run.write_chunk(0, {"x": np.arange(3)})
+    assert run.done(0) and (tmp_path / "run" / "settings.json").is_file()
+    assert ChunkedRun(tmp_path / "run", {"a": 1}).resuming

@@ -139,13 +139,11 @@ class _ZstdReader(io.RawIOBase):
         self._pending = b""
         self._offset = 0
         self._finished = False
+        self.compressed_position = 0
+        """Compressed bytes read from the file so far."""
 
     def readable(self) -> bool:
         return True
-
-    @property
-    def compressed_position(self) -> int:
-        return self._file.tell()
 
     def _feed(self, block: bytes) -> None:
         out = []
@@ -155,7 +153,7 @@ class _ZstdReader(io.RawIOBase):
             except self._error as error:
                 raise PuzzleFileError(
                     f"{self._path}: not a valid zstd file ({error}); near compressed byte "
-                    f"{self._file.tell()}"
+                    f"{self.compressed_position}"
                 ) from None
             if self._frame.eof:
                 block = self._frame.unused_data
@@ -170,6 +168,7 @@ class _ZstdReader(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         while self._offset >= len(self._pending) and not self._finished:
             block = self._file.read(1 << 16)
+            self.compressed_position += len(block)
             if not block:
                 if self._in_frame:
                     raise PuzzleFileError(
@@ -197,6 +196,8 @@ class _Lines:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.number = 0
+        self.too_long = False
+        self._bytes = 0
         if path.suffix == ".zst":
             self._zstd: _ZstdReader | None = _ZstdReader(path)
             self._handle: io.BufferedReader = io.BufferedReader(self._zstd, 1 << 20)
@@ -206,7 +207,8 @@ class _Lines:
 
     @property
     def position(self) -> int:
-        return self._zstd.compressed_position if self._zstd else self._handle.tell()
+        """Bytes of the file read so far (compressed bytes for ``.zst``)."""
+        return self._zstd.compressed_position if self._zstd else self._bytes
 
     def next_line(self) -> str | None:
         """The next line without its line ending, ``None`` at the end of the file. A line
@@ -217,10 +219,13 @@ class _Lines:
         if not data:
             return None
         self.number += 1
+        self._bytes += len(data)
         if len(data) > MAX_LINE_BYTES and not data.endswith(b"\n"):
             self.too_long = True
-            while (rest := self._handle.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
-                pass
+            while rest := self._handle.readline(MAX_LINE_BYTES):
+                self._bytes += len(rest)
+                if rest.endswith(b"\n"):
+                    break
             return ""
         try:
             return data.decode("utf-8").rstrip("\r\n")

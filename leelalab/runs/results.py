@@ -220,6 +220,7 @@ class RunDirectory:
         self.overwrite = overwrite
         self.what = what
         self.resuming = False
+        self.opened = False
         self._created: list[Path] = []
         self._inspect()
 
@@ -283,6 +284,7 @@ class RunDirectory:
             write_text_atomically(
                 self.path / SETTINGS_FILE, json.dumps(self.settings, indent=2, sort_keys=True)
             )
+        self.opened = True
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
@@ -318,6 +320,12 @@ class ChunkedRun(RunDirectory):
     def chunk_path(self, number: int) -> Path:
         return self.chunks / f"{number:05d}.h5"
 
+    def _open(self) -> None:
+        """Create the directory on first write when used without ``with`` (then nothing is
+        cleaned up on failure)."""
+        if not self.opened:
+            self.__enter__()
+
     def done(self, number: int) -> bool:
         return self.chunk_path(number).is_file()
 
@@ -327,6 +335,7 @@ class ChunkedRun(RunDirectory):
         arrays: Mapping[str, np.ndarray | list[str]],
         attrs: Mapping[str, Any] = {},
     ) -> None:
+        self._open()
         write_h5_atomically(self.chunk_path(number), arrays, attrs)
 
     def iter_chunks(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]:
@@ -335,6 +344,7 @@ class ChunkedRun(RunDirectory):
 
     def merge(self, name: str, attrs: Mapping[str, Any]) -> Path:
         """Concatenate every chunk (axis 0) into ``output/name``."""
+        self._open()
         parts: dict[str, list[np.ndarray]] = {}
         for arrays, _ in self.iter_chunks():
             for key, value in arrays.items():
@@ -345,6 +355,7 @@ class ChunkedRun(RunDirectory):
         return path
 
     def write_run_json(self, record: Mapping[str, Any]) -> Path:
+        self._open()
         path = self.output / "run.json"
         write_text_atomically(path, json.dumps({**self.settings, **record}, indent=2))
         return path
