@@ -139,6 +139,7 @@ def run_coupling(
     seed: int = 0,
     chunk_size: int = 64,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Network values along every structural line, Stockfish on a sample; resumable."""
     from leelalab.models.evaluation import evaluate
@@ -146,13 +147,18 @@ def run_coupling(
 
     binary = find_stockfish(stockfish)
     directory, output = Path(directory), Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     table = PuzzleTable.from_dataset(directory)
     chosen = coupling_sample(table, sample, seed)
     rows = np.nonzero(table.strata["structural"])[0].tolist()
     if not rows:
         raise LeelaLabError(f"{directory}: no puzzle with two solver moves (not mate-in-1)")
-    cache = ScoreCache(output / STOCKFISH_CACHE)
+    # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
+    cache: Any = None
+
+    def open_cache(directory: Path) -> None:
+        nonlocal cache
+        cache = ScoreCache(directory / STOCKFISH_CACHE)
+
     try:
         engine = chess.engine.SimpleEngine.popen_uci(binary, timeout=60)
         engine.configure({"Threads": 1, "Hash": 64})
@@ -222,10 +228,13 @@ def run_coupling(
             chunk_size=chunk_size,
             description="coupling",
             progress=progress,
+            overwrite=overwrite,
+            before=open_cache,
         )
     finally:
         engine.quit()
-        cache.close()
+        if cache is not None:
+            cache.close()
     return path
 
 

@@ -48,6 +48,7 @@ def run_strata_patching(
     chunk_size: int = 8,
     progress: bool = True,
     thresholds: CorruptionThresholds | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Corrupt, then patch, the paper stratum and an unfiltered sample; returns counts and
     the patching results path. ``thresholds``: the corruption search's (default: the
@@ -57,17 +58,23 @@ def run_strata_patching(
     from leelalab.runs.results import write_text_atomically
 
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     sample = strata_sample(directory, unfiltered, seed=seed)
     union = sorted(set(sample["paper"]) | set(sample["unfiltered"]))
     if not union:
         raise LeelaLabError(f"{directory}: neither stratum has a puzzle")
+    counts = corrupt_dataset(directory, strong, weak, thresholds, ids=union, progress=progress)
+    path = run_residual_patching(
+        strong,
+        directory,
+        output,
+        ids=union,
+        chunk_size=chunk_size,
+        progress=progress,
+        overwrite=overwrite,
+    )
+    # Written after the patching run made the directory (a deterministic function of seed).
     write_text_atomically(
         output / SAMPLE_FILE,
         json.dumps({"seed": seed, "unfiltered_sample": unfiltered, **sample}, indent=2),
-    )
-    counts = corrupt_dataset(directory, strong, weak, thresholds, ids=union, progress=progress)
-    path = run_residual_patching(
-        strong, directory, output, ids=union, chunk_size=chunk_size, progress=progress
     )
     return {"corruptions": counts, "patching": str(path), "puzzles": len(union)}

@@ -89,6 +89,7 @@ def find_refutations(
     settings: RefutationSettings | None = None,
     chunk_size: int = 8,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Depth-k refutations and controls for a sample of a filter run's puzzles.
 
@@ -101,7 +102,6 @@ def find_refutations(
     puzzles = select_puzzles(
         directory, stratum=stratum, min_moves=min_moves, sample=sample, seed=seed
     )
-    output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with StockfishOracle(
         stockfish, nodes=settings.nodes, cache=output / "stockfish_cache.jsonl"
@@ -143,6 +143,7 @@ def find_refutations(
             chunk_size=chunk_size,
             description="refutations",
             progress=progress,
+            overwrite=overwrite,
         )
         analyses = oracle.analyses
     summary = summarize_search(path)

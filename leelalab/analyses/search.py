@@ -262,6 +262,7 @@ def run_search_budgets(
     chunk_size: int = 8,
     benchmark: bool = True,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Search every solver position of a stratified sample with every network and budget.
 
@@ -286,7 +287,6 @@ def run_search_budgets(
         raise LeelaLabError("--workers must be at least 1")
     dataset = Path(dataset)
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
     records = [puzzle.record for puzzle in iter_dataset(dataset, selected_only=False)]
     if not records:
         raise LeelaLabError(f"{dataset}: the dataset holds no puzzle")
@@ -315,7 +315,13 @@ def run_search_budgets(
     reference = reference or {}
     torch.set_num_threads(1)
     torch_networks = {name: load_network(path) for name, path in paths.items()}
-    cache = SearchCache(output / CACHE_FILE)
+    # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
+    cache: Any = None
+
+    def open_cache(directory: Path) -> None:
+        nonlocal cache
+        cache = SearchCache(directory / CACHE_FILE)
+
     pools = {name: EnginePool(paths[name], binary, workers) for name in paths}
     index_of = {record["id"]: i for i, record in enumerate(sample.records)}
 
@@ -406,11 +412,14 @@ def run_search_budgets(
             chunk_size=chunk_size,
             description="lc0 searches",
             progress=progress,
+            overwrite=overwrite,
+            before=open_cache,
         )
     finally:
         for pool in pools.values():
             pool.close()
-        cache.close()
+        if cache is not None:
+            cache.close()
     arrays, _ = read_h5(path)
     run_path = output / "run.json"
     run = json.loads(run_path.read_text(encoding="utf-8"))

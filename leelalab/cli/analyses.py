@@ -18,6 +18,7 @@ from leelalab.cli.common import (
     add_command,
     add_group,
     add_no_progress,
+    add_overwrite,
     add_seed,
     note,
     positive_int,
@@ -93,6 +94,7 @@ def cmd_strata_patching(args: argparse.Namespace) -> int:
         unfiltered=args.unfiltered,
         seed=args.seed,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     counts = result["corruptions"]
     print(
@@ -140,6 +142,7 @@ def cmd_coupling(args: argparse.Namespace) -> int:
         sample=args.sample,
         seed=args.seed,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     tables = coupling_tables(args.directory, path, threshold=args.threshold, seed=args.seed)
     write_tables(tables, Path(args.output) / "coupling_tables.json")
@@ -184,6 +187,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         workers=args.workers,
         lc0=args.lc0,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     results = BudgetResults.load(path)
     _print_search(results)
@@ -353,6 +357,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         help="patching results directory (resumable)",
     )
     patching.add_argument("--net", default=None, help="strong network (default: the filter's)")
+    add_overwrite(patching)
     patching.add_argument("--weak", default=None, help="weak network (default: the filter's)")
     patching.add_argument(
         "--unfiltered",
@@ -389,6 +394,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         help="results directory (resumable; Stockfish cache inside)",
     )
     coupling.add_argument("--net", default=None, help="strong network (default: the filter's)")
+    add_overwrite(coupling)
     coupling.add_argument("--stockfish", help="Stockfish binary (default: PATH, /usr/games)")
     coupling.add_argument("--depth", type=positive_int, default=12, help="Stockfish depth")
     coupling.add_argument(
@@ -413,6 +419,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         required=True,
         help="results directory (resumable; lc0 search cache inside)",
     )
+    add_overwrite(search)
     search.add_argument(
         "--strong", "--net", dest="strong", help="strong network file (default: the filter's)"
     )

@@ -11,13 +11,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
-
-from leelalab.errors import LeelaLabError
 
 DEFAULT_NETWORK = "maia-1900"
 HISTORY_CHOICES = ("lc0", "none", "repeat")
@@ -190,14 +187,9 @@ def network_from_dataset(args: argparse.Namespace, directory: str | Path | None 
     name = args.net
     directory = Path(directory if directory is not None else args.directory)
     if name is None:
-        settings = directory / "settings.json"
-        try:
-            name = json.loads(settings.read_text(encoding="utf-8"))["strong"]["source"]
-        except (OSError, KeyError, ValueError):
-            raise LeelaLabError(
-                f"{directory}: no --net given and no filter settings.json to take the strong "
-                "network from (is this a `leelalab puzzles filter` directory?)"
-            ) from None
+        from leelalab.puzzles.dataset import dataset_settings
+
+        name = dataset_settings(directory)["strong"]["source"]
     return load_network(name, device=getattr(args, "device", "cpu"))
 
 

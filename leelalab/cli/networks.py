@@ -28,8 +28,11 @@ from leelalab.errors import PositionError
 def cmd_info(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import resolve_network
     from leelalab.lc0.weights import load_weights
+    from leelalab.models import check_network
 
-    description = load_weights(resolve_network(args.net)).describe()
+    weights = load_weights(resolve_network(args.net))
+    check_network(weights)  # a file that loads but cannot run is an error here too
+    description = weights.describe()
     hooks = _hook_names(args.net) if args.hooks else None
     if args.json:
         record = description.to_dict()
@@ -71,30 +74,6 @@ def parse_moves(board: chess.Board, moves: list[str]) -> list[str]:
     return ucis
 
 
-def _read_positions(path: Path) -> Any:
-    from leelalab.lc0.encoding import board_from_fen_and_moves
-
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                fen = record["fen"]
-                moves = record.get("moves", [])
-                if not isinstance(fen, str) or not isinstance(moves, list):
-                    raise TypeError
-            except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
-                raise PositionError(
-                    f"{path} line {number}: expected a JSON object "
-                    '{"fen": "...", "moves": ["e2e4", ...]}'
-                ) from None
-            try:
-                yield board_from_fen_and_moves(fen, [str(move) for move in moves])
-            except PositionError as error:
-                raise PositionError(f"{path} line {number}: {error}") from None
-
-
 def cmd_eval(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network
     from leelalab.lc0.encoding import board_from_fen_and_moves
@@ -131,11 +110,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise PositionError(f"{output} exists; pass --overwrite to replace it")
     from tqdm.auto import tqdm
 
+    from leelalab.puzzles.positions import read_positions
+
     partial = output.with_name(output.name + ".partial")
     count = 0
     try:
         with partial.open("w", encoding="utf-8") as handle:
-            boards = _read_positions(Path(args.positions))
+            boards = read_positions(args.positions)
             evaluations = iter_evaluate(
                 network,
                 boards,

@@ -17,6 +17,7 @@ from leelalab.cli.common import (
     add_net,
     add_no_progress,
     add_output,
+    add_overwrite,
     add_seed,
     network_from_dataset,
     note,
@@ -46,6 +47,7 @@ def cmd_patch_residual(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         max_rows=args.max_rows,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     results = PatchingResults.load(path)
     subset = SUBSETS[args.subset]
@@ -79,6 +81,7 @@ def cmd_patch_heads(args: argparse.Namespace) -> int:
         limit=args.limit,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     arrays, attrs = read_h5(path)
     ranking = rank_heads(arrays["log_odds"], json.loads(attrs["layers"]), top=args.top)
@@ -113,6 +116,7 @@ def cmd_heads_single_entry(args: argparse.Namespace) -> int:
         seed=args.seed,
         limit=args.limit,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     arrays, _ = read_h5(path)
     rows = [["ablation", "mean", "median", "95th pct", "99th pct"]]
@@ -142,6 +146,7 @@ def cmd_heads_search(args: argparse.Namespace) -> int:
         limit=args.limit,
         top=args.top,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     _print_ranking(ranking, "3rd→1st target entry ablation (log-odds reduction)")
     note(f"wrote {path}, ranking.json and run.json")
@@ -165,6 +170,7 @@ def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
         seed=args.seed,
         limit=args.limit,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print(f"piece-movement heads (excess attention ≥ {args.threshold}):")
     for piece in PIECE_TYPES:
@@ -230,6 +236,7 @@ def _common(parser: argparse.ArgumentParser, *, chunk: int) -> None:
         help="network (default: the strong network the dataset was filtered with)",
     )
     add_output(parser, "results directory (resumable: rerun the same command to continue)")
+    add_overwrite(parser)
     add_limit(parser, "at most this many selected puzzles (default: all)")
     parser.add_argument("--chunk-size", type=int, default=chunk, help="puzzles per saved chunk")
     add_device(parser)

@@ -16,6 +16,7 @@ from leelalab.cli.common import (
     add_net,
     add_no_progress,
     add_output,
+    add_overwrite,
     network_from_dataset,
     note,
     print_table,
@@ -39,6 +40,7 @@ def cmd_activations_cache(args: argparse.Namespace) -> int:
         min_moves=args.min_moves,
         random_init=args.random_init,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     store = ActivationStore(path)
     print(f"wrote {path} ({store.n} puzzles, {len(store.hooks)} hooks) and {path}.run.json")
@@ -62,7 +64,12 @@ def cmd_probe_train(args: argparse.Namespace) -> int:
         memory_budget_mb=args.memory_budget,
     )
     summary = train_probes(
-        args.store, args.output, config, hooks=args.hooks, progress=not args.no_progress
+        args.store,
+        args.output,
+        config,
+        hooks=args.hooks,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print(f"{config.probe} probe for {config.target}, {len(config.seeds)} seeds (mean ± std)")
     rows = [["hook", "accuracy", "control", "selectivity", "test puzzles"]]
@@ -86,8 +93,27 @@ def cmd_probe_train(args: argparse.Namespace) -> int:
 def cmd_probe_eval(args: argparse.Namespace) -> int:
     from leelalab.probing.probes import evaluate_saved_probes
 
-    accuracies = evaluate_saved_probes(args.probes, args.store)
-    _print_rows([["hook", "accuracy"]] + [[h, f"{a:.3f}"] for h, a in accuracies.items()])
+    evaluation = evaluate_saved_probes(
+        args.probes, args.store, include_training=args.include_training
+    )
+    left_out = (
+        "training puzzles included"
+        if args.include_training
+        else f"{evaluation.excluded} puzzles the probes trained on left out"
+    )
+    print(f"{evaluation.puzzles} store puzzles evaluated ({left_out}); 95% Wilson intervals")
+    rows = [["hook", "accuracy", "95% CI", "puzzles"]]
+    for hook in evaluation:
+        estimate = evaluation.interval(hook)
+        rows.append(
+            [
+                hook,
+                f"{estimate.value:.3f}",
+                f"[{estimate.low:.3f}, {estimate.high:.3f}]",
+                str(evaluation.evaluated[hook]),
+            ]
+        )
+    _print_rows(rows)
     return 0
 
 
@@ -122,6 +148,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         help="hook names or globs (leelalab info NET --hooks lists them)",
     )
     add_output(cache, "the store, e.g. runs/acts.h5 (resumable)")
+    add_overwrite(cache)
     cache.add_argument(
         "--dtype", choices=("float16", "float32"), default="float16", help="storage precision"
     )
@@ -160,6 +187,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         help="probe family",
     )
     add_output(train, "probe directory, e.g. probes/NAME")
+    add_overwrite(train)
     train.add_argument("--hooks", nargs="+", help="hooks to probe (default: all in the store)")
     train.add_argument("--rank", type=int, default=32, help="rank of the bilinear probe")
     train.add_argument("--lr", type=float, default=1e-2, help="learning rate")
@@ -185,6 +213,11 @@ def register(commands: Any, plot_commands: Any) -> None:
     evaluate = add_command(probe_commands, "eval", "evaluate saved probes on a store")
     evaluate.add_argument("probes", help="a probe directory (leelalab probe train)")
     evaluate.add_argument("store", help="an activation store")
+    evaluate.add_argument(
+        "--include-training",
+        action="store_true",
+        help="also score the puzzles the probes trained on (optimistic; off by default)",
+    )
     evaluate.set_defaults(run=cmd_probe_eval)
 
     plot = add_command(plot_commands, "probes", "probe accuracy vs layer")

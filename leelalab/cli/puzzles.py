@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from leelalab.cli.common import (
     add_net,
     add_no_progress,
     add_output,
+    add_overwrite,
     add_seed,
     note,
     print_table,
@@ -26,16 +26,9 @@ from leelalab.errors import LeelaLabError
 
 
 def _dataset_settings(directory: str | Path) -> dict[str, Any]:
-    path = Path(directory) / "settings.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise LeelaLabError(
-            f"{directory}: not a puzzle dataset (no settings.json; make one with "
-            "`leelalab puzzles filter --output DIR`)"
-        ) from None
-    except (OSError, ValueError) as error:
-        raise LeelaLabError(f"{path}: unreadable ({error})") from None
+    from leelalab.puzzles.dataset import dataset_settings
+
+    return dataset_settings(directory)
 
 
 def cmd_puzzles_filter(args: argparse.Namespace) -> int:
@@ -62,7 +55,10 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
         chunk_size=args.chunk_size,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
+    if run.already_complete:
+        note(f"{run.output} already holds this run, complete; nothing to compute")
     print(run.report)
     rows = [["stage", "puzzles"]] + [[name, str(count)] for name, count in run.counts.items()]
     print_table(rows, sys.stdout, align="lr")
@@ -82,7 +78,12 @@ def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
         device=args.device,
     )
     counts = corrupt_dataset(
-        args.directory, strong, weak, stockfish=args.stockfish, progress=not args.no_progress
+        args.directory,
+        strong,
+        weak,
+        stockfish=args.stockfish,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     print(f"{counts['corrupted']} of {counts['selected']} selected puzzles have a corruption")
     return 0
@@ -169,6 +170,7 @@ def register(commands: Any) -> None:
         "--input", help="Lichess puzzle CSV or .csv.zst (default: the shipped sample)"
     )
     add_output(filtering, "output directory (resumable: rerun the same command to continue)")
+    add_overwrite(filtering)
     add_limit(filtering, "only the first N valid puzzles")
     filtering.add_argument(
         "--sample", type=int, help="a seeded uniform random sample of N puzzles (see --seed)"
@@ -215,6 +217,7 @@ def register(commands: Any) -> None:
         metavar="PATH",
         help="keep only corruptions Stockfish confirms (PATH, or found on PATH / in /usr/games)",
     )
+    add_overwrite(corrupt)
     add_device(corrupt)
     add_no_progress(corrupt)
     corrupt.set_defaults(run=cmd_puzzles_corrupt)

@@ -16,7 +16,34 @@ from leelalab.models.base import LeelaNetwork, NetworkOutput
 from leelalab.models.resnet import ResNet
 from leelalab.models.transformer import TransformerNetwork
 
-__all__ = ["LeelaNetwork", "NetworkOutput", "ResNet", "TransformerNetwork", "build_network"]
+__all__ = [
+    "LeelaNetwork",
+    "NetworkOutput",
+    "ResNet",
+    "TransformerNetwork",
+    "build_network",
+    "check_network",
+]
+
+
+def check_network(weights: Lc0Weights) -> None:
+    """Check that a decoded file builds (every layer size fits), without allocating it.
+
+    Raises what :func:`build_network` raises, naming ``weights.source``.
+    """
+    source = weights.source
+    try:
+        with torch.device("meta"):
+            _build(weights)
+    except LeelaLabError as error:
+        if source:
+            raise name_source(error, source) from None
+        raise
+    except (ArithmeticError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as error:
+        raise CorruptWeightsError(
+            f"{source or 'network'}: the layers do not fit together "
+            f"({type(error).__name__}: {error}); if lc0 runs this file, please report a bug"
+        ) from error
 
 
 def build_network(weights: Lc0Weights) -> LeelaNetwork:
@@ -32,8 +59,7 @@ def build_network(weights: Lc0Weights) -> LeelaNetwork:
     try:
         # A dry run on the meta device first: every layer size is checked against the file
         # before any memory is allocated, so a corrupt size cannot ask for terabytes.
-        with torch.device("meta"):
-            _build(weights)
+        check_network(weights)
         return _build(weights)
     except LeelaLabError as error:
         if source:

@@ -589,18 +589,19 @@ def run_head_patching(
     limit: int | None = None,
     chunk_size: int = 8,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
-    """Patch every (layer, head) output from the source run for every usable puzzle."""
+    """Patch every (layer, head) output from the source run for every usable puzzle.
+
+    The dataset is checked (:func:`~leelalab.patching.residual.load_pairs`) before
+    ``output`` is created; ``overwrite`` replaces a run with other settings."""
     from leelalab.patching.pairs import prepare_pairs
-    from leelalab.patching.residual import SIGN_CONVENTION, usable_pairs
-    from leelalab.puzzles.dataset import load_dataset
+    from leelalab.patching.residual import SIGN_CONVENTION, load_pairs
     from leelalab.runs.results import dataset_provenance, run_in_chunks
 
     n_layers, n_heads = require_attention(network)
     dataset = Path(dataset)
-    puzzles, left_out = usable_pairs(network, load_dataset(dataset, limit=limit))
-    if not puzzles:
-        raise LeelaLabError(f"{dataset}: no selected puzzle with a usable corruption")
+    puzzles, left_out = load_pairs(network, dataset, limit)
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         values = patch_heads_batch(network, prepare_pairs(network, chunk), direction=direction)
@@ -625,6 +626,7 @@ def run_head_patching(
         chunk_size=chunk_size,
         description="head patching",
         progress=progress,
+        overwrite=overwrite,
     )
 
 
@@ -640,9 +642,10 @@ def run_single_entry(
     limit: int | None = None,
     chunk_size: int = 32,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """:func:`entry_ablation` of one head over a dataset's selected puzzles (no corruption
-    needed), resumably."""
+    needed), resumably; ``overwrite`` replaces a run with other settings."""
     from leelalab.puzzles.dataset import load_dataset
     from leelalab.runs.results import dataset_provenance, run_in_chunks
 
@@ -690,6 +693,7 @@ def run_single_entry(
         chunk_size=chunk_size,
         description=f"L{layer}H{head} entry ablation",
         progress=progress,
+        overwrite=overwrite,
     )
 
 
@@ -702,8 +706,10 @@ def run_head_search(
     chunk_size: int = 16,
     top: int = 10,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Path, list[dict[str, float]]]:
-    """:func:`head_search` over a dataset; writes ``head_search.h5`` and ``ranking.json``."""
+    """:func:`head_search` over a dataset; writes ``head_search.h5`` and ``ranking.json``
+    (``overwrite`` replaces a run with other settings)."""
     from leelalab.puzzles.dataset import load_dataset
     from leelalab.runs.results import (
         dataset_provenance,
@@ -735,6 +741,7 @@ def run_head_search(
         chunk_size=chunk_size,
         description="head search",
         progress=progress,
+        overwrite=overwrite,
     )
     arrays, _ = read_h5(path)
     ranking = rank_heads(arrays["effects"], list(range(n_layers)), top=top)
@@ -754,9 +761,11 @@ def run_piece_movement(
     limit: int | None = None,
     chunk_size: int = 32,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Path, PieceMovementHeads]:
     """Detect piece-movement heads on the dataset's puzzle positions (all puzzles, first
-    ``scoring_positions``), write ``heads.json``, then ablate them on the selected puzzles."""
+    ``scoring_positions``), write ``heads.json``, then ablate them on the selected puzzles
+    (``overwrite`` replaces a run with other settings)."""
     from leelalab.puzzles.dataset import load_dataset
     from leelalab.runs.results import (
         ChunkedRun,
@@ -770,7 +779,6 @@ def run_piece_movement(
     boards = [
         p.clean_board for p in load_dataset(dataset, selected_only=False, limit=scoring_positions)
     ]
-    found = piece_movement_heads(network, boards, threshold=threshold)
     settings = {
         "experiment": "piece_movement",
         "threshold": threshold,
@@ -778,12 +786,16 @@ def run_piece_movement(
         "min_moves": min_moves,
         "seed": seed,
     } | dataset_provenance(network, dataset, limit)
-    ChunkedRun(output, settings | {"chunk_size": chunk_size})  # refuses foreign settings early
-    write_text_atomically(
-        Path(output) / "heads.json",
-        json.dumps({"threshold": threshold, "heads": found.to_json()}, indent=2),
-    )
+    # Refuses a run with other settings before any work (nothing is created yet).
+    ChunkedRun(output, settings | {"chunk_size": chunk_size}, overwrite=overwrite)
+    found = piece_movement_heads(network, boards, threshold=threshold)
     puzzles = [p for p in load_dataset(dataset, limit=limit) if p.n_moves >= min_moves]
+
+    def write_heads(directory: Path) -> None:
+        write_text_atomically(
+            directory / "heads.json",
+            json.dumps({"threshold": threshold, "heads": found.to_json()}, indent=2),
+        )
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         try:
@@ -818,5 +830,7 @@ def run_piece_movement(
         chunk_size=chunk_size,
         description="piece-movement ablation",
         progress=progress,
+        overwrite=overwrite,
+        before=write_heads,
     )
     return path, found

@@ -276,6 +276,48 @@ def usable_pairs(
     return kept, counts
 
 
+def load_pairs(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    limit: int | None = None,
+    *,
+    ids: Collection[str] | None = None,
+) -> tuple[list[DatasetPuzzle], dict[str, int]]:
+    """The usable clean/corrupted pairs of a dataset directory, and counts of the rest.
+
+    ``ids`` picks puzzles by id (selected or not: e.g. a stratum) instead of the selection.
+
+    Raises:
+        DatasetError: not a dataset; no ``corruptions.jsonl`` (the message says to run
+            ``leelalab puzzles corrupt``); no selected puzzle; no usable pair.
+    """
+    from leelalab.puzzles.dataset import DatasetError, load_dataset
+
+    dataset = Path(dataset)
+    if ids is None:
+        puzzles = load_dataset(dataset, limit=limit)  # checks that it is a dataset
+    else:
+        wanted = set(ids)
+        puzzles = [p for p in load_dataset(dataset, selected_only=False) if p.id in wanted]
+        puzzles = puzzles[:limit] if limit is not None else puzzles
+    if not (dataset / "corruptions.jsonl").is_file():
+        raise DatasetError(
+            f"{dataset}: the dataset has no corruptions (no corruptions.jsonl); run "
+            f"`leelalab puzzles corrupt {dataset}` first"
+        )
+    if not puzzles:
+        which = "selected puzzle" if ids is None else "puzzle of the given ids"
+        raise DatasetError(f"{dataset}: no {which} to patch")
+    kept, left_out = usable_pairs(network, puzzles)
+    if not kept:
+        reasons = ", ".join(f"{count} {reason}" for reason, count in left_out.items() if count)
+        raise DatasetError(
+            f"{dataset}: none of the {len(puzzles)} selected puzzles has a usable corruption "
+            f"({reasons})"
+        )
+    return kept, left_out
+
+
 # ----------------------------------------------------------------------------- runs on disk
 
 RESULTS_FILE = "patching.h5"
@@ -310,6 +352,7 @@ def run_residual_patching(
     max_rows: int = 512,
     progress: bool = True,
     ids: Collection[str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Residual patching of every usable puzzle of a dataset directory; resumable.
 
@@ -319,24 +362,17 @@ def run_residual_patching(
     Writes ``output/patching.h5`` (effects ``(puzzles, layers, 64)`` per metric over real
     squares, clean/corrupted metric values, square groups, move squares, puzzle flags),
     ``output/run.json`` and the ``chunks/`` it was merged from. Returns the results path.
+    The dataset is checked (:func:`load_pairs`) before ``output`` is created; ``output``
+    follows :func:`~leelalab.runs.results.run_in_chunks` (``overwrite`` replaces a run with
+    other settings).
     """
-    from leelalab.puzzles.dataset import load_dataset
     from leelalab.runs.results import dataset_provenance, run_in_chunks
 
     layers = list(range(network.n_layers)) if layers is None else [int(x) for x in layers]
     for layer in layers:
         network._check_layer(layer)
     dataset_path = Path(dataset)
-    if ids is None:
-        puzzles = load_dataset(dataset_path, limit=limit)
-    else:
-        wanted = set(ids)
-        puzzles = [p for p in load_dataset(dataset_path, selected_only=False) if p.id in wanted]
-        puzzles = puzzles[:limit] if limit is not None else puzzles
-    puzzles, left_out = usable_pairs(network, puzzles)
-    if not puzzles:
-        which = "selected puzzle" if ids is None else "puzzle of the given ids"
-        raise LeelaLabError(f"{dataset_path}: no {which} with a usable corruption")
+    puzzles, left_out = load_pairs(network, dataset_path, limit, ids=ids)
     settings = {
         "experiment": "residual_patching",
         "layers": layers,
@@ -379,6 +415,7 @@ def run_residual_patching(
         chunk_size=chunk_size,
         description="residual patching",
         progress=progress,
+        overwrite=overwrite,
     )
     return path
 
@@ -444,6 +481,7 @@ __all__ = [
     "run_residual_patching",
     "PatchingBatchResult",
     "group_effects",
+    "load_pairs",
     "patch_residual_batch",
     "patch_residual_naive",
     "prepare_pairs",

@@ -23,7 +23,8 @@ but breaking the link to the board: selectivity = accuracy − control accuracy.
 random-init baseline is the same probe on a store cached with ``random_init``.
 
 Training streams minibatches from disk (:meth:`ActivationStore.iter_minibatches`), so
-memory does not grow with the dataset.
+memory does not grow with the dataset. The saved probes record the puzzles they trained on
+(``split.json``), and :func:`evaluate_saved_probes` leaves those out.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
 from leelalab.probing.store import ActivationStore
-from leelalab.runs.results import versions, write_text_atomically
+from leelalab.runs.results import RunDirectory, sha256_file, versions, write_text_atomically
+from leelalab.stats import Estimate, proportion_ci
 
 PROBE_KINDS = ("bilinear", "linear", "logistic")
 _TARGET = re.compile(r"^move([1-7])_(target|source)$")
@@ -166,8 +168,12 @@ def train_probe(
     train_rows: np.ndarray,
     config: ProbeConfig,
     seed: int,
+    *,
+    bar: Any = None,
 ) -> nn.Module:
-    """Train a torch probe on ``train_rows`` streaming from the store (seeded)."""
+    """Train a torch probe on ``train_rows`` streaming from the store (seeded).
+
+    ``bar`` (a tqdm bar) advances by every minibatch's puzzles."""
     torch.manual_seed(seed)
     probe = _make_probe(config, store.widths[hook])
     optimiser = torch.optim.Adam(probe.parameters(), lr=config.lr)
@@ -186,6 +192,8 @@ def train_probe(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
+            if bar is not None:
+                bar.update(len(batch_rows))
     return probe.eval()
 
 
@@ -197,8 +205,25 @@ def evaluate_probe(
     queries: np.ndarray | None,
     rows: np.ndarray,
     batch_size: int = 512,
+    *,
+    bar: Any = None,
 ) -> float:
     """Accuracy of ``probe`` on ``rows`` (masked rows excluded)."""
+    correct, total = _count_correct(probe, store, hook, labels, queries, rows, batch_size, bar)
+    return correct / total
+
+
+def _count_correct(
+    probe: nn.Module,
+    store: ActivationStore,
+    hook: str,
+    labels: np.ndarray,
+    queries: np.ndarray | None,
+    rows: np.ndarray,
+    batch_size: int = 512,
+    bar: Any = None,
+) -> tuple[int, int]:
+    """Correct predictions and usable rows among ``rows``."""
     rows = _usable_rows(rows, labels, queries)
     if rows.size == 0:
         raise ProbeError("no test puzzle has the target (and query) move")
@@ -208,7 +233,9 @@ def evaluate_probe(
             q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
             prediction = probe(x, q).argmax(dim=1).numpy()
             correct += int((prediction == labels[batch_rows]).sum())
-    return correct / rows.size
+            if bar is not None:
+                bar.update(len(batch_rows))
+    return correct, int(rows.size)
 
 
 def _logistic_features(
@@ -233,6 +260,7 @@ def _logistic_accuracy(
     train_rows: np.ndarray,
     test_rows: np.ndarray,
     seed: int,
+    bar: Any = None,
 ) -> float:
     try:
         from sklearn.linear_model import LogisticRegression
@@ -246,6 +274,8 @@ def _logistic_accuracy(
     features, rows = _logistic_features(store, hook, train_rows, queries)
     model.fit(features, labels[rows])
     features, rows = _logistic_features(store, hook, test_rows, queries)
+    if bar is not None:
+        bar.update(train_rows.size + test_rows.size)
     return float((model.predict(features) == labels[rows]).mean())
 
 
@@ -278,6 +308,29 @@ def _layer_of(hook: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+SPLIT_FILE = "split.json"
+"""The ids of the puzzles the saved probes trained on (the first seed's split)."""
+
+
+def _probe_work(
+    store: ActivationStore,
+    hooks: list[str],
+    labels: np.ndarray,
+    queries: np.ndarray | None,
+    config: ProbeConfig,
+) -> int:
+    """Puzzles the progress bar counts: each epoch's training rows and the test rows, of
+    every probe (hook × seed, control included)."""
+    total = 0
+    for seed in config.seeds:
+        train_rows, test_rows = grouped_split(store.puzzle_ids, config.test_fraction, seed)
+        train = _usable_rows(train_rows, labels, queries).size
+        test = _usable_rows(test_rows, labels, queries).size
+        per_probe = train + test if config.probe == "logistic" else config.epochs * train + test
+        total += per_probe * (2 if config.control else 1)
+    return total * len(hooks)
+
+
 def train_probes(
     store_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -285,12 +338,21 @@ def train_probes(
     *,
     hooks: Sequence[str] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train and evaluate a probe per hook × seed (plus the control task); save results.
 
     Writes into ``output/``: ``results.json`` (per hook: accuracies per seed, mean ± std,
-    control, selectivity), ``config.json``, and for torch probes the first seed's weights
-    per hook as ``<hook>.safetensors``; ``run.json`` records the store and versions.
+    control, selectivity), ``config.json``, ``settings.json``, and for torch probes the first
+    seed's weights per hook as ``<hook>.safetensors`` with ``split.json``, the ids of the
+    puzzles they trained on (:func:`evaluate_saved_probes` leaves those out); ``run.json``
+    records the store, versions and timing.
+
+    The store, hooks and settings are checked before ``output`` is created. A complete
+    ``output`` with the same settings (store contents by hash) is returned as it is; other
+    settings are refused unless ``overwrite``; a run that fails before saving a probe
+    leaves nothing behind, and a rerun redoes an incomplete one. The progress bar counts
+    puzzles through every epoch of every probe.
     """
     from safetensors.torch import save_file
 
@@ -305,85 +367,127 @@ def train_probes(
     if config.probe == "linear":
         queries = None
     output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    settings = {
+        "store": str(Path(store_path).resolve()),
+        "store_sha256": sha256_file(store_path),
+        "store_settings": store.settings,
+        "config": asdict(config),
+        "hooks": hooks,
+    }
+    run_directory = RunDirectory(output, settings, overwrite=overwrite, what="probe run")
+    if run_directory.complete("results.json"):
+        return dict(json.loads((output / "results.json").read_text(encoding="utf-8")))
     results: list[LayerResult] = []
-    work = [(hook, seed) for hook in hooks for seed in config.seeds]
-    bar = tqdm(total=len(work), desc=f"{config.probe} probes", unit="probe", disable=not progress)
-    for hook in hooks:
-        accuracy, control = [], []
-        for seed in config.seeds:
-            train_rows, test_rows = grouped_split(store.puzzle_ids, config.test_fraction, seed)
-            if config.probe == "logistic":
-                accuracy.append(
-                    _logistic_accuracy(store, hook, labels, queries, train_rows, test_rows, seed)
-                )
-                if config.control:
-                    shuffled = control_labels(labels, store.puzzle_type, seed)
-                    control.append(
+    bar = tqdm(
+        total=_probe_work(store, hooks, labels, queries, config),
+        desc=f"{config.probe} probes",
+        unit="puzzle",
+        unit_scale=True,
+        disable=not progress,
+    )
+    with run_directory:
+        for hook in hooks:
+            accuracy, control = [], []
+            for seed in config.seeds:
+                bar.set_description(f"{config.probe} probe {hook} seed {seed}")
+                train_rows, test_rows = grouped_split(store.puzzle_ids, config.test_fraction, seed)
+                if config.probe == "logistic":
+                    accuracy.append(
                         _logistic_accuracy(
-                            store, hook, shuffled, queries, train_rows, test_rows, seed
+                            store, hook, labels, queries, train_rows, test_rows, seed, bar
                         )
                     )
-            else:
-                probe = train_probe(store, hook, labels, queries, train_rows, config, seed)
-                accuracy.append(evaluate_probe(probe, store, hook, labels, queries, test_rows))
-                if seed == config.seeds[0]:
-                    tensors = {k: v.detach().contiguous() for k, v in probe.state_dict().items()}
-                    save_file(
-                        tensors,
-                        str(output / f"{hook}.safetensors"),
-                        metadata={
-                            "probe": config.probe,
-                            "target": config.target,
-                            "query": str(config.query),
-                            "hook": hook,
-                            "seed": str(seed),
-                        },
+                    if config.control:
+                        shuffled = control_labels(labels, store.puzzle_type, seed)
+                        control.append(
+                            _logistic_accuracy(
+                                store, hook, shuffled, queries, train_rows, test_rows, seed, bar
+                            )
+                        )
+                else:
+                    probe = train_probe(
+                        store, hook, labels, queries, train_rows, config, seed, bar=bar
                     )
-                if config.control:
-                    shuffled = control_labels(labels, store.puzzle_type, seed)
-                    control_probe = train_probe(
-                        store, hook, shuffled, queries, train_rows, config, seed
+                    accuracy.append(
+                        evaluate_probe(probe, store, hook, labels, queries, test_rows, bar=bar)
                     )
-                    control.append(
-                        evaluate_probe(control_probe, store, hook, shuffled, queries, test_rows)
-                    )
-            bar.update(1)
-        results.append(
-            LayerResult(
-                hook,
-                accuracy,
-                control,
-                int(_usable_rows(train_rows, labels, queries).size),
-                int(_usable_rows(test_rows, labels, queries).size),
+                    if seed == config.seeds[0]:
+                        _save_probe(save_file, probe, output, hook, config, seed)
+                        _save_split(output, store, train_rows, config, seed)
+                    if config.control:
+                        shuffled = control_labels(labels, store.puzzle_type, seed)
+                        control_probe = train_probe(
+                            store, hook, shuffled, queries, train_rows, config, seed, bar=bar
+                        )
+                        control.append(
+                            evaluate_probe(
+                                control_probe, store, hook, shuffled, queries, test_rows, bar=bar
+                            )
+                        )
+            results.append(
+                LayerResult(
+                    hook,
+                    accuracy,
+                    control,
+                    int(_usable_rows(train_rows, labels, queries).size),
+                    int(_usable_rows(test_rows, labels, queries).size),
+                )
             )
+        bar.close()
+        summary = {
+            "store": str(Path(store_path).resolve()),
+            "network": store.settings.get("network"),
+            "random_init": store.settings.get("random_init"),
+            "config": asdict(config),
+            "layers": [_layer_of(r.hook) for r in results],
+            "results": [r.summary() for r in results],
+        }
+        write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
+        write_text_atomically(output / "config.json", json.dumps(asdict(config), indent=2))
+        write_text_atomically(
+            output / "run.json",
+            json.dumps(
+                {
+                    **settings,
+                    "seconds": round(time.perf_counter() - started, 2),
+                    "versions": versions(),
+                },
+                indent=2,
+            ),
         )
-    bar.close()
-    summary = {
-        "store": str(Path(store_path).resolve()),
-        "network": store.settings.get("network"),
-        "random_init": store.settings.get("random_init"),
-        "config": asdict(config),
-        "layers": [_layer_of(r.hook) for r in results],
-        "results": [r.summary() for r in results],
-    }
-    write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
-    write_text_atomically(output / "config.json", json.dumps(asdict(config), indent=2))
-    write_text_atomically(
-        output / "run.json",
-        json.dumps(
-            {
-                "store": str(Path(store_path).resolve()),
-                "store_settings": store.settings,
-                "config": asdict(config),
-                "hooks": hooks,
-                "seconds": round(time.perf_counter() - started, 2),
-                "versions": versions(),
-            },
-            indent=2,
-        ),
-    )
     return summary
+
+
+def _save_probe(
+    save_file: Any, probe: nn.Module, output: Path, hook: str, config: ProbeConfig, seed: int
+) -> None:
+    tensors = {k: v.detach().contiguous() for k, v in probe.state_dict().items()}
+    temporary = output / f"{hook}.safetensors.tmp"
+    save_file(
+        tensors,
+        str(temporary),
+        metadata={
+            "probe": config.probe,
+            "target": config.target,
+            "query": str(config.query),
+            "hook": hook,
+            "seed": str(seed),
+        },
+    )
+    temporary.replace(output / f"{hook}.safetensors")
+
+
+def _save_split(
+    output: Path, store: ActivationStore, train_rows: np.ndarray, config: ProbeConfig, seed: int
+) -> None:
+    train_ids = sorted({str(i) for i in store.puzzle_ids[train_rows]})
+    record = {
+        "seed": seed,
+        "test_fraction": config.test_fraction,
+        "train_puzzles": len(train_ids),
+        "train_puzzle_ids": train_ids,
+    }
+    write_text_atomically(output / SPLIT_FILE, json.dumps(record, indent=1))
 
 
 def load_probe(directory: str | os.PathLike[str], hook: str) -> tuple[nn.Module, ProbeConfig]:
@@ -402,14 +506,85 @@ def load_probe(directory: str | os.PathLike[str], hook: str) -> tuple[nn.Module,
     return probe.eval(), config
 
 
+@dataclass(frozen=True)
+class ProbeEvaluation(Mapping[str, float]):
+    """Accuracies of saved probes on a store (a mapping hook → accuracy), with counts."""
+
+    accuracy: dict[str, float]
+    correct: dict[str, int]
+    evaluated: dict[str, int]
+    """Puzzles each probe was scored on (those with the target and query moves)."""
+    puzzles: int
+    """Store puzzles used: all but the excluded ones."""
+    excluded: int
+    """Store puzzles left out because the probes trained on them."""
+
+    def __getitem__(self, hook: str) -> float:
+        return self.accuracy[hook]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.accuracy)
+
+    def __len__(self) -> int:
+        return len(self.accuracy)
+
+    def interval(self, hook: str, level: float = 0.95) -> Estimate:
+        """The accuracy of ``hook``'s probe with its Wilson interval."""
+        return proportion_ci(self.correct[hook], self.evaluated[hook], level=level)
+
+
+def training_puzzle_ids(directory: str | os.PathLike[str]) -> set[str]:
+    """The ids of the puzzles the saved probes of ``directory`` trained on."""
+    path = Path(directory) / SPLIT_FILE
+    if not path.is_file():
+        raise ProbeError(
+            f"{directory} does not record which puzzles its probes trained on (made by an "
+            "older leelalab): retrain it with `leelalab probe train`, or evaluate on every "
+            "puzzle knowingly with --include-training"
+        )
+    try:
+        return set(json.loads(path.read_text(encoding="utf-8"))["train_puzzle_ids"])
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        raise ProbeError(f"{path}: unreadable training split") from None
+
+
 def evaluate_saved_probes(
-    directory: str | os.PathLike[str], store_path: str | os.PathLike[str]
-) -> dict[str, float]:
-    """Accuracy of each saved probe of ``directory`` on *all* puzzles of another store."""
-    store = ActivationStore(store_path)
+    directory: str | os.PathLike[str],
+    store_path: str | os.PathLike[str],
+    *,
+    include_training: bool = False,
+) -> ProbeEvaluation:
+    """Accuracy of each saved probe of ``directory`` on the puzzles of a store.
+
+    Puzzles the probes trained on (``split.json``) are left out, and counted in
+    ``excluded``, unless ``include_training``: accuracy on training puzzles overstates
+    what a probe reads.
+
+    Raises:
+        ProbeError: no saved probe; no record of the training puzzles (an older probe
+            directory, unless ``include_training``); no puzzle left to evaluate.
+    """
     directory = Path(directory)
-    accuracies = {}
-    for weights in sorted(directory.glob("*.safetensors")):
+    if not directory.is_dir():
+        raise ProbeError(f"{directory}: no such probe directory")
+    weights_files = sorted(directory.glob("*.safetensors"))
+    if not weights_files:
+        raise ProbeError(f"{directory}: no saved probes")
+    store = ActivationStore(store_path)
+    rows = np.arange(store.n)
+    excluded = 0
+    if not include_training:
+        trained = training_puzzle_ids(directory)
+        keep = np.array([str(i) not in trained for i in store.puzzle_ids], dtype=bool)
+        excluded = int((~keep).sum())
+        rows = rows[keep]
+        if rows.size == 0:
+            raise ProbeError(
+                f"every puzzle of {store.path} ({store.n}) is one the probes of {directory} "
+                "trained on: nothing to evaluate"
+            )
+    accuracy, correct, evaluated = {}, {}, {}
+    for weights in weights_files:
         hook = weights.name[: -len(".safetensors")]
         probe, config = load_probe(directory, hook)
         labels = target_labels(store, config.target)
@@ -418,7 +593,6 @@ def evaluate_saved_probes(
             if config.query and config.probe == "bilinear"
             else None
         )
-        accuracies[hook] = evaluate_probe(probe, store, hook, labels, queries, np.arange(store.n))
-    if not accuracies:
-        raise ProbeError(f"{directory}: no saved probes")
-    return accuracies
+        correct[hook], evaluated[hook] = _count_correct(probe, store, hook, labels, queries, rows)
+        accuracy[hook] = correct[hook] / evaluated[hook]
+    return ProbeEvaluation(accuracy, correct, evaluated, int(rows.size), excluded)

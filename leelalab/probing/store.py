@@ -43,7 +43,14 @@ from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding
 from leelalab.models.base import LeelaNetwork
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.results import same_settings, sha256_file, versions, write_text_atomically
+from leelalab.runs.results import (
+    RunDirectory,
+    same_settings,
+    settings_difference,
+    sha256_file,
+    versions,
+    write_text_atomically,
+)
 
 STORE_FORMAT = "leelalab.activations/1"
 DTYPES = {"float16": np.float16, "float32": np.float32}
@@ -188,8 +195,14 @@ def cache_activations(
     min_moves: int = 1,
     random_init: int | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Cache ``hooks`` activations of ``network`` on a dataset's clean puzzle positions.
+
+    The dataset and hooks are checked before anything is written. A complete store at
+    ``output`` with the same settings is returned as it is; one with other settings is
+    refused unless ``overwrite`` (which replaces it); interrupted parts with the same
+    settings resume (:class:`~leelalab.runs.results.RunDirectory` rules).
 
     Args:
         hooks: hook names or glob patterns.
@@ -198,12 +211,15 @@ def cache_activations(
         selected_only: only the puzzles that passed every filter (default: all puzzles).
         min_moves: skip puzzles with fewer moves after the opponent's first.
         random_init: cache a randomly initialised copy of the network (this seed) instead.
+        overwrite: replace a store (or interrupted parts) made with other settings.
     """
     if dtype not in DTYPES:
         raise ActivationStoreError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
     started = time.perf_counter()
     output = Path(output)
     dataset = Path(dataset)
+    # The random copy is identified by its seed and the network it copies.
+    network_sha256 = network.sha256
     if random_init is not None:
         network = randomized_network(network, random_init)
     hook_names = resolve_hooks(network, hooks)
@@ -216,7 +232,7 @@ def cache_activations(
         "dataset": str(dataset.resolve()),
         "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
         "network": network.source,
-        "network_sha256": network.sha256,
+        "network_sha256": network_sha256,
         "random_init": random_init,
         "hooks": hook_names,
         "dtype": dtype,
@@ -226,18 +242,82 @@ def cache_activations(
         "part_size": part_size,
         "puzzles": total,
     }
+    if _existing_store(output, settings, overwrite):
+        return output
     parts_dir = output.with_name(output.name + ".parts")
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    settings_path = parts_dir / "settings.json"
-    if settings_path.exists():
-        if not same_settings(json.loads(settings_path.read_text(encoding="utf-8")), settings):
-            raise ActivationStoreError(
-                f"{parts_dir} holds an interrupted run with other settings; delete it or "
-                "choose another --output"
+    run_directory = RunDirectory(
+        parts_dir, settings, overwrite=overwrite, what="interrupted activation caching"
+    )
+    with run_directory:
+        if overwrite:
+            output.unlink(missing_ok=True)
+            output.with_name(output.name + ".run.json").unlink(missing_ok=True)
+        computed = _cache_parts(
+            network, dataset, output, parts_dir, settings, hook_names, total, batch_size, progress
+        )
+        write_text_atomically(
+            output.with_name(output.name + ".run.json"),
+            json.dumps(
+                {
+                    **settings,
+                    "puzzles_computed_this_session": computed,
+                    "seconds_this_session": round(time.perf_counter() - started, 2),
+                    "versions": versions(),
+                },
+                indent=2,
+            ),
+        )
+    shutil.rmtree(parts_dir)
+    return output
+
+
+def _existing_store(output: Path, settings: dict[str, Any], overwrite: bool) -> bool:
+    """Whether ``output`` is already this store; refuses anything else there (unless
+    ``overwrite`` and it is an activation store)."""
+    if not output.exists():
+        return False
+    if not output.is_file():
+        raise ActivationStoreError(f"{output} exists and is not a file; choose another --output")
+    try:
+        with h5py.File(output, "r") as handle:
+            stored = (
+                json.loads(handle.attrs["settings"])
+                if handle.attrs.get("format") == STORE_FORMAT
+                else None
             )
-    else:
-        write_text_atomically(settings_path, json.dumps(settings, indent=2))
-    np_dtype = DTYPES[dtype]
+    except (OSError, KeyError, ValueError):
+        stored = None
+    if stored is None:
+        raise ActivationStoreError(
+            f"{output} exists and is not an activation store; choose another --output"
+        )
+    if overwrite:
+        return False
+    if same_settings(stored, settings):
+        return True
+    differing = ", ".join(settings_difference(stored, settings))
+    raise ActivationStoreError(
+        f"{output} is an activation store with other settings (differing: {differing}); pass "
+        "--overwrite to replace it or use another --output"
+    )
+
+
+def _cache_parts(
+    network: LeelaNetwork,
+    dataset: Path,
+    output: Path,
+    parts_dir: Path,
+    settings: dict[str, Any],
+    hook_names: list[str],
+    total: int,
+    batch_size: int,
+    progress: bool,
+) -> int:
+    """Compute the missing parts, then copy every part into ``output``; returns the number
+    of puzzles computed (not found in earlier parts)."""
+    selected_only, limit = settings["selected_only"], settings["limit"]
+    min_moves, part_size = settings["min_moves"], settings["part_size"]
+    np_dtype = DTYPES[settings["dtype"]]
     bar = tqdm(total=total, desc="caching activations", unit="puzzle", disable=not progress)
     computed = parts = 0
     for number, part in enumerate(_parts(dataset, selected_only, limit, min_moves, part_size)):
@@ -271,20 +351,7 @@ def cache_activations(
         handle.attrs["settings"] = json.dumps(settings)
         handle.attrs["hooks"] = json.dumps(hook_names)
     temporary.replace(output)
-    write_text_atomically(
-        output.with_name(output.name + ".run.json"),
-        json.dumps(
-            {
-                **settings,
-                "puzzles_computed_this_session": computed,
-                "seconds_this_session": round(time.perf_counter() - started, 2),
-                "versions": versions(),
-            },
-            indent=2,
-        ),
-    )
-    shutil.rmtree(parts_dir)
-    return output
+    return computed
 
 
 def _datasets(handle: h5py.File) -> list[tuple[str, h5py.Dataset]]:

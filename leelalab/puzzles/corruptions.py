@@ -39,7 +39,9 @@ class CorruptionThresholds:
 @dataclass(frozen=True)
 class Corruption:
     fen: str
-    """The corrupted puzzle position (side to move = the solver)."""
+    """The corrupted puzzle position (side to move = the solver), written with its
+    en-passant square even when no capture is legal: lc0 (and the search that scored it)
+    sees that square, and un-pushes the pawn when filling the history."""
     squares: list[str]
     """Edited squares (one for an added or removed pawn; from and to for a moved piece)."""
     kind: str
@@ -145,7 +147,9 @@ def find_corruption(
             continue
         jsd = jensen_shannon(weak_eval[0].policy, w.policy)
         if best is None or jsd < best.weak_jsd:
-            best = Corruption(edited.fen(), squares, kind, weak_change, q_drop, strong_prob, jsd)
+            best = Corruption(
+                edited.fen(en_passant="fen"), squares, kind, weak_change, q_drop, strong_prob, jsd
+            )
     if best is None or best.weak_jsd > thresholds.max_jsd:
         return None
     return best

@@ -157,18 +157,50 @@ class DatasetPuzzle:
         return any(theme.startswith("mate") for theme in self.puzzle.themes)
 
 
-def _read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """The records of a dataset JSONL file (objects with an ``id``); a bad line is a
+    :class:`DatasetError` naming the file and line."""
+    with path.open("rb") as handle:
+        for number, data in enumerate(handle, start=1):
+            if not data.strip():
                 continue
             try:
-                record = json.loads(line)
+                record = json.loads(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                raise DatasetError(f"{path}:{number}: not UTF-8 text") from None
             except json.JSONDecodeError as error:
                 raise DatasetError(f"{path}:{number}: not JSON ({error.msg})") from None
+            except RecursionError:
+                raise DatasetError(f"{path}:{number}: JSON nested too deeply") from None
             if not isinstance(record, dict) or "id" not in record:
                 raise DatasetError(f"{path}:{number}: a record must be an object with an id")
             yield record
+
+
+def dataset_settings(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    """The settings of the filter run that made a dataset directory (its ``settings.json``:
+    ``input``, ``strong``/``weak`` ``{"source", "sha256", "history"}``, thresholds, …).
+
+    Raises:
+        DatasetError: ``directory`` is not a dataset made by ``leelalab puzzles filter``.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise DatasetError(f"{directory}: no such dataset directory")
+    path = directory / "settings.json"
+    for name in ("dataset.jsonl", "settings.json"):
+        if not (directory / name).is_file():
+            raise DatasetError(
+                f"{directory}: not a filtered dataset (no {name}; run `leelalab puzzles filter` "
+                "first)"
+            )
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: unreadable ({error})") from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("strong"), dict):
+        raise DatasetError(f"{path}: not the settings of a `leelalab puzzles filter` run")
+    return settings
 
 
 def iter_dataset(
@@ -196,14 +228,14 @@ def iter_dataset(
     corruption_file = directory / "corruptions.jsonl"
     if corruption_file.is_file():
         corruptions = {
-            entry["id"]: entry.get("corruption") for entry in _read_jsonl(corruption_file)
+            entry["id"]: entry.get("corruption") for entry in read_jsonl(corruption_file)
         }
     elif corrupted_only:
         raise DatasetError(
             f"{directory}: no corruptions.jsonl (run `leelalab puzzles corrupt` first)"
         )
     count = 0
-    for record in _read_jsonl(source):
+    for record in read_jsonl(source):
         if limit is not None and count >= limit:
             return
         if selected_only and not record.get("selected", False):
@@ -261,7 +293,7 @@ def random_edit_pairs(
         if not edits:
             continue
         edited, squares, kind = rng.choice(edits)
-        corruption = {"fen": edited.fen(), "squares": squares, "kind": kind}
+        corruption = {"fen": edited.fen(en_passant="fen"), "squares": squares, "kind": kind}
         record = {"id": puzzle.id, "selected": True, "filters": {"different_targets": True}}
         found.append(DatasetPuzzle(puzzle, record, corruption))
         if len(found) >= count:

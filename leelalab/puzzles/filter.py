@@ -32,9 +32,9 @@ import queue
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,14 +42,25 @@ import chess
 import numpy as np
 from tqdm.auto import tqdm
 
-from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.encoding import HistoryMode
 from leelalab.lc0.weights.enums import InputFormat
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
-from leelalab.puzzles.reader import Puzzle, SkipReport, iter_puzzles, sample_puzzles
-from leelalab.runs.results import sha256_file, versions, write_text_atomically
+from leelalab.puzzles.reader import (
+    Puzzle,
+    SkipReport,
+    check_puzzle_file,
+    iter_puzzles,
+    sample_puzzles,
+)
+from leelalab.runs.results import (
+    RunDirectory,
+    same_settings,
+    sha256_file,
+    versions,
+    write_text_atomically,
+)
 
 if TYPE_CHECKING:
     from leelalab.puzzles.corruptions import CorruptionThresholds
@@ -365,11 +376,8 @@ class FilterRun:
     report: SkipReport
     counts: dict[str, int]
     seconds: float
-
-
-def _chunks(puzzles: Iterator[Puzzle], size: int) -> Iterator[list[Puzzle]]:
-    while chunk := list(islice(puzzles, size)):
-        yield chunk
+    already_complete: bool = False
+    """The output held this complete run already: nothing was computed."""
 
 
 def filter_puzzles(
@@ -387,16 +395,25 @@ def filter_puzzles(
     chunk_size: int = 1024,
     batch_size: int = 256,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> FilterRun:
     """Evaluate and filter every puzzle of ``input_path``; resumable (see module docstring).
 
+    The input is checked before ``output_dir`` is created. ``output_dir`` follows
+    :class:`~leelalab.runs.results.RunDirectory`: a run with the same settings resumes (a
+    complete one is returned as it is, ``already_complete``); other settings are refused
+    unless ``overwrite``; a run that fails before its first chunk leaves nothing behind.
+
+    The progress bar runs over the input's bytes (compressed bytes for ``.zst``), or over
+    puzzles with ``limit`` or ``sample``, and moves after every batch.
+
     Raises:
-        LeelaLabError: ``output_dir`` holds a run with different settings.
+        PuzzleFileError: the input is missing, unreadable, truncated or not a puzzle CSV.
+        ResultsError: ``output_dir`` holds a run with other settings, or something else.
     """
     started = time.perf_counter()
     input_path, output = Path(input_path), Path(output_dir)
-    chunks_dir = output / "chunks"
-    chunks_dir.mkdir(parents=True, exist_ok=True)
+    check_puzzle_file(input_path)
     settings = {
         "input": str(input_path),
         "input_sha256": sha256_file(input_path),
@@ -408,22 +425,95 @@ def filter_puzzles(
         "seed": seed,
         "chunk_size": chunk_size,
     }
-    settings_path = output / "settings.json"
-    if settings_path.exists():
-        if json.loads(settings_path.read_text()) != settings:
-            raise LeelaLabError(
-                f"{output} holds a run with other inputs or settings; choose another --output"
+    run_directory = RunDirectory(output, settings, overwrite=overwrite, what="filter run")
+    if run_directory.complete("dataset.jsonl"):
+        return _finished_run(output)
+    chunks_dir = output / "chunks"
+    with run_directory:
+        chunks_dir.mkdir(exist_ok=True)
+        report = SkipReport()
+        if sample is not None:
+            sampled = sample_puzzles(
+                input_path, sample, seed=seed, report=report, progress=progress
             )
-    else:
-        write_text_atomically(settings_path, json.dumps(settings, indent=2))
-
-    report = SkipReport()
-    if sample is not None:
-        puzzles: Iterator[Puzzle] = iter(
-            sample_puzzles(input_path, sample, seed=seed, report=report)
+            puzzles: Iterator[Puzzle] = iter(sampled)
+            bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=len(sampled))
+        else:
+            puzzles = iter_puzzles(input_path, limit=limit, report=report)
+            if limit is not None:
+                bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
+            else:
+                bar = tqdm(
+                    desc=f"puzzles ({input_path.name})",
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    disable=not progress,
+                    total=input_path.stat().st_size,
+                )
+        by_bytes = sample is None and limit is None
+        counts = _filter_chunks(
+            puzzles,
+            report,
+            chunks_dir,
+            [(strong, strong_history), (weak, weak_history)],
+            thresholds,
+            chunk_size,
+            batch_size,
+            bar,
+            by_bytes,
         )
-    else:
-        puzzles = iter_puzzles(input_path, limit=limit, report=report)
+        bar.close()
+
+        with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
+            for path in sorted(chunks_dir.glob("*.jsonl")):
+                merged.write(path.read_text(encoding="utf-8"))
+        (output / "dataset.jsonl.tmp").replace(output / "dataset.jsonl")
+        seconds = time.perf_counter() - started
+        run = {
+            **settings,
+            "format_version": DATASET_FORMAT_VERSION,
+            "rows": {
+                "read": report.rows,
+                "kept": report.kept,
+                "skipped": dict(report.skipped),
+                "skipped_lines": report.lines,
+            },
+            "stage_counts": counts,
+            "seconds": round(seconds, 2),
+            "versions": versions(),
+        }
+        write_text_atomically(output / "run.json", json.dumps(run, indent=2))
+    return FilterRun(output, report, counts, seconds)
+
+
+def _finished_run(output: Path) -> FilterRun:
+    """The record of a complete filter run in ``output``."""
+    run = json.loads((output / "run.json").read_text(encoding="utf-8"))
+    rows = run.get("rows", {})
+    report = SkipReport(
+        rows=rows.get("read", 0),
+        kept=rows.get("kept", 0),
+        skipped=Counter(rows.get("skipped", {})),
+        lines=rows.get("skipped_lines", {}),
+    )
+    return FilterRun(
+        output, report, run["stage_counts"], run.get("seconds", 0.0), already_complete=True
+    )
+
+
+def _filter_chunks(
+    puzzles: Iterator[Puzzle],
+    report: SkipReport,
+    chunks_dir: Path,
+    networks: list[tuple[LeelaNetwork, HistoryMode]],
+    thresholds: Thresholds,
+    chunk_size: int,
+    batch_size: int,
+    bar: Any,
+    by_bytes: bool,
+) -> dict[str, int]:
+    """Evaluate, filter and write every missing chunk; returns the stage counts of all."""
     counts = dict.fromkeys(
         [
             "puzzles",
@@ -437,37 +527,57 @@ def filter_puzzles(
         ],
         0,
     )
-    bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
-    networks = [(strong, strong_history), (weak, weak_history)]
+
+    def chunks() -> Iterator[tuple[int, list[Puzzle], list[int]]]:
+        """Chunks of puzzles, each with the byte position after each of its puzzles."""
+        chunk: list[Puzzle] = []
+        positions: list[int] = []
+        start = 0
+        for puzzle in puzzles:
+            chunk.append(puzzle)
+            positions.append(report.bytes_read)
+            if len(chunk) == chunk_size:
+                yield start, chunk, positions
+                start, chunk, positions = start + len(chunk), [], []
+        if chunk:
+            yield start, chunk, positions
 
     def work() -> Iterator[tuple[str, Any]]:
         """Everything but the forward passes, in order, for the preparation thread: reading
         the puzzles, and per chunk either its file (done in an earlier run) or the prepared
         batches of its lines (boards, planes and legal moves built once for both networks;
         batches do not cross chunks)."""
-        for number, chunk in enumerate(_chunks(puzzles, chunk_size)):
+        for number, (start, chunk, positions) in enumerate(chunks()):
             path = chunks_dir / f"{number:05d}.jsonl"
             if path.exists():
-                yield "done", (chunk, path)
+                yield "done", (start, chunk, positions, path)
                 continue
-            yield "chunk", (chunk, path)
+            yield "chunk", (start, chunk, positions, path)
             for batch in _prepared_batches(networks, chunk, batch_size):
                 yield "batch", batch
             yield "end", None
 
+    def advance(through: int) -> None:
+        """Move the bar to the end of the current chunk's puzzle ``through``."""
+        value = positions[through] if by_bytes else start + through + 1
+        if value > bar.n:
+            bar.update(value - bar.n)
+
     results: list[list[LineEvaluation]] = []
+    start, chunk, positions, path = 0, [], [], chunks_dir
     background = _Background(work())
     with background, _fast_thread_switches():
         for kind, item in background:
             if kind == "batch":
                 _evaluate_batch(networks, item, results)
+                advance(item.owners[-1])
                 continue
             if kind == "done":
-                chunk, path = item
+                start, chunk, positions, path = item
                 text = path.read_text(encoding="utf-8")
                 records = [json.loads(line) for line in text.splitlines()]
             elif kind == "chunk":
-                chunk, path = item
+                start, chunk, positions, path = item
                 results = [[LineEvaluation() for _ in chunk] for _ in networks]
                 continue
             else:
@@ -479,24 +589,10 @@ def filter_puzzles(
                 write_text_atomically(path, "".join(json.dumps(r) + "\n" for r in records))
             for record in records:
                 _count(counts, record["filters"], record["selected"])
-            bar.update(len(chunk))
-    bar.close()
-
-    with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
-        for path in sorted(chunks_dir.glob("*.jsonl")):
-            merged.write(path.read_text(encoding="utf-8"))
-    (output / "dataset.jsonl.tmp").replace(output / "dataset.jsonl")
-    seconds = time.perf_counter() - started
-    run = {
-        **settings,
-        "format_version": DATASET_FORMAT_VERSION,
-        "rows": {"read": report.rows, "kept": report.kept, "skipped": dict(report.skipped)},
-        "stage_counts": counts,
-        "seconds": round(seconds, 2),
-        "versions": versions(),
-    }
-    write_text_atomically(output / "run.json", json.dumps(run, indent=2))
-    return FilterRun(output, report, counts, seconds)
+            advance(len(chunk) - 1)
+    if by_bytes:  # the bytes after the last puzzle (skipped rows, the end of the file)
+        bar.update(max(0, report.bytes_read - bar.n))
+    return counts
 
 
 def _count(counts: dict[str, int], flags: dict[str, bool], selected: bool) -> None:
@@ -519,6 +615,7 @@ def corrupt_dataset(
     stockfish: str | bool | None = None,
     progress: bool = True,
     ids: Collection[str] | None = None,
+    overwrite: bool = False,
 ) -> dict[str, int]:
     """Find a corruption for every selected puzzle of a filtered dataset.
 
@@ -526,55 +623,80 @@ def corrupt_dataset(
     Stockfish confirms that the first move stops working (:func:`stockfish_confirms`).
 
     Writes ``corruptions.jsonl`` (``{"id", "corruption"}`` per selected puzzle, ``null``
-    when none qualifies), atomically; returns counts.
+    when none qualifies), atomically, and records settings, counts and timing under
+    ``"corruption"`` in the dataset's ``run.json``; returns the counts. When the dataset
+    already has corruptions made with the same settings, their counts are returned and
+    nothing is computed; with other (or unrecorded) settings the call is refused unless
+    ``overwrite``.
 
     With ``ids``, the puzzles with these ids are corrupted instead of the selected ones
     (e.g. a stratum that the filter did not select) and ``corruptions.jsonl`` is *extended*:
     entries of other puzzles are kept, and puzzles that already have an entry are not
     searched again, so such a run resumes where it stopped (the file is rewritten every
-    ``_CORRUPTION_SAVE_EVERY`` puzzles).
+    ``_CORRUPTION_SAVE_EVERY`` puzzles). A later selected-puzzle run with ``overwrite``
+    rewrites the file and drops those extra entries.
+
+    Raises:
+        DatasetError: ``directory`` is not a filtered dataset, or its corruptions were made
+            with other settings (and not ``overwrite``).
     """
     from leelalab.puzzles.corruptions import (
         CorruptionThresholds,
         find_corruption,
         stockfish_confirms,
     )
+    from leelalab.puzzles.dataset import DatasetError, iter_dataset
 
+    started = time.perf_counter()
     thresholds = thresholds or CorruptionThresholds()
+    directory = Path(directory)
     source = _dataset_path(directory)
+    engine = _stockfish_path(stockfish) if stockfish else None
     if ids is not None:
         return _corrupt_ids(
-            directory, strong, weak, thresholds, set(ids), stockfish=stockfish, progress=progress
+            directory, strong, weak, thresholds, set(ids), stockfish=engine, progress=progress
         )
-    selected = [json.loads(line) for line in source.open(encoding="utf-8")]
-    selected = [record for record in selected if record["selected"]]
+    settings = {
+        "dataset_sha256": sha256_file(source),
+        "strong": {"source": strong.source, "sha256": strong.sha256},
+        "weak": {"source": weak.source, "sha256": weak.sha256},
+        "thresholds": asdict(thresholds),
+        "stockfish": engine,
+    }
+    target = directory / "corruptions.jsonl"
+    run_path = directory / "run.json"
+    run = _read_run_json(run_path) if run_path.is_file() else {}
+    previous = run.get("corruption") or {}
+    if target.is_file() and not overwrite:
+        if "settings" in previous and same_settings(previous["settings"], settings):
+            return dict(previous["counts"])
+        made = "with other settings" if "settings" in previous else "by an earlier run"
+        raise DatasetError(
+            f"{directory} already has corruptions.jsonl made {made}; pass --overwrite to "
+            "recompute it"
+        )
+    selected = [item.puzzle for item in iter_dataset(directory, selected_only=True)]
     lines, found = [], 0
-    for record in tqdm(selected, desc="corruptions", unit="puzzle", disable=not progress):
-        puzzle = Puzzle(
-            record["id"],
-            record["fen"],
-            tuple(record["moves"]),
-            record["rating"],
-            tuple(record["themes"]),
-        )
+    for puzzle in tqdm(selected, desc="corruptions", unit="puzzle", disable=not progress):
         corruption = find_corruption(puzzle, strong, weak, thresholds)
         entry = corruption.to_json() if corruption else None
-        if corruption is not None and entry is not None and stockfish:
-            engine = stockfish if isinstance(stockfish, str) else None
+        if corruption is not None and entry is not None and engine:
             entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, engine)
             if not entry["stockfish_confirmed"]:
                 entry = None
         found += entry is not None
         lines.append(json.dumps({"id": puzzle.id, "corruption": entry}))
-    write_text_atomically(
-        Path(directory) / "corruptions.jsonl", "".join(line + "\n" for line in lines)
-    )
+    write_text_atomically(target, "".join(line + "\n" for line in lines))
     counts = {"selected": len(selected), "corrupted": found}
-    run_path = Path(directory) / "run.json"
-    if run_path.exists():
-        run = json.loads(run_path.read_text())
-        run["corruption"] = {"thresholds": asdict(thresholds), "counts": counts}
-        write_text_atomically(run_path, json.dumps(run, indent=2))
+    run["corruption"] = {
+        "settings": settings,
+        "thresholds": asdict(thresholds),
+        "counts": counts,
+        "corruptions_sha256": sha256_file(target),
+        "seconds": round(time.perf_counter() - started, 2),
+        "versions": versions(),
+    }
+    write_text_atomically(run_path, json.dumps(run, indent=2))
     return counts
 
 
@@ -586,8 +708,9 @@ def _corruption_entry(
     strong: LeelaNetwork,
     weak: LeelaNetwork,
     thresholds: CorruptionThresholds,
-    stockfish: str | bool | None,
+    stockfish: str | None,
 ) -> dict[str, Any] | None:
+    """One puzzle's corruption entry; ``stockfish`` is a resolved engine path or ``None``."""
     from leelalab.puzzles.corruptions import find_corruption, stockfish_confirms
 
     puzzle = Puzzle(
@@ -600,8 +723,7 @@ def _corruption_entry(
     corruption = find_corruption(puzzle, strong, weak, thresholds)
     entry = corruption.to_json() if corruption else None
     if corruption is not None and entry is not None and stockfish:
-        engine = stockfish if isinstance(stockfish, str) else None
-        entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, engine)
+        entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, stockfish)
         if not entry["stockfish_confirmed"]:
             entry = None
     return entry
@@ -614,10 +736,12 @@ def _corrupt_ids(
     thresholds: CorruptionThresholds,
     ids: set[str],
     *,
-    stockfish: str | bool | None,
+    stockfish: str | None,
     progress: bool,
 ) -> dict[str, int]:
     """:func:`corrupt_dataset` for given puzzle ids, extending ``corruptions.jsonl``."""
+    from leelalab.puzzles.dataset import DatasetError
+
     source = _dataset_path(directory)
     target = Path(directory) / "corruptions.jsonl"
     entries: dict[str, Any] = {}
@@ -631,7 +755,7 @@ def _corrupt_ids(
     wanted = [record for record in records if record["id"] in ids]
     missing = sorted(ids - set(order))
     if missing:
-        raise LeelaLabError(f"{source}: no puzzle with id {missing[0]!r} ({len(missing)} missing)")
+        raise DatasetError(f"{source}: no puzzle with id {missing[0]!r} ({len(missing)} missing)")
 
     def save() -> None:
         in_dataset = set(order)
@@ -671,53 +795,102 @@ def _corrupt_ids(
     return counts
 
 
+def _stockfish_path(stockfish: str | bool) -> str:
+    """The Stockfish binary to use, checked before any work is done."""
+    import shutil
+
+    from leelalab.puzzles.dataset import DatasetError
+
+    # Debian installs the engine in /usr/games, which is often not on PATH.
+    candidate = stockfish if isinstance(stockfish, str) else "stockfish"
+    found = shutil.which(candidate) or (
+        "/usr/games/stockfish"
+        if candidate == "stockfish" and Path("/usr/games/stockfish").is_file()
+        else None
+    )
+    if found is None:
+        raise DatasetError(
+            f"Stockfish not found ({candidate}); install it (Debian: apt-get install "
+            "stockfish) or pass its path"
+        )
+    return found
+
+
+def _read_run_json(path: Path) -> dict[str, Any]:
+    from leelalab.puzzles.dataset import DatasetError
+
+    try:
+        run = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path}: unreadable ({error})") from None
+    if not isinstance(run, dict):
+        raise DatasetError(f"{path}: not a run record (a JSON object)")
+    return run
+
+
 def _dataset_path(directory: str | os.PathLike[str]) -> Path:
+    from leelalab.puzzles.dataset import DatasetError
+
+    if not Path(directory).is_dir():
+        raise DatasetError(f"{directory}: no such dataset directory")
     source = Path(directory) / "dataset.jsonl"
     if not source.is_file():
-        raise LeelaLabError(f"{directory}: no dataset.jsonl (run `leelalab puzzles filter` first)")
+        raise DatasetError(
+            f"{directory}: not a filtered dataset (no dataset.jsonl; run `leelalab puzzles "
+            "filter` first)"
+        )
     return source
 
 
 def find_record(directory: str | os.PathLike[str], puzzle_id: str) -> dict[str, Any]:
     """The dataset record of one puzzle."""
+    from leelalab.puzzles.dataset import DatasetError, read_jsonl
+
     source = _dataset_path(directory)
-    with source.open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            if record["id"] == puzzle_id:
-                return record
-    raise LeelaLabError(f"puzzle {puzzle_id!r} is not in {source}")
+    for record in read_jsonl(source):
+        if record["id"] == puzzle_id:
+            return record
+    raise DatasetError(f"puzzle {puzzle_id!r} is not in {source}")
+
+
+EXPORT_KEYS = (
+    "id",
+    "fen",
+    "moves",
+    "strong_pv_probs",
+    "weak_pv_probs",
+    "strong_wdl",
+    "filters",
+    "selected",
+    "corruption",
+)
+"""The ``leelalab puzzles export`` record: ``fen`` is the Lichess puzzle FEN (before the
+opponent's move, ``moves[0]``), as read, en-passant square included."""
 
 
 def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> int:
-    """Write the ``leelalab puzzles export`` JSONL (the fixed contract); returns the count."""
+    """Write the ``leelalab puzzles export`` JSONL (:data:`EXPORT_KEYS`); returns the count."""
+    from leelalab.puzzles.dataset import DatasetError, read_jsonl
+
     source = _dataset_path(directory)
     corruptions: dict[str, Any] = {}
     corruption_file = Path(directory) / "corruptions.jsonl"
     if corruption_file.is_file():
-        for line in corruption_file.open(encoding="utf-8"):
-            entry = json.loads(line)
-            corruptions[entry["id"]] = entry["corruption"]
+        for entry in read_jsonl(corruption_file):
+            corruptions[entry["id"]] = entry.get("corruption")
     count = 0
-    keys = (
-        "id",
-        "moves",
-        "strong_pv_probs",
-        "weak_pv_probs",
-        "strong_wdl",
-        "filters",
-        "selected",
-        "corruption",
-    )
     target = Path(output)
-    with (
-        source.open(encoding="utf-8") as reader,
-        target.with_name(target.name + ".tmp").open("w", encoding="utf-8") as writer,
-    ):
-        for line in reader:
-            record = json.loads(line)
-            record["corruption"] = corruptions.get(record["id"], record["corruption"])
-            writer.write(json.dumps({key: record[key] for key in keys}) + "\n")
-            count += 1
-    target.with_name(target.name + ".tmp").replace(target)
+    temporary = target.with_name(target.name + ".tmp")
+    try:
+        with temporary.open("w", encoding="utf-8") as writer:
+            for record in read_jsonl(source):
+                record["corruption"] = corruptions.get(record["id"], record.get("corruption"))
+                missing = [key for key in EXPORT_KEYS if key not in record]
+                if missing:
+                    raise DatasetError(f"{source}: record {record['id']!r} lacks {missing}")
+                writer.write(json.dumps({key: record[key] for key in EXPORT_KEYS}) + "\n")
+                count += 1
+        temporary.replace(target)
+    finally:
+        temporary.unlink(missing_ok=True)
     return count

@@ -136,9 +136,8 @@ class StockfishOracle:
         self._cache_path = Path(cache) if cache is not None else None
         if self._cache_path is not None and self._cache_path.is_file():
             self._load_cache(self._cache_path)
-        self._cache_file = (
-            self._cache_path.open("a", encoding="utf-8") if self._cache_path is not None else None
-        )
+        # Opened on the first new verdict, so that a run directory is created by its run.
+        self._cache_file: Any = None
 
     def _load_cache(self, path: Path) -> None:
         for line in path.read_text(encoding="utf-8").splitlines():
@@ -178,7 +177,9 @@ class StockfishOracle:
             verdict = Verdict(int(score), pv[0].uci() if pv else None)
             self.analyses += 1
         self._cache[key] = verdict
-        if self._cache_file is not None:
+        if self._cache_path is not None:
+            if self._cache_file is None:
+                self._cache_file = self._cache_path.open("a", encoding="utf-8")
             self._cache_file.write(
                 json.dumps({"key": key, "cp": verdict.cp_white, "best": verdict.best}) + "\n"
             )

@@ -7,6 +7,11 @@ Because chunks are fixed puzzle ranges computed independently, a resumed run pro
 same numbers as an uninterrupted one. At the end the chunks are concatenated (axis 0 =
 puzzles) into one HDF5 file, and ``run.json`` records inputs, hashes, versions, parameters
 and timing. ``settings.json`` guards against resuming with different settings.
+
+Every writer of an output directory goes through :class:`RunDirectory`: inputs are checked
+before it is created; the same settings resume (or report a complete run); other settings
+are refused unless ``overwrite`` replaces the directory; a run that fails before writing any
+result removes what it created. Settings compare file hashes, not paths.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import json
 import os
 import platform
+import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -116,41 +122,209 @@ def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[s
     return arrays, attrs
 
 
-INFORMATIONAL_SETTINGS = ("network", "dataset")
-"""Paths recorded for the reader but not compared on resume: the files' hashes are."""
+INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "store")
+"""Paths recorded for the reader but not compared on resume when the file's hash sits beside
+them (``network`` ↔ ``network_sha256``, ``source`` ↔ ``sha256``): the hashes decide, so the
+same file spelled with another path resumes. A path without a hash is compared as it is."""
+
+
+def _hash_key(key: str) -> str:
+    return "sha256" if key == "source" else f"{key}_sha256"
+
+
+def _relevant(settings: Any, other: Any) -> Any:
+    """``settings`` without the paths whose hashes (present in both) decide, at any depth."""
+    if not isinstance(settings, Mapping):
+        return settings
+    other = other if isinstance(other, Mapping) else {}
+    return {
+        key: _relevant(value, other.get(key))
+        for key, value in settings.items()
+        if not (
+            key in INFORMATIONAL_SETTINGS
+            and settings.get(_hash_key(key)) is not None
+            and other.get(_hash_key(key)) is not None
+        )
+    }
+
+
+def _normalised(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as they read back from JSON (tuples become lists, keys strings)."""
+    return dict(json.loads(json.dumps(settings)))
 
 
 def same_settings(stored: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
-    """Whether a run may resume: equal settings, file paths aside (hashes decide)."""
-
-    def relevant(settings: Mapping[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in settings.items() if k not in INFORMATIONAL_SETTINGS}
-
-    return relevant(stored) == relevant(current)
+    """Whether a run may resume: equal settings, file paths aside where hashes decide."""
+    stored, current = _normalised(stored), _normalised(current)
+    return _relevant(stored, current) == _relevant(current, stored)
 
 
-class ChunkedRun:
-    """Chunk bookkeeping of one resumable run in ``output``."""
+def settings_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The top-level settings that differ (``same_settings`` rules), for messages."""
+    stored, current = _normalised(stored), _normalised(current)
+    a, b = _relevant(stored, current), _relevant(current, stored)
+    return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
 
-    def __init__(self, output: str | os.PathLike[str], settings: Mapping[str, Any]) -> None:
-        self.output = Path(output)
-        self.chunks = self.output / "chunks"
-        self.chunks.mkdir(parents=True, exist_ok=True)
-        self.settings = dict(settings)
-        settings_path = self.output / "settings.json"
-        text = json.dumps(self.settings, indent=2, sort_keys=True)
-        if settings_path.exists():
-            stored = json.loads(settings_path.read_text(encoding="utf-8"))
-            if not same_settings(stored, json.loads(text)):
+
+SETTINGS_FILE = "settings.json"
+MARKERS = (SETTINGS_FILE, "run.json")
+"""Files that mark a directory as a leelalab output (one that ``overwrite`` may replace)."""
+
+
+def _holds_results(directory: Path, settings_file: str = SETTINGS_FILE) -> bool:
+    """Whether ``directory`` holds anything but its settings, temporary files and folders."""
+    for path in directory.rglob("*"):
+        if path.is_file() and path.name != settings_file and not path.name.endswith(".tmp"):
+            return True
+    return False
+
+
+def remove_output(path: Path) -> None:
+    """Delete a leelalab output directory (or file); refuse anything that is not one."""
+    if path.is_dir():
+        if any(path.iterdir()) and not any((path / marker).is_file() for marker in MARKERS):
+            raise ResultsError(
+                f"{path} is not a leelalab output directory (no settings.json or run.json); "
+                "not deleting it: choose another output"
+            )
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+class RunDirectory:
+    """The life cycle of one output directory, shared by every writer of runs.
+
+    Constructing it inspects ``path`` and refuses, before anything is computed, a directory
+    that holds a run with other settings (unless ``overwrite``) or that is not a leelalab
+    output at all. Entering it (``with``) replaces the old directory when ``overwrite``,
+    creates the directory and writes ``settings.json``. Leaving it with an exception removes
+    what this session created when no result was written yet, so a run that fails early
+    leaves nothing behind; a run that wrote results keeps them, to resume.
+
+    Attributes:
+        resuming: the directory holds a run with the same settings (resume it, or, when
+            :meth:`complete`, report it complete).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        settings: Mapping[str, Any],
+        *,
+        overwrite: bool = False,
+        what: str = "run",
+    ) -> None:
+        self.path = Path(path)
+        self.settings = _normalised(settings)
+        self.overwrite = overwrite
+        self.what = what
+        self.resuming = False
+        self.opened = False
+        self._created: list[Path] = []
+        self._inspect()
+
+    def _inspect(self) -> None:
+        path = self.path
+        if not path.exists():
+            return
+        if not path.is_dir():
+            raise ResultsError(f"{path} exists and is not a directory; choose another output")
+        settings_path = path / SETTINGS_FILE
+        if settings_path.is_file():
+            if self.overwrite:
+                return
+            try:
+                stored = json.loads(settings_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
                 raise ResultsError(
-                    f"{self.output} holds a run with other settings; use another --output or "
-                    "delete it"
+                    f"{settings_path} is unreadable; pass --overwrite to replace {path} or use "
+                    "another output"
+                ) from None
+            if not isinstance(stored, dict) or not same_settings(stored, self.settings):
+                differing = (
+                    settings_difference(stored, self.settings) if isinstance(stored, dict) else []
                 )
-        else:
-            write_text_atomically(settings_path, text)
+                detail = f" (differing: {', '.join(differing)})" if differing else ""
+                raise ResultsError(
+                    f"{path} holds a {self.what} with other settings{detail}; pass --overwrite "
+                    "to replace it or use another output"
+                )
+            self.resuming = True
+            return
+        if not any(path.iterdir()):
+            return
+        if (path / "run.json").is_file():
+            if self.overwrite:
+                return
+            raise ResultsError(
+                f"{path} holds results without a settings.json (an older leelalab?); pass "
+                "--overwrite to replace them or use another output"
+            )
+        raise ResultsError(
+            f"{path} exists and is not a leelalab output directory; choose another output"
+        )
+
+    def complete(self, *names: str) -> bool:
+        """Whether a resumed run already wrote ``run.json`` and ``names``: nothing to do."""
+        return self.resuming and all((self.path / n).is_file() for n in ("run.json", *names))
+
+    def __enter__(self) -> RunDirectory:
+        if self.path.exists() and not self.resuming:
+            if any(self.path.iterdir()):
+                remove_output(self.path)  # overwrite (refused in _inspect otherwise)
+        if not self.path.exists():
+            self._created.append(self.path)
+            for parent in self.path.parents:
+                if parent.exists():
+                    break
+                self._created.append(parent)
+            self.path.mkdir(parents=True)
+        if not self.resuming:
+            write_text_atomically(
+                self.path / SETTINGS_FILE, json.dumps(self.settings, indent=2, sort_keys=True)
+            )
+        self.opened = True
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
+        if kind is None or self.resuming or _holds_results(self.path):
+            return
+        if self._created:
+            # Nothing but what this session made: remove it, the outermost folder included.
+            shutil.rmtree(self._created[-1], ignore_errors=True)
+        else:  # an empty directory that was there before: leave it empty
+            for child in list(self.path.iterdir()):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+
+
+class ChunkedRun(RunDirectory):
+    """Chunk bookkeeping of one resumable run in ``output`` (a :class:`RunDirectory`)."""
+
+    def __init__(
+        self,
+        output: str | os.PathLike[str],
+        settings: Mapping[str, Any],
+        *,
+        overwrite: bool = False,
+    ) -> None:
+        super().__init__(output, settings, overwrite=overwrite)
+        self.output = self.path
+        self.chunks = self.output / "chunks"
+
+    def __enter__(self) -> ChunkedRun:
+        super().__enter__()
+        self.chunks.mkdir(exist_ok=True)
+        return self
 
     def chunk_path(self, number: int) -> Path:
         return self.chunks / f"{number:05d}.h5"
+
+    def _open(self) -> None:
+        """Create the directory on first write when used without ``with`` (then nothing is
+        cleaned up on failure)."""
+        if not self.opened:
+            self.__enter__()
 
     def done(self, number: int) -> bool:
         return self.chunk_path(number).is_file()
@@ -161,6 +335,7 @@ class ChunkedRun:
         arrays: Mapping[str, np.ndarray | list[str]],
         attrs: Mapping[str, Any] = {},
     ) -> None:
+        self._open()
         write_h5_atomically(self.chunk_path(number), arrays, attrs)
 
     def iter_chunks(self) -> Iterator[tuple[dict[str, np.ndarray], dict[str, Any]]]:
@@ -169,6 +344,7 @@ class ChunkedRun:
 
     def merge(self, name: str, attrs: Mapping[str, Any]) -> Path:
         """Concatenate every chunk (axis 0) into ``output/name``."""
+        self._open()
         parts: dict[str, list[np.ndarray]] = {}
         for arrays, _ in self.iter_chunks():
             for key, value in arrays.items():
@@ -179,6 +355,7 @@ class ChunkedRun:
         return path
 
     def write_run_json(self, record: Mapping[str, Any]) -> Path:
+        self._open()
         path = self.output / "run.json"
         write_text_atomically(path, json.dumps({**self.settings, **record}, indent=2))
         return path
@@ -196,31 +373,41 @@ def run_in_chunks(
     chunk_size: int = 8,
     description: str = "",
     progress: bool = True,
+    overwrite: bool = False,
+    before: Callable[[Path], None] | None = None,
 ) -> Path:
     """Run ``compute`` over fixed chunks of ``items``, resumably; merge; write ``run.json``.
 
     ``compute(chunk)`` returns arrays whose axis 0 is the chunk's items. Returns the merged
-    results file's path.
+    results file's path. The output directory follows :class:`RunDirectory`: the same
+    settings resume (a complete run is returned as it is), other settings are refused unless
+    ``overwrite``, and a run that fails before its first chunk leaves nothing behind.
+    ``before(output)`` runs once the directory exists, before the first chunk (side files).
     """
     started = time.perf_counter()
-    run = ChunkedRun(output, {**settings, "chunk_size": chunk_size})
-    computed = 0
-    bar = tqdm(total=len(items), desc=description, unit="puzzle", disable=not progress)
-    for number, start in enumerate(range(0, len(items), chunk_size)):
-        chunk = list(items[start : start + chunk_size])
-        if not run.done(number):
-            run.write_chunk(number, compute(chunk))
-            computed += len(chunk)
-        bar.update(len(chunk))
-    bar.close()
-    path = run.merge(results_file, attrs)
-    run.write_run_json(
-        {
-            **run_record,
-            "items": len(items),
-            "items_computed_this_session": computed,
-            "seconds_this_session": round(time.perf_counter() - started, 2),
-            "versions": versions(),
-        }
-    )
+    run = ChunkedRun(output, {**settings, "chunk_size": chunk_size}, overwrite=overwrite)
+    if run.complete(results_file):
+        return run.output / results_file
+    with run:
+        if before is not None:
+            before(run.output)
+        computed = 0
+        bar = tqdm(total=len(items), desc=description, unit="puzzle", disable=not progress)
+        for number, start in enumerate(range(0, len(items), chunk_size)):
+            chunk = list(items[start : start + chunk_size])
+            if not run.done(number):
+                run.write_chunk(number, compute(chunk))
+                computed += len(chunk)
+            bar.update(len(chunk))
+        bar.close()
+        path = run.merge(results_file, attrs)
+        run.write_run_json(
+            {
+                **run_record,
+                "items": len(items),
+                "items_computed_this_session": computed,
+                "seconds_this_session": round(time.perf_counter() - started, 2),
+                "versions": versions(),
+            }
+        )
     return path

@@ -87,6 +87,15 @@ def test_the_same_thing_has_the_same_option_name(name: str, parser) -> None:
         assert by_dest["no_progress"] == ["--no-progress"], name
     if "seed" in by_dest:
         assert by_dest["seed"] == ["--seed"], name
+    # Commands that write a run directory or a file users keep can be told to replace it;
+    # figures and derived tables are simply rewritten.
+    rewrites = name.startswith("plot ") or name in {
+        "puzzles show",
+        "analyze predictions",
+        "analyze themes",
+    }
+    if "output" in by_dest and not rewrites:
+        assert "overwrite" in by_dest, f"{name} writes --output but has no --overwrite"
     if name in LONG_COMMANDS:
         assert "no_progress" in by_dest, f"{name} shows progress but has no --no-progress"
     for action in options(parser):

@@ -158,3 +158,25 @@ def test_percentile_intervals_cover_the_true_median() -> None:
         _, lower, upper = percentile_curve(rng.normal(size=101), [50])
         covered += lower[0] <= 0.0 <= upper[0]
     assert 0.9 <= covered / 200 <= 0.995
+
+
+def test_head_runs_check_the_dataset_and_the_output_first(network, tmp_path) -> None:
+    from leelalab.patching.heads import run_head_patching, run_piece_movement
+    from leelalab.puzzles.dataset import DatasetError
+    from leelalab.runs.results import ResultsError
+    from positions import write_dataset
+
+    write_dataset(tmp_path / "data", corrupted_puzzles(3, min_moves=5))
+    (tmp_path / "data" / "corruptions.jsonl").unlink()
+    with pytest.raises(DatasetError, match="run `leelalab puzzles corrupt"):
+        run_head_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    # piece-movement refuses another run's directory before detecting heads.
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "settings.json").write_text('{"experiment": "other"}')
+    with pytest.raises(ResultsError, match="other settings.*--overwrite"):
+        run_piece_movement(network, tmp_path / "data", tmp_path / "out", progress=False)
+    path, _ = run_piece_movement(
+        network, tmp_path / "data", tmp_path / "out", progress=False, overwrite=True
+    )
+    assert path.is_file() and (tmp_path / "out" / "heads.json").is_file()

@@ -190,10 +190,35 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
     write_dataset(tmp_path / "data", corrupted_puzzles(2))
     run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
-    with pytest.raises(ResultsError, match="other settings"):
+    with pytest.raises(ResultsError, match=r"other settings \(differing: direction\)"):
         run_residual_patching(
             network, tmp_path / "data", tmp_path / "out", direction="denoising", progress=False
         )
+    path = run_residual_patching(
+        network,
+        tmp_path / "data",
+        tmp_path / "out",
+        direction="denoising",
+        progress=False,
+        overwrite=True,
+    )
+    assert PatchingResults.load(path).direction == "denoising"
+
+
+def test_a_dataset_without_corruptions_says_to_run_puzzles_corrupt(tmp_path) -> None:
+    from leelalab.puzzles.dataset import DatasetError
+
+    network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
+    write_dataset(tmp_path / "data", corrupted_puzzles(2))
+    (tmp_path / "data" / "corruptions.jsonl").unlink()
+    with pytest.raises(DatasetError, match="no corruptions.jsonl.*leelalab puzzles corrupt"):
+        run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
+    (tmp_path / "data" / "corruptions.jsonl").write_text("")
+    with pytest.raises(DatasetError, match="none of the 2 selected puzzles.*2 no corruption"):
+        run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
+    with pytest.raises(DatasetError, match="no dataset.jsonl"):
+        run_residual_patching(network, tmp_path / "nothing", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
 
 
 def test_group_effects_and_ranks_on_hand_made_numbers() -> None:

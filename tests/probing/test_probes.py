@@ -155,3 +155,98 @@ def test_cli_train_eval_plot(store, tmp_path, capsys) -> None:
     assert (tmp_path / "figs" / "probe_accuracy.png").is_file()
     assert main(["probe", "train", str(tmp_path / "none.h5"), "--output", str(out)]) == 1
     assert "no such activation store" in capsys.readouterr().err
+
+
+def test_eval_leaves_out_the_training_puzzles(store, tmp_path) -> None:
+    """On the store it trained on, a saved probe is scored on exactly its held-out split."""
+    out = tmp_path / "p"
+    config = ProbeConfig(seeds=[4, 5], control=False, epochs=2)
+    summary = _by_hook(train_probes(store, out, config, progress=False))
+    split = json.loads((out / "split.json").read_text())
+    assert split["seed"] == 4 and split["train_puzzles"] == len(split["train_puzzle_ids"])
+    train_rows, test_rows = grouped_split(ActivationStore(store).puzzle_ids, 0.3, 4)
+    assert split["train_puzzle_ids"] == sorted(f"p{i}" for i in train_rows)
+
+    evaluation = evaluate_saved_probes(out, store)
+    assert evaluation.excluded == len(train_rows) and evaluation.puzzles == len(test_rows)
+    for hook, result in summary.items():
+        # The first seed's probe is the saved one: its held-out accuracy, to the bit.
+        assert evaluation[hook] == result["accuracy"][0]
+        masked = ActivationStore(store).move_squares[test_rows, 2, 1] < 0
+        assert evaluation.evaluated[hook] == len(test_rows) - masked.sum()
+        interval = evaluation.interval(hook)
+        assert interval.low <= evaluation[hook] <= interval.high
+    everything = evaluate_saved_probes(out, store, include_training=True)
+    assert everything.excluded == 0 and everything.puzzles == 2000
+    assert everything.evaluated["blocks.0.hook_resid_post"] == 1800  # 200 lines are masked
+
+
+def test_eval_refuses_old_probes_and_stores_of_training_puzzles_only(store, tmp_path) -> None:
+    out = tmp_path / "p"
+    train_probes(
+        store,
+        out,
+        ProbeConfig(seeds=[0], control=False, epochs=1),
+        hooks=["blocks.1.hook_resid_post"],
+        progress=False,
+    )
+    # A store that holds only training puzzles leaves nothing to evaluate.
+    ids = set(json.loads((out / "split.json").read_text())["train_puzzle_ids"])
+    only_training = tmp_path / "train.h5"
+    with h5py.File(store) as source, h5py.File(only_training, "w") as target:
+        rows = np.array([i for i, p in enumerate(source["puzzle_ids"].asstr()[()]) if p in ids])
+        for name, item in source.items():
+            if isinstance(item, h5py.Dataset):
+                target.create_dataset(name, data=item[()][rows], dtype=item.dtype)
+        for hook in source["activations"]:
+            target.create_dataset(f"activations/{hook}", data=source["activations"][hook][rows])
+        target.attrs.update(dict(source.attrs))
+    with pytest.raises(ProbeError, match="nothing to evaluate"):
+        evaluate_saved_probes(out, only_training)
+    # A probe directory from before the split was recorded: refused, with the way out.
+    (out / "split.json").unlink()
+    with pytest.raises(ProbeError, match="does not record which puzzles.*--include-training"):
+        evaluate_saved_probes(out, store)
+    assert evaluate_saved_probes(out, store, include_training=True).excluded == 0
+
+
+def test_probe_output_directory_life_cycle(store, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import leelalab.probing.probes as module
+    from leelalab.errors import LeelaLabError
+
+    config = ProbeConfig(seeds=[0], control=False, epochs=1)
+    hooks = ["blocks.1.hook_resid_post"]
+    out = tmp_path / "p"
+    # Bad input: nothing is created.
+    with pytest.raises(LeelaLabError):
+        train_probes(tmp_path / "none.h5", out, config, progress=False)
+    with pytest.raises(LeelaLabError, match="no activations for"):
+        train_probes(store, out, config, hooks=["blocks.7.hook_resid_post"], progress=False)
+    assert not out.exists()
+    # A failure before any probe is saved leaves nothing behind.
+    original = module.train_probe
+
+    def failing(*args, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "train_probe", failing)
+    with pytest.raises(KeyboardInterrupt):
+        train_probes(store, out, config, hooks=hooks, progress=False)
+    assert not out.exists()
+    monkeypatch.setattr(module, "train_probe", original)
+    first = train_probes(store, out, config, hooks=hooks, progress=False)
+    # The same settings, the store spelled with another path: complete, nothing retrained.
+    copy = tmp_path / "copy.h5"
+    shutil.copy(store, copy)
+    monkeypatch.setattr(module, "train_probe", failing)
+    assert train_probes(copy, out, config, hooks=hooks, progress=False) == first
+    # Other settings: refused, unless overwrite.
+    other = ProbeConfig(seeds=[1], control=False, epochs=1)
+    with pytest.raises(LeelaLabError, match=r"other settings \(differing: config\)"):
+        train_probes(store, out, other, hooks=hooks, progress=False)
+    monkeypatch.setattr(module, "train_probe", original)
+    replaced = train_probes(store, out, other, hooks=hooks, progress=False, overwrite=True)
+    assert replaced["config"]["seeds"] == [1]
+    assert json.loads((out / "split.json").read_text())["seed"] == 1

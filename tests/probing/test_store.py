@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding
 from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transformer_weights
 from leelalab.models import build_network
@@ -110,6 +111,46 @@ def test_leftover_parts_with_other_settings_are_refused(dataset, tmp_path, monke
     import leelalab.probing.store as module
 
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=1)).eval()
+    original, calls = module._write_part, {"n": 0}
+
+    def failing(*args, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(*args, **kw)
+
+    kwargs = dict(part_size=4, progress=False)
+    monkeypatch.setattr(module, "_write_part", failing)
+    with pytest.raises(KeyboardInterrupt):
+        cache_activations(network, dataset, ["blocks.1.*"], tmp_path / "a.h5", **kwargs)
+    monkeypatch.undo()
+    assert len(list((tmp_path / "a.h5.parts").glob("part-*.h5"))) == 1
+    with pytest.raises(LeelaLabError, match=r"other settings \(differing: dtype\).*--overwrite"):
+        cache_activations(
+            network, dataset, ["blocks.1.*"], tmp_path / "a.h5", dtype="float32", **kwargs
+        )
+    replaced = cache_activations(
+        network,
+        dataset,
+        ["blocks.1.*"],
+        tmp_path / "a.h5",
+        dtype="float32",
+        overwrite=True,
+        **kwargs,
+    )
+    fresh = cache_activations(
+        network, dataset, ["blocks.1.*"], tmp_path / "b.h5", dtype="float32", **kwargs
+    )
+    first, second = _contents(replaced), _contents(fresh)
+    assert first.keys() == second.keys()
+    assert all(np.array_equal(first[k], second[k]) for k in first)
+    assert not (tmp_path / "a.h5.parts").exists()
+
+
+def test_a_run_that_fails_before_any_part_leaves_nothing(dataset, tmp_path, monkeypatch) -> None:
+    import leelalab.probing.store as module
+
+    network = build_network(random_resnet_weights(blocks=2, filters=8, seed=1)).eval()
 
     def failing(*args, **kw):
         raise KeyboardInterrupt
@@ -117,11 +158,58 @@ def test_leftover_parts_with_other_settings_are_refused(dataset, tmp_path, monke
     monkeypatch.setattr(module, "_write_part", failing)
     with pytest.raises(KeyboardInterrupt):
         cache_activations(network, dataset, ["blocks.1.*"], tmp_path / "a.h5", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    # Bad inputs fail before anything is created.
+    with pytest.raises(LeelaLabError, match="no dataset.jsonl"):
+        cache_activations(network, tmp_path / "nowhere", ["blocks.1.*"], tmp_path / "x.h5")
+    with pytest.raises(ActivationStoreError, match="no hook point"):
+        cache_activations(network, dataset, ["blocks.9.*"], tmp_path / "x.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_complete_store_is_kept_refused_or_overwritten(dataset, tmp_path, monkeypatch) -> None:
+    import shutil
+
+    import leelalab.probing.store as module
+
+    network = build_network(random_resnet_weights(blocks=2, filters=8, seed=1)).eval()
+    path = cache_activations(network, dataset, ["blocks.0.*"], tmp_path / "s.h5", progress=False)
+    before = _contents(path)
+
+    def failing(*args, **kw):
+        raise AssertionError("a complete store must not be recomputed")
+
+    monkeypatch.setattr(module, "_write_part", failing)
+    # The same settings, the dataset spelled with another path: complete, nothing computed.
+    copy = tmp_path / "copy-of-data"
+    shutil.copytree(dataset, copy)
+    assert cache_activations(network, copy, ["blocks.0.*"], path, progress=False) == path
+    # Other settings: refused, and the store is untouched.
+    with pytest.raises(ActivationStoreError, match=r"other settings \(differing: hooks\)"):
+        cache_activations(network, dataset, ["blocks.1.*"], path, progress=False)
     monkeypatch.undo()
-    with pytest.raises(ActivationStoreError, match="other settings"):
-        cache_activations(
-            network, dataset, ["blocks.1.*"], tmp_path / "a.h5", dtype="float32", progress=False
-        )
+    contents = _contents(path)
+    assert all(np.array_equal(before[k], contents[k]) for k in before)
+    cache_activations(network, dataset, ["blocks.1.*"], path, overwrite=True, progress=False)
+    assert {h.split(".")[1] for h in ActivationStore(path).hooks} == {"1"}
+    # Something that is not a store is never replaced.
+    (tmp_path / "notes.h5").write_text("my notes")
+    for overwrite in (False, True):
+        with pytest.raises(ActivationStoreError, match="not an activation store"):
+            cache_activations(
+                network, dataset, ["blocks.0.*"], tmp_path / "notes.h5", overwrite=overwrite
+            )
+    assert (tmp_path / "notes.h5").read_text() == "my notes"
+
+
+def test_random_init_store_records_the_copied_network(dataset, tmp_path) -> None:
+    network = build_network(random_resnet_weights(blocks=2, filters=8, seed=1)).eval()
+    network.sha256 = "f" * 64
+    path = cache_activations(
+        network, dataset, ["blocks.0.*"], tmp_path / "r.h5", random_init=3, progress=False
+    )
+    settings = ActivationStore(path).settings
+    assert settings["network_sha256"] == "f" * 64 and settings["random_init"] == 3
 
 
 def test_bad_requests_are_clear_errors(dataset, tmp_path) -> None:

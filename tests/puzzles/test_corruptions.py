@@ -78,3 +78,36 @@ def test_stockfish_check() -> None:
     removed = Corruption(without_queen.fen(), ["h6"], "remove", 0.0, 0.0, 0.0, 0.0)
     assert not stockfish_confirms(puzzle, unchanged, depth=10)
     assert stockfish_confirms(puzzle, removed, depth=10)
+
+
+def test_a_stored_corruption_rescores_to_its_recorded_numbers_en_passant_included() -> None:
+    """The corrupted board keeps the en-passant square of the opponent's double push even
+    when no capture is legal: lc0 sees it (and un-pushes the pawn to fill the history). The
+    record used to store ``fen()``, which drops the square, so the stored position scored
+    differently from the one the search had scored."""
+    from leelalab.models.evaluation import evaluate
+    from leelalab.puzzles.reader import Puzzle
+
+    strong = build_network(random_resnet_weights(seed=1, filters=16))
+    weak = build_network(random_resnet_weights(seed=2, filters=8))
+    # Black plays ...d7-d5 (en-passant square d6, but no white pawn can take en passant);
+    # white's first move is exd5.
+    puzzle = Puzzle(
+        "ep", "r1bqkbnr/pppppppp/2n5/8/4P3/8/PPPP1PPP/RNBQKBNR b KQkq - 0 2", ("d7d5", "e4d5")
+    )
+    board = puzzle.board(plies=1)
+    assert board.ep_square == chess.D6 and not board.has_legal_en_passant()
+    loose = CorruptionThresholds(
+        weak_log_odds_change=5.0, strong_q_drop=-1.0, strong_max_prob=1.0, max_jsd=1.0
+    )
+    corruption = find_corruption(puzzle, strong, weak, loose)
+    assert corruption is not None and corruption.fen.split()[3] == "d6"
+    stored = chess.Board(corruption.fen)
+    clean = evaluate(strong, board.copy(stack=False))[0]
+    again = evaluate(strong, stored)[0]
+    assert again.policy["e4d5"] == pytest.approx(corruption.strong_prob, rel=1e-5, abs=1e-7)
+    assert clean.q - again.q == pytest.approx(corruption.strong_q_drop, abs=1e-5)
+    # The FEN without the square is another position for the network.
+    dropped = evaluate(strong, chess.Board(stored.fen()))[0]
+    assert stored.fen().split()[3] == "-"
+    assert abs(dropped.policy["e4d5"] - corruption.strong_prob) > 1e-4

@@ -139,7 +139,9 @@ def test_resume_after_interruption_gives_identical_output(nets, tmp_path: Path) 
     run = json.loads((partial / "run.json").read_text())
     assert run["stage_counts"] == full.counts and len(run["input_sha256"]) == 64
     assert run["strong"]["sha256"] == strong.sha256 and run["thresholds"]["hard"] == 0.05
-    with pytest.raises(LeelaLabError, match="other inputs or settings"):
+    with pytest.raises(
+        LeelaLabError, match=r"other settings \(differing: limit\); pass --overwrite"
+    ):
         filter_puzzles(strong, weak, source, partial, limit=61, chunk_size=16, progress=False)
 
 
@@ -151,6 +153,7 @@ def test_export_contract(nets, tmp_path: Path) -> None:
         record = json.loads(line)
         assert set(record) == {
             "id",
+            "fen",
             "moves",
             "strong_pv_probs",
             "weak_pv_probs",
@@ -170,7 +173,7 @@ def test_export_contract(nets, tmp_path: Path) -> None:
             "forcing",
             "different_targets",
         }
-    with pytest.raises(LeelaLabError, match="no dataset"):
+    with pytest.raises(LeelaLabError, match="no such dataset directory"):
         export_dataset(tmp_path / "missing", tmp_path / "x.jsonl")
 
 
@@ -302,3 +305,161 @@ def test_legal_move_indices_equal_legal_moves_and_indices() -> None:
             assert policy_map.legal_move_indices(board, moves, transform).tolist() == (
                 expected.tolist()
             )
+
+
+def test_filter_output_directory_life_cycle(nets, tmp_path: Path) -> None:
+    from leelalab.puzzles.reader import PuzzleFileError
+    from leelalab.runs.results import ResultsError
+
+    strong, weak = nets
+    options = dict(limit=12, chunk_size=8, progress=False)
+    # A missing input creates nothing.
+    with pytest.raises(PuzzleFileError, match="no such puzzle file"):
+        filter_puzzles(strong, weak, tmp_path / "missing.csv", tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+    source = tmp_path / "in" / "puzzles.csv"
+    source.parent.mkdir()
+    source.write_bytes(shipped_puzzles_path().read_bytes())
+    first = filter_puzzles(strong, weak, source, tmp_path / "out", **options)
+    expected = (tmp_path / "out" / "dataset.jsonl").read_text()
+    # The same file spelled with another path (a relative one, through a symlink): complete.
+    (tmp_path / "link").symlink_to(tmp_path / "in")
+    again = filter_puzzles(
+        strong, weak, tmp_path / "link" / "puzzles.csv", tmp_path / "out", **options
+    )
+    assert again.already_complete and again.counts == first.counts
+    assert again.report.rows == first.report.rows == 12
+    # Other settings: refused; with overwrite: replaced.
+    with pytest.raises(ResultsError, match=r"differing: limit\); pass --overwrite"):
+        filter_puzzles(
+            strong, weak, source, tmp_path / "out", limit=6, chunk_size=8, progress=False
+        )
+    replaced = filter_puzzles(
+        strong,
+        weak,
+        source,
+        tmp_path / "out",
+        limit=6,
+        chunk_size=8,
+        progress=False,
+        overwrite=True,
+    )
+    assert replaced.counts["puzzles"] == 6 and not replaced.already_complete
+    assert (tmp_path / "out" / "dataset.jsonl").read_text() == "".join(
+        expected.splitlines(keepends=True)[:6]
+    )
+
+
+def test_a_truncated_input_fails_and_is_never_a_shorter_dataset(nets, tmp_path: Path) -> None:
+    import zstandard
+
+    from leelalab.puzzles.reader import PuzzleFileError
+
+    strong, weak = nets
+    lines = shipped_puzzles_path().read_text().splitlines(keepends=True)
+    # Frames of 10 rows (as pzstd writes them; zstd decodes a frame in 128 KiB blocks), the
+    # last one cut short.
+    frames = [
+        zstandard.ZstdCompressor().compress("".join(lines[i : i + 10]).encode())
+        for i in range(0, 41, 10)
+    ]
+    cut = tmp_path / "cut.csv.zst"
+    cut.write_bytes(b"".join(frames[:-1]) + frames[-1][:-5])
+    # The end of the file comes after the first chunks were written: they are kept (to
+    # resume once the file is whole) but no dataset is written.
+    with pytest.raises(PuzzleFileError, match="truncated"):
+        filter_puzzles(strong, weak, cut, tmp_path / "late", chunk_size=8, progress=False)
+    assert (tmp_path / "late" / "chunks" / "00000.jsonl").is_file()
+    assert not (tmp_path / "late" / "dataset.jsonl").exists()
+    # Before the first chunk: nothing is left behind.
+    with pytest.raises(PuzzleFileError, match="truncated"):
+        filter_puzzles(strong, weak, cut, tmp_path / "early", chunk_size=64, progress=False)
+    assert not (tmp_path / "early").exists()
+
+
+def test_filter_progress_runs_over_the_input_bytes(nets, tmp_path: Path, capsys) -> None:
+    strong, weak = nets
+    lines = shipped_puzzles_path().read_text().splitlines(keepends=True)
+    source = tmp_path / "p.csv"
+    source.write_text("".join(lines[:30]))
+    filter_puzzles(strong, weak, source, tmp_path / "out", chunk_size=8, batch_size=16)
+    err = capsys.readouterr().err
+    size = source.stat().st_size
+    assert "100%" in err and f"{size / 1024:.2f}k/{size / 1024:.2f}k" in err
+
+
+def test_corrupt_checks_its_dataset_records_timing_and_refuses_other_settings(
+    nets, tmp_path: Path, monkeypatch
+) -> None:
+    import leelalab.puzzles.corruptions as corruptions
+    from leelalab.puzzles.corruptions import CorruptionThresholds
+    from leelalab.puzzles.dataset import DatasetError, dataset_settings
+    from leelalab.puzzles.filter import corrupt_dataset, find_record
+    from positions import corrupted_puzzles, write_dataset
+
+    strong, weak = nets
+    with pytest.raises(DatasetError, match="no such dataset directory"):
+        corrupt_dataset(tmp_path / "nowhere", strong, weak)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match=r"not a filtered dataset \(no dataset.jsonl"):
+        corrupt_dataset(tmp_path / "empty", strong, weak)
+    with pytest.raises(DatasetError, match="no dataset.jsonl"):
+        dataset_settings(tmp_path / "empty")
+
+    data = tmp_path / "data"
+    write_dataset(data, corrupted_puzzles(2))
+    (data / "corruptions.jsonl").unlink()
+    with pytest.raises(DatasetError, match="no settings.json"):
+        dataset_settings(data)
+    loose = CorruptionThresholds(
+        weak_log_odds_change=5.0, strong_q_drop=-1.0, strong_max_prob=1.0, max_jsd=1.0
+    )
+    counts = corrupt_dataset(data, strong, weak, loose, progress=False)
+    assert counts == {"selected": 2, "corrupted": 2}
+    record = json.loads((data / "run.json").read_text())["corruption"]
+    assert record["seconds"] > 0 and record["counts"] == counts and "versions" in record
+    assert record["settings"]["thresholds"]["max_jsd"] == 1.0
+    written = (data / "corruptions.jsonl").read_text()
+
+    def never(*args, **kwargs):
+        raise AssertionError("a complete corruption run must not be redone")
+
+    monkeypatch.setattr(corruptions, "find_corruption", never)
+    assert corrupt_dataset(data, strong, weak, loose, progress=False) == counts
+    with pytest.raises(DatasetError, match="made with other settings; pass --overwrite"):
+        corrupt_dataset(data, strong, weak, progress=False)
+    assert (data / "corruptions.jsonl").read_text() == written
+    monkeypatch.undo()
+    strict = CorruptionThresholds(weak_log_odds_change=0.0)
+    assert corrupt_dataset(data, strong, weak, strict, progress=False, overwrite=True) == {
+        "selected": 2,
+        "corrupted": 0,
+    }
+    # Corruptions of unknown origin are not silently replaced either.
+    (data / "run.json").unlink()
+    with pytest.raises(DatasetError, match="made by an earlier run; pass --overwrite"):
+        corrupt_dataset(data, strong, weak, strict, progress=False)
+
+    # Malformed dataset lines are one error with the file and line.
+    with (data / "dataset.jsonl").open("a") as handle:
+        handle.write('{"id": "broken", \n')
+    with pytest.raises(DatasetError, match=r"dataset.jsonl:3: not JSON"):
+        find_record(data, "nope")
+    # (These hand-written records lack the filter's numbers: also one clear line.)
+    with pytest.raises(DatasetError, match=r"record '\w+' lacks \['strong_pv_probs'"):
+        export_dataset(data, tmp_path / "out.jsonl")
+    assert not (tmp_path / "out.jsonl").exists() and not (tmp_path / "out.jsonl.tmp").exists()
+
+
+def test_export_keeps_the_fen_with_its_en_passant_square(nets, tmp_path: Path) -> None:
+    strong, weak = nets
+    source = tmp_path / "ep.csv"
+    lines = shipped_puzzles_path().read_text().splitlines(keepends=True)
+    # A puzzle whose FEN has an en-passant square (white can take on d6 with e5xd6).
+    ep_fen = "r1bqkbnr/ppp1pppp/2n5/3pP3/8/8/PPPP1PPP/RNBQKBNR w KQkq d6 0 3"
+    source.write_text(lines[0] + lines[1] + f"ep001,{ep_fen},e5d6 e7d6 d1g4 c8g4,1500,,,,,,\n")
+    filter_puzzles(strong, weak, source, tmp_path / "run", progress=False)
+    assert export_dataset(tmp_path / "run", tmp_path / "out.jsonl") == 2
+    records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert records[0]["fen"] == lines[1].split(",")[1]
+    assert records[1]["fen"] == ep_fen and records[1]["moves"][0] == "e5d6"
