@@ -156,6 +156,44 @@ def add_history(parser: argparse.ArgumentParser, flag: str = "--history", help: 
     )
 
 
+def add_executor(parser: argparse.ArgumentParser) -> None:
+    """``--executor local|ray`` and its Ray settings (long jobs; see leelalab.runs.executor)."""
+    group = parser.add_argument_group("where the chunks run")
+    group.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        default="local",
+        help="local: this process; ray: Ray workers that load the networks once each (the "
+        "outputs are the same byte for byte; needs the ray extra)",
+    )
+    group.add_argument(
+        "--ray-address",
+        help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray instance)",
+    )
+    group.add_argument(
+        "--workers", type=positive_int, help="Ray workers (default: one per CPU Ray sees)"
+    )
+    group.add_argument(
+        "--gpus-per-worker",
+        type=float,
+        default=0.0,
+        help="GPUs Ray reserves for each worker (fractions share a GPU; use with --device cuda)",
+    )
+
+
+def executor_from(args: argparse.Namespace) -> Any:
+    from leelalab.runs.executor import Executor
+
+    executor = Executor(
+        kind=args.executor,
+        address=args.ray_address,
+        workers=args.workers,
+        gpus_per_worker=args.gpus_per_worker,
+    )
+    executor.check_available()
+    return executor
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:

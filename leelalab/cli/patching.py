@@ -12,6 +12,7 @@ from typing import Any
 from leelalab.cli.common import (
     add_command,
     add_device,
+    add_executor,
     add_group,
     add_limit,
     add_net,
@@ -19,6 +20,7 @@ from leelalab.cli.common import (
     add_output,
     add_overwrite,
     add_seed,
+    executor_from,
     network_from_dataset,
     note,
     print_table,
@@ -48,6 +50,7 @@ def cmd_patch_residual(args: argparse.Namespace) -> int:
         max_rows=args.max_rows,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        executor=executor_from(args),
     )
     results = PatchingResults.load(path)
     subset = SUBSETS[args.subset]
@@ -260,6 +263,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         patch_commands, "residual", "patch the residual stream at every (layer, square)"
     )
     _common(residual, chunk=8)
+    add_executor(residual)
     residual.add_argument(
         "--layers", type=int, nargs="+", help="body layers to patch (default: all)"
     )

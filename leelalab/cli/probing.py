@@ -11,12 +11,14 @@ from leelalab.cli.common import (
     add_batch_size,
     add_command,
     add_device,
+    add_executor,
     add_group,
     add_limit,
     add_net,
     add_no_progress,
     add_output,
     add_overwrite,
+    executor_from,
     network_from_dataset,
     note,
     print_table,
@@ -41,6 +43,7 @@ def cmd_activations_cache(args: argparse.Namespace) -> int:
         random_init=args.random_init,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        executor=executor_from(args),
     )
     store = ActivationStore(path)
     print(f"wrote {path} ({store.n} puzzles, {len(store.hooks)} hooks) and {path}.run.json")
@@ -167,6 +170,7 @@ def register(commands: Any, plot_commands: Any) -> None:
     )
     add_device(cache)
     add_no_progress(cache)
+    add_executor(cache)
     cache.set_defaults(run=cmd_activations_cache)
 
     _, probe_commands = add_group(

@@ -11,6 +11,7 @@ from leelalab.cli.common import (
     add_batch_size,
     add_command,
     add_device,
+    add_executor,
     add_group,
     add_history,
     add_limit,
@@ -19,7 +20,9 @@ from leelalab.cli.common import (
     add_output,
     add_overwrite,
     add_seed,
+    executor_from,
     note,
+    positive_int,
     print_table,
 )
 from leelalab.errors import LeelaLabError
@@ -56,6 +59,7 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        executor=executor_from(args),
     )
     if run.already_complete:
         note(f"{run.output} already holds this run, complete; nothing to compute")
@@ -84,6 +88,8 @@ def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
         stockfish=args.stockfish,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        chunk_size=args.chunk_size,
+        executor=executor_from(args),
     )
     print(f"{counts['corrupted']} of {counts['selected']} selected puzzles have a corruption")
     return 0
@@ -199,6 +205,7 @@ def register(commands: Any) -> None:
     add_batch_size(filtering, 256)
     add_device(filtering)
     add_no_progress(filtering)
+    add_executor(filtering)
     filtering.set_defaults(run=cmd_puzzles_filter)
 
     corrupt = add_command(
@@ -218,8 +225,12 @@ def register(commands: Any) -> None:
         help="keep only corruptions Stockfish confirms (PATH, or found on PATH / in /usr/games)",
     )
     add_overwrite(corrupt)
+    corrupt.add_argument(
+        "--chunk-size", type=positive_int, default=8, help="puzzles per resumable chunk"
+    )
     add_device(corrupt)
     add_no_progress(corrupt)
+    add_executor(corrupt)
     corrupt.set_defaults(run=cmd_puzzles_corrupt)
 
     show = add_command(

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from leelalab.errors import LeelaLabError
+from leelalab.inference.jobs import NetworkJob
 from leelalab.models.base import LeelaNetwork
 from leelalab.patching.pairs import (
     METRICS,
@@ -42,6 +43,7 @@ from leelalab.patching.pairs import (
     prepare_pairs,
 )
 from leelalab.puzzles.dataset import SQUARE_GROUPS, DatasetPuzzle
+from leelalab.runs.executor import LOCAL, Executor
 
 
 @dataclass
@@ -353,6 +355,7 @@ def run_residual_patching(
     progress: bool = True,
     ids: Collection[str] | None = None,
     overwrite: bool = False,
+    executor: Executor = LOCAL,
 ) -> Path:
     """Residual patching of every usable puzzle of a dataset directory; resumable.
 
@@ -381,16 +384,7 @@ def run_residual_patching(
     if ids is not None:
         settings["ids_sha256"] = hashlib.sha256(" ".join(sorted(set(ids))).encode()).hexdigest()
 
-    def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
-        result = patch_residual_batch(
-            network, prepare_pairs(network, chunk), layers, direction=direction, max_rows=max_rows
-        )
-        arrays: dict[str, np.ndarray | list[str]] = {**_puzzle_arrays(chunk), **result.effects}
-        for metric in ("log_odds", "wl"):
-            arrays[f"clean_{metric}"] = result.clean[metric]
-            arrays[f"corrupted_{metric}"] = result.corrupted[metric]
-        return arrays
-
+    job = ResidualPatchingJob(network, layers, direction, max_rows)
     attrs = {
         "format": RESULTS_FORMAT,
         "sign_convention": SIGN_CONVENTION,
@@ -404,7 +398,7 @@ def run_residual_patching(
         puzzles,
         output,
         settings,
-        compute,
+        job,
         results_file=RESULTS_FILE,
         attrs=attrs,
         run_record={
@@ -416,8 +410,41 @@ def run_residual_patching(
         description="residual patching",
         progress=progress,
         overwrite=overwrite,
+        executor=executor,
     )
     return path
+
+
+class ResidualPatchingJob(NetworkJob):
+    """One chunk of :func:`run_residual_patching`: patch every (layer, square) of its pairs."""
+
+    def __init__(
+        self, network: LeelaNetwork, layers: list[int], direction: Direction, max_rows: int
+    ) -> None:
+        super().__init__(network=network)
+        self.layers = layers
+        self.direction = direction
+        self.max_rows = max_rows
+
+    def compute(
+        self, state: dict[str, LeelaNetwork], chunk: list[DatasetPuzzle]
+    ) -> dict[str, np.ndarray | list[str]]:
+        network = state["network"]
+        result = patch_residual_batch(
+            network,
+            prepare_pairs(network, chunk),
+            self.layers,
+            direction=self.direction,
+            max_rows=self.max_rows,
+        )
+        arrays: dict[str, np.ndarray | list[str]] = {**_puzzle_arrays(chunk), **result.effects}
+        for metric in ("log_odds", "wl"):
+            arrays[f"clean_{metric}"] = result.clean[metric]
+            arrays[f"corrupted_{metric}"] = result.corrupted[metric]
+        return arrays
+
+    def describe_chunk(self, number: int, payload: list[DatasetPuzzle]) -> str:
+        return f"chunk {number} (puzzles {payload[0].id}…{payload[-1].id})"
 
 
 @dataclass

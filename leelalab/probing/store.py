@@ -40,9 +40,11 @@ import torch
 from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
+from leelalab.inference.jobs import NetworkJob, NetworkSpec
 from leelalab.lc0 import encoding
 from leelalab.models.base import LeelaNetwork
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
+from leelalab.runs.executor import LOCAL, Executor, map_chunks
 from leelalab.runs.results import (
     RunDirectory,
     same_settings,
@@ -146,39 +148,84 @@ def _parts(
         yield part
 
 
-def _write_part(
-    path: Path,
+def _part_arrays(
     network: LeelaNetwork,
     puzzles: Sequence[DatasetPuzzle],
     hooks: list[str],
     dtype: type,
     batch_size: int,
-) -> None:
-    temporary = path.with_name(path.name + ".tmp")
+) -> dict[str, np.ndarray]:
+    """One part's metadata and activations (``activations/<hook>``: ``(puzzles, 64, d)``)."""
     fmt = int(network.network_format.input)
+    arrays: dict[str, Any] = dict(_metadata(puzzles, fmt))
+    batches: dict[str, list[np.ndarray]] = {name: [] for name in hooks}
+    for start in range(0, len(puzzles), batch_size):
+        chunk = puzzles[start : start + batch_size]
+        planes = encoding.encode_boards([p.clean_board for p in chunk], fmt, "lc0")
+        tensor = torch.from_numpy(planes).to(network.device, network.dtype)
+        with torch.no_grad():
+            _, cache = network.run_with_cache(tensor, names_filter=hooks)
+        for name in hooks:
+            values = cache[name]
+            if values.dim() != 3 or values.shape[1] != 64:
+                raise ActivationStoreError(
+                    f"hook {name!r} gives shape {tuple(values.shape)}; the store holds "
+                    "(batch, 64, d) square activations (e.g. blocks.*.hook_resid_post)"
+                )
+            batches[name].append(values.float().cpu().numpy().astype(dtype))
+    for name in hooks:
+        arrays[f"activations/{name}"] = np.concatenate(batches[name])
+    return arrays
+
+
+def _write_part(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write one part atomically: metadata first, then each hook's activations."""
+    temporary = path.with_name(path.name + ".tmp")
     with h5py.File(temporary, "w") as handle:
-        _write_metadata(handle, _metadata(puzzles, fmt))
-        datasets: dict[str, h5py.Dataset] = {}
-        for start in range(0, len(puzzles), batch_size):
-            chunk = puzzles[start : start + batch_size]
-            planes = encoding.encode_boards([p.clean_board for p in chunk], fmt, "lc0")
-            tensor = torch.from_numpy(planes).to(network.device, network.dtype)
-            with torch.no_grad():
-                _, cache = network.run_with_cache(tensor, names_filter=hooks)
-            for name in hooks:
-                values = cache[name]
-                if values.dim() != 3 or values.shape[1] != 64:
-                    raise ActivationStoreError(
-                        f"hook {name!r} gives shape {tuple(values.shape)}; the store holds "
-                        "(batch, 64, d) square activations (e.g. blocks.*.hook_resid_post)"
-                    )
-                array = values.float().cpu().numpy().astype(dtype)
-                if name not in datasets:
-                    datasets[name] = handle.create_dataset(
-                        f"activations/{name}", shape=(len(puzzles), 64, array.shape[2]), dtype=dtype
-                    )
-                datasets[name][start : start + len(chunk)] = array
+        _write_metadata(handle, {k: v for k, v in arrays.items() if "/" not in k})
+        for key, value in arrays.items():
+            if "/" in key:
+                handle.create_dataset(key, data=value)
     temporary.replace(path)
+
+
+class CachingJob(NetworkJob):
+    """One part of :func:`cache_activations`: the hooks' activations on its puzzles."""
+
+    def __init__(
+        self,
+        network: LeelaNetwork,
+        hooks: list[str],
+        dtype: str,
+        batch_size: int,
+        random_init: int | None,
+        original: LeelaNetwork | None = None,
+    ) -> None:
+        super().__init__(network=network)
+        if original is not None:
+            # Workers load the file of the network the random copy was made from.
+            self.specs["network"] = NetworkSpec.of(original)
+        self.hooks = hooks
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.random_init = random_init
+
+    def setup(self) -> LeelaNetwork:
+        if self._networks is not None:
+            return self._networks["network"]
+        spec = self.specs["network"]
+        assert spec is not None
+        # A worker rebuilds the random-init copy from the file and the seed, as the driver did.
+        network = spec.load()
+        if self.random_init is not None:
+            network = randomized_network(network, self.random_init)
+        return network
+
+    def compute(self, network: LeelaNetwork, part: list[DatasetPuzzle]) -> dict[str, np.ndarray]:
+        return _part_arrays(network, part, self.hooks, DTYPES[self.dtype], self.batch_size)
+
+    def describe_chunk(self, number: int, payload: list[DatasetPuzzle]) -> str:
+        return f"part {number} (puzzles {payload[0].id}…{payload[-1].id})"
 
 
 def cache_activations(
@@ -196,6 +243,7 @@ def cache_activations(
     random_init: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
+    executor: Executor = LOCAL,
 ) -> Path:
     """Cache ``hooks`` activations of ``network`` on a dataset's clean puzzle positions.
 
@@ -220,6 +268,7 @@ def cache_activations(
     dataset = Path(dataset)
     # The random copy is identified by its seed and the network it copies.
     network_sha256 = network.sha256
+    original = network
     if random_init is not None:
         network = randomized_network(network, random_init)
     hook_names = resolve_hooks(network, hooks)
@@ -252,8 +301,9 @@ def cache_activations(
         if overwrite:
             output.unlink(missing_ok=True)
             output.with_name(output.name + ".run.json").unlink(missing_ok=True)
+        job = CachingJob(network, hook_names, dtype, batch_size, random_init, original)
         computed = _cache_parts(
-            network, dataset, output, parts_dir, settings, hook_names, total, batch_size, progress
+            job, dataset, output, parts_dir, settings, total, progress, executor
         )
         write_text_atomically(
             output.with_name(output.name + ".run.json"),
@@ -303,30 +353,40 @@ def _existing_store(output: Path, settings: dict[str, Any], overwrite: bool) -> 
 
 
 def _cache_parts(
-    network: LeelaNetwork,
+    job: CachingJob,
     dataset: Path,
     output: Path,
     parts_dir: Path,
     settings: dict[str, Any],
-    hook_names: list[str],
     total: int,
-    batch_size: int,
     progress: bool,
+    executor: Executor,
 ) -> int:
-    """Compute the missing parts, then copy every part into ``output``; returns the number
-    of puzzles computed (not found in earlier parts)."""
+    """Compute the missing parts (on ``executor``), then copy every part into ``output``;
+    returns the number of puzzles computed (not found in earlier parts)."""
     selected_only, limit = settings["selected_only"], settings["limit"]
     min_moves, part_size = settings["min_moves"], settings["part_size"]
-    np_dtype = DTYPES[settings["dtype"]]
+    hook_names = job.hooks
     bar = tqdm(total=total, desc="caching activations", unit="puzzle", disable=not progress)
     computed = parts = 0
-    for number, part in enumerate(_parts(dataset, selected_only, limit, min_moves, part_size)):
-        path = parts_dir / f"part-{number:05d}.h5"
-        if not path.exists():
-            _write_part(path, network, part, hook_names, np_dtype, batch_size)
-            computed += len(part)
-        bar.update(len(part))
-        parts = number + 1
+
+    def pending() -> Iterator[tuple[int, list[DatasetPuzzle]]]:
+        nonlocal parts
+        for number, part in enumerate(_parts(dataset, selected_only, limit, min_moves, part_size)):
+            parts = number + 1
+            if (parts_dir / f"part-{number:05d}.h5").exists():
+                bar.update(len(part))
+            else:
+                yield number, part
+
+    def write(number: int, arrays: dict[str, np.ndarray]) -> None:
+        nonlocal computed
+        _write_part(parts_dir / f"part-{number:05d}.h5", arrays)
+        size = len(arrays["puzzle_ids"])
+        computed += size
+        bar.update(size)
+
+    map_chunks(job, pending(), write, executor)
     bar.close()
 
     # Copy the parts, one at a time, into one file chunked by puzzles.

@@ -101,7 +101,9 @@ def _log_odds(p: float) -> float:
 def jensen_shannon(p: dict[str, float], q: dict[str, float]) -> float:
     """JSD (natural log) between two move distributions, missing moves counting as 0."""
     total = 0.0
-    for move in set(p) | set(q):
+    # A fixed order: set order follows per-process string hashing, and float sums depend on
+    # order, so the result would change in the last bit from one process to the next.
+    for move in sorted(set(p) | set(q)):
         a, b = p.get(move, 0.0), q.get(move, 0.0)
         m = (a + b) / 2
         if a > 0:

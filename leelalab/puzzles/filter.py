@@ -29,6 +29,7 @@ import hashlib
 import json
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -42,6 +43,7 @@ import chess
 import numpy as np
 from tqdm.auto import tqdm
 
+from leelalab.inference.jobs import NetworkJob
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.encoding import HistoryMode
 from leelalab.lc0.weights.enums import InputFormat
@@ -54,6 +56,7 @@ from leelalab.puzzles.reader import (
     iter_puzzles,
     sample_puzzles,
 )
+from leelalab.runs.executor import LOCAL, Executor, map_chunks
 from leelalab.runs.results import (
     RunDirectory,
     same_settings,
@@ -396,8 +399,13 @@ def filter_puzzles(
     batch_size: int = 256,
     progress: bool = True,
     overwrite: bool = False,
+    executor: Executor = LOCAL,
 ) -> FilterRun:
     """Evaluate and filter every puzzle of ``input_path``; resumable (see module docstring).
+
+    Chunks run in this process (the default: one pipeline whose preparation thread overlaps
+    the forward passes) or on ``executor`` (Ray workers, each loading both networks once);
+    the dataset is the same byte for byte.
 
     The input is checked before ``output_dir`` is created. ``output_dir`` follows
     :class:`~leelalab.runs.results.RunDirectory`: a run with the same settings resumes (a
@@ -452,17 +460,23 @@ def filter_puzzles(
                     total=input_path.stat().st_size,
                 )
         by_bytes = sample is None and limit is None
-        counts = _filter_chunks(
-            puzzles,
-            report,
-            chunks_dir,
-            [(strong, strong_history), (weak, weak_history)],
-            thresholds,
-            chunk_size,
-            batch_size,
-            bar,
-            by_bytes,
-        )
+        if executor.kind == "local":
+            counts = _filter_chunks(
+                puzzles,
+                report,
+                chunks_dir,
+                [(strong, strong_history), (weak, weak_history)],
+                thresholds,
+                chunk_size,
+                batch_size,
+                bar,
+                by_bytes,
+            )
+        else:
+            job = FilterJob(strong, weak, strong_history, weak_history, thresholds, batch_size)
+            counts = _filter_chunks_on(
+                executor, job, puzzles, report, chunks_dir, chunk_size, bar, by_bytes
+            )
         bar.close()
 
         with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
@@ -481,6 +495,7 @@ def filter_puzzles(
             },
             "stage_counts": counts,
             "seconds": round(seconds, 2),
+            "executor": executor.describe(),
             "versions": versions(),
         }
         write_text_atomically(output / "run.json", json.dumps(run, indent=2))
@@ -595,6 +610,110 @@ def _filter_chunks(
     return counts
 
 
+def _new_counts() -> dict[str, int]:
+    return dict.fromkeys(
+        [
+            "puzzles",
+            "not_mate_in_1",
+            "pv_length",
+            "hard",
+            "correct",
+            "forcing",
+            "selected",
+            "different_targets_selected",
+        ],
+        0,
+    )
+
+
+class FilterJob(NetworkJob):
+    """One chunk of :func:`filter_puzzles`: both networks along every line, then the flags;
+    the result is the chunk's ``dataset.jsonl`` text."""
+
+    def __init__(
+        self,
+        strong: LeelaNetwork,
+        weak: LeelaNetwork,
+        strong_history: HistoryMode,
+        weak_history: HistoryMode,
+        thresholds: Thresholds,
+        batch_size: int,
+    ) -> None:
+        super().__init__(strong=strong, weak=weak)
+        self.histories = (strong_history, weak_history)
+        self.thresholds = thresholds
+        self.batch_size = batch_size
+
+    def compute(self, state: dict[str, LeelaNetwork], chunk: list[Puzzle]) -> str:
+        networks = [(state["strong"], self.histories[0]), (state["weak"], self.histories[1])]
+        results = [[LineEvaluation() for _ in chunk] for _ in networks]
+        for batch in _prepared_batches(networks, chunk, self.batch_size):
+            _evaluate_batch(networks, batch, results)
+        strong_lines, weak_lines = results
+        records = [
+            _record(p, s, w, puzzle_filters(p, s, w, self.thresholds))
+            for p, s, w in zip(chunk, strong_lines, weak_lines, strict=True)
+        ]
+        return "".join(json.dumps(r) + "\n" for r in records)
+
+    def describe_chunk(self, number: int, payload: list[Puzzle]) -> str:
+        return f"chunk {number} (puzzles {payload[0].id}…{payload[-1].id})"
+
+
+def _filter_chunks_on(
+    executor: Executor,
+    job: FilterJob,
+    puzzles: Iterator[Puzzle],
+    report: SkipReport,
+    chunks_dir: Path,
+    chunk_size: int,
+    bar: Any,
+    by_bytes: bool,
+) -> dict[str, int]:
+    """:func:`_filter_chunks` on another executor: the driver reads the puzzles and writes
+    each chunk's file when its result comes back; workers evaluate."""
+    counts = _new_counts()
+    spans: dict[int, int] = {}
+    last = 0
+
+    def pending() -> Iterator[tuple[int, list[Puzzle]]]:
+        nonlocal last
+        chunk: list[Puzzle] = []
+        number = 0
+        for puzzle in puzzles:
+            chunk.append(puzzle)
+            if len(chunk) == chunk_size:
+                yield from finish(number, chunk)
+                number, chunk = number + 1, []
+        if chunk:
+            yield from finish(number, chunk)
+
+    def finish(number: int, chunk: list[Puzzle]) -> Iterator[tuple[int, list[Puzzle]]]:
+        nonlocal last
+        position = report.bytes_read if by_bytes else last + len(chunk)
+        spans[number], last = position - last, position
+        path = chunks_dir / f"{number:05d}.jsonl"
+        if path.exists():
+            count(path.read_text(encoding="utf-8"), number)
+        else:
+            yield number, chunk
+
+    def count(text: str, number: int) -> None:
+        for line in text.splitlines():
+            record = json.loads(line)
+            _count(counts, record["filters"], record["selected"])
+        bar.update(spans[number])
+
+    def write(number: int, text: str) -> None:
+        write_text_atomically(chunks_dir / f"{number:05d}.jsonl", text)
+        count(text, number)
+
+    map_chunks(job, pending(), write, executor)
+    if by_bytes:
+        bar.update(max(0, report.bytes_read - bar.n))
+    return counts
+
+
 def _count(counts: dict[str, int], flags: dict[str, bool], selected: bool) -> None:
     """Stage counts: each stage counts the puzzles that passed it and every earlier one."""
     counts["puzzles"] += 1
@@ -616,8 +735,14 @@ def corrupt_dataset(
     progress: bool = True,
     ids: Collection[str] | None = None,
     overwrite: bool = False,
+    chunk_size: int = 8,
+    executor: Executor = LOCAL,
 ) -> dict[str, int]:
     """Find a corruption for every selected puzzle of a filtered dataset.
+
+    The search runs in fixed chunks of ``chunk_size`` puzzles, each saved as it finishes
+    (``corruptions.parts/``), so an interrupted search resumes; chunks run on ``executor``
+    (in this process, or Ray workers that load both networks once) with the same result.
 
     With ``stockfish`` (True, or the engine's path), a corruption is kept only when
     Stockfish confirms that the first move stops working (:func:`stockfish_confirms`).
@@ -640,11 +765,7 @@ def corrupt_dataset(
         DatasetError: ``directory`` is not a filtered dataset, or its corruptions were made
             with other settings (and not ``overwrite``).
     """
-    from leelalab.puzzles.corruptions import (
-        CorruptionThresholds,
-        find_corruption,
-        stockfish_confirms,
-    )
+    from leelalab.puzzles.corruptions import CorruptionThresholds
     from leelalab.puzzles.dataset import DatasetError, iter_dataset
 
     started = time.perf_counter()
@@ -676,17 +797,35 @@ def corrupt_dataset(
             "recompute it"
         )
     selected = [item.puzzle for item in iter_dataset(directory, selected_only=True)]
-    lines, found = [], 0
-    for puzzle in tqdm(selected, desc="corruptions", unit="puzzle", disable=not progress):
-        corruption = find_corruption(puzzle, strong, weak, thresholds)
-        entry = corruption.to_json() if corruption else None
-        if corruption is not None and entry is not None and engine:
-            entry["stockfish_confirmed"] = stockfish_confirms(puzzle, corruption, engine)
-            if not entry["stockfish_confirmed"]:
-                entry = None
-        found += entry is not None
-        lines.append(json.dumps({"id": puzzle.id, "corruption": entry}))
-    write_text_atomically(target, "".join(line + "\n" for line in lines))
+    parts_dir = directory / "corruptions.parts"
+    job = CorruptionJob(strong, weak, thresholds, engine)
+    parts = RunDirectory(
+        parts_dir,
+        {**settings, "chunk_size": chunk_size},
+        overwrite=overwrite,
+        what="interrupted corruption search",
+    )
+    bar = tqdm(total=len(selected), desc="corruptions", unit="puzzle", disable=not progress)
+
+    def pending() -> Iterator[tuple[int, list[Puzzle]]]:
+        for number, start in enumerate(range(0, len(selected), chunk_size)):
+            chunk = selected[start : start + chunk_size]
+            if (parts_dir / f"{number:05d}.jsonl").exists():
+                bar.update(len(chunk))
+            else:
+                yield number, chunk
+
+    def write(number: int, text: str) -> None:
+        write_text_atomically(parts_dir / f"{number:05d}.jsonl", text)
+        bar.update(text.count("\n"))
+
+    with parts:
+        map_chunks(job, pending(), write, executor)
+    bar.close()
+    text = "".join(path.read_text(encoding="utf-8") for path in sorted(parts_dir.glob("*.jsonl")))
+    found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
+    write_text_atomically(target, text)
+    shutil.rmtree(parts_dir, ignore_errors=True)
     counts = {"selected": len(selected), "corrupted": found}
     run["corruption"] = {
         "settings": settings,
@@ -694,10 +833,38 @@ def corrupt_dataset(
         "counts": counts,
         "corruptions_sha256": sha256_file(target),
         "seconds": round(time.perf_counter() - started, 2),
+        "executor": executor.describe(),
         "versions": versions(),
     }
     write_text_atomically(run_path, json.dumps(run, indent=2))
     return counts
+
+
+class CorruptionJob(NetworkJob):
+    """One chunk of :func:`corrupt_dataset`: each puzzle's ``corruptions.jsonl`` line."""
+
+    def __init__(
+        self,
+        strong: LeelaNetwork,
+        weak: LeelaNetwork,
+        thresholds: CorruptionThresholds,
+        stockfish: str | None,
+    ) -> None:
+        super().__init__(strong=strong, weak=weak)
+        self.thresholds = thresholds
+        self.stockfish = stockfish
+
+    def compute(self, state: dict[str, LeelaNetwork], chunk: list[Puzzle]) -> str:
+        lines = []
+        for puzzle in chunk:
+            entry = _puzzle_corruption(
+                puzzle, state["strong"], state["weak"], self.thresholds, self.stockfish
+            )
+            lines.append(json.dumps({"id": puzzle.id, "corruption": entry}) + "\n")
+        return "".join(lines)
+
+    def describe_chunk(self, number: int, payload: list[Puzzle]) -> str:
+        return f"chunk {number} (puzzles {payload[0].id}…{payload[-1].id})"
 
 
 _CORRUPTION_SAVE_EVERY = 16
@@ -711,8 +878,6 @@ def _corruption_entry(
     stockfish: str | None,
 ) -> dict[str, Any] | None:
     """One puzzle's corruption entry; ``stockfish`` is a resolved engine path or ``None``."""
-    from leelalab.puzzles.corruptions import find_corruption, stockfish_confirms
-
     puzzle = Puzzle(
         record["id"],
         record["fen"],
@@ -720,6 +885,20 @@ def _corruption_entry(
         record["rating"],
         tuple(record["themes"]),
     )
+    return _puzzle_corruption(puzzle, strong, weak, thresholds, stockfish)
+
+
+def _puzzle_corruption(
+    puzzle: Puzzle,
+    strong: LeelaNetwork,
+    weak: LeelaNetwork,
+    thresholds: CorruptionThresholds,
+    stockfish: str | None,
+) -> dict[str, Any] | None:
+    """The corruption entry of one puzzle (``None`` when none qualifies or Stockfish says
+    the first move still works)."""
+    from leelalab.puzzles.corruptions import find_corruption, stockfish_confirms
+
     corruption = find_corruption(puzzle, strong, weak, thresholds)
     entry = corruption.to_json() if corruption else None
     if corruption is not None and entry is not None and stockfish:

@@ -25,6 +25,7 @@ Ray instance; ``address`` (or ``$RAY_ADDRESS``) joins a running cluster.
 from __future__ import annotations
 
 import os
+import sys
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -52,7 +53,9 @@ class Executor:
             CPU Ray sees.
         gpus_per_worker: GPUs Ray reserves per worker (fractions share a GPU).
         max_retries: how often a chunk whose worker died is retried.
-        threads_per_worker: torch threads in each Ray worker (``None``: torch's default).
+        threads_per_worker: torch threads in each Ray worker (``None``: the driver's, which
+            keeps outputs identical to a local run; fewer may be faster when workers share
+            cores, at the price of last-bit differences for some batch shapes).
     """
 
     kind: ExecutorKind = "local"
@@ -69,6 +72,11 @@ class Executor:
             raise ExecutorError("--workers must be at least 1")
         if self.gpus_per_worker < 0:
             raise ExecutorError("--gpus-per-worker must not be negative")
+
+    def check_available(self) -> None:
+        """Fail now, before any work, when the executor cannot run here (Ray missing)."""
+        if self.kind == "ray":
+            require_ray()
 
     def describe(self) -> dict[str, Any]:
         """What ``run.json`` records (informational: results do not depend on it)."""
@@ -102,6 +110,27 @@ class ChunkJob(ABC):
         """How an error names the chunk (override to name its rows or puzzles)."""
         return f"chunk {number}"
 
+    def portable(self) -> str | None:
+        """Why this job cannot run on other processes, or ``None`` if it can."""
+        return None
+
+
+class FunctionJob(ChunkJob):
+    """A plain function of a chunk, for jobs that only ever run in this process."""
+
+    def __init__(self, compute: Callable[[Any], Any], why_local: str) -> None:
+        self.function = compute
+        self.why_local = why_local
+
+    def setup(self) -> None:
+        return None
+
+    def compute(self, state: Any, payload: Any) -> Any:
+        return self.function(payload)
+
+    def portable(self) -> str | None:
+        return self.why_local
+
 
 def map_chunks(
     job: ChunkJob,
@@ -120,6 +149,9 @@ def map_chunks(
         for number, payload in chunks:
             on_result(number, _compute_named(job, state, number, payload))
         return
+    reason = job.portable()
+    if reason is not None:
+        raise ExecutorError(f"this job cannot run on Ray: {reason}")
     _map_on_ray(job, chunks, on_result, executor)
 
 
@@ -175,15 +207,31 @@ class _Worker:
 
             torch.set_num_threads(threads)
         self.job = job
-        self.state = job.setup()
+        self.setup_error: LeelaLabError | None = None
+        try:
+            self.state = job.setup()
+        except LeelaLabError as error:
+            # Bad input (a network file this worker cannot read): report it with the first
+            # chunk rather than let Ray restart the worker again and again.
+            self.setup_error = error
 
     def compute(self, number: int, payload: Any) -> tuple[int, Any]:
         if self.fault:
             _inject_fault(self.fault, number)
+        if self.setup_error is not None:
+            raise self.setup_error
         return number, _compute_named(self.job, self.state, number, payload)
 
     def pid(self) -> int:
         return os.getpid()
+
+
+def _driver_threads() -> int | None:
+    """The driver's torch thread count: workers use it too, because some kernels (small
+    batches on oneDNN) round differently with another thread count, and the outputs must
+    not depend on the executor."""
+    torch = sys.modules.get("torch")
+    return int(torch.get_num_threads()) if torch is not None else None
 
 
 FAULT_VARIABLE = "LEELALAB_FAULT_KILL_CHUNK"
@@ -221,7 +269,8 @@ def _map_on_ray(
         max_task_retries=executor.max_retries,
     )(_Worker)
     fault = os.environ.get(FAULT_VARIABLE)
-    workers = [actor.remote(job, executor.threads_per_worker, fault) for _ in range(count)]
+    threads = executor.threads_per_worker or _driver_threads()
+    workers = [actor.remote(job, threads, fault) for _ in range(count)]
     pending: dict[Any, tuple[int, Any, int]] = {}
     idle = deque(range(count))
     iterator: Iterator[tuple[int, Any]] = iter(chunks)

@@ -31,6 +31,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
+from leelalab.runs.executor import LOCAL, ChunkJob, Executor, FunctionJob, map_chunks
 
 T = TypeVar("T")
 Arrays = Mapping[str, np.ndarray | list[str]]
@@ -365,7 +366,7 @@ def run_in_chunks(
     items: Sequence[T],
     output: str | os.PathLike[str],
     settings: Mapping[str, Any],
-    compute: Callable[[list[T]], Arrays],
+    compute: Callable[[list[T]], Arrays] | ChunkJob,
     *,
     results_file: str,
     attrs: Mapping[str, Any],
@@ -375,30 +376,52 @@ def run_in_chunks(
     progress: bool = True,
     overwrite: bool = False,
     before: Callable[[Path], None] | None = None,
+    executor: Executor = LOCAL,
 ) -> Path:
     """Run ``compute`` over fixed chunks of ``items``, resumably; merge; write ``run.json``.
 
-    ``compute(chunk)`` returns arrays whose axis 0 is the chunk's items. Returns the merged
-    results file's path. The output directory follows :class:`RunDirectory`: the same
-    settings resume (a complete run is returned as it is), other settings are refused unless
-    ``overwrite``, and a run that fails before its first chunk leaves nothing behind.
+    ``compute(chunk)`` (a function, or a :class:`~leelalab.runs.executor.ChunkJob` whose
+    ``compute(state, chunk)`` a Ray worker can run) returns arrays whose axis 0 is the
+    chunk's items. Chunks run on ``executor``; the merged file does not depend on it.
+    Returns the merged results file's path.
+
+    The output directory follows :class:`RunDirectory`: the same settings resume (a
+    complete run is returned as it is), other settings are refused unless ``overwrite``,
+    and a run that fails before its first chunk leaves nothing behind.
     ``before(output)`` runs once the directory exists, before the first chunk (side files).
     """
     started = time.perf_counter()
+    executor.check_available()
     run = ChunkedRun(output, {**settings, "chunk_size": chunk_size}, overwrite=overwrite)
     if run.complete(results_file):
         return run.output / results_file
     with run:
         if before is not None:
             before(run.output)
+        job = (
+            compute
+            if isinstance(compute, ChunkJob)
+            else FunctionJob(compute, "its chunks are computed by a local function")
+        )
         computed = 0
         bar = tqdm(total=len(items), desc=description, unit="puzzle", disable=not progress)
-        for number, start in enumerate(range(0, len(items), chunk_size)):
-            chunk = list(items[start : start + chunk_size])
-            if not run.done(number):
-                run.write_chunk(number, compute(chunk))
-                computed += len(chunk)
-            bar.update(len(chunk))
+
+        def pending() -> Iterator[tuple[int, list[T]]]:
+            for number, start in enumerate(range(0, len(items), chunk_size)):
+                chunk = list(items[start : start + chunk_size])
+                if run.done(number):
+                    bar.update(len(chunk))
+                else:
+                    yield number, chunk
+
+        def write(number: int, arrays: Arrays) -> None:
+            nonlocal computed
+            run.write_chunk(number, arrays)
+            size = len(items[number * chunk_size : (number + 1) * chunk_size])
+            computed += size
+            bar.update(size)
+
+        map_chunks(job, pending(), write, executor)
         bar.close()
         path = run.merge(results_file, attrs)
         run.write_run_json(
@@ -407,6 +430,7 @@ def run_in_chunks(
                 "items": len(items),
                 "items_computed_this_session": computed,
                 "seconds_this_session": round(time.perf_counter() - started, 2),
+                "executor": executor.describe(),
                 "versions": versions(),
             }
         )

@@ -111,3 +111,28 @@ def test_a_stored_corruption_rescores_to_its_recorded_numbers_en_passant_include
     dropped = evaluate(strong, chess.Board(stored.fen()))[0]
     assert stored.fen().split()[3] == "-"
     assert abs(dropped.policy["e4d5"] - corruption.strong_prob) > 1e-4
+
+
+def test_jensen_shannon_is_the_same_in_every_process() -> None:
+    # String hashing (and so set order) changes between processes; the float sum must not.
+    import subprocess
+    import sys
+
+    script = (
+        "import random; from leelalab.puzzles.corruptions import jensen_shannon as j; "
+        "r = random.Random(0); moves = [f'm{i}' for i in range(300)]; "
+        "p = {m: r.random() for m in moves}; q = {m: r.random() for m in moves[50:]}; "
+        "s, t = sum(p.values()), sum(q.values()); "
+        "print(repr(j({m: v / s for m, v in p.items()}, {m: v / t for m, v in q.items()})))"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in (1, 2, 3, 4)
+    }
+    assert len(outputs) == 1
