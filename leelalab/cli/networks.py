@@ -110,7 +110,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise PositionError(f"{output} exists; pass --overwrite to replace it")
     from tqdm.auto import tqdm
 
-    from leelalab.puzzles.positions import read_positions
+    from leelalab.puzzles.positions import count_positions, read_positions
 
     partial = output.with_name(output.name + ".partial")
     count = 0
@@ -124,7 +124,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 batch_size=args.batch_size,
                 compile=args.compile,
             )
-            for evaluation in tqdm(evaluations, desc="eval", unit="pos", disable=args.no_progress):
+            bar = tqdm(
+                evaluations,
+                desc="eval",
+                unit="pos",
+                total=count_positions(args.positions),
+                disable=args.no_progress,
+                delay=1.0,  # no bar for runs that end, or fail, at once
+            )
+            for evaluation in bar:
                 handle.write(json.dumps(evaluation.to_json()) + "\n")
                 count += 1
         partial.replace(output)
