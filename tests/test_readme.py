@@ -33,14 +33,14 @@ def block(containing: str) -> str:
 
 
 def test_the_readme_has_the_examples_this_test_runs() -> None:
-    assert len(python_blocks()) == 5
+    assert len(python_blocks()) == 6
 
 
 def test_quick_start_and_lower_level_pieces(maia_path: Path, tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
     save_weights(random_resnet_weights(blocks=1, filters=8, seed=3), "net.pb.gz")
     namespace: dict = {}
-    exec(block('load_network("maia-1900")'), namespace)
+    exec(block('leelalab.load_network("maia-1900")'), namespace)
     # The README prints maia-1900's reply distribution after 1. e4; check it is still true.
     top = namespace["evaluation"].top_moves(3)
     assert [move for move, _ in top] == ["c7c5", "e7e5", "e7e6"]
@@ -102,3 +102,9 @@ def test_hook_points_example(tmp_path) -> None:
 @pytest.mark.parametrize("code", python_blocks())
 def test_every_example_compiles(code: str) -> None:
     compile(code, "README.md", "exec")
+
+
+def test_logit_and_tuned_lens_example(maia_path: Path) -> None:
+    namespace: dict = {}
+    exec(block("lens_outputs(net, planes)"), namespace)
+    assert namespace["tuned"].policy_logits.shape == namespace["out"].policy_logits.shape
