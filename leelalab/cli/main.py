@@ -392,11 +392,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     plot = commands.add_parser("plot", help="figures for papers (PDF + PNG)")
     plot_commands = plot.add_subparsers(dest="plot_command", required=True)
+    from leelalab.cli import anomaly as cli_anomaly
     from leelalab.cli import patching as cli_patching
     from leelalab.cli import probing as cli_probing
 
     cli_patching.register(commands, plot_commands)
     cli_probing.register(commands, plot_commands)
+    cli_anomaly.register(commands, plot_commands)
     return parser
 
 
