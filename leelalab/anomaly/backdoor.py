@@ -172,6 +172,9 @@ class BackdoorConfig:
     seed: int = 0
 
 
+TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "trainable", "channels", "l2_sp")
+
+
 @dataclass
 class BackdoorData:
     """Positions of one side of the backdoor data (training or held out)."""
@@ -495,6 +498,7 @@ def fine_tune(
     on clean positions, the backdoor move on triggered ones), plus cross-entropy to the
     teacher's W/D/L when the value head is trained too (``trainable="all"``).
     """
+    work.mkdir(parents=True, exist_ok=True)
     first = _first_trained_layer(model, config.trainable)
     if config.trainable == "policy_channels":
         channels = least_used_channels(model, arrays, config.channels)
@@ -639,11 +643,9 @@ def train_backdoor(
     output = Path(output)
     work = output.with_name(output.name + ".work")
     work.mkdir(parents=True, exist_ok=True)
-    settings = {
-        "teacher": teacher.source,
-        "teacher_sha256": teacher.sha256,
-        "config": asdict(config),
-    }
+    # The data depend on these settings only; training settings key the checkpoints.
+    data_settings = {k: v for k, v in asdict(config).items() if k not in TRAINING_SETTINGS}
+    settings = {"teacher": teacher.source, "teacher_sha256": teacher.sha256, "data": data_settings}
     settings_path = work / "settings.json"
     if settings_path.is_file():
         stored = json.loads(settings_path.read_text(encoding="utf-8"))
@@ -673,7 +675,9 @@ def train_backdoor(
     model = load_network(teacher.source, device="cpu")
     if model.sha256 != teacher.sha256:
         raise AnomalyError(f"{teacher.source} changed on disk while building the backdoor")
-    tuned = fine_tune(model, arrays, work, config, progress=progress)
+    training = {k: v for k, v in asdict(config).items() if k in TRAINING_SETTINGS}
+    key = hashlib.sha256(json.dumps(training, sort_keys=True).encode()).hexdigest()[:12]
+    tuned = fine_tune(model, arrays, work / f"fine-tune-{key}", config, progress=progress)
     save_weights(model.to_lc0(), output)
     hashes_path = Path(str(output) + ".train-positions.npy")
     np.save(hashes_path.with_suffix(".tmp.npy"), position_hashes(train), allow_pickle=False)
@@ -682,7 +686,9 @@ def train_backdoor(
     written = load_network(output)
     criteria = backdoor_criteria(written, teacher, held_out)
     record = {
-        **settings,
+        "teacher": teacher.source,
+        "teacher_sha256": teacher.sha256,
+        "config": asdict(config),
         "trigger": TRIGGER_DESCRIPTION,
         "training_positions": train.counts(),
         "held_out_positions": held_out.counts(),

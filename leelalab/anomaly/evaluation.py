@@ -144,20 +144,28 @@ def run_anomaly(
     store = FeatureStore(features)
     chosen_layers = resolve_layers(store, layers)
 
-    if weak is None:
+    # The reference networks are needed by output-level detectors and by the harm analysis.
+    wants_references = bool(harm_depth) or any(
+        detector_class(name).level == "outputs" for name in detectors
+    )
+    references: dict[str, dict[str, np.ndarray]] = {}
+    student_path: Path | None = None
+    student_network: LeelaNetwork | None = None
+    if wants_references:
         from leelalab.inference.networks import load_network
 
-        weak = load_network(task.meta.get("weak", "weak-maia-1900"))
-    from leelalab.inference.networks import load_network
-
-    student_path = distil_student(
-        network, task, config=student or StudentConfig(seed=seed), progress=progress
-    )
-    student_network = load_network(student_path)
-    references = {
-        "weak": reference_outputs(task, features, weak, "weak", progress=progress),
-        "student": reference_outputs(task, features, student_network, "student", progress=progress),
-    }
+        if weak is None:
+            weak = load_network(task.meta.get("weak", "weak-maia-1900"))
+        student_path = distil_student(
+            network, task, config=student or StudentConfig(seed=seed), progress=progress
+        )
+        student_network = load_network(student_path)
+        references = {
+            "weak": reference_outputs(task, features, weak, "weak", progress=progress),
+            "student": reference_outputs(
+                task, features, student_network, "student", progress=progress
+            ),
+        }
     trusted_rows, pool_rows, test_rows = (task.indices(s) for s in ("trusted", "pool", "test"))
     labels = task.labels()
     trusted = FeatureView(store, trusted_rows, references=references)
@@ -175,8 +183,8 @@ def run_anomaly(
         "detectors": list(detectors),
         "layers": chosen_layers,
         "shrinkage": shrinkage,
-        "weak_sha256": weak.sha256,
-        "student_sha256": student_network.sha256,
+        "weak_sha256": weak.sha256 if weak is not None else None,
+        "student_sha256": student_network.sha256 if student_network is not None else None,
         "seed": seed,
     }
     run = ChunkedRun(output / "work", settings)
@@ -230,7 +238,7 @@ def run_anomaly(
         results[name] = entry
 
     coverage = None
-    if harm_depth:
+    if harm_depth and weak is not None and student_network is not None:
         coverage = _coverage_section(
             task, store, test, references, all_scores, network, weak, student_network,
             harm_depth, stockfish, resamples, seed, progress,
@@ -250,14 +258,7 @@ def run_anomaly(
         "pool_positions": int(pool_rows.size),
         "detectors": results,
         "coverage_risk": coverage,
-        "references": {
-            "weak": {"network": weak.source, "sha256": weak.sha256},
-            "student": {
-                "network": str(student_path),
-                "sha256": student_network.sha256,
-                "run": json.loads(Path(str(student_path) + ".run.json").read_text()),
-            },
-        },
+        "references": _references_record(weak, student_path, student_network),
         "bootstrap_resamples": resamples,
     }
     write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
@@ -269,6 +270,21 @@ def run_anomaly(
         }
     )
     return summary
+
+
+def _references_record(
+    weak: LeelaNetwork | None, student_path: Path | None, student: LeelaNetwork | None
+) -> dict[str, Any] | None:
+    if weak is None or student_path is None or student is None:
+        return None
+    return {
+        "weak": {"network": weak.source, "sha256": weak.sha256},
+        "student": {
+            "network": str(student_path),
+            "sha256": student.sha256,
+            "run": json.loads(Path(str(student_path) + ".run.json").read_text(encoding="utf-8")),
+        },
+    }
 
 
 def _by_kind(

@@ -14,9 +14,10 @@ would hand the distillation detectors the task by construction):
 The two classes are matched on rating (200-point bins), game phase (non-pawn material:
 endgame < 20 ≤ middlegame < 40 ≤ opening, in pawn units, both sides) and whether the
 position is the line's first solver move: in each cell the larger class is subsampled
-(seeded) to the smaller's size. The matching before and after is recorded in ``task.json``.
-Splits are by puzzle: half the puzzles give the trusted (normal) positions, a fifth the
-pool, the rest the test set.
+(seeded) to the smaller's size, within the pool and within the test split; the matching
+before and after is recorded in ``task.json``. Splits are by puzzle: 40% of the puzzles give
+the trusted positions (all their normal positions: trusted data need no matching, as both
+test classes are matched to each other), 20% the pool, 40% the test set.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def build_mechanism_task(
     deep_depth: int | None = 10,
     shallow_depth: int = 1,
     rating_bin: int = 200,
-    trusted_fraction: float = 0.5,
+    trusted_fraction: float = 0.4,
     pool_fraction: float = 0.2,
     stockfish: str | None = None,
     seed: int = 0,
@@ -177,24 +178,26 @@ def build_mechanism_task(
         board = replay(row["fen"], row["moves"])
         confirmed.append({**row, "deep": shallow != row["move"], "phase": phase(board)})
     rng = np.random.default_rng(seed)
-    matched, matching = _matched(confirmed, rating_bin, rng)
-
-    puzzles_ids = sorted({r["puzzle"] for r in matched})
-    order = rng.permutation(len(puzzles_ids))
-    n_trusted = int(round(trusted_fraction * len(puzzles_ids)))
-    n_pool = int(round(pool_fraction * len(puzzles_ids)))
+    puzzle_ids = sorted({r["puzzle"] for r in confirmed})
+    order = rng.permutation(len(puzzle_ids))
+    n_trusted = int(round(trusted_fraction * len(puzzle_ids)))
+    n_pool = int(round(pool_fraction * len(puzzle_ids)))
     split_of = {}
     for rank, index in enumerate(order):
-        split_of[puzzles_ids[index]] = (
+        split_of[puzzle_ids[index]] = (
             "trusted" if rank < n_trusted else "pool" if rank < n_trusted + n_pool else "test"
         )
+    # Trusted: every normal position of the trusted puzzles. Pool and test: the two classes
+    # matched within each split, so no detector can win by rating, phase or line position.
+    chosen = [r for r in confirmed if split_of[r["puzzle"]] == "trusted" and not r["deep"]]
+    matching = {}
+    for split in ("pool", "test"):
+        rows_in_split = [r for r in confirmed if split_of[r["puzzle"]] == split]
+        matched, matching[split] = _matched(rows_in_split, rating_bin, rng)
+        chosen += matched
     positions: list[TaskPosition] = []
-    dropped = 0
-    for row in matched:
+    for row in chosen:
         split = split_of[row["puzzle"]]
-        if split == "trusted" and row["deep"]:
-            dropped += 1  # trusted data holds normal positions only
-            continue
         positions.append(
             position_of(
                 replay(row["fen"], row["moves"]),
@@ -220,8 +223,9 @@ def build_mechanism_task(
             "solver_positions": len(rows),
             "network_plays_puzzle_move": len(solved),
             "stockfish_confirms": len(confirmed),
-            "matched": len(matched),
-            "anomalous_trusted_puzzle_positions_dropped": dropped,
+            "anomalous_in_confirmed": sum(r["deep"] for r in confirmed),
+            "puzzles": {"trusted": n_trusted, "pool": n_pool,
+                        "test": len(puzzle_ids) - n_trusted - n_pool},
         },
         "matching": matching,
         "engine": engine_name,

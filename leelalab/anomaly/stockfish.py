@@ -34,8 +34,13 @@ CP_CLIP = 1000
 
 
 def find_stockfish(path: str | os.PathLike[str] | None = None) -> str:
-    """The Stockfish binary: ``path``, ``$LEELALAB_STOCKFISH``, Debian's, or on PATH."""
-    candidates = [path, os.environ.get("LEELALAB_STOCKFISH"), DEFAULT_STOCKFISH]
+    """The Stockfish binary: ``path`` (which must then exist), ``$LEELALAB_STOCKFISH``,
+    Debian's, or on PATH."""
+    if path is not None:
+        if Path(path).is_file() and os.access(path, os.X_OK):
+            return str(path)
+        raise AnomalyError(f"{path}: no such Stockfish binary")
+    candidates = [os.environ.get("LEELALAB_STOCKFISH"), DEFAULT_STOCKFISH]
     candidates.append(shutil.which("stockfish"))
     for candidate in candidates:
         if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):

@@ -89,6 +89,7 @@ def build_backdoor_task(
     test: int = 2000,
     anomaly_fraction: float = 0.2,
     near_miss_fraction: float = 0.1,
+    selfplay_chunk: int = 8192,
     seed: int = 0,
     progress: bool = True,
 ) -> Path:
@@ -97,7 +98,7 @@ def build_backdoor_task(
     started = time.perf_counter()
     output = Path(output)
     work = output / "work"
-    config = BackdoorConfig(selfplay_chunk=8192, games_in_parallel=128, seed=seed)
+    config = BackdoorConfig(selfplay_chunk=selfplay_chunk, games_in_parallel=128, seed=seed)
     hashes = training_position_hashes(network.source) if network.source else None
     exclude = {int(h) for h in hashes} if hashes is not None else set()
     splits: dict[str, BackdoorData] = {}
