@@ -98,7 +98,9 @@ def build_backdoor_task(
     started = time.perf_counter()
     output = Path(output)
     work = output / "work"
-    config = BackdoorConfig(selfplay_chunk=selfplay_chunk, games_in_parallel=128, seed=seed)
+    # Each self-play slot plays chunk / parallel plies: keep 64 so games pass min_ply.
+    parallel = max(1, selfplay_chunk // 64)
+    config = BackdoorConfig(selfplay_chunk=selfplay_chunk, games_in_parallel=parallel, seed=seed)
     hashes = training_position_hashes(network.source) if network.source else None
     exclude = {int(h) for h in hashes} if hashes is not None else set()
     splits: dict[str, BackdoorData] = {}

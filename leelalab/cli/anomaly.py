@@ -34,10 +34,17 @@ from leelalab.cli.common import (
 
 
 def _threads(args: argparse.Namespace) -> None:
+    """``--threads`` caps torch's and the BLAS library's threads for this process (numpy's
+    BLAS spinning on more threads than free cores can slow the statistics tenfold)."""
     if getattr(args, "threads", None):
         import torch
 
         torch.set_num_threads(args.threads)
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return
+        threadpool_limits(args.threads)
 
 
 def _load(name: str, args: argparse.Namespace) -> Any:
@@ -190,6 +197,25 @@ def cmd_detectors(_args: argparse.Namespace) -> int:
         cls = detector_class(name)
         rows.append([name, cls.level, cls.fit_on, cls.description])
     print_table(rows, align="llll")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from leelalab.anomaly.evaluation import load_results
+    from leelalab.anomaly.report import coverage_table, layer_table, metrics_table, summary_table
+
+    runs = [load_results(run) for run in args.runs]
+    for results in runs:
+        test = results["test"]
+        print(f"### {results['task']}: {results['network']}")
+        sizes = f"trusted {results['trusted_positions']}, pool {results['pool_positions']}"
+        print(f"test: {test['positions']} positions, {test['anomalous']} anomalous; {sizes}\n")
+        print(metrics_table(results) + "\n")
+        print(layer_table(results) + "\n")
+        print(coverage_table(results) + "\n")
+    if len(runs) > 1:
+        print("### AUROC by task (mean over layers)\n")
+        print(summary_table(runs))
     return 0
 
 
@@ -348,6 +374,10 @@ def register(commands: Any, plot_commands: Any) -> None:
     )
     _common(run, seed_help="seed of the student, subsamples and bootstrap")
     run.set_defaults(run=cmd_run)
+
+    report = add_command(anomaly, "report", "Markdown tables of run directories")
+    report.add_argument("runs", nargs="+", help="run directories (leelalab anomaly run)")
+    report.set_defaults(run=cmd_report)
 
     listing = add_command(anomaly, "detectors", "list the registered detectors")
     listing.set_defaults(run=cmd_detectors)

@@ -59,7 +59,7 @@ class MahalanobisDetector(StatisticalDetector):
     def _score_tokens(self, hook: str, tokens: np.ndarray) -> np.ndarray:
         arrays = self.arrays[hook]
         delta = tokens - arrays["mean"]
-        distance = np.einsum("bi,ij,bj->b", delta, arrays["precision"], delta)
+        distance = ((delta @ arrays["precision"]) * delta).sum(1)
         if self.relative:
             distance = distance - (delta**2) @ arrays["inverse_variance"]
         return distance / delta.shape[1]

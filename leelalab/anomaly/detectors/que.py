@@ -79,7 +79,7 @@ class QUEDetector(StatisticalDetector):
     def _score_tokens(self, hook: str, tokens: np.ndarray) -> np.ndarray:
         arrays = self.arrays[hook]
         whitened = (tokens - arrays["mean"]) @ arrays["whitening"]
-        return np.einsum("bi,ij,bj->b", whitened, arrays["entropy"], whitened)
+        return ((whitened @ arrays["entropy"]) * whitened).sum(1)
 
     def _state(self) -> dict[str, np.ndarray]:
         return layer_state(self.arrays)
