@@ -210,9 +210,13 @@ def _compute_chunk(
             output, cache = network.run_with_cache(planes, names_filter=hooks)
             final = legal_log_softmax(output.policy_logits.float().cpu(), legal)
             kls = []
-            for hook in lens_hooks:
-                lens = network.run_from(network.n_layers - 1, cache[hook]).policy_logits
-                kls.append(legal_kl(final, legal_log_softmax(lens.float().cpu(), legal), legal))
+            if lens_hooks:
+                # Every lens layer in one call of the heads (one large batch).
+                stacked = torch.cat([cache[hook] for hook in lens_hooks])
+                lens = network.run_from(network.n_layers - 1, stacked).policy_logits.float().cpu()
+                for number in range(len(lens_hooks)):
+                    part = lens[number * len(boards) : (number + 1) * len(boards)]
+                    kls.append(legal_kl(final, legal_log_softmax(part, legal), legal))
         batch = {
             "policy_logits": output.policy_logits.float().cpu().numpy(),
             "legal": np.packbits(legal.numpy(), axis=1),
