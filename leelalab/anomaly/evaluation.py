@@ -79,19 +79,21 @@ def check_network(task: Task, network: LeelaNetwork) -> None:
 
 def resolve_layers(store: FeatureStore, names: Sequence[str] | None) -> list[str] | None:
     """Hook names for ``--layers``: hook names, block numbers (``-1`` or ``input`` for the
-    input layer) or ``all``; unknown names are one clear error."""
+    input layer), ``policy`` / ``value`` for the heads' hidden layers, or ``all``; unknown
+    names are one clear error."""
     if names is None or list(names) == ["all"]:
         return None
-    by_number = {}
+    by_name = {}
     for hook in store.hooks:
         label = short_layer(hook)
-        by_number["input" if label == "input" else label.removeprefix("block ")] = hook
-    by_number["-1"] = by_number.get("input", "")
+        by_name[label.removeprefix("block ").removesuffix(" head")] = hook
+    if "input" in by_name:
+        by_name["-1"] = by_name["input"]
     chosen = []
     for name in names:
-        hook = name if name in store.hooks else by_number.get(str(name))
+        hook = name if name in store.hooks else by_name.get(str(name))
         if not hook:
-            known = ", ".join(["input", *[k for k in by_number if k.isdigit()]])
+            known = ", ".join(k for k in by_name if k != "-1")
             raise AnomalyError(f"unknown layer {name!r}; this network has layers {known}")
         chosen.append(hook)
     return chosen

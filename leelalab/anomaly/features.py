@@ -63,15 +63,46 @@ def residual_hooks(network: LeelaNetwork) -> list[str]:
     return [network.residual_hook_name(layer) for layer in range(-1, network.n_layers)]
 
 
+HEAD_HOOKS = ("policy_head.hook_hidden", "value_head.hook_hidden")
+"""The heads' hidden layers, kept beside the residual stream when they are per square: a
+change confined to a head (a backdoor fine-tuned there) shows only there."""
+
+
+def default_hooks(network: LeelaNetwork) -> list[str]:
+    """The residual stream after every layer, then the heads' per-square hidden layers."""
+    hooks = residual_hooks(network)
+    heads = [hook for hook in HEAD_HOOKS if hook in network.hook_names]
+    if heads:
+        planes = torch.zeros((1, 112, 8, 8), dtype=network.dtype, device=network.device)
+        with torch.no_grad():
+            _, cache = network.run_with_cache(planes, names_filter=heads)
+        hooks += [h for h in heads if cache[h].dim() == 3 and cache[h].shape[1] == 64]
+    return hooks
+
+
 def short_layer(hook: str) -> str:
-    """``blocks.3.hook_resid_post`` -> ``block 3``, ``input.hook_out`` -> ``input``; output-
-    level scores keep their name."""
+    """``blocks.3.hook_resid_post`` -> ``block 3``, ``input.hook_out`` -> ``input``,
+    ``policy_head.hook_hidden`` -> ``policy head``; output-level scores keep their name."""
     parts = hook.split(".")
     if parts[0] == "blocks" and len(parts) > 1 and parts[1].isdigit():
         return f"block {parts[1]}"
     if parts[0] in ("input", "embedding"):
         return "input"
+    if parts[0].endswith("_head") and parts[-1] == "hook_hidden":
+        return parts[0].replace("_", " ")
     return hook
+
+
+def layer_order(hook: str) -> tuple[int, str]:
+    """Sort key: input, blocks in order, head layers, then anything else."""
+    label = short_layer(hook)
+    if label == "input":
+        return (-1, hook)
+    if label.startswith("block "):
+        return (int(label.split()[1]), hook)
+    if label.endswith(" head"):
+        return (10_000 + HEAD_HOOKS.index(hook) if hook in HEAD_HOOKS else 10_500, hook)
+    return (20_000, hook)
 
 
 def legal_kl(log_p: torch.Tensor, log_q: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
@@ -255,7 +286,8 @@ def extract_features(
     """Extract (or reuse) the features of every position of ``task`` under ``network``.
 
     Args:
-        hooks: residual hooks to keep (default: all, from the input layer on).
+        hooks: per-square hooks to keep (default: :func:`default_hooks`, the residual stream
+            after every layer and the heads' hidden layers).
         lens: compute the logit-lens KL at every hook but the last layer's.
         dtype: storage type of the activations (float16 halves the disk; statistics are
             accumulated in float64 from it).
@@ -263,12 +295,13 @@ def extract_features(
     started = time.perf_counter()
     if dtype not in DTYPES:
         raise AnomalyError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-    hooks = list(hooks) if hooks is not None else residual_hooks(network)
+    hooks = list(hooks) if hooks is not None else default_hooks(network)
     unknown = [hook for hook in hooks if hook not in network.hook_names]
     if unknown:
         raise AnomalyError(f"no hook point {unknown} in {network.source}")
-    last = network.residual_hook_name(network.n_layers - 1)
-    lens_hooks = [hook for hook in hooks if lens and hook != last]
+    # The lens reads the residual stream of every layer but the last (where it is the output).
+    residual = set(residual_hooks(network)[:-1])
+    lens_hooks = [hook for hook in hooks if lens and hook in residual]
     path = Path(output) if output is not None else features_path(task)
     settings = {
         "format": FEATURES_FORMAT,
@@ -474,8 +507,10 @@ __all__ = [
     "FeatureStore",
     "FeatureView",
     "FeatureWriter",
+    "default_hooks",
     "extract_features",
     "features_path",
+    "layer_order",
     "legal_kl",
     "legal_log_softmax",
     "legal_masks",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from leelalab.anomaly.features import short_layer
+from leelalab.anomaly.features import layer_order, short_layer
 
 
 def _estimate(metric: dict[str, Any] | None, digits: int = 3) -> str:
@@ -31,7 +31,7 @@ def layer_table(results: dict[str, Any]) -> str:
     hooks: list[str] = []
     for entry in results["detectors"].values():
         hooks += [h for h in entry["layers"] if h != "output" and h not in hooks]
-    hooks.sort(key=lambda h: -1 if short_layer(h) == "input" else int(short_layer(h).split()[-1]))
+    hooks.sort(key=layer_order)
     header = ["detector", *[short_layer(h) for h in hooks], "output", "mean", "max"]
     rows = [header]
     for name, entry in results["detectors"].items():

@@ -345,7 +345,10 @@ def register(commands: Any, plot_commands: Any) -> None:
         help="detector names (see `leelalab anomaly detectors`)",
     )
     run.add_argument(
-        "--layers", nargs="+", help="layers: block numbers, input, hook names or all (default: all)"
+        "--layers",
+        nargs="+",
+        help="layers: block numbers, input, policy, value (the heads' hidden layers), hook names "
+        "or all (default: all)",
     )
     run.add_argument("--weak", help="the weak reference network (default: the task's)")
     run.add_argument(

@@ -15,7 +15,7 @@ import h5py
 import numpy as np
 
 from leelalab.anomaly.evaluation import load_results
-from leelalab.anomaly.features import short_layer
+from leelalab.anomaly.features import layer_order, short_layer
 from leelalab.errors import LeelaLabError
 from leelalab.plots.boards import PAPER_STYLE, _pyplot, save_figure
 
@@ -72,7 +72,7 @@ def auroc_figure(results: dict[str, Any], *, width: float = 5.0) -> Any:
         for layer in entry["layers"]:
             if layer != "output" and layer not in hooks:
                 hooks.append(layer)
-    hooks.sort(key=lambda h: -1 if short_layer(h) == "input" else int(short_layer(h).split()[-1]))
+    hooks.sort(key=layer_order)
     positions = {hook: i for i, hook in enumerate(hooks)}
     positions["output"] = len(hooks)
     with plt.rc_context(PAPER_STYLE):

@@ -12,6 +12,7 @@ from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import (
     FeatureStore,
     FeatureView,
+    default_hooks,
     extract_features,
     legal_masks,
     residual_hooks,
@@ -52,8 +53,10 @@ def test_features_equal_run_with_cache_and_a_direct_lens(network, task) -> None:
         network, task, dtype="float32", chunk_size=7, batch_size=5, progress=False
     )
     store = FeatureStore(path)
-    assert store.hooks == residual_hooks(network)
-    assert store.lens_hooks == store.hooks[:-1]
+    assert store.hooks == default_hooks(network)
+    assert store.hooks[: network.n_layers + 1] == residual_hooks(network)
+    assert "policy_head.hook_hidden" in store.hooks
+    assert store.lens_hooks == residual_hooks(network)[:-1]
     boards = task.boards()
     planes = torch.from_numpy(encoding.encode_boards(boards, 1, "lc0"))
     with torch.no_grad():
