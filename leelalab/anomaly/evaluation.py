@@ -126,6 +126,7 @@ def run_anomaly(
     weak: LeelaNetwork | None = None,
     student: StudentConfig | None = None,
     shrinkage: float = 0.0,
+    squares: str = "mean",
     harm_depth: int | None = 10,
     stockfish: str | None = None,
     resamples: int = 1000,
@@ -185,6 +186,7 @@ def run_anomaly(
         "detectors": list(detectors),
         "layers": chosen_layers,
         "shrinkage": shrinkage,
+        "squares": squares,
         "weak_sha256": weak.sha256 if weak is not None else None,
         "student_sha256": student_network.sha256 if student_network is not None else None,
         "seed": seed,
@@ -199,6 +201,8 @@ def run_anomaly(
             params["shrinkage"] = shrinkage
         if name in ("isolation-forest", "lof"):
             params["seed"] = seed
+        if detector_class(name).level == "activations" and name != "probe":
+            params["squares"] = squares
         detector = make_detector(name, layers=_layers_for(name, chosen_layers, store), **params)
         t0 = time.perf_counter()
         detector.fit(trusted, pool)
@@ -262,6 +266,7 @@ def run_anomaly(
         "coverage_risk": coverage,
         "references": _references_record(weak, student_path, student_network),
         "bootstrap_resamples": resamples,
+        "squares": squares,
     }
     write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
     _write_scores(output / "scores.h5", test.rows, test_labels, kinds, all_scores, coverage)

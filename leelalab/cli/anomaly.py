@@ -163,8 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     results = run_anomaly(
         args.task, output, network, detectors=args.detectors, layers=args.layers, weak=weak,
         student=StudentConfig(epochs=args.student_epochs, seed=args.seed),
-        shrinkage=args.shrinkage, harm_depth=args.depth or None, stockfish=args.stockfish,
-        resamples=args.resamples, seed=args.seed, progress=not args.no_progress,
+        shrinkage=args.shrinkage, squares=args.squares, harm_depth=args.depth or None,
+        stockfish=args.stockfish, resamples=args.resamples, seed=args.seed,
+        progress=not args.no_progress,
     )  # fmt: skip
     print_table(summary_rows(results))
     note(f"wrote {output}/results.json, scores.h5, run.json and detectors/")
@@ -356,6 +357,12 @@ def register(commands: Any, plot_commands: Any) -> None:
         type=float,
         default=0.0,
         help="covariance shrinkage towards a scaled identity (Mahalanobis, QUE)",
+    )
+    run.add_argument(
+        "--squares",
+        choices=("mean", "max"),
+        default="mean",
+        help="reduce per-square scores of activation detectors by their mean (cupbearer) or max",
     )
     run.add_argument(
         "--student-epochs",

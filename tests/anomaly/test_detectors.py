@@ -214,3 +214,21 @@ def test_every_registered_detector_is_documented() -> None:
 
     for name in detector_names():
         assert detector_class(name).description, name
+
+
+def test_max_over_squares_finds_an_anomaly_on_one_square(tmp_path) -> None:
+    """A shift on a single square is diluted 1:64 by the mean over squares, not by the max."""
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(500, 64, D)).astype(np.float32)
+    labels = np.zeros(500, dtype=bool)
+    labels[400::2] = True
+    x[labels, 12, 0] += 6.0
+    store = _store(tmp_path, x)
+    trusted, test = FeatureView(store, np.arange(300)), FeatureView(store, np.arange(400, 500))
+    mean = make_detector("mahalanobis").fit(trusted).score(test)[HOOK]
+    top = make_detector("mahalanobis", squares="max").fit(trusted).score(test)[HOOK]
+    top_auroc = detection_metrics(labels[400:], top)["auroc"].value
+    assert top_auroc > 0.95
+    assert detection_metrics(labels[400:], mean)["auroc"].value < top_auroc
+    with pytest.raises(AnomalyError, match="squares"):
+        make_detector("mahalanobis", squares="median").fit(trusted)

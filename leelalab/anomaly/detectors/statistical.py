@@ -78,7 +78,9 @@ class StatisticalDetector(Detector):
     """A detector whose per-square score at a layer depends only on that square's vector.
 
     Subclasses fit per layer (``_fit_layer``) and score a ``[tokens, d]`` block
-    (``_score_tokens``); this class streams the data and averages over squares.
+    (``_score_tokens``); this class streams the data and reduces over squares: the mean by
+    default (cupbearer's convention), or the max (``squares="max"``), which does not dilute an
+    anomaly confined to a few squares.
     """
 
     @abstractmethod
@@ -96,12 +98,19 @@ class StatisticalDetector(Detector):
 
     def _score(self, inputs: FeatureView) -> dict[str, np.ndarray]:
         assert self.layers is not None
+        squares = self.params.get("squares", "mean")
+        if squares not in ("mean", "max"):
+            raise AnomalyError(f"{self.name}: squares must be 'mean' or 'max', not {squares!r}")
         scores = {}
         for hook in self.layers:
             out = np.empty(len(inputs), dtype=np.float64)
             for positions, values in inputs.iter_activations(hook):
                 tokens = values.reshape(-1, values.shape[-1]).astype(np.float64)
-                out[positions] = token_mean(self._score_tokens(hook, tokens), len(positions))
+                per_square = self._score_tokens(hook, tokens)
+                if squares == "mean":
+                    out[positions] = token_mean(per_square, len(positions))
+                else:
+                    out[positions] = per_square.reshape(len(positions), -1).max(1)
             scores[hook] = out
         return scores
 
