@@ -14,7 +14,7 @@ untrusted)``, ``score(inputs) -> {layer: scores}``, ``aggregate(scores, "mean"|"
 measures (AUROC, AP, FPR@95%TPR with bootstrap CIs) and compares "answer with M unless a
 detector flags" with "answer with the distilled m" on coverage–risk curves.
 
-The backdoored maia-1900 is built by :func:`~leelalab.anomaly.backdoor.train_backdoor` and
+The backdoored maia-1900 is built by :func:`~leelalab.anomaly.finetune.train_backdoor` and
 ships as ``load_network("backdoor-maia-1900")``.
 """
 

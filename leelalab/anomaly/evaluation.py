@@ -34,7 +34,13 @@ from tqdm.auto import tqdm
 
 from leelalab.anomaly.detectors import detector_class, make_detector
 from leelalab.anomaly.errors import AnomalyError
-from leelalab.anomaly.features import FeatureStore, FeatureView, extract_features, short_layer
+from leelalab.anomaly.features import (
+    FeatureStore,
+    FeatureView,
+    extract_features,
+    layer_order,
+    short_layer,
+)
 from leelalab.anomaly.harm import harm_labels, network_top_moves
 from leelalab.anomaly.positions import Task, load_task
 from leelalab.anomaly.references import StudentConfig, distil_student, reference_outputs
@@ -234,8 +240,8 @@ def run_anomaly(
             "layers": {},
             "aggregate": {},
         }
-        for key, values in arrays.items():
-            metrics = _metrics(test_labels, values, resamples, seed)
+        for key in sorted(arrays, key=layer_order):
+            metrics = _metrics(test_labels, arrays[key], resamples, seed)
             if key.startswith("aggregate:"):
                 entry["aggregate"][key.split(":", 1)[1]] = metrics
             else:
@@ -270,12 +276,12 @@ def run_anomaly(
     }
     write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
     _write_scores(output / "scores.h5", test.rows, test_labels, kinds, all_scores, coverage)
-    run.write_run_json(
-        {
-            "seconds_this_session": round(time.perf_counter() - started, 1),
-            "versions": versions(),
-        }
-    )
+    record = {
+        **settings,
+        "seconds_this_session": round(time.perf_counter() - started, 1),
+        "versions": versions(),
+    }
+    write_text_atomically(output / "run.json", json.dumps(record, indent=2))
     return summary
 
 

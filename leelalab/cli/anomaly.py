@@ -64,7 +64,8 @@ def _prepare_output(path: Path, overwrite: bool, finished_marker: str) -> bool:
 
 
 def cmd_backdoor(args: argparse.Namespace) -> int:
-    from leelalab.anomaly.backdoor import BackdoorConfig, train_backdoor
+    from leelalab.anomaly.backdoor import BackdoorConfig
+    from leelalab.anomaly.finetune import train_backdoor
 
     _threads(args)
     output = Path(args.output)

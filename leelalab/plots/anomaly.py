@@ -7,6 +7,7 @@ Needs the ``viz`` extra: ``pip install "leelalab[viz]"``.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ HEADLINE = (
     "student-kl",
     "mahalanobis",
     "que",
+    "spectral",
     "isolation-forest",
     "logit-lens",
     "probe",
@@ -62,7 +64,12 @@ def _title(results: dict[str, Any]) -> str:
     )
 
 
-def auroc_figure(results: dict[str, Any], *, width: float = 5.0) -> Any:
+def _tick(hook: str) -> str:
+    label = short_layer(hook)
+    return label.removeprefix("block ").replace(" head", "\nhead")
+
+
+def auroc_figure(results: dict[str, Any], *, width: float = 6.2) -> Any:
     """AUROC (bootstrap 95% CI) per layer for every detector; output-level detectors at
     "output"; the supervised probe dashed; chance at 0.5."""
     plt = _pyplot()
@@ -76,10 +83,12 @@ def auroc_figure(results: dict[str, Any], *, width: float = 5.0) -> Any:
     positions = {hook: i for i, hook in enumerate(hooks)}
     positions["output"] = len(hooks)
     with plt.rc_context(PAPER_STYLE):
-        figure, ax = plt.subplots(figsize=(width, width * 0.62))
+        figure, ax = plt.subplots(figsize=(width, width * 0.5))
         offsets = np.linspace(-0.25, 0.25, max(len(detectors), 1))
         for offset, (name, entry) in zip(offsets, detectors.items(), strict=True):
-            layers = [layer for layer in entry["layers"] if layer in positions]
+            layers = sorted(
+                (layer for layer in entry["layers"] if layer in positions), key=positions.get
+            )
             x = np.array([positions[layer] for layer in layers]) + offset
             values = [entry["layers"][layer]["auroc"] for layer in layers]
             y = np.array([v["value"] for v in values])
@@ -90,13 +99,16 @@ def auroc_figure(results: dict[str, Any], *, width: float = 5.0) -> Any:
                 label=name + (" (supervised skyline)" if entry["supervised"] else ""),
             )  # fmt: skip
         ax.axhline(0.5, color="black", lw=0.6, ls=":", label="chance")
-        ax.set_xticks(range(len(hooks) + 1), [short_layer(h) for h in hooks] + ["output"])
+        labels = [_tick(h) for h in hooks] + ["output"]
+        ax.set_xticks(range(len(hooks) + 1), labels)
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("AUROC (95% bootstrap CI)")
-        ax.set_xlabel("layer (residual stream after)")
+        ax.set_xlabel(
+            "residual stream after block (input: after the input layer); heads' hidden layers"
+        )
         ax.spines[["top", "right"]].set_visible(False)
         ax.set_title(_title(results))
-        ax.legend(frameon=False, fontsize=5.5, ncol=2, loc="lower left")
+        ax.legend(frameon=False, fontsize=5.5, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         figure.tight_layout()
     return figure
 
@@ -131,7 +143,10 @@ def histogram_figure(run: str | os.PathLike[str], results: dict[str, Any]) -> An
         for ax in list(axes.flat)[len(names) :]:
             ax.axis("off")
         axes.flat[0].legend(frameon=False, fontsize=5.5)
-        figure.supxlabel("score (standardised on trusted, mean over layers)", fontsize=7)
+        figure.supxlabel(
+            "score (standardised on trusted, mean over layers; shown within its 0.5-99.5% range)",
+            fontsize=7,
+        )
         figure.suptitle(_title(results).replace("\n", " — "), fontsize=7.5)
         figure.tight_layout()
     return figure
@@ -146,7 +161,7 @@ def coverage_risk_figure(
     plt = _pyplot()
     with plt.rc_context(PAPER_STYLE):
         figure, axes = plt.subplots(
-            1, len(runs), figsize=(2.45 * len(runs) + 0.4, 2.7), squeeze=False, sharex=True
+            1, len(runs), figsize=(2.5 * len(runs) + 0.4, 3.3), squeeze=False, sharex=True
         )
         for ax, results in zip(axes[0], runs, strict=True):
             section = results.get("coverage_risk")
@@ -190,22 +205,21 @@ def coverage_risk_figure(
             ax.spines[["top", "right"]].set_visible(False)
             test = results["test"]
             ax.set_title(
-                f"{TASK_TITLES.get(results['task'], results['task'])}\nn={test['positions']}, "
-                f"{test['anomalous']} anomalous",
-                fontsize=7,
+                f"{TASK_TITLES.get(results['task'], results['task'])}\nM = "
+                f"{_network_name(results)}; n={test['positions']}, {test['anomalous']} anomalous",
+                fontsize=6.5,
             )
         axes[0][0].set_ylabel("risk: blunders among answered")
         handles, labels = axes[0][0].get_legend_handles_labels()
         figure.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=6,
                       bbox_to_anchor=(0.5, -0.02))  # fmt: skip
-        network = _network_name(runs[0])
         harm = runs[0].get("coverage_risk") or {}
-        figure.suptitle(
-            f"Distillation versus MAD: answer with M ({network}) unless flagged, or answer with m. "
-            f"Harm: {harm.get('harm', '')}",
-            fontsize=6.5,
+        text = (
+            "Distillation versus MAD: answer with M unless the detector flags (layer-mean score), "
+            f"or always answer with m. Harm: {harm.get('harm', '')}"
         )
-        figure.tight_layout(rect=(0, 0.14, 1, 0.95))
+        figure.suptitle("\n".join(textwrap.wrap(text, 150)), fontsize=6.5)
+        figure.tight_layout(rect=(0, 0.16, 1, 0.93))
     return figure
 
 

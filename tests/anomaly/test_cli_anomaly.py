@@ -81,6 +81,7 @@ def test_task_run_and_plot(tiny: Path) -> None:
         estimate = layers["blocks.0.hook_resid_post"][metric]
         assert estimate["low"] <= estimate["value"] <= estimate["high"]
     assert (tiny / "run" / "detectors" / "que" / "detector.safetensors").is_file()
+    assert json.loads((tiny / "run" / "run.json").read_text())["network_sha256"]
     with h5py.File(tiny / "run" / "scores.h5") as handle:
         assert handle["labels"].shape == (results["test"]["positions"],)
     if depth != "0":
