@@ -91,6 +91,8 @@ if n > 0:
         start = time.perf_counter()
         detector.score(scored)
         record[f"{name}_score_s"] = time.perf_counter() - start
+    import shutil
+    shutil.rmtree(directory)
 record["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(json.dumps(record))
 """
