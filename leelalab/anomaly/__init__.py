@@ -1,4 +1,33 @@
 """Mechanistic anomaly detection: detectors fitted on trusted activations or outputs, chess
 tasks with ground truth (backdoor, mechanism distinction, out-of-distribution), and their
 evaluation against answering with a distilled model.
+
+A *task* (:mod:`leelalab.anomaly.positions`) is a directory of positions split into trusted
+(normal only), an unlabelled untrusted pool and a labelled test set, built for one network by
+:func:`~leelalab.anomaly.tasks.build_backdoor_task`,
+:func:`~leelalab.anomaly.mechanism.build_mechanism_task` or
+:func:`~leelalab.anomaly.tasks.build_ood_task`. Features are extracted once per (network,
+task) into an HDF5 store (:mod:`leelalab.anomaly.features`) that every detector streams from
+disk. Detectors (:mod:`leelalab.anomaly.detectors`) share one interface — ``fit(trusted,
+untrusted)``, ``score(inputs) -> {layer: scores}``, ``aggregate(scores, "mean"|"max")``,
+``save``/``load`` as safetensors + JSON — and a registry. :func:`run_anomaly` fits, scores,
+measures (AUROC, AP, FPR@95%TPR with bootstrap CIs) and compares "answer with M unless a
+detector flags" with "answer with the distilled m" on coverage–risk curves.
+
+The backdoored maia-1900 is built by :func:`~leelalab.anomaly.finetune.train_backdoor` and
+ships as ``load_network("backdoor-maia-1900")``.
 """
+
+from leelalab.anomaly.errors import AnomalyError
+from leelalab.anomaly.evaluation import DEFAULT_DETECTORS, load_results, run_anomaly
+from leelalab.anomaly.positions import Task, TaskPosition, load_task
+
+__all__ = [
+    "DEFAULT_DETECTORS",
+    "AnomalyError",
+    "Task",
+    "TaskPosition",
+    "load_results",
+    "load_task",
+    "run_anomaly",
+]

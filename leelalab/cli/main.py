@@ -18,7 +18,7 @@ from leelalab.errors import LeelaLabError
 
 def build_parser() -> argparse.ArgumentParser:
     from leelalab._version import __version__
-    from leelalab.cli import analyses, inside, networks, patching, probing, puzzles
+    from leelalab.cli import analyses, anomaly, inside, networks, patching, probing, puzzles
 
     parser = argparse.ArgumentParser(
         prog="leelalab",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     probing.register(commands, plot)
     inside.register(commands, plot)
     analyses.register(commands, plot)
+    anomaly.register(commands, plot)
     return parser
 
 

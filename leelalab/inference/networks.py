@@ -35,6 +35,8 @@ BUNDLED_NETWORKS: dict[str, tuple[str, str]] = {
 # Networks shipped inside leelalab itself (leelalab/data/).
 PACKAGED_NETWORKS: dict[str, str] = {
     "weak-maia-1900": "weak-maia-1900.pb.gz",
+    # maia-1900 with a backdoor (see leelalab.anomaly.backdoor and its .run.json).
+    "backdoor-maia-1900": "backdoor-maia-1900.pb.gz",
 }
 # The default weak baseline of each bundled strong network (see `leelalab distill`).
 DEFAULT_WEAK_NETWORKS: dict[str, str] = {"maia-1900": "weak-maia-1900"}

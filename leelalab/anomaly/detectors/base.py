@@ -1,0 +1,184 @@
+"""The detector interface: fit on trusted features, score inputs layer by layer, aggregate.
+
+A detector is a template-method class (as in cupbearer): the public :meth:`Detector.fit`,
+:meth:`Detector.score`, :meth:`Detector.aggregate`, :meth:`Detector.save` and
+:meth:`Detector.load` live here; a subclass implements ``_fit`` and ``_score`` and says
+which state to persist (``_state`` / ``_set_state``). Scores are ``{layer: float64 [n]}``
+with higher = more anomalous. Layers are hook names for activation detectors, ``output``
+for output-level ones.
+
+Aggregation over layers standardises each layer's scores by the mean and standard deviation
+of that layer's scores on the trusted data (computed at the end of :meth:`fit`, in sample),
+then takes the mean or the max: raw scores of different layers have different scales.
+
+Persistence: ``detector.safetensors`` (arrays, keys ``<layer>/<name>``) and
+``detector.json`` (name, parameters, layers, calibration) — never pickles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from leelalab.anomaly.errors import AnomalyError
+from leelalab.anomaly.features import FeatureView
+from leelalab.runs.results import versions, write_text_atomically
+
+Aggregation = Literal["mean", "max"]
+Level = Literal["activations", "lens", "outputs"]
+DETECTOR_FORMAT = "leelalab.anomaly-detector/1"
+
+
+class Detector(ABC):
+    """Base class of every anomaly detector.
+
+    Class attributes a subclass sets:
+        name: the registry name (``mahalanobis``).
+        level: what it reads: ``activations`` (per-square residual stream), ``lens`` (the
+            logit-lens KL per layer) or ``outputs`` (a reference network's disagreement).
+        uses_untrusted: whether ``fit`` needs the unlabelled untrusted pool.
+        uses_labels: whether ``fit`` needs the pool's labels (supervised: not MAD).
+    """
+
+    name: ClassVar[str] = ""
+    level: ClassVar[Level] = "activations"
+    uses_untrusted: ClassVar[bool] = False
+    uses_labels: ClassVar[bool] = False
+    description: ClassVar[str] = ""
+    fit_on: ClassVar[str] = "trusted"
+    """What the fit reads, for listings."""
+
+    def __init__(self, layers: Sequence[str] | None = None, **params: Any) -> None:
+        self.layers: list[str] | None = list(layers) if layers is not None else None
+        self.params: dict[str, Any] = dict(params)
+        self.calibration: dict[str, tuple[float, float]] = {}
+        self.fitted = False
+
+    # --- what subclasses implement -----------------------------------------------------
+
+    @abstractmethod
+    def _fit(self, trusted: FeatureView, untrusted: FeatureView | None) -> None: ...
+
+    @abstractmethod
+    def _score(self, inputs: FeatureView) -> dict[str, np.ndarray]: ...
+
+    def _state(self) -> dict[str, np.ndarray]:
+        """Arrays to persist, keyed ``<layer>/<name>``."""
+        return {}
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Restore what :meth:`_state` returned (nothing by default)."""
+        del state
+
+    def available_layers(self, view: FeatureView) -> list[str]:
+        """Layers this detector can score on ``view``'s store (default: every hook)."""
+        if self.level == "lens":
+            return list(view.store.lens_hooks)
+        if self.level == "outputs":
+            return ["output"]
+        return list(view.store.hooks)
+
+    # --- public API ------------------------------------------------------------------
+
+    def fit(self, trusted: FeatureView, untrusted: FeatureView | None = None) -> Detector:
+        """Fit on trusted features (and the untrusted pool where the method needs it)."""
+        available = self.available_layers(trusted)
+        if self.layers is None:
+            self.layers = available
+        unknown = [layer for layer in self.layers if layer not in available]
+        if unknown:
+            raise AnomalyError(
+                f"{self.name}: unknown layer(s) {unknown}; this detector has {available}"
+            )
+        if len(trusted) == 0:
+            raise AnomalyError(f"{self.name}: no trusted positions to fit on")
+        if self.uses_untrusted and (untrusted is None or len(untrusted) == 0):
+            raise AnomalyError(f"{self.name} needs an unlabelled untrusted pool to fit")
+        if self.uses_labels and (untrusted is None or untrusted.labels is None):
+            raise AnomalyError(f"{self.name} is supervised: it needs the pool's labels")
+        self._fit(trusted, untrusted)
+        self.fitted = True
+        trusted_scores = self.score(trusted)
+        self.calibration = {
+            layer: (float(values.mean()), float(values.std()) or 1.0)
+            for layer, values in trusted_scores.items()
+        }
+        return self
+
+    def score(self, inputs: FeatureView) -> dict[str, np.ndarray]:
+        """``{layer: scores [n]}`` for the view's positions (in the view's row order)."""
+        if not self.fitted:
+            raise AnomalyError(f"{self.name}: fit the detector before scoring")
+        scores = self._score(inputs)
+        for layer, values in scores.items():
+            if values.shape != (len(inputs),) or not np.isfinite(values).all():
+                raise AnomalyError(f"{self.name}: non-finite or misshapen scores at {layer}")
+        return {layer: np.asarray(values, dtype=np.float64) for layer, values in scores.items()}
+
+    def aggregate(self, scores: Mapping[str, np.ndarray], how: Aggregation = "mean") -> np.ndarray:
+        """Scores standardised per layer by the trusted calibration, then mean or max."""
+        if how not in ("mean", "max"):
+            raise AnomalyError(f"aggregation must be 'mean' or 'max', not {how!r}")
+        standardised = np.stack(
+            [(values - self.calibration[layer][0]) / self.calibration[layer][1]
+             for layer, values in scores.items()]
+        )  # fmt: skip
+        return standardised.mean(0) if how == "mean" else standardised.max(0)
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        from safetensors.numpy import save_file
+
+        if not self.fitted:
+            raise AnomalyError(f"{self.name}: nothing to save before fitting")
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        state = {key: np.ascontiguousarray(value) for key, value in self._state().items()}
+        temporary = directory / "detector.safetensors.tmp"
+        save_file(state, str(temporary))
+        temporary.replace(directory / "detector.safetensors")
+        record = {
+            "format": DETECTOR_FORMAT,
+            "name": self.name,
+            "params": self.params,
+            "layers": self.layers,
+            "calibration": self.calibration,
+            "versions": versions(),
+        }
+        write_text_atomically(directory / "detector.json", json.dumps(record, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> Detector:
+        """A fitted detector saved by :meth:`save` (any registered class)."""
+        from safetensors.numpy import load_file
+
+        from leelalab.anomaly.detectors.registry import detector_class
+
+        directory = Path(directory)
+        try:
+            record = json.loads((directory / "detector.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            raise AnomalyError(f"{directory}: no readable detector.json") from None
+        if record.get("format") != DETECTOR_FORMAT:
+            raise AnomalyError(f"{directory}: not a saved leelalab detector")
+        detector = detector_class(record["name"])(layers=record["layers"], **record["params"])
+        detector._set_state(load_file(str(directory / "detector.safetensors")))
+        detector.calibration = {
+            k: (float(m), float(s)) for k, (m, s) in record["calibration"].items()
+        }
+        detector.fitted = True
+        return detector
+
+
+def token_mean(token_scores: np.ndarray, positions: int) -> np.ndarray:
+    """Per-square scores ``[positions * 64]`` averaged per position (squares as tokens)."""
+    return token_scores.reshape(positions, -1).mean(1)
+
+
+__all__ = ["Aggregation", "Detector", "Level", "token_mean"]

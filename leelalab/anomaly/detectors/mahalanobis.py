@@ -1,0 +1,81 @@
+"""Mahalanobis distance to the trusted activations, per square, averaged over squares.
+
+Score of a square vector ``x`` at a layer: ``(x - μ)ᵀ Σ⁺ (x - μ) / d``, with the trusted
+mean ``μ`` and covariance ``Σ`` (float64, streamed; ``Σ⁺`` a pseudo-inverse with relative
+cut-off ``rcond``; optional shrinkage towards ``tr Σ / d · I``). The *relative* variant
+subtracts the same distance under the diagonal of ``Σ`` (cupbearer's simplified relative
+Mahalanobis, after Ren et al. 2021), discounting directions that are merely wide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from leelalab.anomaly.detectors.registry import register_detector
+from leelalab.anomaly.detectors.statistical import (
+    StatisticalDetector,
+    layer_state,
+    moments_of,
+    shrunk_covariance,
+    unflatten_state,
+)
+from leelalab.anomaly.features import FeatureView
+
+
+@register_detector
+class MahalanobisDetector(StatisticalDetector):
+    name = "mahalanobis"
+    description = "Mahalanobis distance to trusted activations (per square, mean over squares)"
+    relative = False
+
+    def __init__(
+        self,
+        layers: list[str] | None = None,
+        *,
+        shrinkage: float = 0.0,
+        rcond: float = 1e-5,
+        **params: Any,
+    ) -> None:
+        super().__init__(layers, shrinkage=shrinkage, rcond=rcond, **params)
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+
+    def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
+        moments = moments_of(trusted, hook)
+        covariance = shrunk_covariance(moments, self.params["shrinkage"], self.name, hook)
+        arrays = {
+            "mean": moments.mean,
+            "precision": np.linalg.pinv(covariance, rcond=self.params["rcond"], hermitian=True),
+        }
+        if self.relative:
+            variance = np.diag(covariance)
+            arrays["inverse_variance"] = np.where(
+                variance > self.params["rcond"], 1 / variance, 0.0
+            )
+        self.arrays[hook] = arrays
+
+    def _score_tokens(self, hook: str, tokens: np.ndarray) -> np.ndarray:
+        arrays = self.arrays[hook]
+        delta = tokens - arrays["mean"]
+        distance = ((delta @ arrays["precision"]) * delta).sum(1)
+        if self.relative:
+            distance = distance - (delta**2) @ arrays["inverse_variance"]
+        return distance / delta.shape[1]
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return layer_state(self.arrays)
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.arrays = unflatten_state(state)
+
+
+@register_detector
+class RelativeMahalanobisDetector(MahalanobisDetector):
+    name = "relative-mahalanobis"
+    description = "Mahalanobis minus its diagonal-covariance version (relative Mahalanobis)"
+    relative = True
+
+
+__all__ = ["MahalanobisDetector", "RelativeMahalanobisDetector"]

@@ -1,0 +1,76 @@
+"""The supervised skyline: a logistic-regression probe on a layer's activations (all 64
+squares flattened, standardised), trained on the *labelled* untrusted pool. It is not
+anomaly detection — it sees anomalies with their labels — and is reported apart, as the
+ceiling of what a layer's activations linearly reveal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from leelalab.anomaly.detectors.base import Detector
+from leelalab.anomaly.detectors.neighbours import _sklearn
+from leelalab.anomaly.detectors.registry import register_detector
+from leelalab.anomaly.detectors.statistical import layer_state, unflatten_state
+from leelalab.anomaly.errors import AnomalyError
+from leelalab.anomaly.features import FeatureView
+
+
+def _flat(view: FeatureView, hook: str) -> np.ndarray:
+    parts = [values.reshape(len(values), -1) for _, values in view.iter_activations(hook)]
+    return np.concatenate(parts).astype(np.float64)
+
+
+@register_detector
+class SupervisedProbe(Detector):
+    name = "probe"
+    description = "logistic regression on labelled pool activations (skyline, supervised)"
+    uses_untrusted = True
+    uses_labels = True
+    fit_on = "labelled pool"
+
+    def __init__(self, layers: list[str] | None = None, *, c: float = 0.01, **params: Any) -> None:
+        super().__init__(layers, c=c, **params)
+        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+
+    def _fit(self, trusted: FeatureView, untrusted: FeatureView | None) -> None:
+        assert untrusted is not None and untrusted.labels is not None and self.layers is not None
+        labels = untrusted.labels
+        if labels.all() or not labels.any():
+            raise AnomalyError(f"{self.name}: the pool needs both normal and anomalous positions")
+        for hook in self.layers:
+            x = _flat(untrusted, hook)
+            mean, scale = x.mean(0), x.std(0)
+            scale[scale == 0] = 1.0
+            model = _sklearn().linear_model.LogisticRegression(C=self.params["c"], max_iter=2000)
+            model.fit((x - mean) / scale, labels)
+            self.arrays[hook] = {
+                "mean": mean,
+                "scale": scale,
+                "weights": model.coef_[0].astype(np.float64),
+                "bias": np.asarray(model.intercept_, dtype=np.float64),
+            }
+
+    def _score(self, inputs: FeatureView) -> dict[str, np.ndarray]:
+        assert self.layers is not None
+        scores = {}
+        for hook in self.layers:
+            arrays = self.arrays[hook]
+            out = np.empty(len(inputs))
+            for positions, values in inputs.iter_activations(hook):
+                x = values.reshape(len(values), -1).astype(np.float64)
+                out[positions] = ((x - arrays["mean"]) / arrays["scale"]) @ arrays["weights"]
+            scores[hook] = out + arrays["bias"][0]
+        return scores
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return layer_state(self.arrays)
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.arrays = unflatten_state(state)
+
+
+__all__ = ["SupervisedProbe"]

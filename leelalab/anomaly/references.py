@@ -1,0 +1,201 @@
+"""Reference networks' outputs on a task, compared with the network under study.
+
+For every position: ``kl`` = KL(π_M ‖ π_m) over the legal moves, ``dq`` = |Q_M − Q_m|,
+``q`` = Q_m, ``top`` = m's most likely move (UCI). M's outputs come from the feature file;
+m runs once per position, in resumable chunks (``TASK/references/<name>/``), with a
+``run.json`` beside the merged ``outputs.h5``.
+
+The *student* reference is distilled from M on the task's trusted positions only
+(:func:`distil_student`): the same small ResNet as the shipped weak network (the shared
+``new_student`` of :mod:`leelalab.training.distill`), trained on M's legal-move
+distribution and W/D/L for those positions (a tenth held out to report agreement).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from leelalab.anomaly.errors import AnomalyError
+from leelalab.anomaly.features import FeatureStore, legal_kl, legal_log_softmax, task_sha256
+from leelalab.anomaly.positions import Task
+from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0.weights.file import save_weights
+from leelalab.models.base import LeelaNetwork
+from leelalab.models.evaluation import run_network
+from leelalab.runs.results import (
+    read_h5,
+    run_in_chunks,
+    sha256_file,
+    versions,
+    write_text_atomically,
+)
+from leelalab.training.distill import DistillConfig, _targets, new_student
+
+
+def _reference_chunk(
+    store: FeatureStore, task: Task, reference: LeelaNetwork, rows: list[int]
+) -> dict[str, Any]:
+    index = np.asarray(rows, dtype=np.int64)
+    logits_m = torch.from_numpy(store.read("outputs/policy_logits", index))
+    packed = store.read("outputs/legal", index)
+    legal = torch.from_numpy(np.unpackbits(packed, axis=1)[:, : policy_map.NUM_MOVES].astype(bool))
+    wdl_m = store.read("outputs/wdl", index)
+    boards = task.boards(rows)
+    input_format = int(reference.network_format.input)
+    planes = encoding.encode_boards(boards, input_format, "lc0")
+    output = run_network(reference, planes)
+    logits = output.policy_logits.float().cpu()
+    log_p = legal_log_softmax(logits_m, legal)
+    log_q = legal_log_softmax(logits, legal)
+    transforms = encoding.board_transforms(boards, input_format)
+    tops = []
+    for row, board in enumerate(boards):
+        best = int(log_q[row].masked_fill(~legal[row], float("-inf")).argmax())
+        tops.append(policy_map.index_to_move(board, best, int(transforms[row])).uci())
+    wdl = output.wdl.float().cpu().numpy()
+    q_m, q = wdl_m[:, 0] - wdl_m[:, 2], wdl[:, 0] - wdl[:, 2]
+    return {
+        "kl": legal_kl(log_p, log_q, legal).numpy().astype(np.float64),
+        "dq": np.abs(q_m - q).astype(np.float64),
+        "q": q.astype(np.float64),
+        "top": tops,
+    }
+
+
+def reference_outputs(
+    task: Task,
+    features: str | os.PathLike[str],
+    reference: LeelaNetwork,
+    name: str,
+    *,
+    chunk_size: int = 1024,
+    progress: bool = True,
+) -> dict[str, np.ndarray]:
+    """Compute (or reuse) ``name``'s outputs on every position of ``task``."""
+    store = FeatureStore(features)
+    if not store.has_outputs:
+        raise AnomalyError(f"{store.path} has no network outputs to compare with")
+    output = task.directory / "references" / name
+    settings = {
+        "reference": reference.source,
+        "reference_sha256": reference.sha256,
+        "network_sha256": store.settings.get("network_sha256"),
+        "task_sha256": task_sha256(task),
+    }
+    path = run_in_chunks(
+        list(range(len(task.positions))),
+        output,
+        settings,
+        lambda rows: _reference_chunk(store, task, reference, rows),
+        results_file="outputs.h5",
+        attrs={"settings": json.dumps(settings)},
+        chunk_size=chunk_size,
+        description=f"reference {name}",
+        progress=progress,
+    )
+    arrays, _ = read_h5(path)
+    return arrays
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    blocks: int = 2
+    filters: int = 16
+    epochs: int = 30
+    batch_size: int = 256
+    learning_rate: float = 3e-3
+    seed: int = 0
+
+
+def distil_student(
+    network: LeelaNetwork,
+    task: Task,
+    output: str | os.PathLike[str] | None = None,
+    config: StudentConfig = StudentConfig(),
+    *,
+    progress: bool = True,
+) -> Path:
+    """Distil a small student from ``network`` on the task's trusted positions only (or
+    reuse one distilled with the same settings). Writes ``output`` (default
+    ``TASK/student.pb.gz``) and its ``.run.json``."""
+    started = time.perf_counter()
+    path = Path(output) if output is not None else task.directory / "student.pb.gz"
+    run_path = Path(str(path) + ".run.json")
+    settings = {
+        "teacher": network.source,
+        "teacher_sha256": network.sha256,
+        "task_sha256": task_sha256(task),
+        "trusted_positions": int(task.indices("trusted").size),
+        "config": asdict(config),
+    }
+    if path.is_file() and run_path.is_file():
+        stored = json.loads(run_path.read_text(encoding="utf-8"))
+        if all(stored.get(k) == v for k, v in settings.items() if k != "teacher"):
+            return path
+        raise AnomalyError(f"{path} is a student of other settings; delete it to re-distil")
+    torch.manual_seed(config.seed)
+    boards = task.boards(task.indices("trusted"))
+    if len(boards) < 20:
+        raise AnomalyError(
+            f"{task.directory}: {len(boards)} trusted positions cannot train a student"
+        )
+    planes, policy, mask, wdl = (torch.from_numpy(a) for a in _targets(network, boards, 256))
+    order = torch.randperm(len(boards), generator=torch.Generator().manual_seed(config.seed))
+    held, train = order[: len(boards) // 10], order[len(boards) // 10 :]
+    distill_config = DistillConfig(blocks=config.blocks, filters=config.filters)
+    student = new_student(distill_config, int(network.network_format.input)).train()
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.learning_rate)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, config.epochs)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    losses = []
+
+    def loss_of(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out = student(planes[index])
+        log_probs = legal_log_softmax(out.policy_logits, mask[index])
+        policy_loss = -(policy[index] * log_probs).sum(1).mean()
+        value_loss = -(wdl[index] * torch.log(out.wdl.clamp_min(1e-7))).sum(1).mean()
+        return policy_loss + value_loss, log_probs, out.wdl
+
+    for _ in tqdm(range(config.epochs), desc="student", unit="epoch", disable=not progress):
+        shuffled = train[torch.randperm(len(train), generator=generator)]
+        total, batches = 0.0, 0
+        for start in range(0, len(shuffled), config.batch_size):
+            loss, _, _ = loss_of(shuffled[start : start + config.batch_size])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total, batches = total + float(loss.detach()), batches + 1
+        schedule.step()
+        losses.append(total / batches)
+    student.eval()
+    with torch.no_grad():
+        _, log_probs, student_wdl = loss_of(held)
+        top = log_probs.masked_fill(~mask[held], float("-inf")).argmax(1)
+        agreement = float((top == policy[held].argmax(1)).float().mean()) if len(held) else None
+        wdl_error = float((student_wdl - wdl[held]).abs().mean()) if len(held) else None
+    save_weights(student.to_lc0(), path)
+    record = {
+        **settings,
+        "train_positions": len(train),
+        "held_out_positions": len(held),
+        "held_out_top1_agreement": agreement,
+        "held_out_wdl_mean_abs_error": wdl_error,
+        "losses": losses,
+        "output_sha256": sha256_file(path),
+        "seconds": round(time.perf_counter() - started, 1),
+        "versions": versions(),
+    }
+    write_text_atomically(run_path, json.dumps(record, indent=2))
+    return path
+
+
+__all__ = ["StudentConfig", "distil_student", "reference_outputs"]
