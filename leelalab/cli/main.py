@@ -394,9 +394,11 @@ def build_parser() -> argparse.ArgumentParser:
     plot_commands = plot.add_subparsers(dest="plot_command", required=True)
     from leelalab.cli import patching as cli_patching
     from leelalab.cli import probing as cli_probing
+    from leelalab.cli import train as cli_train
 
     cli_patching.register(commands, plot_commands)
     cli_probing.register(commands, plot_commands)
+    cli_train.register(commands, plot_commands)
     return parser
 
 
