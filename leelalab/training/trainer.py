@@ -510,6 +510,7 @@ def train(
             arrays,
             {
                 "identity": identity,
+                "input_format": input_format,
                 "epoch": epoch,
                 "step": step,
                 "generated": generated,
@@ -566,8 +567,36 @@ def train(
     return report
 
 
+def load_checkpoint_student(directory: str | os.PathLike[str]) -> tuple[LeelaNetwork, dict]:
+    """The student (float32, eval mode) and the state JSON of a run's latest checkpoint."""
+    checkpoint = _Checkpoint(Path(directory))
+    if not checkpoint.exists:
+        raise TrainingError(f"{directory}: no training checkpoint ({CHECKPOINT_STATE}) there")
+    state = checkpoint.read_state()
+    config = TrainConfig.from_dict(state["identity"]["config"])
+    arrays = checkpoint.read_tensors(state)
+    input_format = int(state.get("input_format", 1))
+    student = new_student(config.student, input_format, seed=config.seed)
+    student.load_state_dict(
+        {
+            key.removeprefix("model."): torch.from_numpy(value.copy())
+            for key, value in arrays.items()
+            if key.startswith("model.")
+        }
+    )
+    return student.eval(), state
+
+
+def export_checkpoint(directory: str | os.PathLike[str], output: str | os.PathLike[str]) -> Path:
+    """Write the latest checkpoint's student as an lc0 file (to look at a run in progress)."""
+    student, _ = load_checkpoint_student(directory)
+    return save_weights(student.to_lc0(), output)
+
+
 __all__ = [
     "Agreement",
+    "export_checkpoint",
+    "load_checkpoint_student",
     "TrainConfig",
     "TrainReport",
     "TrainingError",
