@@ -125,9 +125,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot_training(args: argparse.Namespace) -> int:
+    from leelalab.plots.boards import save_figure
+    from leelalab.plots.training import load_run, training_figure
+
+    figure = training_figure(load_run(args.network_run), title=args.title or "")
+    for path in save_figure(figure, args.output):
+        note(f"wrote {path}")
+    return 0
+
+
 def register(commands: Any, plot_commands: Any) -> None:
-    """Add ``leelalab train``."""
-    del plot_commands
+    """Add ``leelalab train`` and ``leelalab plot training``."""
+    plot = add_command(
+        plot_commands, "training", "held-out agreement and losses per epoch of a training run"
+    )
+    plot.add_argument(
+        "network_run", metavar="RUN", help="a trained network (.pb.gz) or its .run.json"
+    )
+    add_output(plot, "figure path (.pdf; a .png is written beside it)")
+    plot.add_argument("--title", help="figure title (default: the student and schedule)")
+    plot.set_defaults(run=cmd_plot_training)
     parser = add_command(
         commands,
         "train",
