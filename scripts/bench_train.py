@@ -7,8 +7,11 @@ Peers, timed in interleaved rounds on the same positions (median of the rounds r
 - ``trainer step``: what ``leelalab train`` does per step: build the batch from stored
   positions (encode the boards, scatter the sparse teacher policies), the losses, backward,
   gradient clipping and the AdamW update;
-- ``teacher self-play``: positions/s that the teacher's self-play adds to the buffer
-  (``sample_rate`` 1), the data side of an epoch.
+- ``trainer step, MKL linears`` (attention bodies): the same step with plain ``nn.Linear``
+  layers (MKL's float32 products) instead of oneDNN's (:class:`InferenceLinear`);
+- ``teacher self-play``: positions/s that the teacher's self-play evaluates (each game
+  advanced one ply per teacher forward; with ``sample_rate`` r, r of them enter the buffer),
+  the data side of an epoch.
 
 Usage: ``python scripts/bench_train.py [--layers 6 --d-model 128 ...] [--threads 1]``
 """
@@ -19,10 +22,12 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from leelalab.inference.networks import load_network
+from leelalab.models.base import InferenceLinear
 from leelalab.training.data import SelfPlay, SelfPlaySettings, make_batch
 from leelalab.training.students import StudentConfig, new_student
 from leelalab.training.trainer import TrainConfig, compute_losses
@@ -66,6 +71,11 @@ def main() -> None:
     ready = [make_batch(batch, 1) for batch in batches]
     student = new_student(student_config, seed=0)
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4)
+    mkl_student = new_student(student_config, seed=0)
+    for module in mkl_student.modules():
+        if type(module) is InferenceLinear:
+            module.__class__ = torch.nn.Linear
+    mkl_optimizer = torch.optim.AdamW(mkl_student.parameters(), lr=1e-4)
 
     def plain() -> None:
         for batch in ready:
@@ -76,21 +86,25 @@ def main() -> None:
             student.zero_grad(set_to_none=True)
             loss.backward()
 
-    def trainer_step() -> None:
+    def trainer_step(network: torch.nn.Module = student, adamw: Any = optimizer) -> None:
         for chosen in batches:
             batch = make_batch(chosen, 1)
-            losses = compute_losses(student, batch, config)
-            optimizer.zero_grad(set_to_none=True)
+            losses = compute_losses(network, batch, config)
+            adamw.zero_grad(set_to_none=True)
             losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), config.gradient_clip)
-            optimizer.step()
+            torch.nn.utils.clip_grad_norm_(network.parameters(), config.gradient_clip)
+            adamw.step()
+
+    plies = max(1, len(positions) // stream.settings.games_in_parallel)
 
     def selfplay() -> None:
-        stream.generate(len(positions))
+        for _ in range(plies):
+            stream.step()
 
     peers: dict[str, Callable[[], None]] = {
         "plain forward+backward": plain,
         "trainer step": trainer_step,
+        "trainer step, MKL linears": lambda: trainer_step(mkl_student, mkl_optimizer),
         "teacher self-play": selfplay,
     }
     timings: dict[str, list[float]] = {name: [] for name in peers}
@@ -100,7 +114,12 @@ def main() -> None:
         for name, run in peers.items():
             start = time.perf_counter()
             run()
-            timings[name].append(len(positions) / (time.perf_counter() - start))
+            count = (
+                plies * stream.settings.games_in_parallel
+                if name == "teacher self-play"
+                else len(positions)
+            )
+            timings[name].append(count / (time.perf_counter() - start))
     speeds = {name: statistics.median(values) for name, values in timings.items()}
     parameters = sum(p.numel() for p in student.parameters())
     print(
@@ -108,10 +127,10 @@ def main() -> None:
         f"threads {args.threads}   torch {torch.__version__}"
     )
     print(f"median of {args.rounds} interleaved rounds of {len(positions)} positions\n")
-    print(f"{'peer':<26}{'pos/s':>8}  {'vs plain fwd+bwd':>16}")
+    print(f"{'peer':<30}{'pos/s':>8}  {'vs plain fwd+bwd':>16}")
     for name, speed in speeds.items():
         ratio = speed / speeds["plain forward+backward"]
-        print(f"{name:<26}{speed:>8.0f}  {ratio:>15.2f}x")
+        print(f"{name:<30}{speed:>8.0f}  {ratio:>15.2f}x")
 
 
 if __name__ == "__main__":

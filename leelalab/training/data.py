@@ -148,13 +148,14 @@ class SelfPlay:
         bar = tqdm(total=count, desc=desc, unit="pos", disable=not progress, leave=False)
         while len(self._ready) < count:
             before = len(self._ready)
-            self._step()
+            self.step()
             bar.update(min(len(self._ready), count) - min(before, count))
         bar.close()
         out, self._ready = self._ready[:count], self._ready[count:]
         return out
 
-    def _step(self) -> None:
+    def step(self) -> None:
+        """Advance every game by one ply (one teacher forward over all games)."""
         settings = self.settings
         boards = [game.board.copy(stack=HISTORY_PLIES) for game in self.games]
         planes = encoding.encode_boards(boards, self.input_format, "lc0")
