@@ -13,9 +13,13 @@ from leelalab.stats import proportion_ci
 
 
 def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A network's ``.run.json`` (or the network file next to it)."""
+    """A network's ``.run.json``, given it, the network file, or a bundled network's name."""
     path = Path(path)
     if not path.name.endswith(".run.json"):
+        if not path.exists():
+            from leelalab.inference.networks import resolve_network
+
+            path = resolve_network(path)
         path = Path(f"{path}.run.json")
     try:
         run = json.loads(path.read_text(encoding="utf-8"))
