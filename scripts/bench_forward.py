@@ -14,6 +14,9 @@ the peers measured in this same run.
 
 - ``leelalab run_with_cache``: the eager forward caching every hook point (the overhead of
   interpretability over a plain forward).
+- ``leelalab eager, MKL linears`` (attention bodies): the eager forward with plain
+  ``nn.Linear`` layers, whose float32 products PyTorch sends to MKL, instead of the oneDNN
+  products of :class:`leelalab.models.base.InferenceLinear`.
 
 ``--net`` also takes ``synthetic:t82`` (768 x 15 x 24 heads, smolgen: the look-ahead paper's
 shape) or ``synthetic:small-transformer`` (random weights written by our lc0 writer).
@@ -38,6 +41,7 @@ import torch
 
 from leelalab.inference.networks import load_network, resolve_network
 from leelalab.lc0 import encoding
+from leelalab.models.base import InferenceLinear
 from leelalab.models.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -123,6 +127,12 @@ def main() -> None:
         net_path = resolve_network(args.net)
     network = load_network(net_path)  # channels-last on CPU
     nchw = load_network(net_path).to(memory_format=torch.contiguous_format)
+    mkl = None
+    if any(isinstance(m, InferenceLinear) for m in network.modules()):
+        mkl = load_network(net_path)
+        for module in mkl.modules():
+            if type(module) is InferenceLinear:
+                module.__class__ = torch.nn.Linear
     boards = puzzle_boards(args.positions)
     input_format = int(network.network_format.input)
     planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
@@ -134,7 +144,7 @@ def main() -> None:
         f"{len(boards)} positions along the shipped puzzles' lines; median of {args.rounds} "
         "interleaved rounds\n"
     )
-    header = f"{'batch':>5}  {'peer':<24}{'pos/s':>8}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
+    header = f"{'batch':>5}  {'peer':<30}{'pos/s':>8}  {'vs onnxruntime':>14}  {'vs lc0 eigen':>12}"
     print(header)
     print("-" * len(header))
     for batch in args.batch_sizes:
@@ -153,6 +163,8 @@ def main() -> None:
         peers: dict[str, Callable[[], None] | str] = {}
         peers["leelalab eager"] = over_chunks(lambda i: network(chunks_cl[i]))
         peers["leelalab eager NCHW"] = over_chunks(lambda i: nchw(chunks[i]))
+        if mkl is not None:
+            peers["leelalab eager, MKL linears"] = over_chunks(lambda i: mkl(chunks_cl[i]))
         peers["leelalab run_with_cache"] = over_chunks(
             lambda i: network.run_with_cache(chunks_cl[i])
         )
@@ -189,12 +201,12 @@ def main() -> None:
         speeds = {name: statistics.median(values) for name, values in timings.items()}
         for name, run in peers.items():
             if isinstance(run, str):
-                print(f"{batch:>5}  {name:<24}{run}")
+                print(f"{batch:>5}  {name:<30}{run}")
                 continue
             speed = speeds[name]
             vs_ort = f"{speed / speeds['onnxruntime']:.2f}x" if "onnxruntime" in speeds else "-"
             vs_lc0 = f"{speed / speeds['lc0 eigen']:.2f}x" if "lc0 eigen" in speeds else "-"
-            print(f"{batch:>5}  {name:<24}{speed:>8.0f}  {vs_ort:>14}  {vs_lc0:>12}")
+            print(f"{batch:>5}  {name:<30}{speed:>8.0f}  {vs_ort:>14}  {vs_lc0:>12}")
         print(flush=True)
 
 

@@ -18,7 +18,10 @@ from typing import Any, TextIO
 
 DEFAULT_NETWORK = "maia-1900"
 HISTORY_CHOICES = ("lc0", "none", "repeat")
-NET_HELP = "network: an lc0 .pb.gz/.pb, .onnx or .safetensors file, or a bundled name"
+NET_HELP = (
+    "network: an lc0 .pb.gz/.pb, .onnx or .safetensors file, or a bundled name "
+    "(maia-1900, weak-maia-1900, lab-t6-128)"
+)
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -18,7 +18,16 @@ from leelalab.errors import LeelaLabError
 
 def build_parser() -> argparse.ArgumentParser:
     from leelalab._version import __version__
-    from leelalab.cli import analyses, anomaly, inside, networks, patching, probing, puzzles
+    from leelalab.cli import (
+        analyses,
+        anomaly,
+        inside,
+        networks,
+        patching,
+        probing,
+        puzzles,
+        train,
+    )
 
     parser = argparse.ArgumentParser(
         prog="leelalab",
@@ -38,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     inside.register(commands, plot)
     analyses.register(commands, plot)
     anomaly.register(commands, plot)
+    train.register(commands, plot)
     return parser
 
 

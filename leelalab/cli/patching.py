@@ -187,7 +187,8 @@ def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
         ("other piece types' heads", "other_piece_heads"),
         ("random key square", "random_square"),
     ):
-        values = np.asarray(arrays[key]).ravel()
+        # With no piece-movement head (or no eligible puzzle) nothing was ablated.
+        values = np.asarray(arrays.get(key, [])).ravel()
         if values.size:
             rows.append(
                 [name, str(values.size), f"{values.mean():.3f}", f"{np.percentile(values, 95):.3f}"]

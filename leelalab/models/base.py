@@ -174,6 +174,99 @@ def check_value_outputs(fmt: NetworkFormat, outputs: int, where: str) -> None:
         )
 
 
+class InferenceLinear(nn.Linear):
+    """``nn.Linear`` whose float32 CPU products run in oneDNN instead of MKL.
+
+    PyTorch's CPU builds send float32 ``nn.Linear`` to MKL's sgemm, which runs about 2x
+    slower than oneDNN's (and onnxruntime's) on AMD processors; transformer bodies are mostly
+    such products. oneDNN computes the same float32 products (no reduced precision; results
+    agree to float rounding), forward and, for training, backward. On other devices or
+    dtypes, inside compiled training graphs, and where oneDNN is missing, this is plain
+    ``nn.Linear``.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
+            return super().forward(x)
+        flat = x.reshape(-1, x.shape[-1])
+        if torch.compiler.is_compiling():
+            if torch.is_grad_enabled():
+                return super().forward(x)
+            out = _onednn_linear_op()(flat, self.weight, self.bias)
+        elif torch.is_grad_enabled():
+            out = _OneDnnLinearFunction.apply(flat, self.weight, self.bias)
+        else:
+            out = _onednn_product(flat, self.weight, self.bias)
+        return out.reshape(*x.shape[:-1], out.shape[-1])
+
+
+def _onednn_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> Any:
+    """``x @ weight.T + bias`` for 2-D ``x`` in oneDNN."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class _OneDnnLinearFunction(torch.autograd.Function):
+    """A linear layer with its three products (forward, input and weight gradients) in oneDNN."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+    ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_product(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[Any, Any, Any]:  # type: ignore[override]
+        x, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_x = grad_weight = grad_bias = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _onednn_product(grad, weight.t().contiguous(), None)
+        if ctx.needs_input_grad[1]:
+            grad_weight = _onednn_product(grad.t().contiguous(), x.t().contiguous(), None)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_bias = grad.sum(0)
+        return grad_x, grad_weight, grad_bias
+
+
+def use_inference_linears(module: nn.Module) -> None:
+    """Turn every plain ``nn.Linear`` inside ``module`` into an :class:`InferenceLinear`."""
+    for child in module.modules():
+        if type(child) is nn.Linear:
+            child.__class__ = InferenceLinear
+
+
+_ONEDNN: dict[str, Any] = {}
+
+
+def _onednn_available() -> bool:
+    if "available" not in _ONEDNN:
+        _ONEDNN["available"] = bool(torch.backends.mkldnn.is_available()) and hasattr(
+            torch.ops.mkldnn, "_linear_pointwise"
+        )
+    return bool(_ONEDNN["available"])
+
+
+def _onednn_linear_op() -> Any:
+    """``leelalab::onednn_linear``, registered on first use: an opaque kernel to inductor,
+    which would otherwise lower oneDNN's op itself and insist on pre-packed weights."""
+    if "op" not in _ONEDNN:
+
+        @torch.library.custom_op("leelalab::onednn_linear", mutates_args=())
+        def onednn_linear(
+            x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+        ) -> torch.Tensor:
+            return _onednn_product(x, weight, bias)
+
+        @onednn_linear.register_fake
+        def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            return x.new_empty(x.shape[0], weight.shape[0])
+
+        _ONEDNN["op"] = onednn_linear
+    return _ONEDNN["op"]
+
+
 def value_to_wdl(value_logits: torch.Tensor) -> torch.Tensor:
     """WDL from the last value layer: softmax for 3 outputs, tanh mapped to W/D/L for 1."""
     if value_logits.shape[-1] == 3:

@@ -60,6 +60,7 @@ from leelalab.models.base import (
     check_value_outputs,
     default_activation,
     resolve_activation,
+    use_inference_linears,
     value_to_wdl,
 )
 from leelalab.models.base import (
@@ -210,6 +211,8 @@ class TransformerNetwork(LeelaNetwork):
         self.moves_left_head = moves_left_head
         self.policy_head_name = "vanilla" if "vanilla" in policy_heads else next(iter(policy_heads))
         self.value_head_name = "winner" if "winner" in value_heads else next(iter(value_heads))
+        # The body is mostly dense products: run them in oneDNN at inference on CPU.
+        use_inference_linears(self)
         self.setup_hooks()
 
     def forward(self, planes: torch.Tensor) -> NetworkOutput:
