@@ -186,7 +186,14 @@ class InferenceLinear(nn.Linear):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or x.dtype != torch.float32 or not _onednn_available():
+        if (
+            x.device.type != "cpu"
+            or x.dtype != torch.float32
+            or not _onednn_available()
+            # exporters (ONNX, TorchScript tracing) must see a standard linear layer
+            or torch.onnx.is_in_onnx_export()
+            or torch.jit.is_tracing()
+        ):
             return super().forward(x)
         flat = x.reshape(-1, x.shape[-1])
         if torch.compiler.is_compiling():
