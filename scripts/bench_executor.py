@@ -1,7 +1,8 @@
 """Ray executor versus local on the same long jobs, in one run.
 
-Two jobs on maia-1900 (and the shipped weak net):
+Jobs on maia-1900 (and the shipped weak net):
 - ``puzzles filter`` on the first N shipped puzzles (both networks along every line);
+- the same on 16 puzzles (one chunk): the fixed per-run cost of starting Ray workers;
 - ``patch residual`` on M puzzles paired with random one-piece edits (6 layers × 64 squares).
 
 Runners, each on a fresh output directory, timed end to end (reading, computing, writing,
@@ -13,7 +14,7 @@ merging), Ray's start excluded (``ray.init`` once, timed apart):
   oversubscribed on 2 cores).
 Each runner's outputs are compared byte for byte with the local run's.
 
-    python scripts/bench_executor.py [--puzzles 1024] [--pairs 48] [--rounds 2]
+    python scripts/bench_executor.py [--puzzles 4935] [--pairs 91] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -65,8 +66,8 @@ def write_pairs_dataset(directory: Path, count: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--puzzles", type=int, default=1024, help="puzzles filtered")
-    parser.add_argument("--pairs", type=int, default=48, help="puzzles patched")
+    parser.add_argument("--puzzles", type=int, default=4935, help="puzzles filtered")
+    parser.add_argument("--pairs", type=int, default=91, help="puzzles patched")
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds per runner")
     args = parser.parse_args()
 
@@ -90,17 +91,34 @@ def main() -> None:
         f"ray ×2, {threads} threads": Executor(kind="ray", workers=2),
     }
     jobs: dict[str, Callable[[Executor, Path], Path]] = {
-        "puzzles filter": lambda executor, out: filter_puzzles(
-            strong,
-            weak,
-            shipped_puzzles_path(),
-            out,
-            limit=args.puzzles,
-            chunk_size=128,
-            progress=False,
-            executor=executor,
-        ).output
-        / "dataset.jsonl",
+        "puzzles filter": lambda executor, out: (
+            filter_puzzles(
+                strong,
+                weak,
+                shipped_puzzles_path(),
+                out,
+                limit=args.puzzles,
+                chunk_size=128,
+                progress=False,
+                executor=executor,
+            ).output
+            / "dataset.jsonl"
+        ),
+        # One 16-puzzle chunk: almost all of a Ray run's time is then the per-run start
+        # (worker processes, imports, network loading), which longer jobs amortise.
+        "start-up (filter, 16 puzzles)": lambda executor, out: (
+            filter_puzzles(
+                strong,
+                weak,
+                shipped_puzzles_path(),
+                out,
+                limit=16,
+                chunk_size=16,
+                progress=False,
+                executor=executor,
+            ).output
+            / "dataset.jsonl"
+        ),
         "patch residual": lambda executor, out: run_residual_patching(
             strong, dataset, out, chunk_size=8, progress=False, executor=executor
         ),

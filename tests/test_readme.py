@@ -33,7 +33,7 @@ def block(containing: str) -> str:
 
 
 def test_the_readme_has_the_examples_this_test_runs() -> None:
-    assert len(python_blocks()) == 6
+    assert len(python_blocks()) == 7
 
 
 def test_quick_start_and_lower_level_pieces(maia_path: Path, tmp_path, monkeypatch) -> None:
@@ -58,6 +58,20 @@ def test_loading_a_real_transformer_example(tmp_path, monkeypatch) -> None:
     namespace: dict = {"leelalab": leelalab}
     exec(block("768x15x24h-t82"), namespace)
     assert namespace["net"].policy_head_name == "optimistic"
+
+
+def test_shipped_transformer_example() -> None:
+    namespace: dict = {}
+    exec(block('load_network("lab-t6-128")'), namespace)
+    net, board = namespace["net"], namespace["board"]
+    # The README shows the shipped transformer's replies to 1. e4; check they still hold.
+    top = net.evaluate(board)[0].top_moves(3)
+    assert [move for move, _ in top] == ["e7e5", "c7c5", "e7e6"]
+    assert [round(probability, 3) for _, probability in top] == [0.275, 0.257, 0.111]
+    pattern = namespace["cache"]["blocks.1.attn.hook_pattern"]
+    assert pattern.shape == (1, 8, 64, 64)
+    # Post-softmax attention: every query's row over the keys is a distribution.
+    torch.testing.assert_close(pattern.sum(-1), torch.ones(1, 8, 64))
 
 
 def test_patching_and_square_frames_example(tmp_path) -> None:
@@ -95,7 +109,7 @@ def test_hook_points_example(tmp_path) -> None:
     net = leelalab.load_network(path)
     planes = torch.from_numpy(encoding.encode_boards([chess.Board()], input_format=1))
     namespace = {"net": net, "planes": planes}
-    exec(block("run_with_cache(planes"), namespace)
+    exec(block("def zero_e4"), namespace)
     assert namespace["cache"]["blocks.3.hook_resid_post"].shape == (1, 64, 8)
 
 

@@ -174,7 +174,16 @@ def add_executor(parser: argparse.ArgumentParser) -> None:
         help="Ray cluster to join (default: $RAY_ADDRESS, else start a local Ray instance)",
     )
     group.add_argument(
-        "--workers", type=positive_int, help="Ray workers (default: one per CPU Ray sees)"
+        "--workers",
+        type=positive_int,
+        help="Ray workers (default: as many as fit, each with --threads-per-worker CPUs)",
+    )
+    group.add_argument(
+        "--threads-per-worker",
+        type=positive_int,
+        help="torch threads in each Ray worker (default: this process's torch threads, "
+        "which keeps the outputs byte-identical to a local run for every batch shape; "
+        "1, with one worker per core, is fastest on a small machine)",
     )
     group.add_argument(
         "--gpus-per-worker",
@@ -192,6 +201,7 @@ def executor_from(args: argparse.Namespace) -> Any:
         address=args.ray_address,
         workers=args.workers,
         gpus_per_worker=args.gpus_per_worker,
+        threads_per_worker=args.threads_per_worker,
     )
     executor.check_available()
     return executor

@@ -49,8 +49,8 @@ class Executor:
         kind: ``"local"`` (this process; the default) or ``"ray"``.
         address: a Ray cluster to join (``ray start --head`` prints it); ``None`` uses
             ``$RAY_ADDRESS`` if set, else starts a local Ray instance.
-        workers: Ray workers (actors), each loading the networks once; ``None``: one per
-            CPU Ray sees.
+        workers: Ray workers (actors), each loading the networks once; ``None``: as many
+            as the CPUs Ray sees hold at ``threads_per_worker`` each.
         gpus_per_worker: GPUs Ray reserves per worker (fractions share a GPU).
         max_retries: how often a chunk whose worker died is retried.
         threads_per_worker: torch threads in each Ray worker (``None``: the driver's, which
@@ -85,6 +85,7 @@ class Executor:
             "address": self.address,
             "workers": self.workers,
             "gpus_per_worker": self.gpus_per_worker,
+            "threads_per_worker": self.threads_per_worker,
         }
 
 
@@ -190,11 +191,21 @@ def _start_ray(executor: Executor) -> Any:
     return ray
 
 
-def _worker_count(ray: Any, executor: Executor) -> int:
+def _worker_count(ray: Any, executor: Executor, threads: int) -> int:
     if executor.workers is not None:
         return executor.workers
+    # As many workers as the cluster's CPUs hold at `threads` each: more would only
+    # oversubscribe the cores (two 2-thread workers on 2 cores run 2-3x slower).
     cpus = int(ray.cluster_resources().get("CPU", 1))
-    return max(1, cpus)
+    return max(1, cpus // threads)
+
+
+def _cpus_per_worker(ray: Any, count: int, threads: int) -> int:
+    """Ray CPUs each worker reserves: its threads, so that Ray spreads workers over nodes
+    by real cores; 1 when the user asked for more workers than the cluster holds that way
+    (a reservation that cannot be met would leave workers waiting forever)."""
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    return threads if count * threads <= cpus else 1
 
 
 class _Worker:
@@ -261,15 +272,15 @@ def _map_on_ray(
     executor: Executor,
 ) -> None:
     ray = _start_ray(executor)
-    count = _worker_count(ray, executor)
+    threads = executor.threads_per_worker or _driver_threads()
+    count = _worker_count(ray, executor, threads or 1)
     actor = ray.remote(
-        num_cpus=1,
+        num_cpus=_cpus_per_worker(ray, count, threads or 1),
         num_gpus=executor.gpus_per_worker,
         max_restarts=executor.max_retries,
         max_task_retries=executor.max_retries,
     )(_Worker)
     fault = os.environ.get(FAULT_VARIABLE)
-    threads = executor.threads_per_worker or _driver_threads()
     workers = [actor.remote(job, threads, fault) for _ in range(count)]
     pending: dict[Any, tuple[int, Any, int]] = {}
     idle = deque(range(count))

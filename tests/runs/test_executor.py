@@ -71,6 +71,35 @@ def test_executor_settings_are_checked() -> None:
         Executor(kind="ray", workers=0)
 
 
+class FakeCluster:
+    def __init__(self, cpus: int) -> None:
+        self.cpus = cpus
+
+    def cluster_resources(self) -> dict[str, float]:
+        return {"CPU": float(self.cpus)}
+
+
+@pytest.mark.parametrize(
+    ("cpus", "threads", "asked", "workers", "reserved"),
+    [
+        (2, 2, None, 1, 2),  # driver's 2 threads: one worker, not two fighting for 2 cores
+        (2, 1, None, 2, 1),
+        (32, 4, None, 8, 4),
+        (2, 2, 2, 2, 1),  # more workers than fit: asked for, so reserve 1 CPU (never hang)
+        (1, 4, None, 1, 1),
+    ],
+)
+def test_ray_workers_fill_the_cores_without_oversubscribing(
+    cpus: int, threads: int, asked: int | None, workers: int, reserved: int
+) -> None:
+    from leelalab.runs.executor import _cpus_per_worker, _worker_count
+
+    cluster = FakeCluster(cpus)
+    count = _worker_count(cluster, Executor(kind="ray", workers=asked), threads)
+    assert count == workers
+    assert _cpus_per_worker(cluster, count, threads) == reserved
+
+
 def test_missing_ray_is_one_clear_error(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)
     with pytest.raises(ExecutorError, match=r'pip install "leelalab\[ray\]"'):
