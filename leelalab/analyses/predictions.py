@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.puzzles.dataset import SQUARE_GROUPS, iter_dataset
 from leelalab.stats import (
     Estimate,
+    bootstrap,
     contingency,
     mean_ci,
     mean_difference_ci,
@@ -412,6 +414,65 @@ def four_predictions(
         prediction_later_moves(table),
         prediction_correlation(table, seed),
     ]
+
+
+@dataclass(frozen=True)
+class MoveLift:
+    """How much knowing that the 1st solver move is right tells about solver move ``k``."""
+
+    network: str
+    k: int
+    conditional: Estimate
+    """P(move k right | move 1 right), Wilson interval."""
+    marginal: Estimate
+    """P(move k right), Wilson interval."""
+    lift: Estimate
+    """conditional − marginal, percentile bootstrap over puzzles."""
+
+
+def later_move_lift(
+    table: PuzzleTable,
+    *,
+    networks: Sequence[str] = ("strong", "weak"),
+    max_k: int = 4,
+    seed: int = 0,
+) -> list[MoveLift]:
+    """P(solver move k right | 1st right) − P(solver move k right) for k = 2 … ``max_k``.
+
+    Over every puzzle with ≥ 2 solver moves that is not a mate-in-1 (the ``structural``
+    set; within a stratum the strong network's 1st move is fixed, so the condition would be
+    empty), restricted for each k to the lines with at least k solver moves. Moves are judged
+    teacher-forced (:func:`leelalab.analyses.scoring.score_record`). A lift near 0 at every k
+    is what pattern recognition of each position on its own predicts; planning one line
+    predicts a positive lift that persists with k.
+    """
+    base = np.nonzero(table.strata["structural"])[0]
+    lifts = []
+    for network in networks:
+        correct = [score_record(table.records[i], network).correct for i in base]
+        for k in range(2, max_k + 1):
+            rows = [c for c in correct if len(c) >= k]
+            first = np.array([c[0] for c in rows], dtype=bool)
+            kth = np.array([c[k - 1] for c in rows], dtype=bool)
+
+            def lift(
+                indices: np.ndarray, first: np.ndarray = first, kth: np.ndarray = kth
+            ) -> float:
+                given = first[indices]
+                if not given.any():
+                    return math.nan
+                return float(kth[indices][given].mean() - kth[indices].mean())
+
+            lifts.append(
+                MoveLift(
+                    network,
+                    k,
+                    proportion_ci(int(kth[first].sum()), int(first.sum())),
+                    proportion_ci(int(kth.sum()), len(kth)),
+                    bootstrap(lift, len(rows), seed=seed),
+                )
+            )
+    return lifts
 
 
 def predictions_markdown(rows: list[Prediction]) -> str:

@@ -298,6 +298,13 @@ def cmd_plot_analyses(args: argparse.Namespace) -> int:
                 tables, title=f"Policy–value coupling — {network}", threshold=args.threshold
             )
             written += save_figure(figure, output / "coupling.pdf")
+        from leelalab.analyses.predictions import later_move_lift
+
+        figure = plots.move_lift_figure(
+            later_move_lift(table, seed=args.seed),
+            title=f"Does the 1st move's correctness predict move k? — {network}",
+        )
+        written += save_figure(figure, output / "move_lift.pdf")
         from leelalab.analyses.themes import theme_analysis, theme_frequencies
 
         frequencies, source = None, "the run's puzzles"

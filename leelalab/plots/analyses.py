@@ -6,7 +6,8 @@
 - :func:`accuracy_curves` — puzzle accuracy by line length (or rating) per node budget;
 - :func:`search_gain_figure` — accuracy(512) − accuracy(1) per line length, and whole-run
   accuracy against the node budget (where weak + MCTS meets strong alone);
-- :func:`theme_scatter` — residualised accuracy per theme against its frequency.
+- :func:`theme_scatter` — residualised accuracy per theme against its frequency;
+- :func:`move_lift_figure` — P(solver move k right | 1st right) − P(move k right) against k.
 
 Strata keep one colour everywhere (:data:`STRATUM_COLORS`).
 """
@@ -21,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from leelalab.analyses.coupling import POINTS, CouplingTable
-from leelalab.analyses.predictions import WEAK_PHI, Prediction, PuzzleTable, unfiltered_sample
+from leelalab.analyses.predictions import (
+    WEAK_PHI,
+    MoveLift,
+    Prediction,
+    PuzzleTable,
+    unfiltered_sample,
+)
 from leelalab.analyses.search import (
     DEPTH_BINS,
     POLICY,
@@ -375,6 +382,63 @@ def search_gain_figure(results: BudgetResults, *, title: str) -> Any:
         right.set_ylim(0, 1)
         right.legend(fontsize=6)
         figure.suptitle(f"{title} (n={results.size} sampled puzzles)", fontsize=8)
+        figure.tight_layout()
+    return figure
+
+
+def move_lift_figure(lifts: Sequence[MoveLift], *, title: str) -> Any:
+    """Left: P(solver move k right), given the 1st right (solid) and overall (dashed), per
+    network with 95% Wilson intervals. Right: their difference (the lift) with 95% bootstrap
+    intervals; 0 means the 1st move's correctness says nothing about move k."""
+    plt = _pyplot()
+    networks = list(dict.fromkeys(lift.network for lift in lifts))
+    with plt.rc_context(PAPER_STYLE):
+        figure, (left, right) = plt.subplots(1, 2, figsize=(7.0, 2.8), sharex=True)
+        for offset, network in enumerate(networks):
+            rows = [lift for lift in lifts if lift.network == network]
+            ks = np.array([lift.k for lift in rows], dtype=float) + (offset - 0.5) * 0.12
+            color = NETWORK_COLORS.get(network)
+            for key, style, label in (
+                ("conditional", "-", "given the 1st move right"),
+                ("marginal", "--", "all lines"),
+            ):
+                estimates = [getattr(lift, key) for lift in rows]
+                left.errorbar(
+                    ks,
+                    [e.value for e in estimates],
+                    yerr=np.array([_error(e) for e in estimates]).T,
+                    marker="o" if key == "conditional" else "s",
+                    mfc=color if key == "conditional" else "white",
+                    ms=3,
+                    ls=style,
+                    capsize=2,
+                    color=color,
+                    label=f"{network}: {label}",
+                )
+            right.errorbar(
+                ks,
+                [lift.lift.value for lift in rows],
+                yerr=np.array([_error(lift.lift) for lift in rows]).T,
+                marker="o",
+                ms=3,
+                capsize=2,
+                color=color,
+                label=f"{network}",
+            )
+        strong_rows = [lift for lift in lifts if lift.network == networks[0]]
+        ticks = [lift.k for lift in strong_rows]
+        for axis in (left, right):
+            axis.set_xticks(ticks)
+            # Both networks are scored on the same lines, so one n per k.
+            axis.set_xticklabels([f"{lift.k}\nn={lift.marginal.n}" for lift in strong_rows])
+            axis.set_xlabel("solver move k (lines with ≥ k solver moves)")
+        left.set_ylabel("P(solver move k right)")
+        left.set_ylim(0, 1)
+        left.legend(fontsize=6)
+        right.axhline(0, color="black", lw=0.5)
+        right.set_ylabel("P(k right | 1st right) − P(k right)")
+        right.legend(fontsize=6, title="network", title_fontsize=6)
+        figure.suptitle(f"{title}; teacher-forced top-1, 95% CIs", fontsize=8)
         figure.tight_layout()
     return figure
 

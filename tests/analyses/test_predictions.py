@@ -117,3 +117,27 @@ def test_four_predictions_from_a_directory_without_patching(tmp_path: Path) -> N
     text = predictions_markdown(rows)
     assert text.count("\n| ") == 7 and "not measured" in text
     json.dumps([r.to_json() for r in rows])  # serialisable
+
+
+def test_later_move_lift_equals_direct_counts() -> None:
+    from leelalab.analyses.predictions import later_move_lift
+
+    counts = {(True, True): 30, (True, False): 20, (False, True): 10, (False, False): 40}
+    lifts = later_move_lift(_table(counts), networks=("strong",), max_k=3, seed=2)
+    # The hand-built lines have two solver moves: k = 2 only has rows, k = 3 none.
+    two, three = lifts
+    assert (two.k, two.conditional.n, two.marginal.n) == (2, 50, 100)
+    assert two.conditional.value == pytest.approx(30 / 50)
+    assert two.marginal.value == pytest.approx(40 / 100)
+    assert two.lift.value == pytest.approx(30 / 50 - 40 / 100)
+    assert two.lift.low > 0  # 0.2 at n = 100 is clear of 0
+    assert three.marginal.n == 0 and math.isnan(three.lift.value)
+
+
+def test_independent_moves_have_no_lift() -> None:
+    from leelalab.analyses.predictions import later_move_lift
+
+    counts = {(True, True): 60, (True, False): 60, (False, True): 60, (False, False): 60}
+    (two,) = later_move_lift(_table(counts), networks=("strong",), max_k=2)
+    assert two.lift.value == pytest.approx(0.0)
+    assert two.lift.low < 0 < two.lift.high

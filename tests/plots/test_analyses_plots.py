@@ -5,8 +5,14 @@ from __future__ import annotations
 import numpy as np
 
 from leelalab.analyses.coupling import POINTS, CouplingTable
+from leelalab.analyses.predictions import MoveLift
 from leelalab.analyses.search import POLICY, BudgetResults, cell_of
-from leelalab.plots.analyses import accuracy_curves, coupling_bars, search_gain_figure
+from leelalab.plots.analyses import (
+    accuracy_curves,
+    coupling_bars,
+    move_lift_figure,
+    search_gain_figure,
+)
 from leelalab.plots.boards import save_figure
 from leelalab.stats import Estimate, proportion_ci
 
@@ -75,3 +81,25 @@ def test_coupling_figure(tmp_path) -> None:
         )
     paths = save_figure(coupling_bars(tables, title="t"), tmp_path / "coupling.pdf")
     assert all(path.stat().st_size > 0 for path in paths)
+
+
+def test_move_lift_figure(tmp_path) -> None:
+    lifts = [
+        MoveLift(
+            network,
+            k,
+            proportion_ci(30, 50),
+            proportion_ci(40, 100),
+            Estimate(0.2 - 0.05 * k, 0.1 - 0.05 * k, 0.3 - 0.05 * k, 100),
+        )
+        for network in ("strong", "weak")
+        for k in (2, 3, 4)
+    ]
+    figure = move_lift_figure(lifts, title="maia-1900 vs weak-maia-1900")
+    left, right = figure.axes
+    assert [t.get_text() for t in right.get_xticklabels()] == ["2\nn=100", "3\nn=100", "4\nn=100"]
+    assert "maia-1900" in figure._suptitle.get_text()
+    assert len(left.get_legend().get_texts()) == 4  # conditional and overall, per network
+    assert [t.get_text() for t in right.get_legend().get_texts()] == ["strong", "weak"]
+    written = save_figure(figure, tmp_path / "move_lift.pdf")
+    assert {path.suffix for path in written} == {".pdf", ".png"}
