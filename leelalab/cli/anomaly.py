@@ -224,7 +224,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_plot_anomaly(args: argparse.Namespace) -> int:
     from leelalab.plots.anomaly import plot_anomaly_runs
 
-    for path in plot_anomaly_runs(args.runs, args.out):
+    for path in plot_anomaly_runs(args.runs, args.output):
         note(f"wrote {path}")
     return 0
 
@@ -397,7 +397,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         plot_commands, "anomaly", "AUROC by layer, score histograms and coverage-risk curves"
     )
     plot.add_argument("runs", nargs="+", help="run directories (leelalab anomaly run)")
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    add_output(plot, "figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_anomaly)
 
 

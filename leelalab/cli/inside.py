@@ -312,7 +312,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
 def cmd_plot_lens(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_lens
 
-    for path in plot_lens(args.run_dir, args.out):
+    for path in plot_lens(args.run_dir, args.output):
         note(f"wrote {path}")
     return 0
 
@@ -320,7 +320,7 @@ def cmd_plot_lens(args: argparse.Namespace) -> int:
 def cmd_plot_refutations(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_refutations
 
-    for path in plot_refutations(args.run_dir, args.out):
+    for path in plot_refutations(args.run_dir, args.output):
         note(f"wrote {path}")
     return 0
 
@@ -328,7 +328,7 @@ def cmd_plot_refutations(args: argparse.Namespace) -> int:
 def cmd_plot_future_board(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_future_board
 
-    for path in plot_future_board(args.results, args.out, random_init=args.random_init):
+    for path in plot_future_board(args.results, args.output, random_init=args.random_init):
         note(f"wrote {path}")
     return 0
 
@@ -336,7 +336,7 @@ def cmd_plot_future_board(args: argparse.Namespace) -> int:
 def cmd_plot_steering(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_steering
 
-    for path in plot_steering(args.run_dir, args.out):
+    for path in plot_steering(args.run_dir, args.output):
         note(f"wrote {path}")
     return 0
 
@@ -503,20 +503,20 @@ def register(commands: Any, plot_commands: Any) -> None:
 
     plot = add_command(plot_commands, "lens", "lens KL and top-1 by layer; layer of emergence")
     plot.add_argument("run_dir", metavar="RUN", help="a `leelalab lens run` directory")
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    add_output(plot, "figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_lens)
     plot = add_command(plot_commands, "refutations", "1st-move log-odds drop vs refutation depth")
     plot.add_argument(
         "run_dir", metavar="RUN", help="a measured `leelalab refutations find` directory"
     )
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    add_output(plot, "figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_refutations)
     plot = add_command(plot_commands, "future-board", "layer × horizon heatmaps and concepts")
     plot.add_argument("results", help="a `leelalab future-board` directory (trained network)")
     plot.add_argument("--random-init", help="the same on the random-init network's store")
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    add_output(plot, "figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_future_board)
     plot = add_command(plot_commands, "steering", "steering success vs random directions")
     plot.add_argument("run_dir", metavar="RUN", help="a `leelalab steer` directory")
-    plot.add_argument("--out", required=True, help="figure directory (PDF + PNG)")
+    add_output(plot, "figure directory (PDF + PNG)")
     plot.set_defaults(run=cmd_plot_steering)

@@ -79,6 +79,9 @@ def test_every_option_has_help_and_shows_its_default(name: str, parser) -> None:
 @pytest.mark.parametrize("name,parser", leaf_commands(), ids=[n for n, _ in leaf_commands()])
 def test_the_same_thing_has_the_same_option_name(name: str, parser) -> None:
     by_dest = {action.dest: action.option_strings for action in options(parser)}
+    for action in options(parser):
+        if {"--out", "--output"} & set(action.option_strings):
+            assert action.dest == "output", f"{name}: {action.option_strings} is not --output"
     if "output" in by_dest:
         assert {"--output", "--out"} <= set(by_dest["output"]), name
     if "net" in by_dest:
