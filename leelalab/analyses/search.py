@@ -257,6 +257,7 @@ def run_search_budgets(
     nodes: Sequence[int] = DEFAULT_NODES,
     per_cell: int = 25,
     seed: int = 0,
+    stratum: str | None = None,
     workers: int = 1,
     lc0: str | None = None,
     chunk_size: int = 8,
@@ -269,6 +270,9 @@ def run_search_budgets(
     Args:
         networks: name (e.g. ``strong``, ``weak``) → network file.
         per_cell: puzzles per (line length × rating band) cell.
+        stratum: sample only the puzzles of this stratum (:mod:`leelalab.analyses.strata`:
+            ``paper``, ``unfiltered`` or ``weak-solved``); weighted accuracies then estimate
+            the stratum's accuracy.
         workers: lc0 processes per network run in parallel (one search thread each).
 
     Returns the merged results file; see the module docstring for the directory layout.
@@ -290,6 +294,12 @@ def run_search_budgets(
     records = [puzzle.record for puzzle in iter_dataset(dataset, selected_only=False)]
     if not records:
         raise LeelaLabError(f"{dataset}: the dataset holds no puzzle")
+    if stratum is not None:
+        if stratum not in STRATA:
+            raise LeelaLabError(f"unknown stratum {stratum!r}; choose from {', '.join(STRATA)}")
+        records = [record for record in records if stratum in strata_of(record)]
+        if not records:
+            raise LeelaLabError(f"{dataset}: no puzzle in the {stratum} stratum")
     sample = stratified_sample(records, per_cell, seed=seed)
     paths = {name: str(resolve_network(path)) for name, path in networks.items()}
     hashes = {name: sha256_file(path) for name, path in paths.items()}
@@ -304,6 +314,7 @@ def run_search_budgets(
         "nodes": budgets,
         "per_cell": per_cell,
         "seed": seed,
+        "stratum": stratum,
         "sample_sha256": hashlib.sha256(" ".join(ids).encode()).hexdigest(),
         "lc0": {"version": version, "options": LC0_OPTIONS},
         "depth_bins": list(DEPTH_BINS),

@@ -184,6 +184,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         nodes=args.nodes,
         per_cell=args.per_cell,
         seed=args.seed,
+        stratum=args.stratum,
         workers=args.workers,
         lc0=args.lc0,
         progress=not args.no_progress,
@@ -439,6 +440,11 @@ def register(commands: Any, plot_commands: Any) -> None:
         type=positive_int,
         default=20,
         help="puzzles per (line length × rating band) cell of the sample",
+    )
+    search.add_argument(
+        "--stratum",
+        choices=("paper", "unfiltered", "weak-solved"),
+        help="sample only this stratum's puzzles (default: all puzzles of the run)",
     )
     search.add_argument(
         "--workers",

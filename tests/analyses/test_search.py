@@ -126,3 +126,42 @@ def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
     assert -1 <= gain.value <= 1
     match = results.matching_budget("weak", ("strong", 1))
     assert [row["nodes"] for row in match["differences"]] == [1, 4]
+
+
+@pytest.mark.lc0
+@pytest.mark.skipif(shutil.which("lc0") is None, reason="the lc0 binary is not on PATH")
+def test_a_budget_run_can_be_restricted_to_one_stratum(tmp_path: Path) -> None:
+    from leelalab.analyses.strata import strata_of
+    from leelalab.errors import LeelaLabError
+    from leelalab.puzzles.dataset import iter_dataset
+
+    filter_puzzles(
+        load_network("maia-1900"),
+        load_network("weak-maia-1900"),
+        shipped_puzzles_path(),
+        tmp_path / "run",
+        limit=60,
+        progress=False,
+    )
+    records = [p.record for p in iter_dataset(tmp_path / "run", selected_only=False)]
+    weak_solved = {r["id"] for r in records if "weak-solved" in strata_of(r)}
+    assert 0 < len(weak_solved) < len(records)
+    networks = {"strong": "maia-1900", "weak": "weak-maia-1900"}
+    path = run_search_budgets(
+        tmp_path / "run",
+        tmp_path / "out",
+        networks,
+        nodes=(1,),
+        per_cell=1000,
+        stratum="weak-solved",
+        progress=False,
+        benchmark=False,
+    )
+    results = BudgetResults.load(path)
+    assert set(results.arrays["puzzle_ids"]) == weak_solved
+    # Every puzzle of the stratum is sampled, so the reweighted accuracy is the plain one.
+    assert results.population == len(weak_solved)
+    # In this stratum both networks' 1st moves are right by definition.
+    assert results.accuracy("weak", "policy").n == len(weak_solved)
+    with pytest.raises(LeelaLabError, match="unknown stratum"):
+        run_search_budgets(tmp_path / "run", tmp_path / "bad", networks, stratum="easy")
