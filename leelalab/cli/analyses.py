@@ -331,10 +331,29 @@ def cmd_plot_analyses(args: argparse.Namespace) -> int:
             written += save_figure(figure, output / f"accuracy_by_{by}.pdf")
         figure = plots.search_gain_figure(results, title=f"Search gain — {network}")
         written += save_figure(figure, output / "search_gain.pdf")
+    if args.stratum_search:
+        import json
+
+        from leelalab.analyses.search import BudgetResults
+
+        runs = {}
+        for directory in args.stratum_search:
+            settings = json.loads((Path(directory) / "settings.json").read_text())
+            stratum = settings.get("stratum")
+            if not stratum:
+                from leelalab.errors import LeelaLabError
+
+                raise LeelaLabError(f"{directory}: not an `analyze search --stratum` run")
+            runs[stratum] = BudgetResults.load(directory)
+        whole = BudgetResults.load(args.search) if args.search else None
+        figure = plots.stratum_budget_figure(
+            runs, whole=whole, title=f"Search budgets per stratum — {network}"
+        )
+        written += save_figure(figure, output / "search_by_stratum.pdf")
     if not written:
         from leelalab.errors import LeelaLabError
 
-        raise LeelaLabError("nothing to plot: give --dataset and/or --search")
+        raise LeelaLabError("nothing to plot: give --dataset, --search or --stratum-search")
     for path in written:
         note(f"wrote {path}")
     return 0
@@ -483,6 +502,12 @@ def register(commands: Any, plot_commands: Any) -> None:
     plot.add_argument("--patching", help="`analyze strata-patching` output")
     plot.add_argument("--coupling", help="`analyze coupling` output")
     plot.add_argument("--search", help="`analyze search` output")
+    plot.add_argument(
+        "--stratum-search",
+        nargs="+",
+        metavar="RUN",
+        help="`analyze search --stratum` outputs: accuracy vs node budget per stratum",
+    )
     plot.add_argument("--frequencies", help="Lichess CSV for theme frequencies")
     plot.add_argument(
         "--threshold", type=float, default=0.0, help="value says winning: W − L above this"

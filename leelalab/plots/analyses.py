@@ -7,7 +7,8 @@
 - :func:`search_gain_figure` — accuracy(512) − accuracy(1) per line length, and whole-run
   accuracy against the node budget (where weak + MCTS meets strong alone);
 - :func:`theme_scatter` — residualised accuracy per theme against its frequency;
-- :func:`move_lift_figure` — P(solver move k right | 1st right) − P(move k right) against k.
+- :func:`move_lift_figure` — P(solver move k right | 1st right) − P(move k right) against k;
+- :func:`stratum_budget_figure` — accuracy against the node budget per stratum, per network.
 
 Strata keep one colour everywhere (:data:`STRATUM_COLORS`).
 """
@@ -439,6 +440,56 @@ def move_lift_figure(lifts: Sequence[MoveLift], *, title: str) -> Any:
         right.set_ylabel("P(k right | 1st right) − P(k right)")
         right.legend(fontsize=6, title="network", title_fontsize=6)
         figure.suptitle(f"{title}; teacher-forced top-1, 95% CIs", fontsize=8)
+        figure.tight_layout()
+    return figure
+
+
+def stratum_budget_figure(
+    runs: dict[str, BudgetResults], *, title: str, whole: BudgetResults | None = None
+) -> Any:
+    """One panel per network: puzzle accuracy (reweighted to each stratum, 95% stratified
+    bootstrap) against lc0's node budget, one curve per stratum run (``analyze search
+    --stratum``), and the whole run's curve in grey when ``whole`` is given. The panels
+    share the y-axis."""
+    plt = _pyplot()
+    first = next(iter(runs.values()))
+    networks = first.networks
+    with plt.rc_context(PAPER_STYLE):
+        figure, axes = plt.subplots(1, len(networks), figsize=(3.4 * len(networks), 2.9))
+        axes = np.atleast_1d(axes)
+        curves = dict(runs)
+        if whole is not None:
+            curves = {"structural": whole, **curves}
+        for axis, network in zip(axes, networks, strict=True):
+            for offset, (stratum, results) in enumerate(curves.items()):
+                estimates = [results.weighted_accuracy(network, n) for n in results.nodes]
+                xs = np.array(results.nodes, dtype=float) * 2 ** ((offset - 1.5) * 0.04)
+                label = (
+                    f"all puzzles (n={results.size} sampled)"
+                    if stratum == "structural"
+                    else f"{STRATUM_LABELS.get(stratum, stratum)} (n={results.size})"
+                )
+                axis.errorbar(
+                    xs,
+                    [e.value for e in estimates],
+                    yerr=np.array([_error(e) for e in estimates]).T,
+                    marker="o",
+                    ms=3,
+                    capsize=2,
+                    color=STRATUM_COLORS.get(stratum),
+                    label=label,
+                )
+            axis.set_xscale("log", base=2)
+            axis.set_xticks(first.nodes)
+            axis.set_xticklabels([str(n) for n in first.nodes])
+            axis.set_xlabel("lc0 nodes per move")
+            axis.set_title(f"{network} network + lc0 MCTS", fontsize=8)
+            axis.set_ylim(-0.02, 1.02)
+        axes[0].set_ylabel("puzzle accuracy (reweighted to the stratum)")
+        for axis in axes[1:]:
+            axis.sharey(axes[0])
+        axes[-1].legend(fontsize=6, loc="lower right")
+        figure.suptitle(f"{title}; 95% CIs", fontsize=8)
         figure.tight_layout()
     return figure
 

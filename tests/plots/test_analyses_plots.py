@@ -12,6 +12,7 @@ from leelalab.plots.analyses import (
     coupling_bars,
     move_lift_figure,
     search_gain_figure,
+    stratum_budget_figure,
 )
 from leelalab.plots.boards import save_figure
 from leelalab.stats import Estimate, proportion_ci
@@ -102,4 +103,20 @@ def test_move_lift_figure(tmp_path) -> None:
     assert len(left.get_legend().get_texts()) == 4  # conditional and overall, per network
     assert [t.get_text() for t in right.get_legend().get_texts()] == ["strong", "weak"]
     written = save_figure(figure, tmp_path / "move_lift.pdf")
+    assert {path.suffix for path in written} == {".pdf", ".png"}
+
+
+def test_stratum_budget_figure(tmp_path) -> None:
+    results = _budget_results()
+    figure = stratum_budget_figure(
+        {"paper": results, "weak-solved": results}, whole=results, title="maia-1900"
+    )
+    strong, weak = figure.axes
+    assert strong.get_shared_y_axes().joined(strong, weak)
+    assert "strong" in strong.get_title() and "weak" in weak.get_title()
+    labels = [t.get_text() for t in weak.get_legend().get_texts()]
+    assert labels[0].startswith("all puzzles") and any("paper" in label for label in labels)
+    assert len(labels) == 3 and all("n=" in label for label in labels)
+    assert [t.get_text() for t in strong.get_xticklabels()] == ["1", "8", "64"]
+    written = save_figure(figure, tmp_path / "search_by_stratum.pdf")
     assert {path.suffix for path in written} == {".pdf", ".png"}
