@@ -488,9 +488,11 @@ def stratum_budget_figure(
         axes[0].set_ylabel("puzzle accuracy (reweighted to the stratum)")
         for axis in axes[1:]:
             axis.sharey(axes[0])
-        axes[-1].legend(fontsize=6, loc="lower right")
+        handles, labels = axes[-1].get_legend_handles_labels()
+        # Below the panels: inside, the legend would cover the weak network's low curves.
+        figure.legend(handles, labels, fontsize=6, loc="lower center", ncol=2, frameon=False)
         figure.suptitle(f"{title}; 95% CIs", fontsize=8)
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.14, 1, 1))
     return figure
 
 

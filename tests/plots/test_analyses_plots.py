@@ -114,7 +114,8 @@ def test_stratum_budget_figure(tmp_path) -> None:
     strong, weak = figure.axes
     assert strong.get_shared_y_axes().joined(strong, weak)
     assert "strong" in strong.get_title() and "weak" in weak.get_title()
-    labels = [t.get_text() for t in weak.get_legend().get_texts()]
+    (legend,) = figure.legends
+    labels = [t.get_text() for t in legend.get_texts()]
     assert labels[0].startswith("all puzzles") and any("paper" in label for label in labels)
     assert len(labels) == 3 and all("n=" in label for label in labels)
     assert [t.get_text() for t in strong.get_xticklabels()] == ["1", "8", "64"]
