@@ -335,14 +335,15 @@ def cmd_plot_analyses(args: argparse.Namespace) -> int:
         import json
 
         from leelalab.analyses.search import BudgetResults
+        from leelalab.errors import LeelaLabError
 
         runs = {}
         for directory in args.stratum_search:
-            settings = json.loads((Path(directory) / "settings.json").read_text())
-            stratum = settings.get("stratum")
+            settings_file = Path(directory) / "settings.json"
+            if not settings_file.is_file():
+                raise LeelaLabError(f"{directory}: not an `analyze search` output directory")
+            stratum = json.loads(settings_file.read_text()).get("stratum")
             if not stratum:
-                from leelalab.errors import LeelaLabError
-
                 raise LeelaLabError(f"{directory}: not an `analyze search --stratum` run")
             runs[stratum] = BudgetResults.load(directory)
         whole = BudgetResults.load(args.search) if args.search else None

@@ -82,6 +82,15 @@ def test_a_missing_lc0_is_one_clear_line(run, tmp_path, capsys) -> None:
 
 def test_plot_analyses_writes_pdf_and_png(run, tmp_path) -> None:
     assert main(["plot", "analyses", "--dataset", str(run), "--output", str(tmp_path)]) == 0
-    for name in ("predictions", "themes"):
+    for name in ("predictions", "themes", "move_lift"):
         assert (tmp_path / f"{name}.pdf").is_file() and (tmp_path / f"{name}.png").is_file()
     assert main(["plot", "analyses", "--output", str(tmp_path)]) == 1  # nothing to plot
+
+
+def test_stratum_search_plots_refuse_other_directories(run, tmp_path, capsys) -> None:
+    out = tmp_path / "figures"
+    assert main(["plot", "analyses", "--stratum-search", str(tmp_path), "--output", str(out)]) == 1
+    assert "not an `analyze search` output directory" in capsys.readouterr().err
+    (tmp_path / "settings.json").write_text(json.dumps({"experiment": "search_budgets"}))
+    assert main(["plot", "analyses", "--stratum-search", str(tmp_path), "--output", str(out)]) == 1
+    assert "not an `analyze search --stratum` run" in capsys.readouterr().err
