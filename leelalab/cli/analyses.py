@@ -18,6 +18,7 @@ from leelalab.cli.common import (
     add_command,
     add_group,
     add_no_progress,
+    add_output,
     add_overwrite,
     add_seed,
     note,
@@ -377,13 +378,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         "corrupt and patch the paper stratum and an unfiltered sample (prediction 1)",
     )
     directory(patching)
-    patching.add_argument(
-        "--output",
-        "--out",
-        dest="output",
-        required=True,
-        help="patching results directory (resumable)",
-    )
+    add_output(patching, "patching results directory (resumable)")
     patching.add_argument("--net", default=None, help="strong network (default: the filter's)")
     add_overwrite(patching)
     patching.add_argument("--weak", default=None, help="weak network (default: the filter's)")
@@ -404,9 +399,7 @@ def register(commands: Any, plot_commands: Any) -> None:
     predictions.add_argument(
         "--patching", help="`analyze strata-patching` output (prediction 1; else not measured)"
     )
-    predictions.add_argument(
-        "--output", "--out", dest="output", help="write the table as OUTPUT.json and OUTPUT.md"
-    )
+    add_output(predictions, "write the table as OUTPUT.json and OUTPUT.md", required=False)
     add_seed(predictions, "bootstrap seed")
     predictions.set_defaults(run=cmd_predictions)
 
@@ -414,13 +407,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         group, "coupling", "policy–value coupling along the lines, against Stockfish"
     )
     directory(coupling)
-    coupling.add_argument(
-        "--output",
-        "--out",
-        dest="output",
-        required=True,
-        help="results directory (resumable; Stockfish cache inside)",
-    )
+    add_output(coupling, "results directory (resumable; Stockfish cache inside)")
     coupling.add_argument("--net", default=None, help="strong network (default: the filter's)")
     add_overwrite(coupling)
     coupling.add_argument("--stockfish", help="Stockfish binary (default: PATH, /usr/games)")
@@ -440,13 +427,7 @@ def register(commands: Any, plot_commands: Any) -> None:
 
     search = add_command(group, "search", "puzzle accuracy with lc0's MCTS at several node budgets")
     directory(search)
-    search.add_argument(
-        "--output",
-        "--out",
-        dest="output",
-        required=True,
-        help="results directory (resumable; lc0 search cache inside)",
-    )
+    add_output(search, "results directory (resumable; lc0 search cache inside)")
     add_overwrite(search)
     search.add_argument(
         "--strong", "--net", dest="strong", help="strong network file (default: the filter's)"
@@ -492,7 +473,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         default=20,
         help="themes with fewer puzzles are left out",
     )
-    themes.add_argument("--output", "--out", dest="output", help="write the table as JSON")
+    add_output(themes, "write the table as JSON", required=False)
     add_seed(themes, "bootstrap seed")
     themes.set_defaults(run=cmd_themes)
 
@@ -514,8 +495,6 @@ def register(commands: Any, plot_commands: Any) -> None:
         "--threshold", type=float, default=0.0, help="value says winning: W − L above this"
     )
     plot.add_argument("--title", help="network description in the titles")
-    plot.add_argument(
-        "--output", "--out", dest="output", required=True, help="folder for the figures (PDF + PNG)"
-    )
+    add_output(plot, "folder for the figures (PDF + PNG)")
     add_seed(plot, "bootstrap seed")
     plot.set_defaults(run=cmd_plot_analyses)
