@@ -191,20 +191,18 @@ def _start_ray(executor: Executor) -> Any:
     return ray
 
 
-def _worker_count(ray: Any, executor: Executor, threads: int) -> int:
+def _worker_count(executor: Executor, cpus: int, threads: int) -> int:
     if executor.workers is not None:
         return executor.workers
     # As many workers as the cluster's CPUs hold at `threads` each: more would only
     # oversubscribe the cores (two 2-thread workers on 2 cores run 2-3x slower).
-    cpus = int(ray.cluster_resources().get("CPU", 1))
     return max(1, cpus // threads)
 
 
-def _cpus_per_worker(ray: Any, count: int, threads: int) -> int:
+def _cpus_per_worker(cpus: int, count: int, threads: int) -> int:
     """Ray CPUs each worker reserves: its threads, so that Ray spreads workers over nodes
     by real cores; 1 when the user asked for more workers than the cluster holds that way
     (a reservation that cannot be met would leave workers waiting forever)."""
-    cpus = int(ray.cluster_resources().get("CPU", 1))
     return threads if count * threads <= cpus else 1
 
 
@@ -273,9 +271,10 @@ def _map_on_ray(
 ) -> None:
     ray = _start_ray(executor)
     threads = executor.threads_per_worker or _driver_threads()
-    count = _worker_count(ray, executor, threads or 1)
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    count = _worker_count(executor, cpus, threads or 1)
     actor = ray.remote(
-        num_cpus=_cpus_per_worker(ray, count, threads or 1),
+        num_cpus=_cpus_per_worker(cpus, count, threads or 1),
         num_gpus=executor.gpus_per_worker,
         max_restarts=executor.max_retries,
         max_task_retries=executor.max_retries,

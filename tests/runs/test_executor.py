@@ -71,14 +71,6 @@ def test_executor_settings_are_checked() -> None:
         Executor(kind="ray", workers=0)
 
 
-class FakeCluster:
-    def __init__(self, cpus: int) -> None:
-        self.cpus = cpus
-
-    def cluster_resources(self) -> dict[str, float]:
-        return {"CPU": float(self.cpus)}
-
-
 @pytest.mark.parametrize(
     ("cpus", "threads", "asked", "workers", "reserved"),
     [
@@ -94,10 +86,9 @@ def test_ray_workers_fill_the_cores_without_oversubscribing(
 ) -> None:
     from leelalab.runs.executor import _cpus_per_worker, _worker_count
 
-    cluster = FakeCluster(cpus)
-    count = _worker_count(cluster, Executor(kind="ray", workers=asked), threads)
+    count = _worker_count(Executor(kind="ray", workers=asked), cpus, threads)
     assert count == workers
-    assert _cpus_per_worker(cluster, count, threads) == reserved
+    assert _cpus_per_worker(cpus, count, threads) == reserved
 
 
 def test_missing_ray_is_one_clear_error(monkeypatch, tmp_path: Path) -> None:
