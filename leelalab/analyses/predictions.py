@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from leelalab.analyses.scoring import score_record
+from leelalab.analyses.scoring import PuzzleScore, score_record
 from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.puzzles.dataset import SQUARE_GROUPS, iter_dataset
 from leelalab.stats import (
@@ -90,6 +90,8 @@ class PuzzleTable:
     solver_moves: np.ndarray
     themes: list[tuple[str, ...]]
     records: list[dict[str, Any]] = field(repr=False, default_factory=list)
+    scores: dict[str, list[PuzzleScore]] = field(repr=False, default_factory=dict)
+    """Network (``strong``, ``weak``) → each record's teacher-forced :class:`PuzzleScore`."""
 
     @classmethod
     def from_dataset(cls, directory: str | os.PathLike[str]) -> PuzzleTable:
@@ -136,6 +138,7 @@ class PuzzleTable:
             solver_moves=np.array([len(r["moves"]) // 2 for r in records]),
             themes=[tuple(r.get("themes", ())) for r in records],
             records=records,
+            scores={"strong": strong, "weak": weak},
         )
 
 
@@ -449,7 +452,7 @@ def later_move_lift(
     base = np.nonzero(table.strata["structural"])[0]
     lifts = []
     for network in networks:
-        correct = [score_record(table.records[i], network).correct for i in base]
+        correct = [table.scores[network][i].correct for i in base]
         for k in range(2, max_k + 1):
             rows = [c for c in correct if len(c) >= k]
             first = np.array([c[0] for c in rows], dtype=bool)

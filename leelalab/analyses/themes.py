@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from leelalab.analyses.predictions import PuzzleTable
-from leelalab.analyses.scoring import score_record
 from leelalab.errors import LeelaLabError
 from leelalab.stats import Estimate, bootstrap, mean_ci
 
@@ -169,7 +168,7 @@ def theme_analysis(
 
     ``frequencies``: theme → share of a reference collection (default: of ``table``);
     themes missing from it are left out."""
-    solved = np.array([score_record(record, network).solved for record in table.records])
+    solved = np.array([score.solved for score in table.scores[network]])
     design = design_matrix(table.ratings, table.solver_moves)
     residual = residualise(solved, design)
     counts = Counter(t for themes in table.themes for t in set(themes) if t not in NON_MOTIF_THEMES)
