@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import shutil
 import statistics
 import tempfile
@@ -33,7 +32,7 @@ import torch
 
 from leelalab.inference.networks import load_network
 from leelalab.patching.residual import run_residual_patching
-from leelalab.puzzles.dataset import random_edit_pairs
+from leelalab.puzzles.dataset import random_edit_pairs, write_pairs_dataset
 from leelalab.puzzles.filter import filter_puzzles
 from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
 from leelalab.runs.executor import Executor
@@ -41,27 +40,6 @@ from leelalab.runs.executor import Executor
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_pairs_dataset(directory: Path, count: int) -> None:
-    pairs = random_edit_pairs(iter_puzzles(shipped_puzzles_path()), count, seed=0)
-    directory.mkdir(parents=True)
-    with (directory / "dataset.jsonl").open("w") as handle:
-        for item in pairs:
-            p = item.puzzle
-            record = {
-                "id": p.id,
-                "fen": p.fen,
-                "moves": list(p.moves),
-                "rating": p.rating,
-                "themes": list(p.themes),
-                "selected": True,
-                "filters": {"different_targets": True},
-            }
-            handle.write(json.dumps(record) + "\n")
-    with (directory / "corruptions.jsonl").open("w") as handle:
-        for item in pairs:
-            handle.write(json.dumps({"id": item.id, "corruption": item.corruption}) + "\n")
 
 
 def main() -> None:
@@ -77,7 +55,9 @@ def main() -> None:
     threads = torch.get_num_threads()
     work = Path(tempfile.mkdtemp(prefix="bench-executor-"))
     dataset = work / "pairs"
-    write_pairs_dataset(dataset, args.pairs)
+    write_pairs_dataset(
+        dataset, random_edit_pairs(iter_puzzles(shipped_puzzles_path()), args.pairs, seed=0)
+    )
 
     started = time.perf_counter()
     ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -90,35 +70,28 @@ def main() -> None:
         "ray ×2, 1 thread": Executor(kind="ray", workers=2, threads_per_worker=1),
         f"ray ×2, {threads} threads": Executor(kind="ray", workers=2),
     }
-    jobs: dict[str, Callable[[Executor, Path], Path]] = {
-        "puzzles filter": lambda executor, out: (
-            filter_puzzles(
+
+    def filtering(limit: int, chunk_size: int) -> Callable[[Executor, Path], Path]:
+        def run(executor: Executor, out: Path) -> Path:
+            result = filter_puzzles(
                 strong,
                 weak,
                 shipped_puzzles_path(),
                 out,
-                limit=args.puzzles,
-                chunk_size=128,
+                limit=limit,
+                chunk_size=chunk_size,
                 progress=False,
                 executor=executor,
-            ).output
-            / "dataset.jsonl"
-        ),
+            )
+            return result.output / "dataset.jsonl"
+
+        return run
+
+    jobs: dict[str, Callable[[Executor, Path], Path]] = {
+        "puzzles filter": filtering(args.puzzles, 128),
         # One 16-puzzle chunk: almost all of a Ray run's time is then the per-run start
         # (worker processes, imports, network loading), which longer jobs amortise.
-        "start-up (filter, 16 puzzles)": lambda executor, out: (
-            filter_puzzles(
-                strong,
-                weak,
-                shipped_puzzles_path(),
-                out,
-                limit=16,
-                chunk_size=16,
-                progress=False,
-                executor=executor,
-            ).output
-            / "dataset.jsonl"
-        ),
+        "start-up (filter, 16 puzzles)": filtering(16, 16),
         "patch residual": lambda executor, out: run_residual_patching(
             strong, dataset, out, chunk_size=8, progress=False, executor=executor
         ),

@@ -97,26 +97,3 @@ def corrupted_puzzles(count: int, *, min_moves: int = 3, seed: int = 0) -> list:
     from leelalab.puzzles.reader import iter_puzzles
 
     return random_edit_pairs(iter_puzzles(PUZZLES_CSV), count, min_moves=min_moves, seed=seed)
-
-
-def write_dataset(directory: Path, puzzles: list) -> None:
-    """Write ``puzzles`` (``DatasetPuzzle``s) as a filtered + corrupted dataset directory."""
-    import json
-
-    directory.mkdir(parents=True, exist_ok=True)
-    with (directory / "dataset.jsonl").open("w") as handle:
-        for item in puzzles:
-            p = item.puzzle
-            record = {
-                "id": p.id,
-                "fen": p.fen,
-                "moves": list(p.moves),
-                "rating": p.rating,
-                "themes": list(p.themes),
-                "selected": True,
-                "filters": {"different_targets": True},
-            }
-            handle.write(json.dumps(record) + "\n")
-    with (directory / "corruptions.jsonl").open("w") as handle:
-        for item in puzzles:
-            handle.write(json.dumps({"id": item.id, "corruption": item.corruption}) + "\n")

@@ -299,3 +299,30 @@ def random_edit_pairs(
         if len(found) >= count:
             break
     return found
+
+
+def write_pairs_dataset(directory: str | os.PathLike[str], pairs: Iterable[DatasetPuzzle]) -> Path:
+    """Write puzzles with their corruptions (e.g. from :func:`random_edit_pairs`) as a
+    dataset directory that patching and caching read: every puzzle selected, with different
+    targets. For tests and benchmarks; real datasets come from ``puzzles filter`` and
+    ``puzzles corrupt``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    pairs = list(pairs)
+    with (directory / "dataset.jsonl").open("w") as handle:
+        for item in pairs:
+            puzzle = item.puzzle
+            record = {
+                "id": puzzle.id,
+                "fen": puzzle.fen,
+                "moves": list(puzzle.moves),
+                "rating": puzzle.rating,
+                "themes": list(puzzle.themes),
+                "selected": True,
+                "filters": {"different_targets": True},
+            }
+            handle.write(json.dumps(record) + "\n")
+    with (directory / "corruptions.jsonl").open("w") as handle:
+        for item in pairs:
+            handle.write(json.dumps({"id": item.id, "corruption": item.corruption}) + "\n")
+    return directory

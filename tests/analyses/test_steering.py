@@ -27,9 +27,8 @@ from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transfo
 from leelalab.models import build_network
 from leelalab.probing.lens import residual_width
 from leelalab.probing.probes import BilinearProbe, ProbeConfig
-from leelalab.puzzles.dataset import DatasetPuzzle
+from leelalab.puzzles.dataset import DatasetPuzzle, write_pairs_dataset
 from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
-from positions import write_dataset
 
 
 @pytest.mark.parametrize("target", [40, 5])
@@ -138,7 +137,7 @@ def dataset(tmp_path_factory):
         for p in iter_puzzles(shipped_puzzles_path(), limit=40)
         if len(p.moves) >= 4
     ]
-    write_dataset(directory, puzzles)
+    write_pairs_dataset(directory, puzzles)
     return directory, puzzles
 
 

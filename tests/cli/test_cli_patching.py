@@ -11,13 +11,14 @@ from leelalab.cli import main
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transformer_weights
 from leelalab.patching.residual import PatchingResults
-from positions import corrupted_puzzles, write_dataset
+from leelalab.puzzles.dataset import write_pairs_dataset
+from positions import corrupted_puzzles
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     directory = tmp_path_factory.mktemp("data")
-    write_dataset(directory, corrupted_puzzles(6, min_moves=5))
+    write_pairs_dataset(directory, corrupted_puzzles(6, min_moves=5))
     return directory
 
 

@@ -8,7 +8,8 @@ import pytest
 from leelalab.cli import main
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
-from positions import PUZZLES_CSV, corrupted_puzzles, write_dataset
+from leelalab.puzzles.dataset import write_pairs_dataset
+from positions import PUZZLES_CSV, corrupted_puzzles
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +28,7 @@ def one_line_error(capsys, *fragments: str) -> None:
 
 def test_layer_out_of_range(net, tmp_path, capsys) -> None:
     dataset = tmp_path / "d"
-    write_dataset(dataset, corrupted_puzzles(2))
+    write_pairs_dataset(dataset, corrupted_puzzles(2))
     args = ["patch", "residual", str(dataset), "--net", net, "--output", str(tmp_path / "o")]
     assert main([*args, "--layers", "9", "--no-progress"]) == 1
     one_line_error(capsys, "layer 9", "out of range")
@@ -36,7 +37,7 @@ def test_layer_out_of_range(net, tmp_path, capsys) -> None:
 
 def test_patching_needs_corruptions_and_says_so(net, tmp_path, capsys) -> None:
     dataset = tmp_path / "d"
-    write_dataset(dataset, corrupted_puzzles(2))
+    write_pairs_dataset(dataset, corrupted_puzzles(2))
     (dataset / "corruptions.jsonl").unlink()
     args = ["patch", "residual", str(dataset), "--net", net, "--output", str(tmp_path / "o")]
     assert main([*args, "--no-progress"]) == 1

@@ -162,11 +162,10 @@ def test_percentile_intervals_cover_the_true_median() -> None:
 
 def test_head_runs_check_the_dataset_and_the_output_first(network, tmp_path) -> None:
     from leelalab.patching.heads import run_head_patching, run_piece_movement
-    from leelalab.puzzles.dataset import DatasetError
+    from leelalab.puzzles.dataset import DatasetError, write_pairs_dataset
     from leelalab.runs.results import ResultsError
-    from positions import write_dataset
 
-    write_dataset(tmp_path / "data", corrupted_puzzles(3, min_moves=5))
+    write_pairs_dataset(tmp_path / "data", corrupted_puzzles(3, min_moves=5))
     (tmp_path / "data" / "corruptions.jsonl").unlink()
     with pytest.raises(DatasetError, match="run `leelalab puzzles corrupt"):
         run_head_patching(network, tmp_path / "data", tmp_path / "out", progress=False)

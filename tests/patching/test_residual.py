@@ -22,8 +22,8 @@ from leelalab.patching.residual import (
     rank_statistics,
     run_residual_patching,
 )
-from leelalab.puzzles.dataset import SQUARE_GROUPS
-from positions import corrupted_puzzles, write_dataset
+from leelalab.puzzles.dataset import SQUARE_GROUPS, write_pairs_dataset
+from positions import corrupted_puzzles
 
 
 @pytest.fixture(scope="module", params=["resnet", "transformer"])
@@ -145,7 +145,7 @@ def _arrays(path) -> dict[str, np.ndarray]:
 
 def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch) -> None:
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
-    write_dataset(tmp_path / "data", corrupted_puzzles(7, seed=1))
+    write_pairs_dataset(tmp_path / "data", corrupted_puzzles(7, seed=1))
     whole = run_residual_patching(
         network, tmp_path / "data", tmp_path / "whole", chunk_size=2, progress=False
     )
@@ -188,7 +188,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     from leelalab.runs.results import ResultsError
 
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
-    write_dataset(tmp_path / "data", corrupted_puzzles(2))
+    write_pairs_dataset(tmp_path / "data", corrupted_puzzles(2))
     run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
     with pytest.raises(ResultsError, match=r"other settings \(differing: direction\)"):
         run_residual_patching(
@@ -209,7 +209,7 @@ def test_a_dataset_without_corruptions_says_to_run_puzzles_corrupt(tmp_path) -> 
     from leelalab.puzzles.dataset import DatasetError
 
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
-    write_dataset(tmp_path / "data", corrupted_puzzles(2))
+    write_pairs_dataset(tmp_path / "data", corrupted_puzzles(2))
     (tmp_path / "data" / "corruptions.jsonl").unlink()
     with pytest.raises(DatasetError, match="no corruptions.jsonl.*leelalab puzzles corrupt"):
         run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)

@@ -9,13 +9,14 @@ import numpy as np
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models import build_network
 from leelalab.patching.residual import PatchingResults, run_residual_patching
-from positions import corrupted_puzzles, write_dataset
+from leelalab.puzzles.dataset import write_pairs_dataset
+from positions import corrupted_puzzles
 
 
 def test_ids_patch_unselected_puzzles_with_the_same_numbers(tmp_path) -> None:
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
     puzzles = corrupted_puzzles(5, seed=2)
-    write_dataset(tmp_path / "data", puzzles)
+    write_pairs_dataset(tmp_path / "data", puzzles)
     whole = PatchingResults.load(
         run_residual_patching(network, tmp_path / "data", tmp_path / "all", progress=False)
     )

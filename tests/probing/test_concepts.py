@@ -24,9 +24,8 @@ from leelalab.probing.concepts import (
     train_concept_probes,
 )
 from leelalab.probing.store import STORE_FORMAT, ActivationStore, puzzle_type
-from leelalab.puzzles.dataset import DatasetPuzzle, load_dataset
+from leelalab.puzzles.dataset import DatasetPuzzle, load_dataset, write_pairs_dataset
 from leelalab.puzzles.reader import Puzzle, iter_puzzles, shipped_puzzles_path
-from positions import write_dataset
 
 MY_PAWN, MY_ROOK, MY_KING = 1, 4, 6
 THEIR_PAWN, THEIR_KNIGHT, THEIR_KING = 7, 8, 12
@@ -104,7 +103,7 @@ def planted(tmp_path_factory):
     noise."""
     directory = tmp_path_factory.mktemp("concepts")
     lines = (p for p in iter_puzzles(shipped_puzzles_path(), limit=400) if len(p.moves) >= 4)
-    write_dataset(directory, [DatasetPuzzle(p, {}, None) for p in islice(lines, 240)])
+    write_pairs_dataset(directory, [DatasetPuzzle(p, {}, None) for p in islice(lines, 240)])
     puzzles = load_dataset(directory)
     rng = np.random.default_rng(0)
     n = len(puzzles)

@@ -20,13 +20,14 @@ from leelalab.probing.store import (
     randomized_network,
     resolve_hooks,
 )
-from positions import corrupted_puzzles, write_dataset
+from leelalab.puzzles.dataset import write_pairs_dataset
+from positions import corrupted_puzzles
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     directory = tmp_path_factory.mktemp("data")
-    write_dataset(directory, corrupted_puzzles(11, min_moves=1))
+    write_pairs_dataset(directory, corrupted_puzzles(11, min_moves=1))
     return directory
 
 

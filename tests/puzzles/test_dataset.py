@@ -106,3 +106,18 @@ def test_missing_or_malformed_dataset_is_a_clear_error(tmp_path) -> None:
     (tmp_path / "dataset.jsonl").write_text('{"id": "x", "selected": true}\n')
     with pytest.raises(DatasetError, match="lacks"):
         load_dataset(tmp_path)
+
+
+def test_written_pairs_read_back_as_a_selected_corrupted_dataset(tmp_path) -> None:
+    from leelalab.puzzles.dataset import write_pairs_dataset
+
+    other = Puzzle("other", BLACK_SOLVES[0], tuple(BLACK_SOLVES[1].split()), 1500, ("fork",))
+    corruption = {"fen": other.board(1).fen(), "squares": ["e5"], "kind": "add_pawn"}
+    pairs = [_puzzle(*WHITE_SOLVES, ["e4"]), DatasetPuzzle(other, {}, corruption)]
+    write_pairs_dataset(tmp_path / "data", pairs)
+    loaded = load_dataset(tmp_path / "data")
+    assert [p.id for p in loaded] == ["test", "other"]
+    assert [p.puzzle.moves for p in loaded] == [p.puzzle.moves for p in pairs]
+    assert [p.corruption for p in loaded] == [p.corruption for p in pairs]
+    assert all(p.record["selected"] for p in loaded)
+    assert (loaded[1].puzzle.rating, loaded[1].puzzle.themes) == (1500, ("fork",))

@@ -393,9 +393,9 @@ def test_corrupt_checks_its_dataset_records_timing_and_refuses_other_settings(
 ) -> None:
     import leelalab.puzzles.corruptions as corruptions
     from leelalab.puzzles.corruptions import CorruptionThresholds
-    from leelalab.puzzles.dataset import DatasetError, dataset_settings
+    from leelalab.puzzles.dataset import DatasetError, dataset_settings, write_pairs_dataset
     from leelalab.puzzles.filter import corrupt_dataset, find_record
-    from positions import corrupted_puzzles, write_dataset
+    from positions import corrupted_puzzles
 
     strong, weak = nets
     with pytest.raises(DatasetError, match="no such dataset directory"):
@@ -407,7 +407,7 @@ def test_corrupt_checks_its_dataset_records_timing_and_refuses_other_settings(
         dataset_settings(tmp_path / "empty")
 
     data = tmp_path / "data"
-    write_dataset(data, corrupted_puzzles(2))
+    write_pairs_dataset(data, corrupted_puzzles(2))
     (data / "corruptions.jsonl").unlink()
     with pytest.raises(DatasetError, match="no settings.json"):
         dataset_settings(data)

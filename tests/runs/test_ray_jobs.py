@@ -18,9 +18,10 @@ from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.patching.residual import run_residual_patching
 from leelalab.probing.store import cache_activations
 from leelalab.puzzles.corruptions import CorruptionThresholds
+from leelalab.puzzles.dataset import write_pairs_dataset
 from leelalab.puzzles.filter import Thresholds, corrupt_dataset, filter_puzzles
 from leelalab.runs.executor import FAULT_VARIABLE, Executor, ExecutorError
-from positions import PUZZLES_CSV, corrupted_puzzles, write_dataset
+from positions import PUZZLES_CSV, corrupted_puzzles
 
 # Loose thresholds, so that tiny random networks select puzzles and find corruptions.
 SELECT_ALL = Thresholds(hard=1.0, correct=0.0, forcing=0.0)
@@ -112,7 +113,7 @@ def test_filter_and_corrupt_on_ray_equal_the_local_run(nets, ray_instance, tmp_p
 def test_patching_and_caching_on_ray_equal_the_local_run(nets, ray_instance, tmp_path) -> None:
     strong, _ = nets
     dataset = tmp_path / "dataset"
-    write_dataset(dataset, corrupted_puzzles(10))
+    write_pairs_dataset(dataset, corrupted_puzzles(10))
     for name, executor in (("local", Executor()), ("ray", RAY)):
         run_residual_patching(
             strong,
@@ -144,7 +145,7 @@ def test_patching_and_caching_on_ray_equal_the_local_run(nets, ray_instance, tmp
 def test_a_worker_killed_mid_run_changes_nothing(nets, ray_instance, tmp_path, monkeypatch) -> None:
     strong, _ = nets
     dataset = tmp_path / "dataset"
-    write_dataset(dataset, corrupted_puzzles(10))
+    write_pairs_dataset(dataset, corrupted_puzzles(10))
     run_residual_patching(strong, dataset, tmp_path / "local", chunk_size=2, progress=False)
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_VARIABLE, f"2:{marker}")
@@ -165,7 +166,7 @@ def test_a_worker_killed_mid_run_changes_nothing(nets, ray_instance, tmp_path, m
 def test_an_interrupted_ray_run_resumes_like_a_local_one(nets, ray_instance, tmp_path) -> None:
     strong, _ = nets
     dataset = tmp_path / "dataset"
-    write_dataset(dataset, corrupted_puzzles(10))
+    write_pairs_dataset(dataset, corrupted_puzzles(10))
     local = run_residual_patching(strong, dataset, tmp_path / "local", chunk_size=2, progress=False)
     # A local run stopped after two chunks, finished on Ray.
     partial = tmp_path / "resumed"
@@ -185,7 +186,7 @@ def test_networks_built_in_memory_cannot_go_to_ray(tmp_path) -> None:
 
     network = build_network(random_resnet_weights(blocks=1, filters=8, seed=1))
     dataset = tmp_path / "dataset"
-    write_dataset(dataset, corrupted_puzzles(3))
+    write_pairs_dataset(dataset, corrupted_puzzles(3))
     with pytest.raises(ExecutorError, match="built in memory"):
         run_residual_patching(network, dataset, tmp_path / "out", progress=False, executor=RAY)
 
@@ -194,7 +195,7 @@ def test_without_ray_the_ray_executor_names_the_extra(nets, tmp_path, monkeypatc
     monkeypatch.setitem(sys.modules, "ray", None)
     strong, _ = nets
     dataset = tmp_path / "dataset"
-    write_dataset(dataset, corrupted_puzzles(3))
+    write_pairs_dataset(dataset, corrupted_puzzles(3))
     with pytest.raises(ExecutorError, match=r'pip install "leelalab\[ray\]"'):
         run_residual_patching(strong, dataset, tmp_path / "out", progress=False, executor=RAY)
     assert not (tmp_path / "out").exists()
@@ -207,7 +208,7 @@ def test_the_cli_executor_options_reach_the_job(nets, tmp_path, monkeypatch, cap
     monkeypatch.setitem(sys.modules, "ray", None)
     strong, _ = nets
     dataset = tmp_path / "dataset"
-    write_dataset(dataset, corrupted_puzzles(3))
+    write_pairs_dataset(dataset, corrupted_puzzles(3))
     args = ["patch", "residual", str(dataset), "--net", strong.source, "--output"]
     assert main([*args, str(tmp_path / "out"), "--executor", "ray", "--workers", "2"]) == 1
     err = capsys.readouterr().err
