@@ -64,6 +64,17 @@ def _error(estimate: Estimate) -> tuple[float, float]:
     return (estimate.value - estimate.low, estimate.high - estimate.value)
 
 
+def _estimate_curve(axis: Any, xs: Any, estimates: Sequence[Estimate], **style: Any) -> None:
+    """Point estimates joined by a line, with their intervals as error bars."""
+    style = {"marker": "o", "ms": 3, "capsize": 2, **style}
+    axis.errorbar(
+        xs,
+        [e.value for e in estimates],
+        yerr=np.array([_error(e) for e in estimates]).T,
+        **style,
+    )
+
+
 SHORT_LABELS = {
     "paper": "paper",
     "unfiltered": "unfil-\ntered",
@@ -290,17 +301,11 @@ def accuracy_curves(results: BudgetResults, *, by: str = "depth", title: str) ->
             for index, budget in enumerate(budgets):
                 points = [r for r in rows if r["network"] == network and r["budget"] == budget]
                 xs = [bins.index(r["bin"]) for r in points]
-                estimates = [r["accuracy"] for r in points]
-                errors = np.array([_error(e) for e in estimates]).T
-                color = cmap(index / max(1, len(budgets) - 1))
-                axis.errorbar(
+                _estimate_curve(
+                    axis,
                     np.array(xs) + (index - len(budgets) / 2) * 0.04,
-                    [e.value for e in estimates],
-                    yerr=errors,
-                    color=color,
-                    marker="o",
-                    ms=3,
-                    capsize=2,
+                    [r["accuracy"] for r in points],
+                    color=cmap(index / max(1, len(budgets) - 1)),
                     lw=1,
                     label=_budget_label(budget),
                 )
@@ -334,16 +339,7 @@ def search_gain_figure(results: BudgetResults, *, title: str) -> Any:
         for offset, network in enumerate(results.networks):
             gains = [results.search_gain(network, high=high, mask=depth == d) for d in DEPTH_BINS]
             xs = np.arange(len(DEPTH_BINS)) + (offset - 0.5) * 0.1
-            left.errorbar(
-                xs,
-                [g.value for g in gains],
-                yerr=np.array([_error(g) for g in gains]).T,
-                marker="o",
-                ms=3,
-                capsize=2,
-                color=NETWORK_COLORS.get(network),
-                label=f"{network}",
-            )
+            _estimate_curve(left, xs, gains, color=NETWORK_COLORS.get(network), label=network)
         counts = [int((depth == d).sum()) for d in DEPTH_BINS]
         left.set_xticks(range(len(DEPTH_BINS)))
         left.set_xticklabels(
@@ -354,14 +350,10 @@ def search_gain_figure(results: BudgetResults, *, title: str) -> Any:
         left.axhline(0, color="black", lw=0.5)
         left.legend(fontsize=6)
         for network in results.networks:
-            estimates = [results.weighted_accuracy(network, n) for n in results.nodes]
-            right.errorbar(
+            _estimate_curve(
+                right,
                 results.nodes,
-                [e.value for e in estimates],
-                yerr=np.array([_error(e) for e in estimates]).T,
-                marker="o",
-                ms=3,
-                capsize=2,
+                [results.weighted_accuracy(network, n) for n in results.nodes],
                 color=NETWORK_COLORS.get(network),
                 label=f"{network} + lc0 MCTS",
             )
@@ -403,29 +395,17 @@ def move_lift_figure(lifts: Sequence[MoveLift], *, title: str) -> Any:
                 ("conditional", "-", "given the 1st move right"),
                 ("marginal", "--", "all lines"),
             ):
-                estimates = [getattr(lift, key) for lift in rows]
-                left.errorbar(
+                _estimate_curve(
+                    left,
                     ks,
-                    [e.value for e in estimates],
-                    yerr=np.array([_error(e) for e in estimates]).T,
+                    [getattr(lift, key) for lift in rows],
                     marker="o" if key == "conditional" else "s",
                     mfc=color if key == "conditional" else "white",
-                    ms=3,
                     ls=style,
-                    capsize=2,
                     color=color,
                     label=f"{network}: {label}",
                 )
-            right.errorbar(
-                ks,
-                [lift.lift.value for lift in rows],
-                yerr=np.array([_error(lift.lift) for lift in rows]).T,
-                marker="o",
-                ms=3,
-                capsize=2,
-                color=color,
-                label=f"{network}",
-            )
+            _estimate_curve(right, ks, [lift.lift for lift in rows], color=color, label=network)
         strong_rows = [lift for lift in lifts if lift.network == networks[0]]
         ticks = [lift.k for lift in strong_rows]
         for axis in (left, right):
@@ -462,20 +442,16 @@ def stratum_budget_figure(
             curves = {"structural": whole, **curves}
         for axis, network in zip(axes, networks, strict=True):
             for offset, (stratum, results) in enumerate(curves.items()):
-                estimates = [results.weighted_accuracy(network, n) for n in results.nodes]
                 xs = np.array(results.nodes, dtype=float) * 2 ** ((offset - 1.5) * 0.04)
                 label = (
                     f"all puzzles (n={results.size} sampled)"
                     if stratum == "structural"
                     else f"{STRATUM_LABELS.get(stratum, stratum)} (n={results.size})"
                 )
-                axis.errorbar(
+                _estimate_curve(
+                    axis,
                     xs,
-                    [e.value for e in estimates],
-                    yerr=np.array([_error(e) for e in estimates]).T,
-                    marker="o",
-                    ms=3,
-                    capsize=2,
+                    [results.weighted_accuracy(network, n) for n in results.nodes],
                     color=STRATUM_COLORS.get(stratum),
                     label=label,
                 )
