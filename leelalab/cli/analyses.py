@@ -56,8 +56,11 @@ def _strong_and_weak(args: argparse.Namespace) -> tuple[Any, Any]:
     strong = network_from_dataset(args)
     weak_name = args.weak
     if weak_name is None:
-        settings = json.loads((Path(args.directory) / "settings.json").read_text())
-        weak_name = settings["weak"]["source"] or default_weak_network(args.net)
+        from leelalab.puzzles.dataset import dataset_settings
+
+        weak_name = dataset_settings(args.directory)["weak"]["source"] or default_weak_network(
+            args.net
+        )
     return strong, load_network(weak_name, device=getattr(args, "device", "cpu"))
 
 
@@ -333,8 +336,6 @@ def cmd_plot_analyses(args: argparse.Namespace) -> int:
         figure = plots.search_gain_figure(results, title=f"Search gain — {network}")
         written += save_figure(figure, output / "search_gain.pdf")
     if args.stratum_search:
-        import json
-
         from leelalab.analyses.search import BudgetResults
         from leelalab.errors import LeelaLabError
 
