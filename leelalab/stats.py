@@ -36,6 +36,37 @@ class Estimate:
     def covers(self, value: float) -> bool:
         return self.low <= value <= self.high
 
+    @property
+    def has_width(self) -> bool:
+        """Whether the interval is an interval: a zero-width one means no spread was seen
+        (a single unit, or all units alike), not certainty."""
+        return bool(self.high > self.low)
+
+    def describe(self, minimum_n: int = 1) -> str:
+        """``str(self)``, or "too few" below ``minimum_n`` units, or a note that the interval
+        has no width — never a zero-width interval presented as a result."""
+        if self.n < minimum_n:
+            return f"too few (n={self.n}; at least {minimum_n} needed)"
+        if not math.isnan(self.value) and not self.has_width:
+            return f"{self.value:.3f} (no spread in n={self.n}: interval not estimable)"
+        return str(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, float | int | None]) -> Estimate:
+        """The estimate :meth:`to_json` wrote (``None`` reads back as ``nan``)."""
+
+        def number(key: str) -> float:
+            value = data.get(key)
+            return math.nan if value is None else float(value)
+
+        return cls(
+            value=number("value"),
+            low=number("low"),
+            high=number("high"),
+            n=int(data["n"] or 0),
+            level=float(data.get("level") or 0.95),
+        )
+
     def to_json(self) -> dict[str, float | int]:
         return {
             "value": _json_float(self.value),

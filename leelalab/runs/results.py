@@ -16,37 +16,57 @@ result removes what it created. Settings compare file hashes, not paths.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import platform
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from leelalab.errors import LeelaLabError
 from leelalab.runs.executor import LOCAL, ChunkJob, Executor, FunctionJob, map_chunks
+from leelalab.runs.records import (
+    FOREIGN_FILE,
+    SETTINGS_FILE,
+    RecordError,
+    directory_files,
+    foreign_files,
+    note_foreign_files,
+    read_h5,
+    removable_files,
+    sha256_file,
+    versions,
+    write_h5_atomically,
+    write_run_record,
+    write_text_atomically,
+)
+
+__all__ = [
+    "ChunkedRun",
+    "ResultsError",
+    "RunDirectory",
+    "dataset_provenance",
+    "read_h5",
+    "remove_output",
+    "run_in_chunks",
+    "same_settings",
+    "settings_difference",
+    "sha256_file",
+    "versions",
+    "write_h5_atomically",
+    "write_text_atomically",
+]
 
 T = TypeVar("T")
 Arrays = Mapping[str, np.ndarray | list[str]]
 
 
-class ResultsError(LeelaLabError):
-    """A results directory or file is missing, foreign or inconsistent."""
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+ResultsError = RecordError
+"""A results directory or file is missing, foreign or inconsistent (one error class for
+every reader: :class:`~leelalab.runs.records.RecordError`)."""
 
 
 def dataset_provenance(network: Any, dataset: Path, limit: int | None) -> dict[str, Any]:
@@ -60,67 +80,6 @@ def dataset_provenance(network: Any, dataset: Path, limit: int | None) -> dict[s
         "network_sha256": network.sha256,
         "limit": limit,
     }
-
-
-def versions() -> dict[str, str]:
-    import chess
-    import torch
-
-    from leelalab._version import __version__
-
-    return {
-        "leelalab": __version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "chess": chess.__version__,
-    }
-
-
-def write_text_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    temporary.replace(path)
-
-
-def _write_value(group: h5py.Group, name: str, value: np.ndarray | list[str]) -> None:
-    if isinstance(value, list) or (isinstance(value, np.ndarray) and value.dtype.kind in "UO"):
-        group.create_dataset(name, data=np.asarray(value, dtype=object), dtype=h5py.string_dtype())
-    else:
-        group.create_dataset(name, data=value)
-
-
-def write_h5_atomically(
-    path: Path, arrays: Mapping[str, np.ndarray | list[str]], attrs: Mapping[str, Any] = {}
-) -> None:
-    """Write named arrays (string lists allowed) and JSON-able attributes to ``path``."""
-    temporary = path.with_name(path.name + ".tmp")
-    with h5py.File(temporary, "w") as handle:
-        for name, value in arrays.items():
-            _write_value(handle, name, value)
-        for key, value in attrs.items():
-            handle.attrs[key] = value if isinstance(value, str | int | float) else json.dumps(value)
-    temporary.replace(path)
-
-
-def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """All datasets (strings decoded) and attributes of a small HDF5 file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ResultsError(f"{path}: no such results file")
-    try:
-        with h5py.File(path, "r") as handle:
-            arrays = {}
-            for name, dataset in handle.items():
-                if h5py.check_string_dtype(dataset.dtype) is not None:
-                    arrays[name] = np.array(dataset.asstr()[()], dtype=object)
-                else:
-                    arrays[name] = dataset[()]
-            attrs = dict(handle.attrs)
-    except OSError as error:
-        raise ResultsError(f"{path}: not a readable HDF5 file ({error})") from None
-    return arrays, attrs
 
 
 INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "store")
@@ -167,30 +126,56 @@ def settings_difference(stored: Mapping[str, Any], current: Mapping[str, Any]) -
     return sorted(key for key in set(a) | set(b) if a.get(key) != b.get(key))
 
 
-SETTINGS_FILE = "settings.json"
 MARKERS = (SETTINGS_FILE, "run.json")
 """Files that mark a directory as a leelalab output (one that ``overwrite`` may replace)."""
 
 
 def _holds_results(directory: Path, settings_file: str = SETTINGS_FILE) -> bool:
-    """Whether ``directory`` holds anything but its settings, temporary files and folders."""
-    for path in directory.rglob("*"):
-        if path.is_file() and path.name != settings_file and not path.name.endswith(".tmp"):
-            return True
-    return False
+    """Whether ``directory`` holds a result: a file but its settings, temporary files,
+    folders and the files that were there before leelalab wrote into it."""
+    foreign = foreign_files(directory) | {settings_file, FOREIGN_FILE}
+    return any(
+        name not in foreign and not name.endswith(".tmp") for name in directory_files(directory)
+    )
 
 
-def remove_output(path: Path) -> None:
-    """Delete a leelalab output directory (or file); refuse anything that is not one."""
+def _remove_empty_folders(directory: Path) -> None:
+    for folder in sorted(
+        (path for path in directory.rglob("*") if path.is_dir()), key=lambda p: -len(p.parts)
+    ):
+        if not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def is_leelalab_output(path: Path) -> bool:
+    """Whether ``path`` is a directory that a leelalab run record or settings mark."""
+    return path.is_dir() and any((path / marker).is_file() for marker in MARKERS)
+
+
+def remove_output(path: Path) -> list[Path]:
+    """Delete a leelalab output: a file, or a directory's leelalab files only.
+
+    A directory must be marked as a leelalab output (``settings.json`` or ``run.json``);
+    only what its record says the run wrote is removed (see
+    :func:`~leelalab.runs.records.removable_files`), so a user's files in it survive, and
+    are returned. Anything else is refused.
+    """
     if path.is_dir():
-        if any(path.iterdir()) and not any((path / marker).is_file() for marker in MARKERS):
+        if not any(path.iterdir()):
+            return []
+        if not is_leelalab_output(path):
             raise ResultsError(
                 f"{path} is not a leelalab output directory (no settings.json or run.json); "
                 "not deleting it: choose another output"
             )
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
+        remove, keep = removable_files(path)
+        for file in remove:
+            file.unlink()
+        _remove_empty_folders(path)
+        return keep
+    if path.exists() or path.is_symlink():
         path.unlink()
+    return []
 
 
 class RunDirectory:
@@ -198,10 +183,14 @@ class RunDirectory:
 
     Constructing it inspects ``path`` and refuses, before anything is computed, a directory
     that holds a run with other settings (unless ``overwrite``) or that is not a leelalab
-    output at all. Entering it (``with``) replaces the old directory when ``overwrite``,
+    output at all. Entering it (``with``) replaces the old run when ``overwrite`` — only the
+    files the old run wrote; a user's files beside them stay and are recorded as foreign —
     creates the directory and writes ``settings.json``. Leaving it with an exception removes
     what this session created when no result was written yet, so a run that fails early
     leaves nothing behind; a run that wrote results keeps them, to resume.
+
+    Construct it only after the command's inputs were validated: nothing is deleted before
+    ``__enter__``.
 
     Attributes:
         resuming: the directory holds a run with the same settings (resume it, or, when
@@ -222,6 +211,7 @@ class RunDirectory:
         self.what = what
         self.resuming = False
         self.opened = False
+        self.started = time.perf_counter()
         self._created: list[Path] = []
         self._inspect()
 
@@ -271,9 +261,9 @@ class RunDirectory:
         return self.resuming and all((self.path / n).is_file() for n in ("run.json", *names))
 
     def __enter__(self) -> RunDirectory:
-        if self.path.exists() and not self.resuming:
-            if any(self.path.iterdir()):
-                remove_output(self.path)  # overwrite (refused in _inspect otherwise)
+        if self.path.exists() and not self.resuming and any(self.path.iterdir()):
+            kept = remove_output(self.path)  # overwrite (refused in _inspect otherwise)
+            note_foreign_files(self.path, [str(p.relative_to(self.path)) for p in kept])
         if not self.path.exists():
             self._created.append(self.path)
             for parent in self.path.parents:
@@ -288,15 +278,23 @@ class RunDirectory:
         self.opened = True
         return self
 
+    def write_record(self, **fields: Any) -> Path:
+        """The run record (``run.json``): settings, ``fields``, seconds since construction."""
+        return write_run_record(self.path, self.settings, started=self.started, **fields)
+
     def __exit__(self, kind: type[BaseException] | None, *rest: object) -> None:
         if kind is None or self.resuming or _holds_results(self.path):
             return
         if self._created:
             # Nothing but what this session made: remove it, the outermost folder included.
             shutil.rmtree(self._created[-1], ignore_errors=True)
-        else:  # an empty directory that was there before: leave it empty
-            for child in list(self.path.iterdir()):
-                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            return
+        # A directory that was there before: leave what it held before this run.
+        foreign = foreign_files(self.path)
+        for name in directory_files(self.path):
+            if name not in foreign:
+                (self.path / name).unlink()
+        _remove_empty_folders(self.path)
 
 
 class ChunkedRun(RunDirectory):
@@ -356,10 +354,9 @@ class ChunkedRun(RunDirectory):
         return path
 
     def write_run_json(self, record: Mapping[str, Any]) -> Path:
+        """The run record: settings and ``record`` (see :meth:`RunDirectory.write_record`)."""
         self._open()
-        path = self.output / "run.json"
-        write_text_atomically(path, json.dumps({**self.settings, **record}, indent=2))
-        return path
+        return self.write_record(**record)
 
 
 def run_in_chunks(
@@ -429,9 +426,8 @@ def run_in_chunks(
                 **run_record,
                 "items": len(items),
                 "items_computed_this_session": computed,
-                "seconds_this_session": round(time.perf_counter() - started, 2),
+                "seconds": round(time.perf_counter() - started, 2),
                 "executor": executor.describe(),
-                "versions": versions(),
             }
         )
     return path
