@@ -100,9 +100,10 @@ def cmd_lens_train(args: argparse.Namespace) -> int:
 
 
 def cmd_lens_run(args: argparse.Namespace) -> int:
-    from leelalab.analyses.lens_analysis import run_lens_analysis
+    from leelalab.analyses.lens_analysis import check_dataset_network, run_lens_analysis
 
     network = network_from_dataset(args)
+    check_dataset_network(Path(args.directory), network)  # before --overwrite removes anything
     output = _fresh_output(args.output, args.overwrite)
     path = run_lens_analysis(
         network,
