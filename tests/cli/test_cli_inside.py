@@ -70,7 +70,9 @@ def _pngs(directory: Path) -> set[str]:
 def test_lens_train_run_and_plot(kind, networks, filtered_by, tmp_path, capsys) -> None:
     net = str(networks[kind])
     lens = tmp_path / "lens"
-    args = ["lens", "train", "--net", net, "--output", str(lens), "--positions", "64"]
+    # 128 games in parallel: 512 positions give each game 4 plies, so that some held-out
+    # positions do not occur in training games (at 64, every game is only the start position).
+    args = ["lens", "train", "--net", net, "--output", str(lens), "--positions", "512"]
     assert main([*args, "--epochs", "1", "--batch-size", "32", "--no-progress"]) == 0
     assert "policy KL tuned" in capsys.readouterr().out
     assert main([*args, "--epochs", "2", "--no-progress"]) == 1  # other settings: refused
