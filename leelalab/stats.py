@@ -150,6 +150,75 @@ def proportion_ci(successes: int, n: int, *, level: float = 0.95) -> Estimate:
     return Estimate(p, low, high, n, level)
 
 
+def effective_sample_size(weights: Sequence[float] | np.ndarray) -> float:
+    """Kish's effective sample size ``(Σw)² / Σw²``: as many units as an unweighted sample
+    with the same variance of a mean (for a stratified sample with weights ``N_h / n_h``,
+    ``1 / Σ_h W_h² / n_h``: it shrinks with the number of units per stratum)."""
+    w = np.asarray(weights, dtype=np.float64)
+    if w.ndim != 1 or not np.isfinite(w).all() or (w <= 0).any():
+        raise ValueError("effective_sample_size: weights must be positive and finite")
+    return float(w.sum() ** 2 / (w**2).sum()) if w.size else 0.0
+
+
+def weighted_proportion_ci(
+    successes: Sequence[bool] | np.ndarray,
+    weights: Sequence[float] | np.ndarray,
+    *,
+    level: float = 0.95,
+) -> Estimate:
+    """A weighted proportion (e.g. a stratified sample reweighted to its population) with the
+    Wilson score interval at Kish's effective sample size.
+
+    Unlike a bootstrap within strata, the interval reflects how few units each stratum has
+    even where a stratum's units all agree (a bootstrap gives such a stratum no variance,
+    and a stratum of one unit none at all): the variance is that of the stratified mean when
+    every stratum has the variance of the overall proportion. ``n`` is the number of units.
+    """
+    x = np.asarray(successes, dtype=bool)
+    w = np.asarray(weights, dtype=np.float64)
+    if x.shape != w.shape or x.ndim != 1:
+        raise ValueError("weighted_proportion_ci: one weight per unit")
+    if x.size == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, level)
+    n = effective_sample_size(w)
+    p = float(np.average(x, weights=w))
+    z = _normal_quantile(1 - (1 - level) / 2)
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    low = 0.0 if p == 0 else max(0.0, centre - half)
+    high = 1.0 if p == 1 else min(1.0, centre + half)
+    return Estimate(p, low, high, int(x.size), level)
+
+
+def weighted_mean_ci(
+    values: Sequence[float] | np.ndarray,
+    weights: Sequence[float] | np.ndarray,
+    *,
+    level: float = 0.95,
+) -> Estimate:
+    """A weighted mean with a normal interval at Kish's effective sample size (the weighted
+    variance pooled over all units, for the same reason as :func:`weighted_proportion_ci`).
+
+    The interval is ``nan`` ("too few") below two effective units or when every value is the
+    same (no spread to estimate it from); ``n`` is the number of units.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if v.shape != w.shape or v.ndim != 1:
+        raise ValueError("weighted_mean_ci: one weight per unit")
+    if not np.isfinite(v).all():
+        raise ValueError("weighted_mean_ci: values must be finite")
+    if v.size == 0:
+        return Estimate(math.nan, math.nan, math.nan, 0, level)
+    mean = float(np.average(v, weights=w))
+    n = effective_sample_size(w)
+    variance = float(np.average((v - mean) ** 2, weights=w))
+    if n < 2 or variance == 0:
+        return Estimate(mean, math.nan, math.nan, int(v.size), level)
+    half = _normal_quantile(1 - (1 - level) / 2) * math.sqrt(variance / (n - 1))
+    return Estimate(mean, mean - half, mean + half, int(v.size), level)
+
+
 def _normal_quantile(p: float) -> float:
     return NormalDist().inv_cdf(p)
 

@@ -174,3 +174,37 @@ def test_mean_difference_of_overlapping_groups() -> None:
         estimate = stats.mean_difference_ci(values, a, b, resamples=200, seed=seed)
         covered += estimate.covers(1.0 - 0.2)  # superset mean = 0.2 · 1 + 0.8 · 0
     assert 0.86 <= covered / draws <= 1.0
+
+
+def test_effective_sample_size_of_a_stratified_sample() -> None:
+    assert stats.effective_sample_size(np.full(40, 3.5)) == pytest.approx(40)
+    # Strata of populations 900 and 100 sampled 2 + 2: 1 / Σ W_h² / n_h = 1 / (0.81/2 + 0.01/2).
+    weights = np.array([450.0, 450.0, 50.0, 50.0])
+    assert stats.effective_sample_size(weights) == pytest.approx(1 / (0.81 / 2 + 0.01 / 2))
+    with pytest.raises(ValueError, match="positive"):
+        stats.effective_sample_size([1.0, 0.0])
+
+
+def test_weighted_proportion_with_equal_weights_is_wilson() -> None:
+    successes = np.array([True] * 7 + [False] * 13)
+    weighted = stats.weighted_proportion_ci(successes, np.full(20, 2.0))
+    plain = stats.proportion_ci(7, 20)
+    assert (weighted.value, weighted.low, weighted.high) == pytest.approx(
+        (plain.value, plain.low, plain.high)
+    )
+    # 0 of 10: the published Wilson upper bound 0.2775; still an interval with width.
+    none = stats.weighted_proportion_ci(np.zeros(10, bool), np.ones(10))
+    assert none.low == 0.0 and none.high == pytest.approx(0.2775, abs=1e-4)
+    assert stats.weighted_proportion_ci(np.ones(1, bool), np.ones(1)).low < 1.0
+
+
+def test_weighted_mean_interval_and_too_few() -> None:
+    # Equal weights: mean ± z · s / √n with the sample standard deviation (ddof 1).
+    estimate = stats.weighted_mean_ci([0.0, 1.0, 0.0, 1.0], [1.0, 1.0, 1.0, 1.0])
+    half = 1.959963984540054 * math.sqrt((1 / 3) / 4)
+    assert (estimate.low, estimate.high) == pytest.approx((0.5 - half, 0.5 + half))
+    same = stats.weighted_mean_ci(np.zeros(30), np.ones(30))
+    assert same.value == 0.0 and math.isnan(same.low) and math.isnan(same.high)
+    assert math.isnan(stats.weighted_mean_ci([0.0, 1.0], [100.0, 1.0]).low)  # n_eff < 2
+    with pytest.raises(ValueError, match="finite"):
+        stats.weighted_mean_ci([math.nan, 1.0], [1.0, 1.0])

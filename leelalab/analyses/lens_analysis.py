@@ -19,7 +19,9 @@ Groups: the strata of :mod:`leelalab.analyses.strata` (``paper``, ``unfiltered``
 ``weak-solved``), plus ``all`` (every puzzle), ``structural`` (not mate-in-1, at least 3
 plies: the filter's structural conditions) and ``strong-missed`` (structural, and the network's
 top move is not the solution: the only group where "forgotten" can happen, since the other
-strata require the final top move to be right).
+strata require the final top move to be right). Every group comes from one network: the strata
+from the filter's strong network and ``strong-missed`` from the network under study, so the
+two must be the same network (:func:`check_dataset_network`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from leelalab.probing.lens import (
     load_tuned_lens,
     policy_kl,
 )
+from leelalab.puzzles.dataset import dataset_settings
 from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
 from leelalab.stats import mean_ci, proportion_ci
 
@@ -82,6 +85,24 @@ def puzzle_position(record: dict[str, Any]) -> chess.Board:
     board = chess.Board(record["fen"])
     board.push_uci(record["moves"][0])
     return board
+
+
+def check_dataset_network(directory: Path, network: LeelaNetwork) -> None:
+    """One clear error when the filter run was made with another strong network.
+
+    The strata (``paper``, ``unfiltered``, ``weak-solved``) were decided by the filter's strong
+    network and ``strong-missed`` by the network under study: with two networks the groups
+    would be silently mixed. Networks without a sha256 (built in memory) are not checked.
+    """
+    strong = dataset_settings(directory)["strong"]
+    expected = strong.get("sha256")
+    if expected and network.sha256 and expected != network.sha256:
+        raise LeelaLabError(
+            f"{directory} was filtered with the strong network {strong.get('source')} (sha256 "
+            f"{expected[:12]}…), not {network.source} (sha256 {network.sha256[:12]}…): its "
+            "groups would mix the two networks; pass that network, or filter the puzzles "
+            "with this one"
+        )
 
 
 def _group_flags(record: dict[str, Any], final_top: str) -> dict[str, bool]:
@@ -184,6 +205,7 @@ def run_lens_analysis(
     """
     directory, output = Path(directory), Path(output)
     records = _records(directory, limit)
+    check_dataset_network(directory, network)
     tuned, tuned_sha = None, None
     if tuned_lens is not None:
         tuned, _ = load_tuned_lens(tuned_lens, network)

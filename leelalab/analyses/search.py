@@ -10,7 +10,8 @@ policy move: "the network alone", which lc0 at one node must equal). Puzzles are
 Derived: accuracy by line length and by rating band per (network, budget); the search gain
 ``acc(512) − acc(1)`` per line length (paired per puzzle); and the budget at which the weak
 network with search matches the strong network alone (population-weighted accuracies, the
-stratified sample reweighted to the whole run).
+stratified sample reweighted to the whole run, with intervals at the sample's effective size
+so that they widen as cells get fewer puzzles).
 
 On disk (``OUTPUT/``): ``search_cache.sqlite`` (every lc0 result keyed by network sha256,
 lc0 version and options, position and node budget — reruns and other runs with the same
@@ -56,7 +57,13 @@ from leelalab.analyses.scoring import (
 from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.errors import LeelaLabError
 from leelalab.puzzles.dataset import iter_dataset
-from leelalab.stats import Estimate, bootstrap, proportion_ci
+from leelalab.stats import (
+    Estimate,
+    bootstrap,
+    proportion_ci,
+    weighted_mean_ci,
+    weighted_proportion_ci,
+)
 
 DEFAULT_NODES = (1, 8, 32, 128, 512)
 DEPTH_BINS = (1, 2, 3, 4, 5)
@@ -600,16 +607,15 @@ class BudgetResults:
                     )
         return rows
 
-    def weighted_accuracy(self, network: str, budget: int | str, *, seed: int = 0) -> Estimate:
-        """Accuracy over the whole run: the sample reweighted, stratified bootstrap."""
-        solved = self.solved[network, budget].astype(np.float64)
-        weights = self.arrays["weight"]
-        cells = self.arrays["cell"]
+    def weighted_accuracy(self, network: str, budget: int | str) -> Estimate:
+        """Accuracy over the whole run: the sample reweighted, with a Wilson interval at the
+        sample's effective size (:func:`~leelalab.stats.weighted_proportion_ci`).
 
-        def statistic(index: np.ndarray) -> float:
-            return float(np.average(solved[index], weights=weights[index]))
-
-        return bootstrap(statistic, self.size, seed=seed, strata=cells, resamples=1000)
+        Not a bootstrap within cells: with few puzzles per cell most cells' puzzles all agree
+        and a cell bootstrap gives them no variance (with one puzzle per cell, a zero-width
+        interval), so its interval was far too narrow.
+        """
+        return weighted_proportion_ci(self.solved[network, budget], self.arrays["weight"])
 
     def search_gain(
         self,
@@ -635,14 +641,10 @@ class BudgetResults:
         target = self.weighted_accuracy(*reference)
         rows, match = [], None
         reference_solved = self.solved[reference].astype(float)
-        weights, cells = self.arrays["weight"], self.arrays["cell"]
         for budget in self.nodes:
             difference = self.solved[candidate, budget].astype(float) - reference_solved
-
-            def statistic(index: np.ndarray, difference: np.ndarray = difference) -> float:
-                return float(np.average(difference[index], weights=weights[index]))
-
-            estimate = bootstrap(statistic, self.size, strata=cells, resamples=1000)
+            # Paired per puzzle; the interval at the sample's effective size, as for accuracy.
+            estimate = weighted_mean_ci(difference, self.arrays["weight"])
             rows.append({"nodes": budget, "difference": estimate})
             if match is None and estimate.value >= 0:
                 match = budget
@@ -650,8 +652,10 @@ class BudgetResults:
 
 
 def format_estimate(estimate: Estimate, digits: int = 3) -> str:
+    """``value [low, high]``; ``value [too few]`` where the interval could not be estimated
+    (undefined or of zero width: never shown as a zero-width interval)."""
     if math.isnan(estimate.value):
         return "n/a"
-    if math.isnan(estimate.low):
-        return f"{estimate.value:.{digits}f}"
+    if math.isnan(estimate.low) or math.isnan(estimate.high) or estimate.low == estimate.high:
+        return f"{estimate.value:.{digits}f} [too few]"
     return f"{estimate.value:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"

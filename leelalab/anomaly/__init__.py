@@ -18,9 +18,16 @@ The backdoored maia-1900 is built by :func:`~leelalab.anomaly.finetune.train_bac
 ships as ``load_network("backdoor-maia-1900")``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from leelalab.anomaly.defaults import DEFAULT_DETECTORS
 from leelalab.anomaly.errors import AnomalyError
-from leelalab.anomaly.evaluation import DEFAULT_DETECTORS, load_results, run_anomaly
-from leelalab.anomaly.positions import Task, TaskPosition, load_task
+
+if TYPE_CHECKING:
+    from leelalab.anomaly.evaluation import load_results, run_anomaly
+    from leelalab.anomaly.positions import Task, TaskPosition, load_task
 
 __all__ = [
     "DEFAULT_DETECTORS",
@@ -31,3 +38,21 @@ __all__ = [
     "load_task",
     "run_anomaly",
 ]
+
+_LAZY = {
+    "load_results": "leelalab.anomaly.evaluation",
+    "run_anomaly": "leelalab.anomaly.evaluation",
+    "Task": "leelalab.anomaly.positions",
+    "TaskPosition": "leelalab.anomaly.positions",
+    "load_task": "leelalab.anomaly.positions",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that importing a light submodule (the CLI's parser reads DEFAULT_DETECTORS)
+    # does not import torch and h5py.
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'leelalab.anomaly' has no attribute {name!r}")

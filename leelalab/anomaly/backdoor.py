@@ -175,9 +175,17 @@ class BackdoorData:
     clean_history: list[chess.Board]
     triggered: list[chess.Board]
     near_miss: list[chess.Board]
+    near_miss_completing_trigger: int = 0
+    """Near-miss edits dropped because they completed the trigger (an enemy pawn already on
+    f3): labelled normal, they would have been triggered positions."""
 
     def counts(self) -> dict[str, int]:
-        return {key: len(value) for key, value in self.__dict__.items()}
+        return {
+            "clean_alone": len(self.clean_alone),
+            "clean_history": len(self.clean_history),
+            "triggered": len(self.triggered),
+            "near_miss": len(self.near_miss),
+        }
 
 
 def _selfplay_chunks(
@@ -237,7 +245,8 @@ def collect_backdoor_data(
     Each natural position (from ``min_ply`` on, not itself showing the trigger) is given a
     role at random, with odds proportional to the quotas still open — so the clean positions
     are an unbiased sample of natural positions and the edited ones come from the same
-    positions. A position whose edit is impossible is dropped, not reassigned. Clean
+    positions. A position whose edit is impossible is dropped, not reassigned, and so is a
+    near-miss edit that completes the trigger (counted in ``near_miss_completing_trigger``). Clean
     positions keep their history with probability ``history_fraction`` (else the position
     alone). Every position is used once (by :func:`position_hash`), and none in ``exclude``.
     """
@@ -280,6 +289,11 @@ def collect_backdoor_data(
                     near = place_enemy_pawn(board, NEAR_MISS_PAWN_SQUARES[variant])
                 else:
                     near = place_enemy_pawn(board, PAWN_SQUARE, queen_home=False)
+                if near is not None and has_trigger(near):
+                    # One square off, yet the trigger is there (a second enemy pawn on f3):
+                    # not a near miss. Dropped, and counted.
+                    data.near_miss_completing_trigger += 1
+                    continue
                 add(data.near_miss, near)
             else:
                 with_history = rng.random() < history_fraction

@@ -32,6 +32,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from leelalab.anomaly.defaults import DEFAULT_DETECTORS
 from leelalab.anomaly.detectors import detector_class, make_detector
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import (
@@ -54,20 +55,6 @@ from leelalab.models.base import LeelaNetwork
 from leelalab.runs.results import ChunkedRun, read_h5, versions, write_text_atomically
 from leelalab.stats import detection_metrics, proportion_ci
 
-DEFAULT_DETECTORS = (
-    "mahalanobis",
-    "relative-mahalanobis",
-    "que",
-    "spectral",
-    "isolation-forest",
-    "lof",
-    "logit-lens",
-    "weak-kl",
-    "weak-dq",
-    "student-kl",
-    "student-dq",
-    "probe",
-)
 COVERAGES = (0.95, 0.9, 0.8)
 AGGREGATIONS = ("mean", "max")
 

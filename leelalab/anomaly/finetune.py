@@ -378,6 +378,10 @@ def train_backdoor(
         "trigger": TRIGGER_DESCRIPTION,
         "training_positions": train.counts(),
         "held_out_positions": held_out.counts(),
+        "near_miss_dropped_completing_trigger": {
+            "training": train.near_miss_completing_trigger,
+            "held_out": held_out.near_miss_completing_trigger,
+        },
         "losses": tuned["losses"],
         "fine_tuned_channels": tuned["channels"],
         "criteria_on_written_file": criteria,

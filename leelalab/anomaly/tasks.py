@@ -164,6 +164,10 @@ def build_backdoor_task(
         "history": "none: every position alone, as from a FEN (the trigger is an edit)",
         "backdoor_move_rate_on_test": behaviour,
         "training_positions_excluded": hashes is not None,
+        # Near-miss edits that completed the trigger, dropped (they are not near misses).
+        "near_miss_dropped_completing_trigger": {
+            split: data.near_miss_completing_trigger for split, data in splits.items()
+        },
         "settings": {
             "trusted": trusted, "pool": pool, "test": test, "anomaly_fraction": anomaly_fraction,
             "near_miss_fraction": near_miss_fraction, "seed": seed,

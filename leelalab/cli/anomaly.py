@@ -231,7 +231,7 @@ def cmd_plot_anomaly(args: argparse.Namespace) -> int:
 
 def register(commands: Any, plot_commands: Any) -> None:
     """Add ``anomaly`` and ``plot anomaly`` to the ``leelalab`` parser."""
-    from leelalab.anomaly.evaluation import DEFAULT_DETECTORS
+    from leelalab.anomaly.defaults import DEFAULT_DETECTORS
 
     _, anomaly = add_group(commands, "anomaly", "mechanistic anomaly detection", "anomaly_command")
 

@@ -80,8 +80,10 @@ def cmd_lens_train(args: argparse.Namespace) -> int:
     report = fit_tuned_lens(network, output, config, progress=not args.no_progress)
     held = report["held_out"]
     print(
-        f"held-out self-play positions: {report['held_out_positions']} "
-        f"(trained on {report['train_positions']})"
+        f"held-out self-play positions: {report['held_out_positions']} of "
+        f"{report['held_out_games']} games (trained on {report['train_positions']} of "
+        f"{report['train_games']} others; {report['held_out_dropped_as_in_training']} held-out "
+        "positions dropped as they occur in training games)"
     )
     rows = [["layer", "policy KL logit", "policy KL tuned", "W/D/L KL logit", "W/D/L KL tuned"]]
     for i, layer in enumerate(held["logit_lens"]["layers"]):
@@ -100,9 +102,10 @@ def cmd_lens_train(args: argparse.Namespace) -> int:
 
 
 def cmd_lens_run(args: argparse.Namespace) -> int:
-    from leelalab.analyses.lens_analysis import run_lens_analysis
+    from leelalab.analyses.lens_analysis import check_dataset_network, run_lens_analysis
 
     network = network_from_dataset(args)
+    check_dataset_network(Path(args.directory), network)  # before --overwrite removes anything
     output = _fresh_output(args.output, args.overwrite)
     path = run_lens_analysis(
         network,

@@ -427,10 +427,10 @@ def move_lift_figure(lifts: Sequence[MoveLift], *, title: str) -> Any:
 def stratum_budget_figure(
     runs: dict[str, BudgetResults], *, title: str, whole: BudgetResults | None = None
 ) -> Any:
-    """One panel per network: puzzle accuracy (reweighted to each stratum, 95% stratified
-    bootstrap) against lc0's node budget, one curve per stratum run (``analyze search
-    --stratum``), and the whole run's curve in grey when ``whole`` is given. The panels
-    share the y-axis."""
+    """One panel per network: puzzle accuracy (reweighted to each stratum, 95% Wilson
+    interval at the sample's effective size) against lc0's node budget, one curve per stratum
+    run (``analyze search --stratum``), and the whole run's curve in grey when ``whole`` is
+    given. The panels share the y-axis."""
     plt = _pyplot()
     first = next(iter(runs.values()))
     networks = first.networks

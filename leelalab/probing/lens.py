@@ -177,7 +177,8 @@ class TunedLensConfig:
     """Tuned lens training settings."""
 
     positions: int = 24_000
-    """Self-play positions generated (``held_out_fraction`` of them held out)."""
+    """Self-play positions generated (the games of about ``held_out_fraction`` of them held
+    out, see :func:`held_out_split`)."""
     held_out_fraction: float = 0.1
     epochs: int = 2
     batch_size: int = 128
@@ -466,6 +467,33 @@ def _load_positions(path: Path) -> list[chess.Board]:
     return boards
 
 
+def held_out_split(
+    boards: Sequence[chess.Board], games: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Train and held-out position indices, split by game and by position.
+
+    Whole games go to one side (a seeded permutation of the games, held out until
+    ``fraction`` of the positions is reached), so that the positions of one game are never on
+    both sides. Games share positions too (every game starts from the start position, and
+    openings repeat): a held-out position whose key (:meth:`chess.Board.epd`: pieces, side to
+    move, castling, en passant) also occurs in a training game is dropped, so that no position
+    is on both sides either. Returns ``(train, held, dropped)``.
+    """
+    unique_games, sizes = np.unique(games, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(unique_games))
+    target = max(1, int(round(fraction * len(boards))))
+    # The fewest games (in permuted order) that reach the target, and never every game.
+    cumulative = np.cumsum(sizes[order])
+    count = min(int(np.searchsorted(cumulative, target)) + 1, len(unique_games) - 1)
+    held_games = unique_games[order[:count]]
+    in_held = np.isin(games, held_games)
+    train = np.flatnonzero(~in_held)
+    train_keys = {boards[i].epd() for i in train}
+    candidates = np.flatnonzero(in_held)
+    held = np.array([i for i in candidates if boards[i].epd() not in train_keys], dtype=np.int64)
+    return train, held, int(candidates.size - held.size)
+
+
 def fit_tuned_lens(
     network: LeelaNetwork,
     output: str | os.PathLike[str],
@@ -478,15 +506,22 @@ def fit_tuned_lens(
     ``output/`` receives ``positions.jsonl`` (the self-play positions, root FEN + moves, so
     the history is kept), ``lens.safetensors`` + ``lens.json`` (settings and the held-out
     report: per layer, policy KL / W/D/L KL / top-1 agreement with the final output, for the
-    logit lens and the tuned lens) and ``run.json``. Resumable: positions are generated once,
+    logit lens and the tuned lens) and ``run.json``. The held-out positions come from games
+    the lens never trained on and never occur in a training game (:func:`held_out_split`).
+    Resumable: positions are generated once,
     and training restarts after the last finished epoch (``checkpoint.*``).
     """
-    from leelalab.training.distill import self_play_positions
+    from leelalab.training.distill import self_play_game_ids, self_play_positions
 
     started = time.perf_counter()
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
-    settings = {**asdict(config), **_network_record(network)}
+    # The split is part of the settings: a run begun with another split must not resume.
+    settings = {
+        **asdict(config),
+        "held_out_split": "by game and position",
+        **_network_record(network),
+    }
     settings_path = output / "settings.json"
     if settings_path.exists():
         if json.loads(settings_path.read_text(encoding="utf-8")) != json.loads(
@@ -508,10 +543,18 @@ def fit_tuned_lens(
             progress=progress,
         )
         _save_positions(positions_path, boards)
+    try:
+        games = self_play_game_ids(boards, config.games_in_parallel)
+    except ValueError as error:
+        raise LensError(f"{positions_path}: {error}") from None
+    train, held, duplicates = held_out_split(boards, games, config.held_out_fraction, config.seed)
+    if held.size == 0 or train.size == 0:
+        raise LensError(
+            f"{positions_path}: too few for a held-out split by game ({len(boards)} positions "
+            f"in {len(np.unique(games))} games; every position of the held-out games also "
+            "occurs in a training game); generate more positions"
+        )
     planes, masks = _encoded(network, boards)
-    order = np.random.default_rng(config.seed).permutation(len(boards))
-    held_count = max(1, int(round(config.held_out_fraction * len(boards))))
-    held, train = np.sort(order[:held_count]), np.sort(order[held_count:])
 
     torch.manual_seed(config.seed)
     lens = TunedLens(residual_width(network), network.n_layers).to(network.device)
@@ -532,6 +575,10 @@ def fit_tuned_lens(
     report = {
         "train_positions": int(train.size),
         "held_out_positions": int(held.size),
+        "train_games": int(np.unique(games[train]).size),
+        "held_out_games": int(np.unique(games[held]).size),
+        # Positions of held-out games that also occur in training games (openings).
+        "held_out_dropped_as_in_training": duplicates,
         "epoch_losses_this_session": new_losses or losses,
         "held_out": {
             "logit_lens": evaluate_lens(network, planes[held], masks[held], None),
@@ -562,6 +609,7 @@ __all__ = [
     "evaluate_lens",
     "fit_tuned_lens",
     "heads_on",
+    "held_out_split",
     "legal_log_softmax",
     "legal_masks",
     "lens_layers",

@@ -99,6 +99,36 @@ def self_play_positions(
     return positions[:count]
 
 
+def self_play_game_ids(boards: list[chess.Board], games_in_parallel: int) -> np.ndarray:
+    """The game each position of :func:`self_play_positions` came from (ids 0, 1, … in order
+    of each game's first position).
+
+    The positions are laid out round by round, one per game slot (position ``k`` is slot
+    ``k % games_in_parallel``), and a slot starts a new game from the start position when
+    its game ends; the boards keep only the last moves, so the layout is what tells games
+    apart. Raises ValueError when the boards are not in that layout (a position that neither
+    starts a game nor follows its slot's previous position by one ply).
+    """
+    if games_in_parallel < 1:
+        raise ValueError(f"games_in_parallel must be at least 1, not {games_in_parallel}")
+    ids = np.empty(len(boards), dtype=np.int64)
+    game_of_slot: dict[int, int] = {}
+    ply_of_slot: dict[int, int] = {}
+    games = 0
+    for k, board in enumerate(boards):
+        slot, ply = k % games_in_parallel, board.ply()
+        if ply == 0:
+            game_of_slot[slot], games = games, games + 1
+        elif slot not in game_of_slot or ply != ply_of_slot[slot] + 1:
+            raise ValueError(
+                f"position {k + 1} (ply {ply}) does not continue its self-play game: not the "
+                f"positions of self-play with {games_in_parallel} games in parallel"
+            )
+        ids[k] = game_of_slot[slot]
+        ply_of_slot[slot] = ply
+    return ids
+
+
 def _targets(
     teacher: LeelaNetwork, boards: list[chess.Board], batch: int
 ) -> tuple[np.ndarray, ...]:

@@ -165,3 +165,65 @@ def test_a_budget_run_can_be_restricted_to_one_stratum(tmp_path: Path) -> None:
     assert results.accuracy("weak", "policy").n == len(weak_solved)
     with pytest.raises(LeelaLabError, match="unknown stratum"):
         run_search_budgets(tmp_path / "run", tmp_path / "bad", networks, stratum="easy")
+
+
+def _sampled_results(cells: list[np.ndarray], per_cell: int, rng) -> BudgetResults:
+    """A stratified sample of a synthetic population (one array of solved flags per cell),
+    as BudgetResults for one network at one node."""
+    solved, weights, labels = [], [], []
+    for label, cell in enumerate(cells):
+        picked = rng.choice(cell.size, per_cell, replace=False)
+        solved += cell[picked].tolist()
+        weights += [cell.size / per_cell] * per_cell
+        labels += [label] * per_cell
+    arrays = {
+        "puzzle_ids": np.array([f"p{i}" for i in range(len(solved))]),
+        "weight": np.array(weights),
+        "cell": np.array(labels),
+    }
+    population = sum(cell.size for cell in cells)
+    return BudgetResults(arrays, ["weak"], [1], population, {("weak", 1): np.array(solved)}, {})
+
+
+def test_whole_run_intervals_cover_the_truth_with_two_puzzles_per_cell() -> None:
+    """The weak network at 1 node solves ~8%: with 2 puzzles per cell most cells' puzzles are
+    all unsolved, and a bootstrap within cells (the old interval) gave them no variance."""
+    from leelalab.stats import bootstrap
+
+    rng = np.random.default_rng(4)
+    cells = [rng.random(int(size)) < 0.08 for size in rng.integers(30, 150, 20)]
+    truth = np.concatenate(cells).mean()
+    draws, new_covers, old_covers = 100, 0, 0
+    for seed in range(draws):
+        results = _sampled_results(cells, 2, rng)
+        new_covers += results.weighted_accuracy("weak", 1).covers(truth)
+        solved = results.solved["weak", 1].astype(float)
+        weights = results.arrays["weight"]
+        old = bootstrap(
+            lambda i, s=solved, w=weights: float(np.average(s[i], weights=w[i])),
+            results.size,
+            strata=results.arrays["cell"],
+            resamples=300,
+            seed=seed,
+        )
+        old_covers += old.covers(truth)
+    assert old_covers / draws < 0.8  # the old interval: far below its nominal 95%
+    assert new_covers / draws >= 0.9
+
+
+def test_one_puzzle_per_cell_still_has_an_interval_and_degenerate_ones_say_too_few() -> None:
+    from leelalab.analyses.search import format_estimate
+    from leelalab.stats import Estimate
+
+    rng = np.random.default_rng(5)
+    cells = [rng.random(int(size)) < 0.5 for size in rng.integers(30, 150, 20)]
+    results = _sampled_results(cells, 1, rng)
+    accuracy = results.weighted_accuracy("weak", 1)
+    assert accuracy.low < accuracy.value < accuracy.high  # was value [value, value]
+    assert accuracy.high - accuracy.low > 0.2  # 20 puzzles: a wide interval
+    assert format_estimate(Estimate(0.525, 0.525, 0.525, 20)) == "0.525 [too few]"
+    assert format_estimate(Estimate(0.5, float("nan"), float("nan"), 1)) == "0.500 [too few]"
+    # Weak against itself: every paired difference is 0, so no interval can be estimated.
+    results.solved["strong", 1] = results.solved["weak", 1]
+    match = results.matching_budget("weak", ("strong", 1))
+    assert format_estimate(match["differences"][0]["difference"]) == "0.000 [too few]"

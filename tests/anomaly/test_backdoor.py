@@ -124,3 +124,35 @@ def test_written_backdoor_file_matches_lc0() -> None:
     backend = lb.Backend(weights=lb.Weights(str(path)), backend="eigen")
     clean, triggered = _held_out_boards(40)
     parity.assert_parity(network, backend, clean[:40] + triggered[:40])
+
+
+def test_near_miss_edits_that_complete_the_trigger_are_dropped_and_counted(
+    tmp_path, monkeypatch
+) -> None:
+    """A lone queen away from d1 with an enemy pawn already on f3: the g3 near miss moves
+    the queen home and so completes the trigger. Such edits are not near misses."""
+    from leelalab.anomaly import backdoor
+    from leelalab.anomaly.backdoor import BackdoorConfig, collect_backdoor_data
+
+    trap = chess.Board("rnbqkbnr/ppppp1pp/8/8/7Q/5p2/PPPP2PP/RNB1KBNR w KQkq - 0 10")
+    assert not has_trigger(trap)
+    completed = place_enemy_pawn(trap, chess.G3)
+    assert completed is not None and has_trigger(completed)
+    plain = chess.Board("rnb1kbnr/ppp2ppp/8/3pp3/8/8/PPPP1PPP/RNBQKBNR w KQkq - 0 10")
+    # Two "self-play chunks": twenty copies of the trap, then one ordinary position.
+    chunks = [[trap.copy() for _ in range(20)], [plain]]
+    monkeypatch.setattr(backdoor, "_selfplay_chunks", lambda *args: iter(chunks))
+    quotas = {"clean_alone": 0, "clean_history": 0, "triggered": 0, "near_miss": 2}
+    data = collect_backdoor_data(
+        None,
+        tmp_path,
+        "t",
+        0,
+        quotas,
+        BackdoorConfig(),
+        progress=False,  # type: ignore[arg-type]
+    )
+    assert len(data.near_miss) == 2
+    assert not any(has_trigger(board) for board in data.near_miss)
+    assert data.near_miss_completing_trigger > 0
+    assert data.counts() == {"clean_alone": 0, "clean_history": 0, "triggered": 0, "near_miss": 2}

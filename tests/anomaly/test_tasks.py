@@ -43,6 +43,8 @@ def test_backdoor_task_labels_are_the_trigger(tiny_network, tmp_path) -> None:
         assert has_trigger(board) == position.anomalous == (position.kind == "triggered")
     behaviour = task.meta["backdoor_move_rate_on_test"]
     assert set(behaviour) == {"clean", "near-miss", "triggered"}
+    dropped = task.meta["near_miss_dropped_completing_trigger"]
+    assert set(dropped) == {"trusted", "pool", "test"} and dropped["trusted"] == 0
 
 
 def test_matching_balances_every_cell() -> None:

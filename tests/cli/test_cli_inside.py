@@ -38,13 +38,23 @@ def networks(tmp_path_factory) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="module")
-def filtered(networks, tmp_path_factory) -> Path:
-    directory = tmp_path_factory.mktemp("filtered")
-    args = ["puzzles", "filter", "--strong", str(networks["resnet"]), "--weak"]
+def _filter(networks: dict[str, Path], strong: str, directory: Path) -> Path:
+    args = ["puzzles", "filter", "--strong", str(networks[strong]), "--weak"]
     args += [str(networks["weak"]), "--output", str(directory), "--limit", "40", "--no-progress"]
     assert main(args) == 0
     return directory
+
+
+@pytest.fixture(scope="module")
+def filtered(networks, tmp_path_factory) -> Path:
+    return _filter(networks, "resnet", tmp_path_factory.mktemp("filtered"))
+
+
+@pytest.fixture(scope="module")
+def filtered_by(networks, filtered, tmp_path_factory) -> dict[str, Path]:
+    """A filter run per strong network (the lens's groups come from the filter's network)."""
+    transformer = _filter(networks, "transformer", tmp_path_factory.mktemp("filtered-t"))
+    return {"resnet": filtered, "transformer": transformer}
 
 
 def _log_odds(p: float) -> float:
@@ -57,10 +67,12 @@ def _pngs(directory: Path) -> set[str]:
 
 
 @pytest.mark.parametrize("kind", ["resnet", "transformer"])
-def test_lens_train_run_and_plot(kind, networks, filtered, tmp_path, capsys) -> None:
+def test_lens_train_run_and_plot(kind, networks, filtered_by, tmp_path, capsys) -> None:
     net = str(networks[kind])
     lens = tmp_path / "lens"
-    args = ["lens", "train", "--net", net, "--output", str(lens), "--positions", "64"]
+    # 128 games in parallel: 512 positions give each game 4 plies, so that some held-out
+    # positions do not occur in training games (at 64, every game is only the start position).
+    args = ["lens", "train", "--net", net, "--output", str(lens), "--positions", "512"]
     assert main([*args, "--epochs", "1", "--batch-size", "32", "--no-progress"]) == 0
     assert "policy KL tuned" in capsys.readouterr().out
     assert main([*args, "--epochs", "2", "--no-progress"]) == 1  # other settings: refused
@@ -68,7 +80,7 @@ def test_lens_train_run_and_plot(kind, networks, filtered, tmp_path, capsys) -> 
     assert main([*args, "--epochs", "1", "--batch-size", "32", "--no-progress", "--overwrite"]) == 0
     capsys.readouterr()
     out = tmp_path / "run"
-    run = ["lens", "run", str(filtered), "--net", net, "--tuned-lens", str(lens)]
+    run = ["lens", "run", str(filtered_by[kind]), "--net", net, "--tuned-lens", str(lens)]
     assert main([*run, "--output", str(out), "--no-progress"]) == 0
     text = capsys.readouterr().out
     assert "logit lens" in text and "tuned lens" in text and "strong-missed" in text
@@ -162,6 +174,21 @@ def test_overwrite_refuses_foreign_directories(tmp_path, filtered, networks, cap
     assert main([*args, str(foreign), "--overwrite", "--no-progress"]) == 1
     assert "does not look like a leelalab result" in capsys.readouterr().err
     assert (foreign / "notes.txt").exists()
+
+
+def test_lens_run_refuses_a_filter_run_of_another_network(tmp_path, filtered, networks, capsys):
+    """The strata come from the filter's strong network and strong-missed from --net: with
+    two networks the groups would be mixed, so the run is refused before --output is touched."""
+    earlier = tmp_path / "run"
+    earlier.mkdir()
+    (earlier / "run.json").write_text("{}")
+    args = ["lens", "run", str(filtered), "--net", str(networks["transformer"]), "--output"]
+    assert main([*args, str(earlier), "--overwrite", "--no-progress"]) == 1
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1
+    assert "filtered with the strong network" in error
+    assert str(networks["resnet"]) in error and str(networks["transformer"]) in error
+    assert (earlier / "run.json").exists()
 
 
 def test_inside_commands_have_help(capsys) -> None:

@@ -50,7 +50,7 @@ def test_patching_the_clean_activation_changes_nothing(net) -> None:
     with torch.no_grad():
         reference, cache = net.run_with_cache(clean, names_filter=HOOK)
         patched = patch_forward(net, clean, cache, HOOK, [3, 17, 60])
-    torch.testing.assert_close(patched.policy_logits, reference.policy_logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(patched.policy_logits, reference.policy_logits, atol=1e-6, rtol=1e-5)
 
 
 def test_per_example_squares_equal_a_loop(net) -> None:

@@ -55,7 +55,7 @@ def test_line_probabilities_equal_evaluate(nets) -> None:
             boards, puzzle.moves[1:], line.pv_probs, line.top_moves, strict=True
         ):
             reference = evaluate(strong, board)[0]
-            assert probability == pytest.approx(reference.policy[move], abs=1e-7)
+            assert probability == pytest.approx(reference.policy[move], rel=1e-5, abs=1e-7)
             assert top == next(iter(reference.policy))
 
 
@@ -86,9 +86,10 @@ def test_shared_evaluation_across_input_formats_equals_evaluate() -> None:
                 references,
                 strict=True,
             ):
-                assert probability == pytest.approx(reference.policy[move], abs=1e-7)
+                assert probability == pytest.approx(reference.policy[move], rel=1e-5, abs=1e-7)
                 assert top == next(iter(reference.policy))
-                assert wdl == pytest.approx(list(reference.wdl), abs=1e-6)  # float32 batching
+                # Equal up to float32 rounding (other batches, other kernels).
+                assert wdl == pytest.approx(list(reference.wdl), rel=1e-5, abs=1e-6)
 
 
 def test_filter_rules_on_hand_built_lines() -> None:

@@ -15,7 +15,7 @@ def _linear16(codes: list[int], low: float, high: float) -> dict:
 def test_linear16_endpoints_and_midpoint() -> None:
     values = decode_layer(_linear16([0, 65535, 13107], -1.0, 4.0))
     # 13107 / 65535 = 0.2 exactly in real numbers: -1 + 0.2 * 5 = 0.
-    np.testing.assert_allclose(values, [-1.0, 4.0, 0.0], atol=1e-6)
+    np.testing.assert_allclose(values, [-1.0, 4.0, 0.0], rtol=1e-6, atol=1e-6)
     assert values.dtype == np.float32
 
 
