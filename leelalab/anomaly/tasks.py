@@ -47,6 +47,7 @@ from leelalab.anomaly.playouts import (
     sample_positions,
 )
 from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
+from leelalab.inference.networks import network_reference
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.runs.results import read_h5, run_in_chunks, versions, write_text_atomically
@@ -62,7 +63,9 @@ def _split_counts(total: int, fractions: dict[str, float]) -> dict[str, int]:
 
 
 def _network_record(network: LeelaNetwork) -> dict[str, Any]:
-    return {"network": network.source, "network_sha256": network.sha256}
+    # A bundled network by name, so `anomaly run` finds it after a reinstall.
+    reference = network_reference(network)
+    return {"network": reference["source"], "network_sha256": reference["sha256"]}
 
 
 def _finish(
