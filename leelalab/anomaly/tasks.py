@@ -47,7 +47,7 @@ from leelalab.anomaly.playouts import (
     sample_positions,
 )
 from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
-from leelalab.inference.networks import network_reference
+from leelalab.inference.networks import bundled_network_name, network_reference
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.runs.results import read_h5, run_in_chunks, versions, write_text_atomically
@@ -161,7 +161,7 @@ def build_backdoor_task(
         **_network_record(network),
         "source": source.source,
         "source_sha256": source.sha256,
-        "weak": weak,
+        "weak": bundled_network_name(weak) or weak,
         "trigger": TRIGGER_DESCRIPTION,
         "anomalous": "triggered positions",
         "history": "none: every position alone, as from a FEN (the trigger is an edit)",
@@ -322,7 +322,7 @@ def build_ood_task(
     meta = {
         "task": "ood",
         **_network_record(network),
-        "weak": weak,
+        "weak": bundled_network_name(weak) or weak,
         "anomalous": "Chess960 self-play and uniformly random games (an OOD control)",
         "history": "each position with its game's moves",
         "plies": plies,
