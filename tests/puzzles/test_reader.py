@@ -78,9 +78,7 @@ def test_not_a_puzzle_file(tmp_path: Path) -> None:
         list(iter_puzzles(other))
 
 
-def test_the_default_input_is_package_data_wherever_the_command_runs(
-    tmp_path, monkeypatch
-) -> None:
+def test_the_default_input_is_package_data_wherever_the_command_runs(tmp_path, monkeypatch) -> None:
     import hashlib
 
     import leelalab
