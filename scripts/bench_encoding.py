@@ -21,7 +21,9 @@ import numpy as np
 
 from leelalab.lc0.encoding import HistoryMode, board_from_fen_and_moves, encode_boards
 
-PUZZLES = Path(__file__).resolve().parents[1] / "puzzles" / "lichess_sample.csv"
+PUZZLES = (
+    Path(__file__).resolve().parents[1] / "leelalab" / "data" / "puzzles" / "lichess_sample.csv"
+)
 
 
 def puzzle_boards(count: int) -> list[chess.Board]:

@@ -58,7 +58,8 @@ def synthetic_network(name: str) -> Path:
 
 def puzzle_boards(count: int) -> list[chess.Board]:
     boards: list[chess.Board] = []
-    with (REPO / "puzzles" / "lichess_sample.csv").open(newline="") as handle:
+    sample = REPO / "leelalab" / "data" / "puzzles" / "lichess_sample.csv"
+    with sample.open(newline="") as handle:
         for row in csv.DictReader(handle):
             board = chess.Board(row["FEN"])
             for uci in row["Moves"].split():

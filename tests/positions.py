@@ -8,7 +8,9 @@ from pathlib import Path
 
 import chess
 
-PUZZLES_CSV = Path(__file__).resolve().parents[1] / "puzzles" / "lichess_sample.csv"
+PUZZLES_CSV = (
+    Path(__file__).resolve().parents[1] / "leelalab" / "data" / "puzzles" / "lichess_sample.csv"
+)
 
 
 def puzzle_line_boards(

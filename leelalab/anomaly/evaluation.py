@@ -148,10 +148,14 @@ def run_anomaly(
     student_path: Path | None = None
     student_network: LeelaNetwork | None = None
     if wants_references:
-        from leelalab.inference.networks import load_network
+        from leelalab.inference.networks import load_network, resolve_network_reference
 
         if weak is None:
-            weak = load_network(task.meta.get("weak", "weak-maia-1900"))
+            # Tasks record the weak network as given (a bundled one by name), without a hash.
+            recorded = {"source": task.meta.get("weak") or "weak-maia-1900", "sha256": None}
+            where = f"{task.directory / 'task.json'}: the weak network"
+            name = resolve_network_reference(recorded, what=where, remedy="pass --weak")
+            weak = load_network(name or "weak-maia-1900")
         student_path = distil_student(
             network, task, config=student or StudentConfig(seed=seed), progress=progress
         )

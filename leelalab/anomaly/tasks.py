@@ -47,6 +47,7 @@ from leelalab.anomaly.playouts import (
     sample_positions,
 )
 from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
+from leelalab.inference.networks import bundled_network_name, network_reference
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.runs.results import read_h5, run_in_chunks, versions, write_text_atomically
@@ -62,7 +63,9 @@ def _split_counts(total: int, fractions: dict[str, float]) -> dict[str, int]:
 
 
 def _network_record(network: LeelaNetwork) -> dict[str, Any]:
-    return {"network": network.source, "network_sha256": network.sha256}
+    # A bundled network by name, so `anomaly run` finds it after a reinstall.
+    reference = network_reference(network)
+    return {"network": reference["source"], "network_sha256": reference["sha256"]}
 
 
 def _finish(
@@ -158,7 +161,7 @@ def build_backdoor_task(
         **_network_record(network),
         "source": source.source,
         "source_sha256": source.sha256,
-        "weak": weak,
+        "weak": bundled_network_name(weak) or weak,
         "trigger": TRIGGER_DESCRIPTION,
         "anomalous": "triggered positions",
         "history": "none: every position alone, as from a FEN (the trigger is an edit)",
@@ -323,7 +326,7 @@ def build_ood_task(
     meta = {
         "task": "ood",
         **_network_record(network),
-        "weak": weak,
+        "weak": bundled_network_name(weak) or weak,
         "anomalous": "Chess960 self-play and uniformly random games (an OOD control)",
         "history": "each position with its game's moves",
         "plies": plies,

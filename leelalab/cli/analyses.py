@@ -56,24 +56,21 @@ def _strong_and_weak(args: argparse.Namespace) -> tuple[Any, Any]:
     strong = network_from_dataset(args)
     weak_name = args.weak
     if weak_name is None:
-        from leelalab.puzzles.dataset import dataset_settings
+        from leelalab.puzzles.dataset import dataset_network
 
-        weak_name = dataset_settings(args.directory)["weak"]["source"] or default_weak_network(
-            args.net
-        )
+        weak_name = dataset_network(args.directory, "weak") or default_weak_network(args.net)
     return strong, load_network(weak_name, device=getattr(args, "device", "cpu"))
 
 
 def _network_paths(args: argparse.Namespace) -> dict[str, str]:
     """``strong``/``weak`` network files: the options, else the filter run's networks."""
-    settings_path = Path(args.directory) / "settings.json"
-    settings = {}
-    if settings_path.is_file():
-        settings = json.loads(settings_path.read_text(encoding="utf-8"))
+    from leelalab.puzzles.dataset import dataset_network
+
+    recorded = (Path(args.directory) / "settings.json").is_file()
     paths = {}
     for name in ("strong", "weak"):
         given = getattr(args, name)
-        paths[name] = given or settings.get(name, {}).get("source")
+        paths[name] = given or (dataset_network(args.directory, name) if recorded else None)
         if paths[name] is None:
             from leelalab.errors import LeelaLabError
 

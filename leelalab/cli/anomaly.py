@@ -53,6 +53,20 @@ def _load(name: str, args: argparse.Namespace) -> Any:
     return load_network(name, device=args.device)
 
 
+def _task_network(directory: str, meta: dict[str, Any]) -> str:
+    """The network a task was built for, by name when bundled, else by path (hash checked)."""
+    from leelalab.errors import LeelaLabError
+    from leelalab.inference.networks import resolve_network_reference
+
+    record = {"source": meta.get("network"), "sha256": meta.get("network_sha256")}
+    name = resolve_network_reference(
+        record, what=f"{directory}/task.json: the task's network", remedy="pass --net"
+    )
+    if name is None:
+        raise LeelaLabError(f"{directory}/task.json records no network; pass --net")
+    return name
+
+
 def _prepare_output(path: Path, overwrite: bool, finished_marker: str) -> bool:
     """False when a finished output exists and may not be replaced (then say so)."""
     if path.exists() and overwrite:
@@ -159,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not _prepare_output(output, args.overwrite, "results.json"):
         return 0
     task = load_task(args.task)
-    network = _load(args.net or task.meta["network"], args)
+    network = _load(args.net or _task_network(args.task, task.meta), args)
     weak = _load(args.weak, args) if args.weak else None
     results = run_anomaly(
         args.task, output, network, detectors=args.detectors, layers=args.layers, weak=weak,

@@ -238,9 +238,9 @@ def network_from_dataset(args: argparse.Namespace, directory: str | Path | None 
     name = args.net
     directory = Path(directory if directory is not None else args.directory)
     if name is None:
-        from leelalab.puzzles.dataset import dataset_settings
+        from leelalab.puzzles.dataset import dataset_network
 
-        name = dataset_settings(directory)["strong"]["source"]
+        name = dataset_network(directory, "strong", remedy="pass --net")
     return load_network(name, device=getattr(args, "device", "cpu"))
 
 

@@ -187,16 +187,15 @@ def cmd_refutations_find(args: argparse.Namespace) -> int:
 
 def cmd_refutations_measure(args: argparse.Namespace) -> int:
     from leelalab.analyses.refutation import measure_refutations, search_settings_of
+    from leelalab.puzzles.dataset import dataset_network
 
     run = search_settings_of(args.run_dir)
     dataset = Path(run["dataset"])
     networks = {}
-    try:
-        filter_settings = json.loads((dataset / "settings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        filter_settings = {}
     for label in ("strong", "weak"):
-        name = getattr(args, label) or filter_settings.get(label, {}).get("source")
+        name = getattr(args, label)
+        if name is None and (dataset / "settings.json").is_file():
+            name = dataset_network(dataset, label)
         if name is None:
             raise LeelaLabError(f"no --{label} network given and none recorded in {dataset}")
         networks[label] = _load(name, args.device)

@@ -72,13 +72,13 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
 
 def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import default_weak_network, load_network
+    from leelalab.puzzles.dataset import dataset_network
     from leelalab.puzzles.filter import corrupt_dataset
 
-    settings = _dataset_settings(args.directory)
-    strong_name = args.strong or settings["strong"]["source"]
+    strong_name = args.strong or dataset_network(args.directory, "strong")
     strong = load_network(strong_name, device=args.device)
     weak = load_network(
-        args.weak or settings["weak"]["source"] or default_weak_network(strong_name),
+        args.weak or dataset_network(args.directory, "weak") or default_weak_network(strong_name),
         device=args.device,
     )
     counts = corrupt_dataset(
@@ -99,12 +99,14 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network
     from leelalab.models.evaluation import evaluate
     from leelalab.plots.boards import network_name, puzzle_figure, save_figure
+    from leelalab.puzzles.dataset import dataset_network
     from leelalab.puzzles.filter import find_record, line_boards
     from leelalab.puzzles.reader import Puzzle
 
     settings = _dataset_settings(args.directory)
     record = find_record(args.directory, args.id)
-    network = load_network(args.net or settings["strong"]["source"], device=args.device)
+    name = args.net or dataset_network(args.directory, "strong", remedy="pass --net")
+    network = load_network(name, device=args.device)
     puzzle = Puzzle(record["id"], record["fen"], tuple(record["moves"]))
     boards = line_boards(puzzle)[:3]
     evaluations = evaluate(network, boards, history=settings["strong"]["history"])

@@ -203,6 +203,30 @@ def dataset_settings(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return settings
 
 
+def dataset_network(
+    directory: str | os.PathLike[str], role: str, *, remedy: str | None = None
+) -> str | None:
+    """The ``role`` (``"strong"`` or ``"weak"``) network a dataset was filtered with, as the
+    name or path :func:`~leelalab.inference.networks.load_network` opens (``None`` when the
+    run recorded none). Bundled networks resolve by name, other files by path with their
+    sha256 checked (see :func:`~leelalab.inference.networks.resolve_network_reference`).
+
+    Raises:
+        DatasetError: ``directory`` is not a dataset made by ``leelalab puzzles filter``.
+        WeightsError: the recorded network file is gone or changed.
+    """
+    from leelalab.inference.networks import resolve_network_reference
+
+    record = dataset_settings(directory).get(role)
+    if not isinstance(record, dict):
+        return None
+    return resolve_network_reference(
+        record,
+        what=f"{Path(directory) / 'settings.json'}: the {role} network",
+        remedy=remedy or f"pass --{role}",
+    )
+
+
 def iter_dataset(
     directory: str | os.PathLike[str],
     *,

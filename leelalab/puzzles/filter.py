@@ -44,6 +44,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from leelalab.inference.jobs import NetworkJob
+from leelalab.inference.networks import network_reference
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.encoding import HistoryMode
 from leelalab.lc0.weights.enums import InputFormat
@@ -425,8 +426,8 @@ def filter_puzzles(
     settings = {
         "input": str(input_path),
         "input_sha256": sha256_file(input_path),
-        "strong": {"source": strong.source, "sha256": strong.sha256, "history": strong_history},
-        "weak": {"source": weak.source, "sha256": weak.sha256, "history": weak_history},
+        "strong": {**network_reference(strong), "history": strong_history},
+        "weak": {**network_reference(weak), "history": weak_history},
         "thresholds": asdict(thresholds),
         "limit": limit,
         "sample": sample,
@@ -779,8 +780,8 @@ def corrupt_dataset(
         )
     settings = {
         "dataset_sha256": sha256_file(source),
-        "strong": {"source": strong.source, "sha256": strong.sha256},
-        "weak": {"source": weak.source, "sha256": weak.sha256},
+        "strong": network_reference(strong),
+        "weak": network_reference(weak),
         "thresholds": asdict(thresholds),
         "stockfish": engine,
     }

@@ -424,20 +424,17 @@ def sample_puzzles(
     return [puzzle for _, puzzle in sorted(reservoir, key=lambda item: item[0])]
 
 
-def shipped_puzzles_path() -> Path:
-    """The Lichess sample shipped in the repository's ``puzzles/`` folder.
+SHIPPED_PUZZLES = Path(__file__).resolve().parents[1] / "data" / "puzzles" / "lichess_sample.csv"
+"""The Lichess sample, package data of leelalab (its card is the ``README.md`` beside it)."""
 
-    Looked up in ``$LEELALAB_PUZZLES``, then ``./puzzles/``, then next to the package source
-    (an editable or in-repository install).
-    """
-    candidates = []
-    if os.environ.get("LEELALAB_PUZZLES"):
-        candidates.append(Path(os.environ["LEELALAB_PUZZLES"]))
-    candidates.append(Path("puzzles") / "lichess_sample.csv")
-    candidates.append(Path(__file__).resolve().parents[1] / "puzzles" / "lichess_sample.csv")
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
+
+def shipped_puzzles_path() -> Path:
+    """The default puzzle input: ``$LEELALAB_PUZZLES`` when set, else the Lichess sample
+    shipped inside the package (:data:`SHIPPED_PUZZLES`), wherever the command runs from."""
+    candidate = Path(os.environ.get("LEELALAB_PUZZLES") or SHIPPED_PUZZLES)
+    if candidate.is_file():
+        return candidate
     raise PuzzleFileError(
-        "the shipped puzzle sample was not found; pass --puzzles PATH or set LEELALAB_PUZZLES"
+        f"{candidate}: the shipped puzzle sample was not found; pass --input PATH"
+        + (" or fix LEELALAB_PUZZLES" if os.environ.get("LEELALAB_PUZZLES") else "")
     )

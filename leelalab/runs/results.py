@@ -82,14 +82,16 @@ def dataset_provenance(network: Any, dataset: Path, limit: int | None) -> dict[s
     }
 
 
-INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "store")
+INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "path", "store")
 """Paths recorded for the reader but not compared on resume when the file's hash sits beside
-them (``network`` ↔ ``network_sha256``, ``source`` ↔ ``sha256``): the hashes decide, so the
-same file spelled with another path resumes. A path without a hash is compared as it is."""
+them (``network`` ↔ ``network_sha256``, ``source``/``path`` ↔ ``sha256``): the hashes decide,
+so the same file spelled with another path (or a bundled network recorded by name, see
+``inference.networks.network_reference``) resumes. A path without a hash is compared as it
+is."""
 
 
 def _hash_key(key: str) -> str:
-    return "sha256" if key == "source" else f"{key}_sha256"
+    return "sha256" if key in ("source", "path") else f"{key}_sha256"
 
 
 def _relevant(settings: Any, other: Any) -> Any:

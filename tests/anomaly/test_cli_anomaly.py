@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,3 +120,14 @@ def test_bad_input_is_one_line(tiny: Path, args: list[str], message: str) -> Non
 def test_a_directory_that_is_not_a_task(tiny: Path) -> None:
     result = leelalab("anomaly", "run", "weak.pb.gz", "--output", "x", cwd=tiny)
     assert result.returncode == 1 and "not an anomaly task directory" in result.stderr
+
+
+def test_a_task_whose_network_file_is_gone(tiny: Path) -> None:
+    shutil.copytree(tiny / "task", tiny / "task-moved")
+    meta = json.loads((tiny / "task-moved" / "task.json").read_text())
+    meta["network"] = "moved-away.pb.gz"
+    (tiny / "task-moved" / "task.json").write_text(json.dumps(meta))
+    result = leelalab("anomaly", "run", "task-moved", "--output", "y", "--no-progress", cwd=tiny)
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "task-moved/task.json: the task's network moved-away.pb.gz no longer" in result.stderr
+    assert "pass --net" in result.stderr and not (tiny / "y").exists()

@@ -3,6 +3,9 @@ one line on stderr with exit status 1, and nothing is left behind or silently pa
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from leelalab.cli import main
@@ -103,3 +106,13 @@ def test_probe_eval_leaves_the_training_puzzles_out_by_default(capsys) -> None:
     # says what is missing in one line.
     assert main(["probe", "eval", "probes/maia-1900-move3-target", "no-store.h5"]) == 1
     one_line_error(capsys, "no-store.h5")
+
+
+def test_filter_needs_no_input_outside_the_checkout(net, tmp_path, monkeypatch) -> None:
+    # The shipped sample is package data: the default input works from any folder.
+    monkeypatch.delenv("LEELALAB_PUZZLES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = ["puzzles", "filter", "--strong", net, "--weak", net, "--limit", "3"]
+    assert main([*args, "--output", "run", "--no-progress"]) == 0
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert Path(settings["input"]).samefile(PUZZLES_CSV)

@@ -35,7 +35,9 @@ from leelalab.lc0.encoding import (
     rows_to_planes,
 )
 
-PUZZLES = Path(__file__).resolve().parents[2] / "puzzles" / "lichess_sample.csv"
+PUZZLES = (
+    Path(__file__).resolve().parents[2] / "leelalab" / "data" / "puzzles" / "lichess_sample.csv"
+)
 FORMATS = (1, 2, 3, 4, 5, 132, 133)
 CANONICAL = (3, 4, 5, 132, 133)
 SHUFFLE = ["g1f3", "g8f6", "f3g1", "f6g8"]

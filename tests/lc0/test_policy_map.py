@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from leelalab.errors import MoveIndexError, PositionError
 from leelalab.lc0 import policy_map as pm
 
-PUZZLES = Path(__file__).resolve().parents[2] / "puzzles" / "lichess_sample.csv"
+PUZZLES = (
+    Path(__file__).resolve().parents[2] / "leelalab" / "data" / "puzzles" / "lichess_sample.csv"
+)
 
 ANCHORS = {
     "a1b1": 0, "e1a1": 97, "e1c1": 99, "e1g1": 102, "e1h1": 103, "g1f3": 159, "c2c4": 264,

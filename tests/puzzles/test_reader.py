@@ -78,6 +78,24 @@ def test_not_a_puzzle_file(tmp_path: Path) -> None:
         list(iter_puzzles(other))
 
 
+def test_the_default_input_is_package_data_wherever_the_command_runs(tmp_path, monkeypatch) -> None:
+    import hashlib
+
+    import leelalab
+
+    monkeypatch.delenv("LEELALAB_PUZZLES", raising=False)
+    monkeypatch.chdir(tmp_path)
+    path = shipped_puzzles_path()
+    package = Path(leelalab.__file__).resolve().parent
+    assert path == package / "data" / "puzzles" / "lichess_sample.csv"
+    # The bytes the sample had at puzzles/lichess_sample.csv, so recorded runs still resume.
+    digest = "1adeed3ee5b0d0420d3df8bbffeb2775c75320d68b0a8afe699f957dcbf40b72"
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    monkeypatch.setenv("LEELALAB_PUZZLES", str(tmp_path / "gone.csv"))
+    with pytest.raises(PuzzleFileError, match=r"gone.csv: .*not found; pass --input PATH"):
+        shipped_puzzles_path()
+
+
 def test_seeded_sample_is_uniform_reproducible_and_in_file_order() -> None:
     from leelalab.puzzles.reader import sample_puzzles
 

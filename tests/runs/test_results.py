@@ -56,6 +56,10 @@ def test_settings_compare_hashes_not_paths() -> None:
     # A path without a hash beside it is all there is to compare.
     assert not same_settings({"network": "a", "network_sha256": None}, {"network": "b"})
     assert same_settings({"layers": (1, 2)}, {"layers": [1, 2]})  # as read back from JSON
+    # `analyze search` records {"path", "sha256"} per network: the hash decides there too.
+    search = {"networks": {"weak": {"path": "/old/site-packages/w.pb.gz", "sha256": "w"}}}
+    assert same_settings(search, {"networks": {"weak": {"path": "weak-maia-1900", "sha256": "w"}}})
+    assert not same_settings(search, {"networks": {"weak": {"path": "/x", "sha256": "v"}}})
 
 
 def test_run_in_chunks_resumes_and_merges_in_order(tmp_path) -> None:
