@@ -28,6 +28,7 @@ import chess
 import numpy as np
 
 from leelalab.analyses.strata import check_stratum, iter_stratum
+from leelalab.engines import CACHE_FILE
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
@@ -95,7 +96,8 @@ def find_refutations(
 
     Writes ``output/refutations.h5`` (per puzzle: id, clean FEN, 1st move, and per depth the
     JSON record of :func:`leelalab.puzzles.refutations.find_refutation`), ``summary.json``
-    (status counts per depth), ``run.json`` and ``stockfish_cache.jsonl`` (every verdict).
+    (status counts per depth), ``run.json`` and ``engine_cache.sqlite`` (every verdict,
+    :mod:`leelalab.engines`).
     """
     settings = settings or RefutationSettings()
     directory, output = Path(directory), Path(output)
@@ -104,7 +106,7 @@ def find_refutations(
     )
     started = time.perf_counter()
     with StockfishOracle(
-        stockfish, nodes=settings.nodes, cache=output / "stockfish_cache.jsonl"
+        stockfish, nodes=settings.nodes, cache=output / CACHE_FILE
     ) as oracle:
         run_settings = {
             "analysis": "refutations",

@@ -28,6 +28,7 @@ from leelalab.cli.common import (
     positive_int,
     print_table,
 )
+from leelalab.engines import CACHE_FILE
 from leelalab.errors import LeelaLabError
 
 RUN_MARKERS = ("settings.json", "run.json", "results.json", "lens.json")
@@ -178,7 +179,7 @@ def cmd_refutations_find(args: argparse.Namespace) -> int:
         )
     print(f"{summary['puzzles']} puzzles")
     print_table(rows)
-    note(f"wrote {path}, summary.json, run.json and stockfish_cache.jsonl")
+    note(f"wrote {path}, summary.json, run.json and {CACHE_FILE}")
     return 0
 
 
