@@ -393,7 +393,7 @@ def register(commands: Any, plot_commands: Any) -> None:
     find.add_argument("directory", help="a filter run (leelalab puzzles filter)")
     add_output(find, "results directory (refutations.h5, summary.json, run.json, cache)")
     find.add_argument(
-        "--stockfish", help="Stockfish binary (default: stockfish on PATH, else /usr/games)"
+        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
     )
     find.add_argument(
         "--depths", type=positive_int, nargs="+", default=[1, 3, 5], help="odd plies k"

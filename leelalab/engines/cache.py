@@ -171,7 +171,10 @@ class EngineCache:
     def __len__(self) -> int:
         if self._connection is None:
             return 0
-        return int(self._connection.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        try:
+            return int(self._connection.execute("SELECT COUNT(*) FROM results").fetchone()[0])
+        except sqlite3.DatabaseError as error:
+            raise EngineCacheError(f"{self._where()}: unreadable engine cache ({error})") from None
 
     def close(self) -> None:
         if self._connection is not None:

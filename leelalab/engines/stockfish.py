@@ -125,6 +125,7 @@ class Stockfish:
         return lines
 
     def close(self) -> None:
+        """Stop the engine and close its cache."""
         try:
             self._engine.quit()
         except (chess.engine.EngineError, TimeoutError, RuntimeError):
