@@ -37,7 +37,7 @@ import numpy as np
 from leelalab.analyses.predictions import PuzzleTable
 from leelalab.analyses.scoring import puzzle_from_record
 from leelalab.analyses.strata import STRATA
-from leelalab.engines import CACHE_FILE, EngineCache, Limit, Stockfish, find_stockfish
+from leelalab.engines import CACHE_FILE, Limit, Stockfish, find_stockfish
 from leelalab.errors import LeelaLabError
 from leelalab.stats import (
     Estimate,
@@ -124,8 +124,7 @@ def run_coupling(
 
     def open_cache(directory: Path) -> None:
         # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
-        engine.cache.close()
-        engine.cache = EngineCache(directory / CACHE_FILE)
+        engine.use_cache(directory / CACHE_FILE)
 
     engine_id = engine.name
     limit = Limit(depth=depth).key

@@ -105,9 +105,7 @@ def find_refutations(
         directory, stratum=stratum, min_moves=min_moves, sample=sample, seed=seed
     )
     started = time.perf_counter()
-    with StockfishOracle(
-        stockfish, nodes=settings.nodes, cache=output / CACHE_FILE
-    ) as oracle:
+    with StockfishOracle(stockfish, nodes=settings.nodes) as oracle:
         run_settings = {
             "analysis": "refutations",
             "dataset": str(directory.resolve()),
@@ -146,6 +144,9 @@ def find_refutations(
             description="refutations",
             progress=progress,
             overwrite=overwrite,
+            # The cache lives in the run directory: opened once it exists (and survives an
+            # --overwrite that replaces the directory).
+            before=lambda directory: oracle.stockfish.use_cache(directory / CACHE_FILE),
         )
         analyses = oracle.analyses
     summary = summarize_search(path)

@@ -124,6 +124,12 @@ class Stockfish:
         self.cache.put(self.identity, limit, board, [[l.move, l.cp, l.mate] for l in lines], query)
         return lines
 
+    def use_cache(self, cache: EngineCache | str | os.PathLike[str] | None) -> None:
+        """Read and write ``cache`` from now on (e.g. once a run directory exists); the
+        previous cache is closed."""
+        self.cache.close()
+        self.cache = cache if isinstance(cache, EngineCache) else EngineCache(cache)
+
     def close(self) -> None:
         """Stop the engine and close its cache."""
         try:
