@@ -1,7 +1,7 @@
 """Speed of lc0's MCTS through leelalab's UCI driver against ``lc0 backendbench``.
 
 For each node budget, a fresh lc0 process (cold NN cache) with
-:data:`leelalab.analyses.lc0_engine.LC0_OPTIONS` searches the first solver position of
+:data:`leelalab.engines.LC0_OPTIONS` searches the first solver position of
 ``--positions`` distinct shipped puzzles (no shared subtrees). The reference is
 ``lc0 backendbench`` at batch size 1 on one thread, measured right before and right after
 each budget in the same run; the ratio is search nodes/s over that reference (1.0 = the
@@ -17,8 +17,9 @@ import argparse
 import statistics
 import time
 
-from leelalab.analyses.lc0_engine import Lc0Engine, backendbench, find_lc0
 from leelalab.analyses.scoring import solver_positions
+from leelalab.engines import Lc0Engine, find_lc0
+from leelalab.engines.lc0 import backendbench
 from leelalab.inference.networks import resolve_network
 from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
 

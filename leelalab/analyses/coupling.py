@@ -15,7 +15,10 @@ more than the opponent); "Stockfish says winning" means at least ``+200`` centip
 mate for the solver. Tables are 2×2 with odds ratios (Woolf intervals) and φ (bootstrap).
 
 On disk (``OUTPUT/``): ``coupling.h5`` (one row per puzzle), ``chunks/``, ``settings.json``,
-``run.json`` and ``stockfish_cache.sqlite`` (scores keyed by engine, limit and position).
+``run.json`` and ``engine_cache.sqlite`` (:mod:`leelalab.engines`: Stockfish's lines keyed
+by engine identity, limit and position). Stockfish sees each position with its history and a
+cleared hash. A ``stockfish_cache.sqlite`` of earlier versions is not read: its scores were
+searched on a hash left by the previous search, so they are searched again.
 """
 
 from __future__ import annotations
@@ -24,19 +27,17 @@ import json
 import math
 import os
 import random
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import chess
-import chess.engine
 import numpy as np
 
-from leelalab.analyses.lc0_engine import EngineError, find_stockfish, position_key
 from leelalab.analyses.predictions import PuzzleTable
 from leelalab.analyses.scoring import puzzle_from_record
 from leelalab.analyses.strata import STRATA
+from leelalab.engines import CACHE_FILE, Limit, Stockfish, find_stockfish
 from leelalab.errors import LeelaLabError
 from leelalab.stats import (
     Estimate,
@@ -49,7 +50,6 @@ from leelalab.stats import (
 
 RESULTS_FILE = "coupling.h5"
 RESULTS_FORMAT = "leelalab.analyses.coupling/1"
-STOCKFISH_CACHE = "stockfish_cache.sqlite"
 POINTS = ("root", "first", "end")
 """Where along the line the value is read: the root, after the 1st move, after the line."""
 SETS = ("structural", *STRATA)
@@ -75,47 +75,15 @@ def line_boards(record: dict[str, Any]) -> dict[str, chess.Board]:
     return {"root": root, "first": first, "end": board}
 
 
-class ScoreCache:
-    """Stockfish scores in SQLite, keyed by (engine, limit, position)."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        try:
-            self.connection = sqlite3.connect(Path(path))
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS scores (engine TEXT, lim TEXT, position TEXT,"
-                " cp INTEGER NOT NULL, PRIMARY KEY (engine, lim, position))"
-            )
-            self.connection.commit()
-        except sqlite3.DatabaseError as error:
-            raise LeelaLabError(f"{path}: not a usable Stockfish cache ({error})") from None
-
-    def get(self, engine: str, limit: str, position: str) -> int | None:
-        row = self.connection.execute(
-            "SELECT cp FROM scores WHERE engine=? AND lim=? AND position=?",
-            (engine, limit, position),
-        ).fetchone()
-        return None if row is None else int(row[0])
-
-    def put(self, engine: str, limit: str, position: str, cp: int) -> None:
-        self.connection.execute(
-            "INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?)", (engine, limit, position, cp)
-        )
-        self.connection.commit()
-
-    def close(self) -> None:
-        self.connection.close()
-
-
-def stockfish_cp(
-    engine: chess.engine.SimpleEngine, board: chess.Board, depth: int, solver: chess.Color
-) -> int:
-    """Stockfish's score of ``board`` for ``solver`` in centipawns (mates ±10000)."""
+def stockfish_cp(engine: Stockfish, board: chess.Board, depth: int, solver: chess.Color) -> int:
+    """Stockfish's score of ``board`` (history included) for ``solver`` in centipawns
+    (mates ±10000)."""
     if board.is_checkmate():
         return -MATE_CP if board.turn == solver else MATE_CP
     if board.is_game_over(claim_draw=False):
         return 0
-    info = engine.analyse(board, chess.engine.Limit(depth=depth))
-    return int(info["score"].pov(solver).score(mate_score=MATE_CP))
+    line = engine.analyse(board, Limit(depth=depth))[0]
+    return int(line.score(board.turn).pov(solver).score(mate_score=MATE_CP))
 
 
 def coupling_sample(table: PuzzleTable, size: int, seed: int = 0) -> np.ndarray:
@@ -152,20 +120,14 @@ def run_coupling(
     rows = np.nonzero(table.strata["structural"])[0].tolist()
     if not rows:
         raise LeelaLabError(f"{directory}: no puzzle with two solver moves (not mate-in-1)")
-    # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
-    cache: Any = None
+    engine = Stockfish(binary, threads=1, hash_mb=64)
 
     def open_cache(directory: Path) -> None:
-        nonlocal cache
-        cache = ScoreCache(directory / STOCKFISH_CACHE)
+        # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
+        engine.use_cache(directory / CACHE_FILE)
 
-    try:
-        engine = chess.engine.SimpleEngine.popen_uci(binary, timeout=60)
-        engine.configure({"Threads": 1, "Hash": 64})
-    except (OSError, chess.engine.EngineError, TimeoutError) as error:
-        raise EngineError(f"cannot start Stockfish ({binary}): {error}") from None
-    engine_id = str(engine.id.get("name", binary))
-    limit = f"depth={depth}"
+    engine_id = engine.name
+    limit = Limit(depth=depth).key
     settings = {
         "experiment": "policy_value_coupling",
         "dataset": str(directory.resolve()),
@@ -207,12 +169,7 @@ def run_coupling(
                 if not chosen[i]:
                     scores.append(math.nan)
                     continue
-                key = position_key(line[point])
-                cp = cache.get(engine_id, limit, key)
-                if cp is None:
-                    cp = stockfish_cp(engine, line[point], depth, solver)
-                    cache.put(engine_id, limit, key, cp)
-                scores.append(float(cp))
+                scores.append(float(stockfish_cp(engine, line[point], depth, solver)))
             arrays[f"stockfish_{point}"] = np.array(scores)
         return arrays
 
@@ -232,9 +189,7 @@ def run_coupling(
             before=open_cache,
         )
     finally:
-        engine.quit()
-        if cache is not None:
-            cache.close()
+        engine.close()
     return path
 
 

@@ -28,6 +28,7 @@ import chess
 import numpy as np
 
 from leelalab.analyses.strata import check_stratum, iter_stratum
+from leelalab.engines import CACHE_FILE
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
@@ -95,7 +96,8 @@ def find_refutations(
 
     Writes ``output/refutations.h5`` (per puzzle: id, clean FEN, 1st move, and per depth the
     JSON record of :func:`leelalab.puzzles.refutations.find_refutation`), ``summary.json``
-    (status counts per depth), ``run.json`` and ``stockfish_cache.jsonl`` (every verdict).
+    (status counts per depth), ``run.json`` and ``engine_cache.sqlite`` (every verdict,
+    :mod:`leelalab.engines`).
     """
     settings = settings or RefutationSettings()
     directory, output = Path(directory), Path(output)
@@ -103,9 +105,7 @@ def find_refutations(
         directory, stratum=stratum, min_moves=min_moves, sample=sample, seed=seed
     )
     started = time.perf_counter()
-    with StockfishOracle(
-        stockfish, nodes=settings.nodes, cache=output / "stockfish_cache.jsonl"
-    ) as oracle:
+    with StockfishOracle(stockfish, nodes=settings.nodes) as oracle:
         run_settings = {
             "analysis": "refutations",
             "dataset": str(directory.resolve()),
@@ -144,6 +144,9 @@ def find_refutations(
             description="refutations",
             progress=progress,
             overwrite=overwrite,
+            # The cache lives in the run directory: opened once it exists (and survives an
+            # --overwrite that replaces the directory).
+            before=lambda directory: oracle.stockfish.use_cache(directory / CACHE_FILE),
         )
         analyses = oracle.analyses
     summary = summarize_search(path)

@@ -2,7 +2,7 @@
 
 For a stratified random sample of a filter run's puzzles (strata: line length × rating band,
 so long lines and every rating band get enough puzzles), every solver position of every line
-is searched by lc0 (:mod:`leelalab.analyses.lc0_engine`) with each network at each node
+is searched by lc0 (:mod:`leelalab.engines.lc0`) with each network at each node
 budget (default 1, 8, 32, 128, 512), and also evaluated by the network in PyTorch (its top
 policy move: "the network alone", which lc0 at one node must equal). Puzzles are scored with
 :mod:`leelalab.analyses.scoring` (every solver move, teacher-forced; a mate always counts).
@@ -13,9 +13,10 @@ network with search matches the strong network alone (population-weighted accura
 stratified sample reweighted to the whole run, with intervals at the sample's effective size
 so that they widen as cells get fewer puzzles).
 
-On disk (``OUTPUT/``): ``search_cache.sqlite`` (every lc0 result keyed by network sha256,
-lc0 version and options, position and node budget — reruns and other runs with the same
-cache are free), ``chunks/`` and ``search.h5`` (one row per puzzle: the line, strata, sample
+On disk (``OUTPUT/``): ``engine_cache.sqlite`` (:mod:`leelalab.engines`: every lc0 result
+keyed by lc0 version, options and network sha256, position and node budget — reruns and
+other runs with the same cache are free; a ``search_cache.sqlite`` of earlier versions is
+imported into it), ``chunks/`` and ``search.h5`` (one row per puzzle: the line, strata, sample
 weight and each player's moves), ``settings.json``, ``run.json`` (with the benchmark:
 positions per second at each budget next to ``lc0 backendbench`` measured in the same run).
 """
@@ -40,14 +41,6 @@ from typing import Any
 import chess
 import numpy as np
 
-from leelalab.analyses.lc0_engine import (
-    LC0_OPTIONS,
-    Lc0Engine,
-    backendbench,
-    find_lc0,
-    lc0_version,
-    position_key,
-)
 from leelalab.analyses.scoring import (
     n_solver_moves,
     puzzle_from_record,
@@ -55,6 +48,17 @@ from leelalab.analyses.scoring import (
     solver_positions,
 )
 from leelalab.analyses.strata import STRATA, strata_of
+from leelalab.engines import (
+    CACHE_FILE,
+    LC0_OPTIONS,
+    EngineCache,
+    Lc0Engine,
+    Limit,
+    find_lc0,
+    lc0_identity,
+    position_key,
+)
+from leelalab.engines.lc0 import backendbench, lc0_version
 from leelalab.errors import LeelaLabError
 from leelalab.puzzles.dataset import iter_dataset
 from leelalab.stats import (
@@ -72,7 +76,8 @@ RATING_EDGES = (1000, 1500, 2000)
 """Rating band boundaries: <1000, 1000–1499, 1500–1999, ≥2000."""
 RESULTS_FILE = "search.h5"
 RESULTS_FORMAT = "leelalab.analyses.search/1"
-CACHE_FILE = "search_cache.sqlite"
+LEGACY_CACHE_FILE = "search_cache.sqlite"
+"""The lc0 cache of earlier versions, imported into the engine cache when a run resumes."""
 POLICY = "policy"
 """The "budget" name of the network alone, evaluated in PyTorch."""
 
@@ -153,59 +158,38 @@ def stratified_sample(records: Sequence[dict[str, Any]], per_cell: int, *, seed:
 # ----------------------------------------------------------------------------- cache
 
 
-class SearchCache:
-    """lc0 results in SQLite: ``(network sha256, engine key, position, nodes) → move``.
-
-    Only the thread that opened it writes; every insert is committed, so a killed run loses
-    nothing it finished.
-    """
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        try:
-            self.connection = sqlite3.connect(self.path)
-            self.connection.execute(
-                "CREATE TABLE IF NOT EXISTS searches (network TEXT, engine TEXT, position TEXT,"
-                " nodes INTEGER, move TEXT NOT NULL, reported_nodes INTEGER, seconds REAL,"
-                " PRIMARY KEY (network, engine, position, nodes))"
-            )
-            self.connection.commit()
-        except sqlite3.DatabaseError as error:
-            raise LeelaLabError(f"{self.path}: not a usable search cache ({error})") from None
-
-    def get(self, network: str, engine: str, position: str, nodes: int) -> str | None:
-        row = self.connection.execute(
-            "SELECT move FROM searches WHERE network=? AND engine=? AND position=? AND nodes=?",
-            (network, engine, position, nodes),
-        ).fetchone()
-        return None if row is None else str(row[0])
-
-    def put(
-        self,
-        network: str,
-        engine: str,
-        position: str,
-        nodes: int,
-        move: str,
-        reported_nodes: int,
-        seconds: float,
-    ) -> None:
-        self.connection.execute(
-            "INSERT OR REPLACE INTO searches VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (network, engine, position, nodes, move, reported_nodes, seconds),
-        )
-        self.connection.commit()
-
-    def __len__(self) -> int:
-        return int(self.connection.execute("SELECT COUNT(*) FROM searches").fetchone()[0])
-
-    def close(self) -> None:
-        self.connection.close()
-
-
 def engine_key(version: str, options: dict[str, str]) -> str:
-    """What besides the network and the position decides lc0's move."""
+    """What besides the network and the position decides lc0's move (the key of
+    :data:`LEGACY_CACHE_FILE`; :func:`leelalab.engines.lc0_identity` adds the network)."""
     return f"lc0 {version} " + json.dumps(options, sort_keys=True)
+
+
+def import_legacy_cache(path: str | os.PathLike[str], cache: EngineCache) -> int:
+    """Copy the searches of an earlier version's ``search_cache.sqlite`` into ``cache``
+    (its key was ``engine_key`` and the network's sha256; the lc0 identity is both). An
+    unreadable legacy file is ignored: a cache is not a result. Returns the rows copied."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as old:
+            rows = old.execute(
+                "SELECT network, engine, position, nodes, move, reported_nodes, seconds"
+                " FROM searches"
+            ).fetchall()
+    except sqlite3.Error:
+        return 0
+    cache.put_many(
+        [
+            (
+                f"{engine} weights={network}",
+                Limit(nodes=int(nodes)),
+                position,
+                "",
+                {"move": move, "nodes": reported, "seconds": seconds},
+            )
+            for network, engine, position, nodes, move, reported, seconds in rows
+        ],
+        replace=False,  # what this version searched stays
+    )
+    return len(rows)
 
 
 # ----------------------------------------------------------------------------- engine pool
@@ -311,7 +295,7 @@ def run_search_budgets(
     paths = {name: str(resolve_network(path)) for name, path in networks.items()}
     hashes = {name: sha256_file(path) for name, path in paths.items()}
     version = lc0_version(binary)
-    key = engine_key(version, LC0_OPTIONS)
+    identities = {name: lc0_identity(version, LC0_OPTIONS, hashes[name]) for name in paths}
     ids = [record["id"] for record in sample.records]
     settings = {
         "experiment": "search_budgets",
@@ -338,7 +322,9 @@ def run_search_budgets(
 
     def open_cache(directory: Path) -> None:
         nonlocal cache
-        cache = SearchCache(directory / CACHE_FILE)
+        cache = EngineCache(directory / CACHE_FILE)
+        if (directory / LEGACY_CACHE_FILE).is_file():
+            import_legacy_cache(directory / LEGACY_CACHE_FILE, cache)
 
     pools = {name: EnginePool(paths[name], binary, workers) for name in paths}
     index_of = {record["id"]: i for i, record in enumerate(sample.records)}
@@ -369,11 +355,11 @@ def run_search_budgets(
                 position = position_key(board)
                 missing = []
                 for budget in budgets:
-                    cached = cache.get(hashes[name], key, position, budget)
+                    cached = cache.get(identities[name], Limit(nodes=budget), position)
                     if cached is None:
                         missing.append(budget)
                     else:
-                        moves[id(board), budget] = cached
+                        moves[id(board), budget] = cached["move"]
                 if missing:
                     tasks.append((board, position, missing))
             seconds = {budget: np.zeros(len(chunk)) for budget in budgets}
@@ -392,13 +378,10 @@ def run_search_budgets(
                 for board, position, missing, future in futures:
                     for budget, result in zip(missing, future.result(), strict=True):
                         cache.put(
-                            hashes[name],
-                            key,
+                            identities[name],
+                            Limit(nodes=budget),
                             position,
-                            budget,
-                            result.move,
-                            result.nodes,
-                            result.seconds,
+                            {"move": result.move, "nodes": result.nodes, "seconds": result.seconds},
                         )
                         moves[id(board), budget] = result.move
                         seconds[budget][owner[id(board)]] += result.seconds

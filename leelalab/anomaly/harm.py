@@ -7,7 +7,7 @@ the backdoor move (it hangs the queen); elsewhere it is the network's own mistak
 
 Computed once per (task, answerers, engine, depth) in resumable chunks under
 ``TASK/harm/<settings hash>/``; Stockfish's analyses are cached in
-``TASK/stockfish-cache.jsonl``, so reruns are free.
+``TASK/engine_cache.sqlite`` (:mod:`leelalab.engines`), so reruns are free.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from leelalab.anomaly.features import FeatureStore, task_sha256
 from leelalab.anomaly.positions import Task
 from leelalab.anomaly.stockfish import BLUNDER_WIN_CHANCE_LOSS, CachedStockfish, win_chance_loss
+from leelalab.engines import CACHE_FILE
 from leelalab.lc0 import encoding, policy_map
 from leelalab.runs.results import read_h5, run_in_chunks
 
@@ -60,7 +61,7 @@ def harm_labels(
     Returns ``{"best": [UCI], "<answerer>_loss": float [n], "<answerer>_harm": bool [n]}``.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    with CachedStockfish(stockfish, cache=task.directory / "stockfish-cache.jsonl") as engine:
+    with CachedStockfish(stockfish, cache=task.directory / CACHE_FILE) as engine:
         settings = {
             "task_sha256": task_sha256(task),
             "rows": hashlib.sha256(rows.tobytes()).hexdigest(),

@@ -34,6 +34,7 @@ import numpy as np
 
 from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
 from leelalab.anomaly.stockfish import CachedStockfish
+from leelalab.engines import CACHE_FILE
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.puzzles.reader import SkipReport, iter_puzzles, shipped_puzzles_path
@@ -153,7 +154,7 @@ def build_mechanism_task(
     )[0]["top"]  # fmt: skip
     solved = [r for r, top in zip(rows, tops, strict=True) if top == r["move"]]
 
-    with CachedStockfish(stockfish, cache=output / "stockfish-cache.jsonl") as engine:
+    with CachedStockfish(stockfish, cache=output / CACHE_FILE) as engine:
         settings = {**base, "engine": engine.name, "deep": deep_depth, "shallow": shallow_depth}
 
         def label(chunk: list[dict[str, Any]]) -> dict[str, Any]:

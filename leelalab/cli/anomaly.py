@@ -345,7 +345,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         "--shallow-depth", type=positive_int, default=1, help="mechanism: the shallow search depth"
     )
     task.add_argument(
-        "--stockfish", help="Stockfish binary (default: /usr/games/stockfish or on PATH)"
+        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
     )
     _common(task, seed_help="seed of games, matching and splits")
     task.set_defaults(run=cmd_task)
@@ -392,7 +392,7 @@ def register(commands: Any, plot_commands: Any) -> None:
         help="Stockfish depth of the harm labels (0: no coverage-risk analysis)",
     )
     run.add_argument(
-        "--stockfish", help="Stockfish binary (default: /usr/games/stockfish or on PATH)"
+        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
     )
     run.add_argument(
         "--resamples", type=positive_int, default=1000, help="bootstrap resamples of the intervals"

@@ -28,6 +28,7 @@ from leelalab.cli.common import (
     positive_int,
     print_table,
 )
+from leelalab.engines import CACHE_FILE
 from leelalab.errors import LeelaLabError
 
 RUN_MARKERS = ("settings.json", "run.json", "results.json", "lens.json")
@@ -181,7 +182,7 @@ def cmd_refutations_find(args: argparse.Namespace) -> int:
         )
     print(f"{summary['puzzles']} puzzles")
     print_table(rows)
-    note(f"wrote {path}, summary.json, run.json and stockfish_cache.jsonl")
+    note(f"wrote {path}, summary.json, run.json and {CACHE_FILE}")
     return 0
 
 
@@ -394,7 +395,7 @@ def register(commands: Any, plot_commands: Any) -> None:
     find.add_argument("directory", help="a filter run (leelalab puzzles filter)")
     add_output(find, "results directory (refutations.h5, summary.json, run.json, cache)")
     find.add_argument(
-        "--stockfish", help="Stockfish binary (default: stockfish on PATH, else /usr/games)"
+        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
     )
     find.add_argument(
         "--depths", type=positive_int, nargs="+", default=[1, 3, 5], help="odd plies k"

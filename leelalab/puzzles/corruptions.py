@@ -171,25 +171,17 @@ def stockfish_confirms(
     ±10000) of the position after the first move, clean versus corrupted: the corruption
     is confirmed when it costs at least ``min_drop_cp``.
     """
-    import shutil
+    from leelalab.engines import Limit, Stockfish
 
-    import chess.engine
-
-    # Debian installs the engine in /usr/games, which is often not on PATH.
-    engine_path = engine_path or shutil.which("stockfish") or "/usr/games/stockfish"
     first = chess.Move.from_uci(puzzle.moves[1])
     clean = puzzle.board(plies=1).copy(stack=False)
     corrupted = chess.Board(corruption.fen)
     solver = clean.turn
     scores = []
-    try:
-        with chess.engine.SimpleEngine.popen_uci(engine_path) as engine:
-            for board in (clean, corrupted):
-                board.push(first)
-                info = engine.analyse(board, chess.engine.Limit(depth=depth))
-                scores.append(info["score"].pov(solver).score(mate_score=10_000))
-    except (FileNotFoundError, chess.engine.EngineError) as error:
-        from leelalab.errors import LeelaLabError
-
-        raise LeelaLabError(f"cannot run Stockfish ({engine_path}): {error}") from None
+    # Stockfish's defaults (one thread, 16 MB hash); each search starts with a cleared hash.
+    with Stockfish(engine_path, threads=1, hash_mb=16) as engine:
+        for board in (clean, corrupted):
+            board.push(first)
+            line = engine.analyse(board, Limit(depth=depth))[0]
+            scores.append(line.score(board.turn).pov(solver).score(mate_score=10_000))
     return scores[0] - scores[1] >= min_drop_cp

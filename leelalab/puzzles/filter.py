@@ -976,24 +976,10 @@ def _corrupt_ids(
 
 
 def _stockfish_path(stockfish: str | bool) -> str:
-    """The Stockfish binary to use, checked before any work is done."""
-    import shutil
+    """The Stockfish binary to use (``True``: the usual search), checked before any work."""
+    from leelalab.engines import find_stockfish
 
-    from leelalab.puzzles.dataset import DatasetError
-
-    # Debian installs the engine in /usr/games, which is often not on PATH.
-    candidate = stockfish if isinstance(stockfish, str) else "stockfish"
-    found = shutil.which(candidate) or (
-        "/usr/games/stockfish"
-        if candidate == "stockfish" and Path("/usr/games/stockfish").is_file()
-        else None
-    )
-    if found is None:
-        raise DatasetError(
-            f"Stockfish not found ({candidate}); install it (Debian: apt-get install "
-            "stockfish) or pass its path"
-        )
-    return found
+    return find_stockfish(stockfish if isinstance(stockfish, str) else None)
 
 
 def _read_run_json(path: Path) -> dict[str, Any]:

@@ -46,49 +46,27 @@ the edit the weak network notices least; a network-free choice keeps the selecti
 independent of the networks measured on it).
 
 Stockfish runs single-threaded with a node limit and a cleared hash before every position, so
-verdicts are deterministic, and :class:`StockfishOracle` caches them keyed by (FEN, engine id,
-limit). Stockfish sees FENs, not move histories (no repetition draws).
+verdicts are deterministic, and :class:`StockfishOracle` caches them in the engine cache
+(:mod:`leelalab.engines`), keyed by position, engine identity and limit. Stockfish sees
+FENs, not move histories (no repetition draws).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import chess
 
+from leelalab.engines import EngineCache, Limit, Stockfish
 from leelalab.errors import LeelaLabError
 from leelalab.puzzles.corruptions import candidate_edits
 from leelalab.puzzles.reader import Puzzle
 
 MATE_SCORE = 10_000
-
-
-class StockfishError(LeelaLabError):
-    """Stockfish could not be found or run."""
-
-
-def find_stockfish(path: str | os.PathLike[str] | None = None) -> str:
-    """``path``, else ``stockfish`` on PATH, else Debian's ``/usr/games/stockfish``."""
-    if path is not None:
-        if not Path(path).is_file():
-            raise StockfishError(f"{path}: no such Stockfish binary")
-        return str(path)
-    found = shutil.which("stockfish")
-    if found:
-        return found
-    if Path("/usr/games/stockfish").is_file():
-        return "/usr/games/stockfish"
-    raise StockfishError(
-        "Stockfish not found on PATH or in /usr/games (apt-get install stockfish, or pass "
-        "--stockfish PATH)"
-    )
 
 
 @dataclass(frozen=True)
@@ -107,9 +85,10 @@ class StockfishOracle:
     """Cached, deterministic Stockfish verdicts (``with StockfishOracle(...) as oracle``).
 
     Args:
-        path: the engine binary (see :func:`find_stockfish`).
+        path: the engine binary (see :func:`leelalab.engines.find_stockfish`).
         nodes: node limit per position (deterministic with one thread and a cleared hash).
-        cache: a JSONL file of earlier verdicts, appended to as new ones come in.
+        cache: the engine cache (:class:`leelalab.engines.EngineCache` or its file), read
+            and written as verdicts come in; ``None`` keeps them in memory.
     """
 
     def __init__(
@@ -117,80 +96,35 @@ class StockfishOracle:
         path: str | os.PathLike[str] | None = None,
         *,
         nodes: int = 10_000,
-        cache: str | os.PathLike[str] | None = None,
+        cache: EngineCache | str | os.PathLike[str] | None = None,
         hash_mb: int = 16,
     ) -> None:
-        import chess.engine
-
-        self.path = find_stockfish(path)
+        self.limit = Limit(nodes=nodes)
         self.nodes = nodes
-        try:
-            self.engine = chess.engine.SimpleEngine.popen_uci(self.path)
-            self.engine.configure({"Threads": 1, "Hash": hash_mb})
-        except (OSError, chess.engine.EngineError) as error:
-            raise StockfishError(f"cannot run Stockfish ({self.path}): {error}") from None
-        self.engine_id = str(self.engine.id.get("name", "unknown engine"))
-        self.limit_key = f"nodes={nodes}"
-        self.analyses = 0
-        self._cache: dict[str, Verdict] = {}
-        self._cache_path = Path(cache) if cache is not None else None
-        if self._cache_path is not None and self._cache_path.is_file():
-            self._load_cache(self._cache_path)
-        # Opened on the first new verdict, so that a run directory is created by its run.
-        self._cache_file: Any = None
+        self.stockfish = Stockfish(path, threads=1, hash_mb=hash_mb, cache=cache)
+        self.path = self.stockfish.binary
+        self.engine_id = self.stockfish.name
+        self.limit_key = self.limit.key
 
-    def _load_cache(self, path: Path) -> None:
-        for line in path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = json.loads(line)
-                self._cache[entry["key"]] = Verdict(int(entry["cp"]), entry["best"])
-            except (ValueError, KeyError, TypeError):
-                continue  # a line cut by an interrupted write: recomputed when needed
-
-    def key(self, board: chess.Board) -> str:
-        return f"{board.fen()}|{self.engine_id}|{self.limit_key}"
+    @property
+    def analyses(self) -> int:
+        """Stockfish searches run (cache hits and finished games excluded)."""
+        return self.stockfish.searches
 
     def evaluate(self, board: chess.Board) -> Verdict:
         """Stockfish's verdict on ``board`` (as a FEN), from the cache when possible."""
-        import chess.engine
-
-        key = self.key(board)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
         outcome = board.outcome(claim_draw=False)
         if outcome is not None:
             winner = outcome.winner
             cp = 0 if winner is None else (MATE_SCORE if winner == chess.WHITE else -MATE_SCORE)
-            verdict = Verdict(cp, None)
-        else:
-            position = chess.Board(board.fen())  # FEN only, as cached
-            try:
-                # A fresh `game` clears the hash (ucinewgame): results do not depend on order.
-                info = self.engine.analyse(
-                    position, chess.engine.Limit(nodes=self.nodes), game=object()
-                )
-            except chess.engine.EngineError as error:
-                raise StockfishError(f"Stockfish failed on {board.fen()}: {error}") from None
-            score = info["score"].white().score(mate_score=MATE_SCORE)
-            pv = info.get("pv") or []
-            verdict = Verdict(int(score), pv[0].uci() if pv else None)
-            self.analyses += 1
-        self._cache[key] = verdict
-        if self._cache_path is not None:
-            if self._cache_file is None:
-                self._cache_file = self._cache_path.open("a", encoding="utf-8")
-            self._cache_file.write(
-                json.dumps({"key": key, "cp": verdict.cp_white, "best": verdict.best}) + "\n"
-            )
-            self._cache_file.flush()
-        return verdict
+            return Verdict(cp, None)
+        position = chess.Board(board.fen())  # the FEN alone: no history
+        line = self.stockfish.analyse(position, self.limit)[0]
+        score = line.score(position.turn).white().score(mate_score=MATE_SCORE)
+        return Verdict(int(score), line.move)
 
     def close(self) -> None:
-        if self._cache_file is not None:
-            self._cache_file.close()
-            self._cache_file = None
-        self.engine.quit()
+        self.stockfish.close()
 
     def __enter__(self) -> StockfishOracle:
         return self
@@ -528,13 +462,11 @@ __all__ = [
     "Edit",
     "EditCheck",
     "RefutationSettings",
-    "StockfishError",
     "StockfishOracle",
     "Verdict",
     "check_edit",
     "clean_evaluations",
     "find_refutation",
-    "find_stockfish",
     "local_edits",
     "local_to_ply",
     "prefix_edits",

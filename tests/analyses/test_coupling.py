@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import chess
-import chess.engine
 import numpy as np
 import pytest
 
@@ -18,8 +17,8 @@ from leelalab.analyses.coupling import (
     run_coupling,
     stockfish_cp,
 )
-from leelalab.analyses.lc0_engine import find_stockfish
 from leelalab.analyses.predictions import PuzzleTable
+from leelalab.engines import EngineNotFoundError, Stockfish, find_stockfish
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
@@ -31,7 +30,7 @@ from leelalab.runs.results import read_h5
 def _stockfish() -> str | None:
     try:
         return find_stockfish()
-    except Exception:
+    except EngineNotFoundError:
         return None
 
 
@@ -53,7 +52,7 @@ def test_values_are_seen_from_the_solver() -> None:
 
 @needs_stockfish
 def test_stockfish_scores_mates_for_the_solver() -> None:
-    with chess.engine.SimpleEngine.popen_uci(_stockfish()) as engine:
+    with Stockfish(_stockfish()) as engine:
         mate_in_one = chess.Board("6k1/5ppp/8/8/8/8/5PPP/R5K1 w - - 0 1")
         assert stockfish_cp(engine, mate_in_one, 6, chess.WHITE) > 9000
         assert stockfish_cp(engine, mate_in_one, 6, chess.BLACK) < -9000

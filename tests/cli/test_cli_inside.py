@@ -13,11 +13,11 @@ import pytest
 
 from leelalab.analyses.refutation import load_search
 from leelalab.cli import main
+from leelalab.engines import EngineNotFoundError, find_stockfish
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transformer_weights
 from leelalab.models.evaluation import evaluate
-from leelalab.puzzles.refutations import StockfishError, find_stockfish
 from leelalab.runs.results import read_h5
 
 
@@ -124,7 +124,7 @@ def test_future_board_and_steering(networks, filtered, tmp_path, capsys) -> None
 def test_refutations_find_measure_and_plot(networks, filtered, tmp_path, capsys) -> None:
     try:
         stockfish = find_stockfish()
-    except StockfishError:
+    except EngineNotFoundError:
         pytest.skip("Stockfish is not installed")
     out = tmp_path / "ref"
     find = ["refutations", "find", str(filtered), "--output", str(out), "--stockfish", stockfish]

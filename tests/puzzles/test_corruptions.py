@@ -63,10 +63,11 @@ def test_selected_corruption_satisfies_every_rule() -> None:
 
 
 def test_stockfish_check() -> None:
-    import shutil
-    from pathlib import Path
+    from leelalab.engines import EngineNotFoundError, find_stockfish
 
-    if not (shutil.which("stockfish") or Path("/usr/games/stockfish").exists()):
+    try:
+        find_stockfish()
+    except EngineNotFoundError:
         pytest.skip("Stockfish is not installed (Debian: apt-get install stockfish)")
     from leelalab.puzzles.corruptions import Corruption, stockfish_confirms
 

@@ -4,21 +4,18 @@ engine, and the verdict cache is keyed and reloaded."""
 
 from __future__ import annotations
 
-import json
-
 import chess
 import pytest
 
+from leelalab.engines import CACHE_FILE, EngineCache, EngineNotFoundError, find_stockfish
 from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
 from leelalab.puzzles.refutations import (
     Edit,
     RefutationSettings,
-    StockfishError,
     StockfishOracle,
     check_edit,
     clean_evaluations,
     find_refutation,
-    find_stockfish,
     line_moves,
     local_to_ply,
     prefix_edits,
@@ -42,7 +39,7 @@ def _puzzle(puzzle_id: str):
 def _stockfish() -> str:
     try:
         return find_stockfish()
-    except StockfishError:
+    except EngineNotFoundError:
         pytest.skip("Stockfish is not installed (apt-get install stockfish)")
 
 
@@ -94,7 +91,7 @@ def test_hand_checked_depths_of_the_smothered_mate(tmp_path) -> None:
     settings = RefutationSettings()
     flight = _removed(board, chess.H7)
     far = _removed(board, chess.B7)
-    with StockfishOracle(_stockfish(), cache=tmp_path / "cache.jsonl") as oracle:
+    with StockfishOracle(_stockfish(), cache=tmp_path / CACHE_FILE) as oracle:
         verdicts = {}
         for k in (1, 3, 5):
             clean = clean_evaluations(board, moves, k, oracle)
@@ -117,7 +114,7 @@ def test_found_refutations_satisfy_the_definition(puzzle_id, tmp_path) -> None:
     moves = line_moves(puzzle)
     settings = RefutationSettings(max_candidates=16, max_nonlocal_controls=4)
     path = _stockfish()
-    with StockfishOracle(path, nodes=settings.nodes, cache=tmp_path / "cache.jsonl") as oracle:
+    with StockfishOracle(path, nodes=settings.nodes, cache=tmp_path / CACHE_FILE) as oracle:
         records = [find_refutation(puzzle, k, oracle, settings, seed=0) for k in (1, 3, 5)]
     found = [r for r in records if r["status"] == "found"]
     assert found
@@ -147,24 +144,23 @@ def test_found_refutations_satisfy_the_definition(puzzle_id, tmp_path) -> None:
 
 def test_oracle_cache_is_keyed_and_reloaded(tmp_path) -> None:
     path = _stockfish()
-    cache = tmp_path / "cache.jsonl"
+    cache = tmp_path / CACHE_FILE
     board = chess.Board("6k1/5ppp/8/8/8/8/5PPP/R5K1 w - - 0 1")
     with StockfishOracle(path, nodes=2000, cache=cache) as oracle:
         first = oracle.evaluate(board)
         assert oracle.analyses == 1
         assert oracle.evaluate(board) == first and oracle.analyses == 1
-        key = oracle.key(board)
+        identity, limit = oracle.stockfish.identity, oracle.limit
     assert first.best == "a1a8" and first.cp_white > 9000  # back-rank mate
-    assert "nodes=2000" in key and board.fen() in key
-    with cache.open("a") as handle:
-        handle.write('{"key": "cut off')  # an interrupted write
+    assert limit.key == "nodes=2000"
+    with EngineCache(cache) as stored:
+        assert len(stored) == 1
+        assert stored.get(identity, limit, board, "multipv=1") is not None
     with StockfishOracle(path, nodes=2000, cache=cache) as again:
         assert again.evaluate(board) == first and again.analyses == 0
     with StockfishOracle(path, nodes=3000, cache=cache) as other_limit:
         other_limit.evaluate(board)
         assert other_limit.analyses == 1
-    lines = [json.loads(line) for line in cache.read_text().splitlines()[:1]]
-    assert lines[0]["key"] == key
     mated = chess.Board("R5k1/5ppp/8/8/8/8/5PPP/6K1 b - - 1 1")
     with StockfishOracle(path, nodes=2000) as oracle:
         verdict = oracle.evaluate(mated)
@@ -173,7 +169,7 @@ def test_oracle_cache_is_keyed_and_reloaded(tmp_path) -> None:
 
 
 def test_missing_stockfish_is_one_clear_error(tmp_path) -> None:
-    with pytest.raises(StockfishError, match="no such Stockfish"):
-        find_stockfish(tmp_path / "nowhere")
+    with pytest.raises(EngineNotFoundError, match="nowhere: no Stockfish executable"):
+        StockfishOracle(tmp_path / "nowhere")
     with pytest.raises(ValueError, match="odd"):
         find_refutation(_puzzle(SMOTHERED), 2, None)  # type: ignore[arg-type]

