@@ -161,6 +161,7 @@ def output_files(directory: Path) -> list[str]:
 def write_run_record(
     output: str | os.PathLike[str],
     settings: Mapping[str, Any],
+    /,
     *,
     seconds: float | None = None,
     started: float | None = None,
@@ -172,7 +173,8 @@ def write_run_record(
     The record is flat so that older readers keep working: the settings, then ``format``,
     ``seconds`` (this invocation; from ``started``, a ``time.perf_counter()`` value, when
     ``seconds`` is not given), ``versions``, ``inputs`` (when given), ``outputs`` (for a
-    directory) and any other ``fields``.
+    directory) and any other ``fields`` (``output`` and ``settings`` are positional-only, so
+    a field may be called ``settings``).
     """
     path = record_path(output)
     if seconds is None and started is not None:
@@ -279,6 +281,11 @@ def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[s
         with h5py.File(path, "r") as handle:
             arrays = {}
             for name, dataset in handle.items():
+                if not isinstance(dataset, h5py.Dataset):
+                    raise RecordError(
+                        f"{path}: holds a group {name!r}, not a flat results file "
+                        "(an activation store?)"
+                    )
                 if h5py.check_string_dtype(dataset.dtype) is not None:
                     arrays[name] = np.array(dataset.asstr()[()], dtype=object)
                 else:

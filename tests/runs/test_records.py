@@ -166,3 +166,18 @@ def test_older_records_without_outputs_remove_only_leelalab_files(tmp_path: Path
         run.write_record()
     assert (output / "notes.txt").read_text() == "keep"
     assert not (output / "results.h5").exists()
+
+
+def test_a_field_may_be_called_settings(tmp_path: Path) -> None:
+    path = write_run_record(tmp_path, {"seed": 1}, settings={"kind": "ood"})
+    assert json.loads(path.read_text())["settings"] == {"kind": "ood"}
+
+
+def test_an_h5_file_with_groups_is_one_line(tmp_path: Path) -> None:
+    import h5py
+
+    path = tmp_path / "acts.h5"
+    with h5py.File(path, "w") as handle:
+        handle.create_group("block0")
+    with pytest.raises(RecordError, match="holds a group 'block0'"):
+        read_result(path, "leelalab.lens/1")
