@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from leelalab.cli.common import (
-    add_batch_size,
     add_command,
     add_device,
     add_executor,
     add_group,
-    add_history,
-    add_limit,
     add_net,
     add_no_progress,
     add_output,
@@ -22,6 +19,7 @@ from leelalab.cli.common import (
     add_seed,
     executor_from,
     note,
+    note_resumed,
     positive_int,
     print_table,
 )
@@ -36,33 +34,29 @@ def _dataset_settings(directory: str | Path) -> dict[str, Any]:
 
 def cmd_puzzles_filter(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import default_weak_network, load_network
-    from leelalab.puzzles.filter import Thresholds, filter_puzzles
+    from leelalab.puzzles.filter import filter_puzzles
     from leelalab.puzzles.reader import shipped_puzzles_path
+    from leelalab.puzzles.settings import FilterSettings
+    from leelalab.runs.experiment import settings_from_args
 
+    settings = settings_from_args(FilterSettings, args)  # out of range: one line, first
+    executor = executor_from(args)
     strong = load_network(args.strong, device=args.device)
     weak = load_network(args.weak or default_weak_network(args.strong), device=args.device)
-    thresholds = Thresholds(
-        hard=args.hard, correct=args.correct, forcing=args.forcing, min_pv_plies=args.min_pv_plies
-    )
     run = filter_puzzles(
         strong,
         weak,
         Path(args.input) if args.input else shipped_puzzles_path(),
         args.output,
-        thresholds=thresholds,
-        strong_history=args.strong_history,
-        weak_history=args.weak_history,
-        limit=args.limit,
-        sample=args.sample,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        batch_size=args.batch_size,
+        settings,
         progress=not args.no_progress,
         overwrite=args.overwrite,
-        executor=executor_from(args),
+        executor=executor,
     )
     if run.already_complete:
         note(f"{run.output} already holds this run, complete; nothing to compute")
+    elif run.chunks_resumed:
+        note_resumed(run.output, run.chunks_resumed, run.chunks, "chunks")
     print(run.report)
     rows = [["stage", "puzzles"]] + [[name, str(count)] for name, count in run.counts.items()]
     print_table(rows, sys.stdout, align="lr")
@@ -155,6 +149,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add ``puzzles filter|corrupt|show|export`` and ``distill``."""
+    from leelalab.puzzles.settings import FilterSettings
+    from leelalab.runs.experiment import add_settings_options
     _, puzzle_commands = add_group(commands, "puzzles", "the Lichess puzzle pipeline", "puzzles")
 
     filtering = add_command(
@@ -177,32 +173,7 @@ def register(commands: Any) -> None:
     )
     add_output(filtering, "output directory (resumable: rerun the same command to continue)")
     add_overwrite(filtering)
-    add_limit(filtering, "only the first N valid puzzles")
-    filtering.add_argument(
-        "--sample", type=int, help="a seeded uniform random sample of N puzzles (see --seed)"
-    )
-    add_seed(filtering, "seed of --sample")
-    filtering.add_argument(
-        "--hard", type=float, default=0.05, help="hard: weak P(1st move) below this"
-    )
-    filtering.add_argument(
-        "--correct",
-        type=float,
-        default=0.5,
-        help="correct: strong P(every own move of the line) above this",
-    )
-    filtering.add_argument(
-        "--forcing", type=float, default=0.7, help="forcing: weak P(opponent's reply) above this"
-    )
-    filtering.add_argument(
-        "--min-pv-plies", type=int, default=3, help="lines need at least this many plies"
-    )
-    add_history(filtering, "--strong-history", "history planes for the strong network")
-    add_history(filtering, "--weak-history", "history planes for the weak network")
-    filtering.add_argument(
-        "--chunk-size", type=int, default=1024, help="puzzles per resumable chunk"
-    )
-    add_batch_size(filtering, 256)
+    add_settings_options(filtering, FilterSettings)
     add_device(filtering)
     add_no_progress(filtering)
     add_executor(filtering)

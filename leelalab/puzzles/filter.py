@@ -33,7 +33,6 @@ import shutil
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -56,8 +55,11 @@ from leelalab.puzzles.reader import (
     iter_puzzles,
     sample_puzzles,
 )
+from leelalab.puzzles.settings import FilterSettings, Thresholds
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
+from leelalab.runs.records import read_run_record
 from leelalab.runs.results import (
+    ResultsError,
     RunDirectory,
     same_settings,
     sha256_file,
@@ -69,20 +71,6 @@ if TYPE_CHECKING:
     from leelalab.puzzles.corruptions import CorruptionThresholds
 
 DATASET_FORMAT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Filter thresholds (defaults: the look-ahead paper's)."""
-
-    hard: float = 0.05
-    """The weak network's probability of the 1st move must be below this."""
-    correct: float = 0.5
-    """The strong network's probability of every solver move must be above this."""
-    forcing: float = 0.7
-    """The weak network's probability of the opponent's reply must be above this."""
-    min_pv_plies: int = 3
-    """Plies after the opponent's first move."""
 
 
 @dataclass
@@ -381,6 +369,10 @@ class FilterRun:
     seconds: float
     already_complete: bool = False
     """The output held this complete run already: nothing was computed."""
+    chunks: int = 0
+    """Chunks of the dataset."""
+    chunks_resumed: int = 0
+    """Chunks an earlier, interrupted run had written (0: not resumed)."""
 
 
 def filter_puzzles(
@@ -388,20 +380,18 @@ def filter_puzzles(
     weak: LeelaNetwork,
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
+    settings: FilterSettings | None = None,
     *,
-    thresholds: Thresholds = Thresholds(),
-    strong_history: HistoryMode = "lc0",
-    weak_history: HistoryMode = "lc0",
-    limit: int | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-    chunk_size: int = 1024,
-    batch_size: int = 256,
     progress: bool = True,
     overwrite: bool = False,
     executor: Executor = LOCAL,
+    **options: Any,
 ) -> FilterRun:
     """Evaluate and filter every puzzle of ``input_path``; resumable (see module docstring).
+
+    ``settings`` (:class:`FilterSettings`; or, as before, its fields and ``thresholds`` as
+    keyword ``options``) are the thresholds, history modes, ``limit``/``sample``/``seed``
+    and the chunk and batch sizes.
 
     Chunks run in this process (the default: one pipeline whose preparation thread overlaps
     the forward passes) or on ``executor`` (Ray workers, each loading both networks once);
@@ -418,130 +408,155 @@ def filter_puzzles(
     Raises:
         PuzzleFileError: the input is missing, unreadable, truncated or not a puzzle CSV.
         ResultsError: ``output_dir`` holds a run with other settings, or something else.
+        SettingsError: a setting is out of range.
     """
+    if settings is None:
+        settings = FilterSettings.from_options(options)
+    elif options:
+        raise TypeError("pass either a FilterSettings object or keyword settings, not both")
     started = time.perf_counter()
     input_path, output = Path(input_path), Path(output_dir)
     check_puzzle_file(input_path)
-    settings = {
-        "input": str(input_path),
-        "input_sha256": sha256_file(input_path),
-        "strong": {"source": strong.source, "sha256": strong.sha256, "history": strong_history},
-        "weak": {"source": weak.source, "sha256": weak.sha256, "history": weak_history},
-        "thresholds": asdict(thresholds),
-        "limit": limit,
-        "sample": sample,
-        "seed": seed,
-        "chunk_size": chunk_size,
-    }
-    run_directory = RunDirectory(output, settings, overwrite=overwrite, what="filter run")
+    recorded = _recorded_settings(strong, weak, input_path, settings)
+    run_directory = RunDirectory(output, recorded, overwrite=overwrite, what="filter run")
     if run_directory.complete("dataset.jsonl"):
         return _finished_run(output)
     chunks_dir = output / "chunks"
     with run_directory:
         chunks_dir.mkdir(exist_ok=True)
-        report = SkipReport()
-        if sample is not None:
-            sampled = sample_puzzles(
-                input_path, sample, seed=seed, report=report, progress=progress
-            )
-            puzzles: Iterator[Puzzle] = iter(sampled)
-            bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=len(sampled))
-        else:
-            puzzles = iter_puzzles(input_path, limit=limit, report=report)
-            if limit is not None:
-                bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
-            else:
-                bar = tqdm(
-                    desc=f"puzzles ({input_path.name})",
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    disable=not progress,
-                    total=input_path.stat().st_size,
-                )
-        by_bytes = sample is None and limit is None
+        resumed = len(list(chunks_dir.glob("*.jsonl"))) if run_directory.resuming else 0
+        plan = _plan(input_path, chunks_dir, settings, progress)
         if executor.kind == "local":
-            counts = _filter_chunks(
-                puzzles,
-                report,
-                chunks_dir,
-                [(strong, strong_history), (weak, weak_history)],
-                thresholds,
-                chunk_size,
-                batch_size,
-                bar,
-                by_bytes,
-            )
+            networks = [(strong, settings.strong_history), (weak, settings.weak_history)]
+            counts = _filter_chunks(plan, networks, settings.thresholds, settings.batch_size)
         else:
-            job = FilterJob(strong, weak, strong_history, weak_history, thresholds, batch_size)
-            counts = _filter_chunks_on(
-                executor, job, puzzles, report, chunks_dir, chunk_size, bar, by_bytes
+            job = FilterJob(
+                strong,
+                weak,
+                settings.strong_history,
+                settings.weak_history,
+                settings.thresholds,
+                settings.batch_size,
             )
-        bar.close()
-
-        with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
-            for path in sorted(chunks_dir.glob("*.jsonl")):
-                merged.write(path.read_text(encoding="utf-8"))
-        (output / "dataset.jsonl.tmp").replace(output / "dataset.jsonl")
+            counts = _filter_chunks_on(plan, executor, job)
+        plan.bar.close()
+        chunks = _merge_chunks(chunks_dir, output / "dataset.jsonl")
         seconds = time.perf_counter() - started
-        run = {
-            **settings,
-            "format_version": DATASET_FORMAT_VERSION,
-            "rows": {
-                "read": report.rows,
-                "kept": report.kept,
-                "skipped": dict(report.skipped),
-                "skipped_lines": report.lines,
-            },
-            "stage_counts": counts,
-            "seconds": round(seconds, 2),
-            "executor": executor.describe(),
-            "versions": versions(),
-        }
-        write_text_atomically(output / "run.json", json.dumps(run, indent=2))
-    return FilterRun(output, report, counts, seconds)
+        run_directory.write_record(
+            format_version=DATASET_FORMAT_VERSION,
+            rows=plan.report.to_json(),
+            stage_counts=counts,
+            seconds=round(seconds, 2),
+            executor=executor.describe(),
+        )
+    return FilterRun(output, plan.report, counts, seconds, chunks=chunks, chunks_resumed=resumed)
+
+
+def _recorded_settings(
+    strong: LeelaNetwork, weak: LeelaNetwork, input_path: Path, settings: FilterSettings
+) -> dict[str, Any]:
+    """What ``settings.json`` and ``run.json`` record (and a resumed run must match)."""
+    return {
+        "input": str(input_path),
+        "input_sha256": sha256_file(input_path),
+        "strong": {
+            "source": strong.source,
+            "sha256": strong.sha256,
+            "history": settings.strong_history,
+        },
+        "weak": {"source": weak.source, "sha256": weak.sha256, "history": settings.weak_history},
+        "thresholds": asdict(settings.thresholds),
+        "limit": settings.limit,
+        "sample": settings.sample,
+        "seed": settings.seed,
+        "chunk_size": settings.chunk_size,
+    }
+
+
+@dataclass
+class _ChunkPlan:
+    """The puzzles of one run and where their chunks go, shared by both executors' loops."""
+
+    puzzles: Iterator[Puzzle]
+    report: SkipReport
+    chunks_dir: Path
+    chunk_size: int
+    bar: Any
+    by_bytes: bool
+    """The bar counts the input's bytes (no ``limit`` or ``sample``)."""
+
+
+def _plan(
+    input_path: Path, chunks_dir: Path, settings: FilterSettings, progress: bool
+) -> _ChunkPlan:
+    """The puzzles to filter (all, the first ``limit`` or a ``sample``) and their bar."""
+    report = SkipReport()
+    if settings.sample is not None:
+        sampled = sample_puzzles(
+            input_path, settings.sample, seed=settings.seed, report=report, progress=progress
+        )
+        puzzles: Iterator[Puzzle] = iter(sampled)
+        bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=len(sampled))
+    else:
+        puzzles = iter_puzzles(input_path, limit=settings.limit, report=report)
+        if settings.limit is not None:
+            bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=settings.limit)
+        else:
+            bar = tqdm(
+                desc=f"puzzles ({input_path.name})",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                total=input_path.stat().st_size,
+            )
+    by_bytes = settings.sample is None and settings.limit is None
+    return _ChunkPlan(puzzles, report, chunks_dir, settings.chunk_size, bar, by_bytes)
+
+
+def _merge_chunks(chunks_dir: Path, target: Path) -> int:
+    """Concatenate the chunk files in order into ``target`` (atomically); returns how many."""
+    paths = sorted(chunks_dir.glob("*.jsonl"))
+    temporary = target.with_name(target.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as merged:
+        for path in paths:
+            merged.write(path.read_text(encoding="utf-8"))
+    temporary.replace(target)
+    return len(paths)
 
 
 def _finished_run(output: Path) -> FilterRun:
     """The record of a complete filter run in ``output``."""
-    run = json.loads((output / "run.json").read_text(encoding="utf-8"))
-    rows = run.get("rows", {})
-    report = SkipReport(
-        rows=rows.get("read", 0),
-        kept=rows.get("kept", 0),
-        skipped=Counter(rows.get("skipped", {})),
-        lines=rows.get("skipped_lines", {}),
-    )
+    run = read_run_record(output, hint="rerun `leelalab puzzles filter` with --overwrite")
+    report = SkipReport.from_json(run.get("rows", {}))
+    if not isinstance(run.get("stage_counts"), dict):
+        raise ResultsError(f"{output / 'run.json'}: not the record of a filter run")
+    chunks = len(list((output / "chunks").glob("*.jsonl")))
     return FilterRun(
-        output, report, run["stage_counts"], run.get("seconds", 0.0), already_complete=True
+        output,
+        report,
+        run["stage_counts"],
+        run.get("seconds", 0.0),
+        already_complete=True,
+        chunks=chunks,
     )
 
 
 def _filter_chunks(
-    puzzles: Iterator[Puzzle],
-    report: SkipReport,
-    chunks_dir: Path,
+    plan: _ChunkPlan,
     networks: list[tuple[LeelaNetwork, HistoryMode]],
     thresholds: Thresholds,
-    chunk_size: int,
     batch_size: int,
-    bar: Any,
-    by_bytes: bool,
 ) -> dict[str, int]:
     """Evaluate, filter and write every missing chunk; returns the stage counts of all."""
-    counts = dict.fromkeys(
-        [
-            "puzzles",
-            "not_mate_in_1",
-            "pv_length",
-            "hard",
-            "correct",
-            "forcing",
-            "selected",
-            "different_targets_selected",
-        ],
-        0,
+    counts = _new_counts()
+    puzzles, report, chunks_dir, chunk_size = (
+        plan.puzzles,
+        plan.report,
+        plan.chunks_dir,
+        plan.chunk_size,
     )
+    bar, by_bytes = plan.bar, plan.by_bytes
 
     def chunks() -> Iterator[tuple[int, list[Puzzle], list[int]]]:
         """Chunks of puzzles, each with the byte position after each of its puzzles."""
@@ -660,19 +675,17 @@ class FilterJob(NetworkJob):
         return f"chunk {number} (puzzles {payload[0].id}…{payload[-1].id})"
 
 
-def _filter_chunks_on(
-    executor: Executor,
-    job: FilterJob,
-    puzzles: Iterator[Puzzle],
-    report: SkipReport,
-    chunks_dir: Path,
-    chunk_size: int,
-    bar: Any,
-    by_bytes: bool,
-) -> dict[str, int]:
+def _filter_chunks_on(plan: _ChunkPlan, executor: Executor, job: FilterJob) -> dict[str, int]:
     """:func:`_filter_chunks` on another executor: the driver reads the puzzles and writes
     each chunk's file when its result comes back; workers evaluate."""
     counts = _new_counts()
+    puzzles, report, chunks_dir, chunk_size = (
+        plan.puzzles,
+        plan.report,
+        plan.chunks_dir,
+        plan.chunk_size,
+    )
+    bar, by_bytes = plan.bar, plan.by_bytes
     spans: dict[int, int] = {}
     last = 0
 
