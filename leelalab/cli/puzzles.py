@@ -10,20 +10,28 @@ from typing import Any
 from leelalab.cli.common import (
     add_command,
     add_device,
+    add_directory,
     add_executor,
     add_group,
     add_net,
     add_no_progress,
     add_output,
     add_overwrite,
+    add_overwrite_file,
     add_seed,
+    check_figure_output,
+    check_output_file,
     executor_from,
+    make_parent,
     note,
     note_resumed,
-    positive_int,
     print_table,
 )
 from leelalab.errors import LeelaLabError
+
+DATASET_HELP = "a dataset directory (leelalab puzzles filter)"
+NETWORK_SUFFIXES = (".pb.gz",)
+"""What ``train`` and ``distill`` write: a gzipped lc0 network, named as lc0 expects."""
 
 
 def _dataset_settings(directory: str | Path) -> dict[str, Any]:
@@ -66,36 +74,46 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
 
 def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import default_weak_network, load_network
-    from leelalab.puzzles.filter import corrupt_dataset
+    from leelalab.puzzles.filter import corrupt_dataset, resumable_chunks
+    from leelalab.puzzles.settings import CorruptSettings
 
+    options = CorruptSettings(stockfish=args.stockfish, chunk_size=args.chunk_size)
     settings = _dataset_settings(args.directory)
+    executor = executor_from(args)
     strong_name = args.strong or settings["strong"]["source"]
     strong = load_network(strong_name, device=args.device)
     weak = load_network(
         args.weak or settings["weak"]["source"] or default_weak_network(strong_name),
         device=args.device,
     )
+    done = 0 if args.overwrite else resumable_chunks(args.directory)
+    if done:
+        note_resumed(f"the corruption search in {args.directory}", done, None, "chunks")
     counts = corrupt_dataset(
         args.directory,
         strong,
         weak,
-        stockfish=args.stockfish,
+        settings=options,
         progress=not args.no_progress,
         overwrite=args.overwrite,
-        chunk_size=args.chunk_size,
-        executor=executor_from(args),
+        executor=executor,
     )
     print(f"{counts['corrupted']} of {counts['selected']} selected puzzles have a corruption")
     return 0
 
 
 def cmd_puzzles_show(args: argparse.Namespace) -> int:
+    if args.id is None:
+        return _list_puzzles(args.directory)
+    if args.output is None:
+        raise LeelaLabError("puzzles show --id needs --output (the figure to write)")
     from leelalab.inference.networks import load_network
     from leelalab.models.evaluation import evaluate
     from leelalab.plots.boards import network_name, puzzle_figure, save_figure
     from leelalab.puzzles.filter import find_record, line_boards
     from leelalab.puzzles.reader import Puzzle
 
+    output = check_figure_output(args.output, overwrite=args.overwrite)
     settings = _dataset_settings(args.directory)
     record = find_record(args.directory, args.id)
     network = load_network(args.net or settings["strong"]["source"], device=args.device)
@@ -109,18 +127,34 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
         title=f"Puzzle {puzzle.id}",
         network=network_name(network.source),
     )
-    for path in save_figure(figure, args.output):
+    for path in save_figure(figure, make_parent(output)):
         note(f"wrote {path}")
+    return 0
+
+
+def _list_puzzles(directory: str) -> int:
+    """``puzzles show DIR`` without ``--id``: the selected puzzles, to pick an id from."""
+    from leelalab.puzzles.dataset import iter_dataset
+
+    _dataset_settings(directory)  # a directory of another kind: one line
+    rows = [["id", "rating", "moves", "corrupted"]]
+    for item in iter_dataset(directory, selected_only=True):
+        corrupted = "n/a" if item.corruption is None else "yes"
+        rows.append([item.id, str(item.puzzle.rating), str(item.n_moves), corrupted])
+    if len(rows) == 1:
+        note(f"{directory} has no selected puzzles")
+        return 0
+    print_table(rows, sys.stdout, align="lrrl")
+    note(f"{len(rows) - 1} selected puzzles; draw one with --id ID --output FIGURE.pdf")
     return 0
 
 
 def cmd_puzzles_export(args: argparse.Namespace) -> int:
     from leelalab.puzzles.filter import export_dataset
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise LeelaLabError(f"{args.output} exists; pass --overwrite to replace it")
-    count = export_dataset(args.directory, args.output)
-    note(f"wrote {count} puzzles to {args.output}")
+    output = check_output_file(args.output, overwrite=args.overwrite)
+    count = export_dataset(args.directory, output)
+    note(f"wrote {count} puzzles to {output}")
     return 0
 
 
@@ -128,8 +162,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network
     from leelalab.training.distill import DistillConfig, distill
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise LeelaLabError(f"{args.output} exists; pass --overwrite to replace it")
+    output = check_output_file(args.output, overwrite=args.overwrite, suffixes=NETWORK_SUFFIXES)
     config = DistillConfig(
         positions=args.positions,
         blocks=args.blocks,
@@ -138,8 +171,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     teacher = load_network(args.net, device=args.device)
-    report = distill(teacher, args.output, config, progress=not args.no_progress)
-    note(f"wrote {args.output} (and {args.output}.run.json)")
+    report = distill(teacher, make_parent(output), config, progress=not args.no_progress)
+    note(f"wrote {output} (and {output}.run.json)")
     print(
         f"held-out agreement with the teacher: top-1 {report.top1_agreement:.1%}, "
         f"KL {report.policy_kl:.3f}, W/D/L MAE {report.wdl_mae:.3f}"
@@ -151,6 +184,7 @@ def register(commands: Any) -> None:
     """Add ``puzzles filter|corrupt|show|export`` and ``distill``."""
     from leelalab.puzzles.settings import FilterSettings
     from leelalab.runs.experiment import add_settings_options
+
     _, puzzle_commands = add_group(commands, "puzzles", "the Lichess puzzle pipeline", "puzzles")
 
     filtering = add_command(
@@ -182,7 +216,7 @@ def register(commands: Any) -> None:
     corrupt = add_command(
         puzzle_commands, "corrupt", "find a corrupted twin for every selected puzzle"
     )
-    corrupt.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
+    add_directory(corrupt, DATASET_HELP)
     corrupt.add_argument(
         "--strong", "--net", dest="strong", help="strong network (default: the filter's)"
     )
@@ -190,15 +224,13 @@ def register(commands: Any) -> None:
     corrupt.add_argument(
         "--stockfish",
         nargs="?",
-        const=True,
+        const="stockfish",
         default=None,
         metavar="PATH",
         help="keep only corruptions Stockfish confirms (PATH, or found on PATH / in /usr/games)",
     )
     add_overwrite(corrupt)
-    corrupt.add_argument(
-        "--chunk-size", type=positive_int, default=8, help="puzzles per resumable chunk"
-    )
+    corrupt.add_argument("--chunk-size", type=int, default=8, help="puzzles per resumable chunk")
     add_device(corrupt)
     add_no_progress(corrupt)
     add_executor(corrupt)
@@ -207,29 +239,32 @@ def register(commands: Any) -> None:
     show = add_command(
         puzzle_commands, "show", "draw a puzzle as in the paper's Figure 2 (PDF and PNG)"
     )
-    show.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
-    show.add_argument("--id", required=True, help="Lichess puzzle id")
-    add_output(show, "figure path (.pdf; the .png is written beside it)")
+    add_directory(show, DATASET_HELP)
+    show.add_argument(
+        "--id", help="Lichess puzzle id (default: list the selected puzzles' ids and stop)"
+    )
+    add_output(
+        show,
+        "the figure file (STEM.pdf; STEM.png is written beside it; needed with --id)",
+        required=False,
+    )
+    add_overwrite_file(show)
     add_net(show, default=None, help="network for the policy bars (default: the strong one)")
     add_device(show)
     show.set_defaults(run=cmd_puzzles_show)
 
     export = add_command(puzzle_commands, "export", "export a filtered dataset as JSONL")
-    export.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
-    add_output(export, "the JSONL file to write", positional=True)
-    export.add_argument(
-        "--overwrite", action="store_true", help="replace the output file if it exists"
-    )
+    add_directory(export, DATASET_HELP)
+    add_output(export, "the JSONL file to write (a file)", positional=True)
+    add_overwrite_file(export)
     export.set_defaults(run=cmd_puzzles_export)
 
     distill = add_command(
         commands, "distill", "distil a small weak ResNet from a teacher's sampled self-play"
     )
     add_net(distill, aliases=("--teacher",), help="the teacher network")
-    add_output(distill, "output .pb.gz (its run.json is written beside it)")
-    distill.add_argument(
-        "--overwrite", action="store_true", help="replace the output file if it exists"
-    )
+    add_output(distill, "the network file to write (.pb.gz; OUTPUT.run.json is written beside it)")
+    add_overwrite_file(distill)
     distill.add_argument(
         "--positions", type=int, default=40_000, help="self-play positions (a tenth held out)"
     )

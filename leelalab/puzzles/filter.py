@@ -55,7 +55,7 @@ from leelalab.puzzles.reader import (
     iter_puzzles,
     sample_puzzles,
 )
-from leelalab.puzzles.settings import FilterSettings, Thresholds
+from leelalab.puzzles.settings import CorruptSettings, FilterSettings, Thresholds
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
 from leelalab.runs.records import read_run_record
 from leelalab.runs.results import (
@@ -743,19 +743,20 @@ def corrupt_dataset(
     strong: LeelaNetwork,
     weak: LeelaNetwork,
     thresholds: CorruptionThresholds | None = None,
+    settings: CorruptSettings | None = None,
     *,
-    stockfish: str | bool | None = None,
     progress: bool = True,
-    ids: Collection[str] | None = None,
     overwrite: bool = False,
-    chunk_size: int = 8,
     executor: Executor = LOCAL,
+    **options: Any,
 ) -> dict[str, int]:
     """Find a corruption for every selected puzzle of a filtered dataset.
 
-    The search runs in fixed chunks of ``chunk_size`` puzzles, each saved as it finishes
-    (``corruptions.parts/``), so an interrupted search resumes; chunks run on ``executor``
-    (in this process, or Ray workers that load both networks once) with the same result.
+    ``settings`` (:class:`~leelalab.puzzles.settings.CorruptSettings`, or as before its
+    fields ``stockfish`` and ``chunk_size`` as keywords): the search runs in fixed chunks
+    of ``chunk_size`` puzzles, each saved as it finishes (``corruptions.parts/``), so an
+    interrupted search resumes; chunks run on ``executor`` (in this process, or Ray workers
+    that load both networks once) with the same result.
 
     With ``stockfish`` (True, or the engine's path), a corruption is kept only when
     Stockfish confirms that the first move stops working (:func:`stockfish_confirms`).
@@ -767,81 +768,58 @@ def corrupt_dataset(
     nothing is computed; with other (or unrecorded) settings the call is refused unless
     ``overwrite``.
 
-    With ``ids``, the puzzles with these ids are corrupted instead of the selected ones
-    (e.g. a stratum that the filter did not select) and ``corruptions.jsonl`` is *extended*:
-    entries of other puzzles are kept, and puzzles that already have an entry are not
-    searched again, so such a run resumes where it stopped (the file is rewritten every
-    ``_CORRUPTION_SAVE_EVERY`` puzzles). A later selected-puzzle run with ``overwrite``
-    rewrites the file and drops those extra entries.
+    The keyword ``ids=`` is :func:`corrupt_ids` (kept for older callers).
 
     Raises:
         DatasetError: ``directory`` is not a filtered dataset, or its corruptions were made
             with other settings (and not ``overwrite``).
     """
     from leelalab.puzzles.corruptions import CorruptionThresholds
-    from leelalab.puzzles.dataset import DatasetError, iter_dataset
+    from leelalab.puzzles.dataset import iter_dataset
 
-    started = time.perf_counter()
+    ids = options.pop("ids", None)
+    if options.get("stockfish") is True:  # the older spelling of "find it"
+        options["stockfish"] = "stockfish"
+    if settings is None:
+        settings = CorruptSettings(**options)
+    elif options:
+        raise TypeError("pass either a CorruptSettings object or keyword settings, not both")
     thresholds = thresholds or CorruptionThresholds()
+    if ids is not None:
+        return corrupt_ids(
+            directory, strong, weak, ids, thresholds, stockfish=settings.stockfish,
+            progress=progress,
+        )  # fmt: skip
+    started = time.perf_counter()
     directory = Path(directory)
     source = _dataset_path(directory)
-    engine = _stockfish_path(stockfish) if stockfish else None
-    if ids is not None:
-        return _corrupt_ids(
-            directory, strong, weak, thresholds, set(ids), stockfish=engine, progress=progress
-        )
-    settings = {
+    engine = _stockfish_path(settings.stockfish) if settings.stockfish else None
+    recorded = {
         "dataset_sha256": sha256_file(source),
         "strong": {"source": strong.source, "sha256": strong.sha256},
         "weak": {"source": weak.source, "sha256": weak.sha256},
         "thresholds": asdict(thresholds),
         "stockfish": engine,
     }
-    target = directory / "corruptions.jsonl"
-    run_path = directory / "run.json"
-    run = _read_run_json(run_path) if run_path.is_file() else {}
-    previous = run.get("corruption") or {}
-    if target.is_file() and not overwrite:
-        if "settings" in previous and same_settings(previous["settings"], settings):
-            return dict(previous["counts"])
-        made = "with other settings" if "settings" in previous else "by an earlier run"
-        raise DatasetError(
-            f"{directory} already has corruptions.jsonl made {made}; pass --overwrite to "
-            "recompute it"
-        )
+    previous = _previous_corruptions(directory, recorded, overwrite)
+    if previous is not None:
+        return previous
     selected = [item.puzzle for item in iter_dataset(directory, selected_only=True)]
-    parts_dir = directory / "corruptions.parts"
     job = CorruptionJob(strong, weak, thresholds, engine)
     parts = RunDirectory(
-        parts_dir,
-        {**settings, "chunk_size": chunk_size},
+        directory / PARTS,
+        {**recorded, "chunk_size": settings.chunk_size},
         overwrite=overwrite,
         what="interrupted corruption search",
     )
-    bar = tqdm(total=len(selected), desc="corruptions", unit="puzzle", disable=not progress)
-
-    def pending() -> Iterator[tuple[int, list[Puzzle]]]:
-        for number, start in enumerate(range(0, len(selected), chunk_size)):
-            chunk = selected[start : start + chunk_size]
-            if (parts_dir / f"{number:05d}.jsonl").exists():
-                bar.update(len(chunk))
-            else:
-                yield number, chunk
-
-    def write(number: int, text: str) -> None:
-        write_text_atomically(parts_dir / f"{number:05d}.jsonl", text)
-        bar.update(text.count("\n"))
-
-    with parts:
-        map_chunks(job, pending(), write, executor)
-    bar.close()
-    text = "".join(path.read_text(encoding="utf-8") for path in sorted(parts_dir.glob("*.jsonl")))
+    text = _search_in_chunks(parts, job, selected, settings.chunk_size, progress, executor)
     found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
+    target = directory / "corruptions.jsonl"
     write_text_atomically(target, text)
-    shutil.rmtree(parts_dir, ignore_errors=True)
+    shutil.rmtree(parts.path, ignore_errors=True)  # a folder of ours: RunDirectory made it
     counts = {"selected": len(selected), "corrupted": found}
-    run["corruption"] = {
-        "settings": settings,
+    corruption = {
+        "settings": recorded,
         "thresholds": asdict(thresholds),
         "counts": counts,
         "corruptions_sha256": sha256_file(target),
@@ -849,8 +827,77 @@ def corrupt_dataset(
         "executor": executor.describe(),
         "versions": versions(),
     }
-    write_text_atomically(run_path, json.dumps(run, indent=2))
+    _update_run_record(directory, {"corruption": corruption}, target.name)
     return counts
+
+
+PARTS = "corruptions.parts"
+"""The chunks of an unfinished corruption search, inside the dataset directory."""
+
+
+def resumable_chunks(directory: str | os.PathLike[str]) -> int:
+    """Chunks an interrupted ``puzzles corrupt`` left in ``directory`` (0: none)."""
+    parts = Path(directory) / PARTS
+    return len(list(parts.glob("*.jsonl"))) if (parts / "settings.json").is_file() else 0
+
+
+def _previous_corruptions(
+    directory: Path, recorded: dict[str, Any], overwrite: bool
+) -> dict[str, int] | None:
+    """The counts of corruptions already made with these settings (None: compute them);
+    corruptions made otherwise are refused unless ``overwrite``."""
+    from leelalab.puzzles.dataset import DatasetError
+
+    if not (directory / "corruptions.jsonl").is_file() or overwrite:
+        return None
+    run = _read_run_json(directory / "run.json") if (directory / "run.json").is_file() else {}
+    previous = run.get("corruption") or {}
+    if "settings" in previous and same_settings(previous["settings"], recorded):
+        return dict(previous["counts"])
+    made = "with other settings" if "settings" in previous else "by an earlier run"
+    raise DatasetError(
+        f"{directory} already has corruptions.jsonl made {made}; pass --overwrite to recompute it"
+    )
+
+
+def _search_in_chunks(
+    parts: RunDirectory,
+    job: CorruptionJob,
+    selected: list[Puzzle],
+    chunk_size: int,
+    progress: bool,
+    executor: Executor,
+) -> str:
+    """Run ``job`` over the missing chunks of ``selected`` in ``parts``; all chunks' text."""
+    bar = tqdm(total=len(selected), desc="corruptions", unit="puzzle", disable=not progress)
+
+    def pending() -> Iterator[tuple[int, list[Puzzle]]]:
+        for number, start in enumerate(range(0, len(selected), chunk_size)):
+            chunk = selected[start : start + chunk_size]
+            if (parts.path / f"{number:05d}.jsonl").exists():
+                bar.update(len(chunk))
+            else:
+                yield number, chunk
+
+    def write(number: int, text: str) -> None:
+        write_text_atomically(parts.path / f"{number:05d}.jsonl", text)
+        bar.update(text.count("\n"))
+
+    with parts:
+        map_chunks(job, pending(), write, executor)
+    bar.close()
+    return "".join(path.read_text(encoding="utf-8") for path in sorted(parts.path.glob("*.jsonl")))
+
+
+def _update_run_record(directory: Path, fields: dict[str, Any], output: str) -> None:
+    """Add ``fields`` to a dataset's run record and ``output`` to the files it lists, so
+    that ``puzzles filter --overwrite`` replaces that file too (and nothing of a user's)."""
+    path = directory / "run.json"
+    run = _read_run_json(path) if path.is_file() else {}
+    run.update(fields)
+    if isinstance(run.get("outputs"), list) and output not in run["outputs"]:
+        run["outputs"] = sorted([*run["outputs"], output])
+    write_text_atomically(path, json.dumps(run, indent=2))
 
 
 class CorruptionJob(NetworkJob):
@@ -921,19 +968,32 @@ def _puzzle_corruption(
     return entry
 
 
-def _corrupt_ids(
+def corrupt_ids(
     directory: str | os.PathLike[str],
     strong: LeelaNetwork,
     weak: LeelaNetwork,
-    thresholds: CorruptionThresholds,
-    ids: set[str],
+    ids: Collection[str],
+    thresholds: CorruptionThresholds | None = None,
     *,
-    stockfish: str | None,
-    progress: bool,
+    stockfish: str | bool | None = None,
+    progress: bool = True,
 ) -> dict[str, int]:
-    """:func:`corrupt_dataset` for given puzzle ids, extending ``corruptions.jsonl``."""
+    """:func:`corrupt_dataset` for the puzzles with these ids, extending ``corruptions.jsonl``.
+
+    The puzzles with these ids are corrupted instead of the selected ones (e.g. a stratum
+    that the filter did not select) and ``corruptions.jsonl`` is *extended*: entries of
+    other puzzles are kept, and puzzles that already have an entry are not searched again,
+    so such a run resumes where it stopped (the file is rewritten every
+    ``_CORRUPTION_SAVE_EVERY`` puzzles). A later selected-puzzle run with ``overwrite``
+    rewrites the file and drops those extra entries.
+    """
+    from leelalab.puzzles.corruptions import CorruptionThresholds
     from leelalab.puzzles.dataset import DatasetError
 
+    thresholds = thresholds or CorruptionThresholds()
+    _dataset_path(directory)
+    engine = _stockfish_path(stockfish) if stockfish else None
+    ids = set(ids)
     source = _dataset_path(directory)
     target = Path(directory) / "corruptions.jsonl"
     entries: dict[str, Any] = {}
@@ -965,7 +1025,7 @@ def _corrupt_ids(
         disable=not progress,
     )
     for number, record in enumerate(todo, start=1):
-        entries[record["id"]] = _corruption_entry(record, strong, weak, thresholds, stockfish)
+        entries[record["id"]] = _corruption_entry(record, strong, weak, thresholds, engine)
         if number % _CORRUPTION_SAVE_EVERY == 0:
             save()
         bar.update(1)
@@ -1072,6 +1132,7 @@ def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[
             corruptions[entry["id"]] = entry.get("corruption")
     count = 0
     target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)  # the dataset was checked above
     temporary = target.with_name(target.name + ".tmp")
     try:
         with temporary.open("w", encoding="utf-8") as writer:

@@ -70,3 +70,15 @@ class FilterSettings(Settings):
         if unknown:
             raise TypeError(f"filter_puzzles() got unexpected arguments: {', '.join(unknown)}")
         return cls(**options)
+
+
+@dataclass(frozen=True)
+class CorruptSettings(Settings):
+    """How ``leelalab puzzles corrupt`` runs (the corruption thresholds are separate)."""
+
+    stockfish: str | None = setting(
+        None,
+        "the Stockfish binary that must confirm each corruption ('stockfish': found on PATH "
+        "or in /usr/games; None: no check)",
+    )
+    chunk_size: int = setting(8, "puzzles per resumable chunk", minimum=1)
