@@ -13,8 +13,13 @@ from leelalab.cli.common import (
     add_no_progress,
     add_output,
     add_overwrite,
+    add_overwrite_file,
     add_seed,
+    check_figure_output,
+    check_output_file,
+    make_parent,
     note,
+    note_resumed,
     positive_int,
     print_table,
 )
@@ -72,6 +77,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network, resolve_device
     from leelalab.training.trainer import train
 
+    output = check_output_file(args.output, overwrite=args.overwrite, suffixes=(".pb.gz",))
     if args.threads:
         torch.set_num_threads(args.threads)
     config = train_config(args)
@@ -89,13 +95,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     report = train(
         teacher,
-        args.output,
+        output,
         config,
         checkpoints=args.checkpoints,
         overwrite=args.overwrite,
         device=device,
         progress=not args.no_progress,
         on_epoch=on_epoch,
+        on_resume=lambda done, total: note_resumed(output, done, total, "epochs"),
     )
     held = report.held_out
     rows = [
@@ -129,8 +136,9 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
     from leelalab.plots.boards import save_figure
     from leelalab.plots.training import load_run, training_figure
 
+    output = check_figure_output(args.output, overwrite=args.overwrite)
     figure = training_figure(load_run(args.network_run), title=args.title or "")
-    for path in save_figure(figure, args.output):
+    for path in save_figure(figure, make_parent(output)):
         note(f"wrote {path}")
     return 0
 
@@ -141,9 +149,13 @@ def register(commands: Any, plot_commands: Any) -> None:
         plot_commands, "training", "held-out agreement and losses per epoch of a training run"
     )
     plot.add_argument(
-        "network_run", metavar="RUN", help="a trained network (.pb.gz) or its .run.json"
+        "network_run",
+        metavar="NETWORK",
+        help="what `leelalab train` wrote: the network (.pb.gz) or its run record "
+        "(NETWORK.run.json)",
     )
-    add_output(plot, "figure path (.pdf; a .png is written beside it)")
+    add_output(plot, "the figure file (STEM.pdf; STEM.png is written beside it)")
+    add_overwrite_file(plot)
     plot.add_argument("--title", help="figure title (default: the student and schedule)")
     plot.set_defaults(run=cmd_plot_training)
     parser = add_command(
@@ -159,7 +171,10 @@ def register(commands: Any, plot_commands: Any) -> None:
         ),
     )
     add_net(parser, help="the teacher network (file or bundled name)", aliases=("--teacher",))
-    add_output(parser, "the trained network (.pb.gz); OUTPUT.run.json is written beside it")
+    add_output(
+        parser,
+        "the network file to write (must end in .pb.gz); OUTPUT.run.json is written beside it",
+    )
     parser.add_argument("--checkpoints", help="checkpoint directory (default: OUTPUT.checkpoints)")
     add_overwrite(parser)
     add_seed(parser, "seed of the student's initialisation, the self-play and the batches")

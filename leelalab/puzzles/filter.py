@@ -775,7 +775,7 @@ def corrupt_dataset(
             with other settings (and not ``overwrite``).
     """
     from leelalab.puzzles.corruptions import CorruptionThresholds
-    from leelalab.puzzles.dataset import iter_dataset
+    from leelalab.puzzles.dataset import DatasetError, iter_dataset
 
     ids = options.pop("ids", None)
     if options.get("stockfish") is True:  # the older spelling of "find it"
@@ -805,6 +805,8 @@ def corrupt_dataset(
     if previous is not None:
         return previous
     selected = [item.puzzle for item in iter_dataset(directory, selected_only=True)]
+    if not selected:
+        raise DatasetError(f"{directory}: no selected puzzles to corrupt (the filter kept none)")
     job = CorruptionJob(strong, weak, thresholds, engine)
     parts = RunDirectory(
         directory / PARTS,

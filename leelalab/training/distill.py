@@ -10,12 +10,10 @@ of the self-play positions measures agreement with the teacher.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import chess
 import numpy as np
@@ -36,6 +34,7 @@ from leelalab.lc0.weights.file import NetworkFormat, save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
 from leelalab.models.resnet import ResNet
+from leelalab.runs.records import sha256_file, write_run_record
 
 
 @dataclass(frozen=True)
@@ -99,9 +98,13 @@ def self_play_positions(
     return positions[:count]
 
 
-def _targets(
-    teacher: LeelaNetwork, boards: list[chess.Board], batch: int
+def distillation_targets(
+    teacher: LeelaNetwork, boards: list[chess.Board], batch: int = 256
 ) -> tuple[np.ndarray, ...]:
+    """What a student learns from ``teacher`` on ``boards`` (``batch`` per forward pass):
+    ``(planes, policy, mask, wdl)`` — the input planes (lc0 history), the teacher's
+    legal-move distribution over the 1858 policy indices (0 off the legal moves), the
+    legal-move mask and the teacher's W/D/L."""
     input_format = int(teacher.network_format.input)
     planes_all, policy_all, mask_all, wdl_all = [], [], [], []
     for start in range(0, len(boards), batch):
@@ -128,6 +131,10 @@ def _targets(
         np.concatenate(mask_all),
         np.concatenate(wdl_all),
     )
+
+
+_targets = distillation_targets
+"""The older, private name of :func:`distillation_targets` (kept for existing imports)."""
 
 
 def new_student(config: DistillConfig, input_format: int = 1) -> ResNet:
@@ -185,7 +192,7 @@ def distill(
         progress=progress,
     )
     planes, policy, mask, wdl = (
-        torch.from_numpy(a) for a in _targets(teacher, boards, config.batch_size)
+        torch.from_numpy(a) for a in distillation_targets(teacher, boards, config.batch_size)
     )
     order = torch.randperm(len(boards), generator=torch.Generator().manual_seed(config.seed))
     held = order[: len(boards) // 10]
@@ -232,12 +239,12 @@ def distill(
             seconds=round(time.perf_counter() - started, 1),
         )
     path = save_weights(student.to_lc0(), output)
-    run = {
+    record = {
         "teacher": {"source": teacher.source, "sha256": teacher.sha256},
         "config": asdict(config),
         "report": asdict(report),
-        "output_sha256": __import__("hashlib").sha256(path.read_bytes()).hexdigest(),
+        "output_sha256": sha256_file(path),
         "torch": torch.__version__,
     }
-    Path(str(path) + ".run.json").write_text(json.dumps(run, indent=2))
+    write_run_record(path, record, seconds=report.seconds)
     return report
