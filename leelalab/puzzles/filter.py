@@ -57,7 +57,7 @@ from leelalab.puzzles.reader import (
 )
 from leelalab.puzzles.settings import CorruptSettings, FilterSettings, Thresholds
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
-from leelalab.runs.records import read_run_record
+from leelalab.runs.records import RecordError, read_json, read_run_record
 from leelalab.runs.results import (
     ResultsError,
     RunDirectory,
@@ -1040,12 +1040,11 @@ def corrupt_ids(
     }
     run_path = Path(directory) / "run.json"
     if run_path.exists():
-        run = json.loads(run_path.read_text())
+        run = _read_run_json(run_path)
         digest = hashlib.sha256(" ".join(sorted(ids)).encode()).hexdigest()
         subsets = [s for s in run.get("corruption_subsets", []) if s.get("ids_sha256") != digest]
         subsets.append({"ids_sha256": digest, "thresholds": asdict(thresholds), "counts": counts})
-        run["corruption_subsets"] = subsets
-        write_text_atomically(run_path, json.dumps(run, indent=2))
+        _update_run_record(Path(directory), {"corruption_subsets": subsets}, target.name)
     return counts
 
 
@@ -1074,12 +1073,9 @@ def _read_run_json(path: Path) -> dict[str, Any]:
     from leelalab.puzzles.dataset import DatasetError
 
     try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: unreadable ({error})") from None
-    if not isinstance(run, dict):
-        raise DatasetError(f"{path}: not a run record (a JSON object)")
-    return run
+        return read_json(path, what="run record", hint="rerun `leelalab puzzles filter`")
+    except RecordError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _dataset_path(directory: str | os.PathLike[str]) -> Path:

@@ -290,3 +290,17 @@ def test_distill_output_is_checked_first(net, tmp_path, capsys) -> None:
     assert main(["distill", "--net", net, "--output", str(existing), "--positions", "10"]) == 1
     assert "--overwrite" in no_internal_error(capsys)
     assert existing.read_bytes() == b"keep me"
+
+
+def test_filter_overwrite_replaces_the_corruptions_too(net, tmp_path, capsys) -> None:
+    # corruptions.jsonl belongs to the dataset: a new filter run must not keep the old one.
+    output = tmp_path / "run"
+    loose = ["--hard", "1", "--correct", "0", "--forcing", "0"]
+    assert main(filter_args(net, output, "--limit", "3", *loose)) == 0
+    args = ["puzzles", "corrupt", str(output), "--net", net, "--weak", net, "--no-progress"]
+    assert main(args) == 0
+    assert "corruptions.jsonl" in json.loads((output / "run.json").read_text())["outputs"]
+    (output / "notes.txt").write_text("mine")
+    assert main(filter_args(net, output, "--limit", "4", *loose, "--overwrite")) == 0
+    assert not (output / "corruptions.jsonl").exists()
+    assert (output / "notes.txt").read_text() == "mine"
