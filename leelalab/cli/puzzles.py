@@ -18,7 +18,6 @@ from leelalab.cli.common import (
     add_output,
     add_overwrite,
     add_overwrite_file,
-    add_seed,
     check_figure_output,
     check_output_file,
     executor_from,
@@ -160,16 +159,12 @@ def cmd_puzzles_export(args: argparse.Namespace) -> int:
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network
-    from leelalab.training.distill import DistillConfig, distill
+    from leelalab.runs.experiment import settings_from_args
+    from leelalab.training.distill import distill
+    from leelalab.training.settings import DistillSettings
 
     output = check_output_file(args.output, overwrite=args.overwrite, suffixes=NETWORK_SUFFIXES)
-    config = DistillConfig(
-        positions=args.positions,
-        blocks=args.blocks,
-        filters=args.filters,
-        epochs=args.epochs,
-        seed=args.seed,
-    )
+    config = settings_from_args(DistillSettings, args)
     teacher = load_network(args.net, device=args.device)
     report = distill(teacher, make_parent(output), config, progress=not args.no_progress)
     note(f"wrote {output} (and {output}.run.json)")
@@ -184,6 +179,7 @@ def register(commands: Any) -> None:
     """Add ``puzzles filter|corrupt|show|export`` and ``distill``."""
     from leelalab.puzzles.settings import FilterSettings
     from leelalab.runs.experiment import add_settings_options
+    from leelalab.training.settings import DistillSettings
 
     _, puzzle_commands = add_group(commands, "puzzles", "the Lichess puzzle pipeline", "puzzles")
 
@@ -265,13 +261,11 @@ def register(commands: Any) -> None:
     add_net(distill, aliases=("--teacher",), help="the teacher network")
     add_output(distill, "the network file to write (.pb.gz; OUTPUT.run.json is written beside it)")
     add_overwrite_file(distill)
-    distill.add_argument(
-        "--positions", type=int, default=40_000, help="self-play positions (a tenth held out)"
+    add_settings_options(
+        distill,
+        DistillSettings,
+        exclude=("games_in_parallel", "max_plies", "batch_size", "learning_rate"),
     )
-    distill.add_argument("--blocks", type=int, default=2, help="residual blocks of the student")
-    distill.add_argument("--filters", type=int, default=16, help="channels of the student")
-    distill.add_argument("--epochs", type=int, default=8, help="passes over the positions")
-    add_seed(distill, "seed of self-play sampling and training")
     add_device(distill)
     add_no_progress(distill)
     distill.set_defaults(run=cmd_distill)

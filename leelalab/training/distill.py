@@ -35,20 +35,10 @@ from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
 from leelalab.models.resnet import ResNet
 from leelalab.runs.records import sha256_file, write_run_record
+from leelalab.training.settings import DistillSettings
 
-
-@dataclass(frozen=True)
-class DistillConfig:
-    positions: int = 40_000
-    """Self-play positions generated (a tenth is held out)."""
-    games_in_parallel: int = 128
-    max_plies: int = 160
-    blocks: int = 2
-    filters: int = 16
-    epochs: int = 8
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    seed: int = 0
+DistillConfig = DistillSettings
+"""The distillation settings under their older name."""
 
 
 @dataclass
@@ -175,11 +165,12 @@ def _losses(
 def distill(
     teacher: LeelaNetwork,
     output: str | os.PathLike[str],
-    config: DistillConfig = DistillConfig(),
+    config: DistillSettings | None = None,
     *,
     progress: bool = True,
 ) -> DistillReport:
     """Distil ``teacher`` into a small ResNet written to ``output`` (+ ``run.json`` beside it)."""
+    config = config or DistillSettings()
     started = time.perf_counter()
     random.seed(config.seed)
     torch.manual_seed(config.seed)

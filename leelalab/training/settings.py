@@ -123,3 +123,19 @@ class TrainSettings(Settings):
         student["smolgen"] = self.smolgen
         student["policy_size"] = self.policy_size or self.d_model
         return TrainConfig(student=StudentConfig(**student), **values)
+
+
+@dataclass(frozen=True)
+class DistillSettings(Settings):
+    """``leelalab distill``: a small ResNet learns a teacher's self-play (see
+    :mod:`leelalab.training.distill`)."""
+
+    positions: int = setting(40_000, "self-play positions (a tenth held out)", minimum=10)
+    games_in_parallel: int = setting(128, "self-play games played at once", minimum=1)
+    max_plies: int = setting(160, "self-play games are cut at this ply", minimum=1)
+    blocks: int = setting(2, "residual blocks of the student", minimum=1)
+    filters: int = setting(16, "channels of the student", minimum=1)
+    epochs: int = setting(8, "passes over the positions", minimum=1)
+    batch_size: int = setting(256, "positions per optimiser step", minimum=1)
+    learning_rate: float = setting(3e-3, "peak Adam rate", minimum=0.0, exclusive_minimum=True)
+    seed: int = setting(0, "seed of self-play sampling and training")

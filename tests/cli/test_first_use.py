@@ -304,3 +304,12 @@ def test_filter_overwrite_replaces_the_corruptions_too(net, tmp_path, capsys) ->
     assert main(filter_args(net, output, "--limit", "4", *loose, "--overwrite")) == 0
     assert not (output / "corruptions.jsonl").exists()
     assert (output / "notes.txt").read_text() == "mine"
+
+
+def test_out_of_range_distill_settings_are_one_line(net, tmp_path, capsys) -> None:
+    output = tmp_path / "weak.pb.gz"
+    assert main(["distill", "--net", net, "--output", str(output), "--positions", "5"]) == 1
+    assert "--positions" in no_internal_error(capsys)
+    assert main(["distill", "--net", net, "--output", str(output), "--epochs", "0"]) == 1
+    assert "--epochs" in no_internal_error(capsys)
+    assert not output.exists()
