@@ -98,6 +98,20 @@ def add_net(
         parser.add_argument("--net", *aliases, dest="net", default=default, help=help)
 
 
+def add_strong_weak(
+    parser: argparse.ArgumentParser,
+    *,
+    strong_default: str | None,
+    strong_help: str,
+    weak_help: str,
+) -> None:
+    """``--strong`` (alias ``--net``: the network under study) and ``--weak``."""
+    parser.add_argument(
+        "--strong", "--net", dest="strong", default=strong_default, help=strong_help
+    )
+    parser.add_argument("--weak", help=weak_help)
+
+
 def add_output(
     parser: argparse.ArgumentParser,
     help: str,

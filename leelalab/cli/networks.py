@@ -19,6 +19,7 @@ from leelalab.cli.common import (
     add_net,
     add_no_progress,
     add_output,
+    add_overwrite_file,
     note,
     print_table,
 )
@@ -180,12 +181,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_overwrite_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the output file if it exists"
-    )
-
-
 def register(commands: Any) -> None:
     """Add ``info``, ``eval``, ``convert`` and ``demo``."""
     info = add_command(commands, "info", "describe a network file (and list its hook points)")
@@ -214,7 +209,7 @@ def register(commands: Any) -> None:
         "--positions", help='JSONL input, one {"fen": ..., "moves": [UCI, ...]} per line'
     )
     add_output(evaluate, "JSONL output (with --positions), one line per input line", required=False)
-    _add_overwrite_file(evaluate)
+    add_overwrite_file(evaluate)
     add_history(evaluate)
     add_batch_size(evaluate, 256)
     add_device(evaluate)
@@ -237,7 +232,7 @@ def register(commands: Any) -> None:
     )
     add_net(convert, positional=True, default=None)
     add_output(convert, "the output file; its suffix picks the format", positional=True)
-    _add_overwrite_file(convert)
+    add_overwrite_file(convert)
     convert.add_argument(
         "--encoding",
         choices=("linear16", "float16", "bfloat16", "float32"),

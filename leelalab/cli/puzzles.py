@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from leelalab.cli.common import (
+    DEFAULT_NETWORK,
     add_command,
     add_device,
     add_directory,
@@ -18,6 +19,7 @@ from leelalab.cli.common import (
     add_output,
     add_overwrite,
     add_overwrite_file,
+    add_strong_weak,
     check_figure_output,
     check_output_file,
     executor_from,
@@ -188,15 +190,11 @@ def register(commands: Any) -> None:
         "filter",
         "evaluate puzzles with a strong and a weak network and filter them",
     )
-    filtering.add_argument(
-        "--strong",
-        "--net",
-        dest="strong",
-        default="maia-1900",
-        help="the strong network (the one under study)",
-    )
-    filtering.add_argument(
-        "--weak", help="the weak network (default for maia-1900: the shipped weak-maia-1900)"
+    add_strong_weak(
+        filtering,
+        strong_default=DEFAULT_NETWORK,
+        strong_help="the strong network (the one under study)",
+        weak_help="the weak network (default for maia-1900: the shipped weak-maia-1900)",
     )
     filtering.add_argument(
         "--input", help="Lichess puzzle CSV or .csv.zst (default: the shipped sample)"
@@ -213,10 +211,12 @@ def register(commands: Any) -> None:
         puzzle_commands, "corrupt", "find a corrupted twin for every selected puzzle"
     )
     add_directory(corrupt, DATASET_HELP)
-    corrupt.add_argument(
-        "--strong", "--net", dest="strong", help="strong network (default: the filter's)"
+    add_strong_weak(
+        corrupt,
+        strong_default=None,
+        strong_help="strong network (default: the filter's)",
+        weak_help="weak network (default: the filter's)",
     )
-    corrupt.add_argument("--weak", help="weak network (default: the filter's)")
     corrupt.add_argument(
         "--stockfish",
         nargs="?",

@@ -485,6 +485,11 @@ class _ChunkPlan:
     by_bytes: bool
     """The bar counts the input's bytes (no ``limit`` or ``sample``)."""
 
+    def unpacked(self) -> tuple[Iterator[Puzzle], SkipReport, Path, int, Any, bool]:
+        return (
+            self.puzzles, self.report, self.chunks_dir, self.chunk_size, self.bar, self.by_bytes
+        )  # fmt: skip
+
 
 def _plan(
     input_path: Path, chunks_dir: Path, settings: FilterSettings, progress: bool
@@ -550,13 +555,7 @@ def _filter_chunks(
 ) -> dict[str, int]:
     """Evaluate, filter and write every missing chunk; returns the stage counts of all."""
     counts = _new_counts()
-    puzzles, report, chunks_dir, chunk_size = (
-        plan.puzzles,
-        plan.report,
-        plan.chunks_dir,
-        plan.chunk_size,
-    )
-    bar, by_bytes = plan.bar, plan.by_bytes
+    puzzles, report, chunks_dir, chunk_size, bar, by_bytes = plan.unpacked()
 
     def chunks() -> Iterator[tuple[int, list[Puzzle], list[int]]]:
         """Chunks of puzzles, each with the byte position after each of its puzzles."""
@@ -679,13 +678,7 @@ def _filter_chunks_on(plan: _ChunkPlan, executor: Executor, job: FilterJob) -> d
     """:func:`_filter_chunks` on another executor: the driver reads the puzzles and writes
     each chunk's file when its result comes back; workers evaluate."""
     counts = _new_counts()
-    puzzles, report, chunks_dir, chunk_size = (
-        plan.puzzles,
-        plan.report,
-        plan.chunks_dir,
-        plan.chunk_size,
-    )
-    bar, by_bytes = plan.bar, plan.by_bytes
+    puzzles, report, chunks_dir, chunk_size, bar, by_bytes = plan.unpacked()
     spans: dict[int, int] = {}
     last = 0
 

@@ -21,15 +21,7 @@ import torch
 from tqdm.auto import tqdm
 
 from leelalab.lc0 import encoding, policy_map
-from leelalab.lc0.weights.enums import (
-    DefaultActivation,
-    InputFormat,
-    MovesLeftFormat,
-    NetworkStructure,
-    OutputFormat,
-    PolicyFormat,
-    ValueFormat,
-)
+from leelalab.lc0.weights import enums
 from leelalab.lc0.weights.file import NetworkFormat, save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
@@ -129,13 +121,13 @@ _targets = distillation_targets
 
 def new_student(config: DistillConfig, input_format: int = 1) -> ResNet:
     network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL,
-        network=NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        policy=PolicyFormat.CONVOLUTION,
-        value=ValueFormat.WDL,
-        moves_left=MovesLeftFormat.NONE,
-        default_activation=DefaultActivation.RELU,
+        input=enums.InputFormat(input_format),
+        output=enums.OutputFormat.WDL,
+        network=enums.NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
+        policy=enums.PolicyFormat.CONVOLUTION,
+        value=enums.ValueFormat.WDL,
+        moves_left=enums.MovesLeftFormat.NONE,
+        default_activation=enums.DefaultActivation.RELU,
     )
     return ResNet(
         network_format,
