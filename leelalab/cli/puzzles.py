@@ -19,6 +19,7 @@ from leelalab.cli.common import (
     add_output,
     add_overwrite,
     add_overwrite_file,
+    add_run_options,
     add_strong_weak,
     check_figure_output,
     check_output_file,
@@ -77,8 +78,9 @@ def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import default_weak_network, load_network
     from leelalab.puzzles.filter import corrupt_dataset, resumable_chunks
     from leelalab.puzzles.settings import CorruptSettings
+    from leelalab.runs.experiment import settings_from_args
 
-    options = CorruptSettings(stockfish=args.stockfish, chunk_size=args.chunk_size)
+    options = settings_from_args(CorruptSettings, args)
     settings = _dataset_settings(args.directory)
     executor = executor_from(args)
     strong_name = args.strong or settings["strong"]["source"]
@@ -179,11 +181,16 @@ def cmd_distill(args: argparse.Namespace) -> int:
 
 def register(commands: Any) -> None:
     """Add ``puzzles filter|corrupt|show|export`` and ``distill``."""
+    _, puzzle_commands = add_group(commands, "puzzles", "the Lichess puzzle pipeline", "puzzles")
+    _register_filter(puzzle_commands)
+    _register_corrupt(puzzle_commands)
+    _register_show_and_export(puzzle_commands)
+    _register_distill(commands)
+
+
+def _register_filter(puzzle_commands: Any) -> None:
     from leelalab.puzzles.settings import FilterSettings
     from leelalab.runs.experiment import add_settings_options
-    from leelalab.training.settings import DistillSettings
-
-    _, puzzle_commands = add_group(commands, "puzzles", "the Lichess puzzle pipeline", "puzzles")
 
     filtering = add_command(
         puzzle_commands,
@@ -199,13 +206,15 @@ def register(commands: Any) -> None:
     filtering.add_argument(
         "--input", help="Lichess puzzle CSV or .csv.zst (default: the shipped sample)"
     )
-    add_output(filtering, "output directory (resumable: rerun the same command to continue)")
-    add_overwrite(filtering)
+    add_run_options(filtering, "output directory (resumable: rerun the same command to continue)")
     add_settings_options(filtering, FilterSettings)
-    add_device(filtering)
-    add_no_progress(filtering)
     add_executor(filtering)
     filtering.set_defaults(run=cmd_puzzles_filter)
+
+
+def _register_corrupt(puzzle_commands: Any) -> None:
+    from leelalab.puzzles.settings import CorruptSettings
+    from leelalab.runs.experiment import add_settings_options
 
     corrupt = add_command(
         puzzle_commands, "corrupt", "find a corrupted twin for every selected puzzle"
@@ -226,12 +235,14 @@ def register(commands: Any) -> None:
         help="keep only corruptions Stockfish confirms (PATH, or found on PATH / in /usr/games)",
     )
     add_overwrite(corrupt)
-    corrupt.add_argument("--chunk-size", type=int, default=8, help="puzzles per resumable chunk")
+    add_settings_options(corrupt, CorruptSettings, exclude=("stockfish",))
     add_device(corrupt)
     add_no_progress(corrupt)
     add_executor(corrupt)
     corrupt.set_defaults(run=cmd_puzzles_corrupt)
 
+
+def _register_show_and_export(puzzle_commands: Any) -> None:
     show = add_command(
         puzzle_commands, "show", "draw a puzzle as in the paper's Figure 2 (PDF and PNG)"
     )
@@ -255,17 +266,23 @@ def register(commands: Any) -> None:
     add_overwrite_file(export)
     export.set_defaults(run=cmd_puzzles_export)
 
+
+def _register_distill(commands: Any) -> None:
+    from leelalab.runs.experiment import add_settings_options
+    from leelalab.training.settings import DistillSettings
+
     distill = add_command(
         commands, "distill", "distil a small weak ResNet from a teacher's sampled self-play"
     )
     add_net(distill, aliases=("--teacher",), help="the teacher network")
-    add_output(distill, "the network file to write (.pb.gz; OUTPUT.run.json is written beside it)")
-    add_overwrite_file(distill)
+    add_run_options(
+        distill,
+        "the network file to write (.pb.gz; OUTPUT.run.json is written beside it)",
+        file=True,
+    )
     add_settings_options(
         distill,
         DistillSettings,
         exclude=("games_in_parallel", "max_plies", "batch_size", "learning_rate"),
     )
-    add_device(distill)
-    add_no_progress(distill)
     distill.set_defaults(run=cmd_distill)
