@@ -323,9 +323,14 @@ class _Checkpoint:
         record = self.directory / VALIDATION_STATE
         if not (tensors.is_file() and record.is_file()):
             return None
-        return positions_from_arrays(
-            load_file(str(tensors)), json.loads(record.read_text(encoding="utf-8"))
-        )
+        try:
+            boards = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise TrainingError(
+                f"{record}: unreadable held-out positions ({error}); pass --overwrite to start "
+                "again"
+            ) from None
+        return positions_from_arrays(load_file(str(tensors)), boards)
 
     def write_validation(self, positions: list[Position]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

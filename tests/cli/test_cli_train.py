@@ -39,7 +39,7 @@ def test_train_writes_a_network_and_its_record(
     # Info describes it like any lc0 file.
     assert main(["info", str(output)]) == 0
     assert "attention" in capsys.readouterr().out.lower()
-    figure = tmp_path / "curve.pdf"
+    figure = tmp_path / "figures" / "curve.pdf"  # a folder that does not exist yet
     assert main(["plot", "training", str(output), "--output", str(figure)]) == 0
     assert figure.stat().st_size > 0 and figure.with_suffix(".png").stat().st_size > 0
     # A file that is not a training record: one line.
