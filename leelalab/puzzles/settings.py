@@ -10,17 +10,28 @@ from leelalab.runs.experiment import Settings, setting
 
 
 @dataclass(frozen=True)
-class Thresholds:
-    """Filter thresholds (defaults: the look-ahead paper's)."""
+class Thresholds(Settings):
+    """Filter thresholds (defaults: the look-ahead paper's), validated."""
 
-    hard: float = 0.05
-    """The weak network's probability of the 1st move must be below this."""
-    correct: float = 0.5
-    """The strong network's probability of every solver move must be above this."""
-    forcing: float = 0.7
-    """The weak network's probability of the opponent's reply must be above this."""
-    min_pv_plies: int = 3
-    """Plies after the opponent's first move."""
+    hard: float = setting(
+        0.05,
+        "the weak network's probability of the 1st move must be below this",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    correct: float = setting(
+        0.5,
+        "the strong network's probability of every solver move must be above this",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    forcing: float = setting(
+        0.7,
+        "the weak network's probability of the opponent's reply must be above this",
+        minimum=0.0,
+        maximum=1.0,
+    )
+    min_pv_plies: int = setting(3, "plies after the opponent's first move", minimum=1)
 
 
 HISTORY_MODES = ("lc0", "none", "repeat")

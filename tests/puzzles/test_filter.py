@@ -463,3 +463,20 @@ def test_export_keeps_the_fen_with_its_en_passant_square(nets, tmp_path: Path) -
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert records[0]["fen"] == lines[1].split(",")[1]
     assert records[1]["fen"] == ep_fen and records[1]["moves"][0] == "e5d6"
+
+
+def test_filter_settings_validate_and_take_the_older_keywords() -> None:
+    from leelalab.puzzles.settings import FilterSettings, Thresholds
+    from leelalab.runs.experiment import SettingsError
+
+    with pytest.raises(SettingsError, match="--hard"):
+        Thresholds(hard=1.5)
+    with pytest.raises(SettingsError, match="--min-pv-plies"):
+        FilterSettings(min_pv_plies=0)
+    with pytest.raises(SettingsError, match="--strong-history"):
+        FilterSettings(strong_history="sometimes")
+    older = FilterSettings.from_options({"thresholds": Thresholds(hard=0.2), "limit": 5})
+    assert older == FilterSettings(hard=0.2, limit=5)
+    assert older.thresholds == Thresholds(hard=0.2)
+    with pytest.raises(TypeError, match="bogus"):
+        FilterSettings.from_options({"bogus": 1})
