@@ -20,6 +20,7 @@ from leelalab.cli.common import (
     add_no_progress,
     add_output,
     add_overwrite_file,
+    check_output_file,
     note,
     print_table,
 )
@@ -169,14 +170,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from leelalab.errors import LeelaLabError
     from leelalab.inference.convert import convert
     from leelalab.lc0.weights.enums import Encoding
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise LeelaLabError(f"{args.output} exists; pass --overwrite to replace it")
+    output = check_output_file(args.output, overwrite=args.overwrite, what="network file")
     encoding = Encoding[args.encoding.upper()]
-    path = convert(args.net, args.output, input_format=args.input_format, encoding=encoding)
+    path = convert(args.net, output, input_format=args.input_format, encoding=encoding)
     note(f"wrote {path}")
     return 0
 
