@@ -771,12 +771,7 @@ def corrupt_dataset(
     from leelalab.puzzles.dataset import DatasetError, iter_dataset
 
     ids = options.pop("ids", None)
-    if options.get("stockfish") is True:  # the older spelling of "find it"
-        options["stockfish"] = "stockfish"
-    if settings is None:
-        settings = CorruptSettings(**options)
-    elif options:
-        raise TypeError("pass either a CorruptSettings object or keyword settings, not both")
+    settings = CorruptSettings.from_options(settings, options)
     thresholds = thresholds or CorruptionThresholds()
     if ids is not None:
         return corrupt_ids(
@@ -808,14 +803,14 @@ def corrupt_dataset(
         what="interrupted corruption search",
     )
     text = _search_in_chunks(parts, job, selected, settings.chunk_size, progress, executor)
-    found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
     target = directory / "corruptions.jsonl"
     write_text_atomically(target, text)
     shutil.rmtree(parts.path, ignore_errors=True)  # a folder of ours: RunDirectory made it
+    found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
     counts = {"selected": len(selected), "corrupted": found}
     corruption = {
         "settings": recorded,
-        "thresholds": asdict(thresholds),
+        "thresholds": recorded["thresholds"],
         "counts": counts,
         "corruptions_sha256": sha256_file(target),
         "seconds": round(time.perf_counter() - started, 2),

@@ -93,3 +93,17 @@ class CorruptSettings(Settings):
         "or in /usr/games; None: no check)",
     )
     chunk_size: int = setting(8, "puzzles per resumable chunk", minimum=1)
+
+    @classmethod
+    def from_options(
+        cls, settings: CorruptSettings | None, options: dict[str, Any]
+    ) -> CorruptSettings:
+        """``settings``, or the keyword arguments ``corrupt_dataset`` took before it took a
+        settings object (``stockfish=True`` meaning "find it")."""
+        if settings is not None:
+            if options:
+                raise TypeError("pass either a CorruptSettings object or keyword settings")
+            return settings
+        if options.get("stockfish") is True:
+            options = {**options, "stockfish": "stockfish"}
+        return cls(**options)

@@ -313,3 +313,20 @@ def test_out_of_range_distill_settings_are_one_line(net, tmp_path, capsys) -> No
     assert main(["distill", "--net", net, "--output", str(output), "--epochs", "0"]) == 1
     assert "--epochs" in no_internal_error(capsys)
     assert not output.exists()
+
+
+def test_a_filter_run_of_an_older_leelalab_is_still_complete(net, tmp_path, capsys) -> None:
+    # Records written before the one run record had no "format" and no "outputs".
+    output = tmp_path / "run"
+    assert main(filter_args(net, output, "--limit", "6")) == 0
+    record = json.loads((output / "run.json").read_text())
+    for key in ("format", "outputs"):
+        del record[key]
+    (output / "run.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert main(filter_args(net, output, "--limit", "6")) == 0
+    assert "already holds this run" in capsys.readouterr().err
+    (output / "notes.txt").write_text("mine")
+    assert main(filter_args(net, output, "--limit", "7", "--overwrite")) == 0
+    assert (output / "notes.txt").read_text() == "mine"
+    assert len((output / "dataset.jsonl").read_text().splitlines()) == 7
