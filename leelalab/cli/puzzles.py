@@ -140,9 +140,10 @@ def _list_puzzles(directory: str) -> int:
     from leelalab.puzzles.dataset import iter_dataset
 
     _dataset_settings(directory)  # a directory of another kind: one line
-    rows = [["id", "rating", "moves", "corrupted"]]
+    searched = (Path(directory) / "corruptions.jsonl").is_file()  # else: not searched yet
+    rows = [["id", "rating", "moves", "corrupted twin"]]
     for item in iter_dataset(directory, selected_only=True):
-        corrupted = "n/a" if item.corruption is None else "yes"
+        corrupted = "yes" if item.corruption is not None else "no" if searched else "-"
         rows.append([item.id, str(item.puzzle.rating), str(item.n_moves), corrupted])
     if len(rows) == 1:
         note(f"{directory} has no selected puzzles")
