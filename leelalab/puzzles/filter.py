@@ -83,10 +83,12 @@ class LineEvaluation:
     wdl: list[list[float]] = field(default_factory=list)
 
 
-def line_boards(puzzle: Puzzle) -> list[chess.Board]:
-    """The positions where each solution move is played, with the history lc0 would get.
+def line_boards(puzzle: Puzzle, *, final: bool = False) -> list[chess.Board]:
+    """The positions where each solution move is played, with the history lc0 would get;
+    with ``final``, the position after the line's last move too.
 
     The root is the puzzle FEN, so the opponent's move and every ply since are real history.
+    The one line-walker of the package: analyses take their boards from here.
     """
     board = chess.Board(puzzle.fen)
     # Lines were replayed and validated when the puzzle was read: push without re-checking.
@@ -95,6 +97,8 @@ def line_boards(puzzle: Puzzle) -> list[chess.Board]:
     for uci in puzzle.moves[1:]:
         boards.append(board.copy())
         board.push(chess.Move.from_uci(uci))
+    if final:
+        boards.append(board.copy())
     return boards
 
 

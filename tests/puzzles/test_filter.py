@@ -480,3 +480,17 @@ def test_filter_settings_validate_and_take_the_older_keywords() -> None:
     assert older.thresholds == Thresholds(hard=0.2)
     with pytest.raises(TypeError, match="bogus"):
         FilterSettings.from_options({"bogus": 1})
+
+
+def test_line_boards_with_the_final_position() -> None:
+    import chess
+
+    from leelalab.puzzles.filter import line_boards
+
+    start = chess.STARTING_FEN
+    puzzle = Puzzle("p", start, ("e2e4", "e7e5", "g1f3", "b8c6"))
+    boards = line_boards(puzzle)
+    assert [b.move_stack[-1].uci() for b in boards] == ["e2e4", "e7e5", "g1f3"]
+    with_final = line_boards(puzzle, final=True)
+    assert with_final[:-1] == boards
+    assert [m.uci() for m in with_final[-1].move_stack] == list(puzzle.moves)
