@@ -46,7 +46,7 @@ from leelalab.runs.results import (
     versions,
     write_text_atomically,
 )
-from leelalab.training.distill import _targets
+from leelalab.training.distill import distillation_targets as _targets
 
 
 def _first_trained_layer(model: LeelaNetwork, trainable: str) -> int:

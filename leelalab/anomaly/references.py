@@ -38,7 +38,8 @@ from leelalab.runs.results import (
     versions,
     write_text_atomically,
 )
-from leelalab.training.distill import DistillConfig, _targets, new_student
+from leelalab.training.distill import DistillConfig, new_student
+from leelalab.training.distill import distillation_targets as _targets
 
 
 def _reference_chunk(

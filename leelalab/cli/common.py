@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from leelalab.errors import LeelaLabError
+
 DEFAULT_NETWORK = "maia-1900"
 HISTORY_CHOICES = ("lc0", "none", "repeat")
 NET_HELP = (
@@ -96,6 +98,20 @@ def add_net(
         parser.add_argument("--net", *aliases, dest="net", default=default, help=help)
 
 
+def add_strong_weak(
+    parser: argparse.ArgumentParser,
+    *,
+    strong_default: str | None,
+    strong_help: str,
+    weak_help: str,
+) -> None:
+    """``--strong`` (alias ``--net``: the network under study) and ``--weak``."""
+    parser.add_argument(
+        "--strong", "--net", dest="strong", default=strong_default, help=strong_help
+    )
+    parser.add_argument("--weak", help=weak_help)
+
+
 def add_output(
     parser: argparse.ArgumentParser,
     help: str,
@@ -112,12 +128,43 @@ def add_output(
 
 
 def add_overwrite(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` of a run directory (only the files the old run wrote are removed)."""
     parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace an existing output instead of refusing (a finished run with the same "
-        "settings is otherwise kept, an unfinished one resumed)",
+        "settings is otherwise kept, an unfinished one resumed; files of yours in the "
+        "directory stay)",
     )
+
+
+def add_overwrite_file(parser: argparse.ArgumentParser) -> None:
+    """``--overwrite`` of a command whose ``--output`` is one file (or a figure's two)."""
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the output file if it exists"
+    )
+
+
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    output: str,
+    *,
+    file: bool = False,
+    seed: str | None = None,
+    progress: bool = True,
+    device: bool = True,
+) -> None:
+    """The options every run shares, spelled once: ``--output`` (help ``output``) with
+    ``--overwrite`` (of a directory, or of one file with ``file``), then ``--seed`` (when
+    ``seed`` is its help), ``--device`` and ``--no-progress``."""
+    add_output(parser, output)
+    (add_overwrite_file if file else add_overwrite)(parser)
+    if seed is not None:
+        add_seed(parser, seed)
+    if device:
+        add_device(parser)
+    if progress:
+        add_no_progress(parser)
 
 
 def add_no_progress(parser: argparse.ArgumentParser) -> None:
@@ -242,6 +289,61 @@ def network_from_dataset(args: argparse.Namespace, directory: str | Path | None 
 
         name = dataset_network(directory, "strong", remedy="pass --net")
     return load_network(name, device=getattr(args, "device", "cpu"))
+
+
+def check_output_file(
+    path: str | Path,
+    *,
+    overwrite: bool,
+    suffixes: Sequence[str] = (),
+    what: str = "output file",
+) -> Path:
+    """``--output`` of a command that writes one file, checked before any work is done.
+
+    Refused: a name not ending in one of ``suffixes`` (when given), a directory, an existing
+    file without ``overwrite``, a parent that is a file. Nothing is created here: call
+    :func:`make_parent` just before writing.
+    """
+    path = Path(path)
+    if suffixes and not path.name.endswith(tuple(suffixes)):
+        raise LeelaLabError(f"{path}: the {what} must end in {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise LeelaLabError(f"{path} is a directory; --output names the {what} to write")
+    if path.exists() and not overwrite:
+        raise LeelaLabError(f"{path} exists; pass --overwrite to replace it")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise LeelaLabError(f"{path}: {parent} is a file, not a folder")
+            break
+    return path
+
+
+def check_figure_output(path: str | Path, *, overwrite: bool) -> Path:
+    """``--output`` of a figure command: ``STEM.pdf`` and ``STEM.png`` are written, so
+    either existing is refused without ``overwrite`` (see :func:`check_output_file`)."""
+    path = Path(path)
+    for figure in (path.with_suffix(".pdf"), path.with_suffix(".png")):
+        check_output_file(figure, overwrite=overwrite, what="figure")
+    return path
+
+
+def make_parent(path: str | Path) -> Path:
+    """Create the folder ``path`` goes into (after the inputs were checked)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def note_resumed(what: str | Path, done: int, total: int | None, unit: str) -> None:
+    """``resuming WHAT: N of M UNIT done`` on stderr, for every resumable command."""
+    of_total = f" of {total}" if total is not None else ""
+    note(f"resuming {what}: {done}{of_total} {unit} done")
+
+
+def add_directory(parser: argparse.ArgumentParser, help: str) -> None:
+    """The positional run or dataset directory, named ``DIR`` in every command."""
+    parser.add_argument("directory", metavar="DIR", help=help)
 
 
 def print_table(rows: Sequence[Sequence[str]], out: TextIO | None = None, align: str = "") -> None:

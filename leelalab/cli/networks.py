@@ -19,6 +19,8 @@ from leelalab.cli.common import (
     add_net,
     add_no_progress,
     add_output,
+    add_overwrite_file,
+    check_output_file,
     note,
     print_table,
 )
@@ -168,22 +170,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from leelalab.errors import LeelaLabError
     from leelalab.inference.convert import convert
     from leelalab.lc0.weights.enums import Encoding
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise LeelaLabError(f"{args.output} exists; pass --overwrite to replace it")
+    output = check_output_file(args.output, overwrite=args.overwrite, what="network file")
     encoding = Encoding[args.encoding.upper()]
-    path = convert(args.net, args.output, input_format=args.input_format, encoding=encoding)
+    path = convert(args.net, output, input_format=args.input_format, encoding=encoding)
     note(f"wrote {path}")
     return 0
-
-
-def _add_overwrite_file(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace the output file if it exists"
-    )
 
 
 def register(commands: Any) -> None:
@@ -214,7 +208,7 @@ def register(commands: Any) -> None:
         "--positions", help='JSONL input, one {"fen": ..., "moves": [UCI, ...]} per line'
     )
     add_output(evaluate, "JSONL output (with --positions), one line per input line", required=False)
-    _add_overwrite_file(evaluate)
+    add_overwrite_file(evaluate)
     add_history(evaluate)
     add_batch_size(evaluate, 256)
     add_device(evaluate)
@@ -237,7 +231,7 @@ def register(commands: Any) -> None:
     )
     add_net(convert, positional=True, default=None)
     add_output(convert, "the output file; its suffix picks the format", positional=True)
-    _add_overwrite_file(convert)
+    add_overwrite_file(convert)
     convert.add_argument(
         "--encoding",
         choices=("linear16", "float16", "bfloat16", "float32"),

@@ -8,24 +8,32 @@ from pathlib import Path
 from typing import Any
 
 from leelalab.cli.common import (
-    add_batch_size,
+    DEFAULT_NETWORK,
     add_command,
     add_device,
+    add_directory,
     add_executor,
     add_group,
-    add_history,
-    add_limit,
     add_net,
     add_no_progress,
     add_output,
     add_overwrite,
-    add_seed,
+    add_overwrite_file,
+    add_run_options,
+    add_strong_weak,
+    check_figure_output,
+    check_output_file,
     executor_from,
+    make_parent,
     note,
-    positive_int,
+    note_resumed,
     print_table,
 )
 from leelalab.errors import LeelaLabError
+
+DATASET_HELP = "a dataset directory (leelalab puzzles filter)"
+NETWORK_SUFFIXES = (".pb.gz",)
+"""What ``train`` and ``distill`` write: a gzipped lc0 network, named as lc0 expects."""
 
 
 def _dataset_settings(directory: str | Path) -> dict[str, Any]:
@@ -36,33 +44,29 @@ def _dataset_settings(directory: str | Path) -> dict[str, Any]:
 
 def cmd_puzzles_filter(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import default_weak_network, load_network
-    from leelalab.puzzles.filter import Thresholds, filter_puzzles
+    from leelalab.puzzles.filter import filter_puzzles
     from leelalab.puzzles.reader import shipped_puzzles_path
+    from leelalab.puzzles.settings import FilterSettings
+    from leelalab.runs.experiment import settings_from_args
 
+    settings = settings_from_args(FilterSettings, args)  # out of range: one line, first
+    executor = executor_from(args)
     strong = load_network(args.strong, device=args.device)
     weak = load_network(args.weak or default_weak_network(args.strong), device=args.device)
-    thresholds = Thresholds(
-        hard=args.hard, correct=args.correct, forcing=args.forcing, min_pv_plies=args.min_pv_plies
-    )
     run = filter_puzzles(
         strong,
         weak,
         Path(args.input) if args.input else shipped_puzzles_path(),
         args.output,
-        thresholds=thresholds,
-        strong_history=args.strong_history,
-        weak_history=args.weak_history,
-        limit=args.limit,
-        sample=args.sample,
-        seed=args.seed,
-        chunk_size=args.chunk_size,
-        batch_size=args.batch_size,
+        settings,
         progress=not args.no_progress,
         overwrite=args.overwrite,
-        executor=executor_from(args),
+        executor=executor,
     )
     if run.already_complete:
         note(f"{run.output} already holds this run, complete; nothing to compute")
+    elif run.chunks_resumed:
+        note_resumed(run.output, run.chunks_resumed, run.chunks, "chunks")
     print(run.report)
     rows = [["stage", "puzzles"]] + [[name, str(count)] for name, count in run.counts.items()]
     print_table(rows, sys.stdout, align="lr")
@@ -73,29 +77,40 @@ def cmd_puzzles_filter(args: argparse.Namespace) -> int:
 def cmd_puzzles_corrupt(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import default_weak_network, load_network
     from leelalab.puzzles.dataset import dataset_network
-    from leelalab.puzzles.filter import corrupt_dataset
+    from leelalab.puzzles.filter import corrupt_dataset, resumable_chunks
+    from leelalab.puzzles.settings import CorruptSettings
+    from leelalab.runs.experiment import settings_from_args
 
+    options = settings_from_args(CorruptSettings, args)
+    _dataset_settings(args.directory)  # a directory of another kind: one line
+    executor = executor_from(args)
     strong_name = args.strong or dataset_network(args.directory, "strong")
     strong = load_network(strong_name, device=args.device)
     weak = load_network(
         args.weak or dataset_network(args.directory, "weak") or default_weak_network(strong_name),
         device=args.device,
     )
+    done = 0 if args.overwrite else resumable_chunks(args.directory)
+    if done:
+        note_resumed(f"the corruption search in {args.directory}", done, None, "chunks")
     counts = corrupt_dataset(
         args.directory,
         strong,
         weak,
-        stockfish=args.stockfish,
+        settings=options,
         progress=not args.no_progress,
         overwrite=args.overwrite,
-        chunk_size=args.chunk_size,
-        executor=executor_from(args),
+        executor=executor,
     )
     print(f"{counts['corrupted']} of {counts['selected']} selected puzzles have a corruption")
     return 0
 
 
 def cmd_puzzles_show(args: argparse.Namespace) -> int:
+    if args.id is None:
+        return _list_puzzles(args.directory)
+    if args.output is None:
+        raise LeelaLabError("puzzles show --id needs --output (the figure to write)")
     from leelalab.inference.networks import load_network
     from leelalab.models.evaluation import evaluate
     from leelalab.plots.boards import network_name, puzzle_figure, save_figure
@@ -103,6 +118,7 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
     from leelalab.puzzles.filter import find_record, line_boards
     from leelalab.puzzles.reader import Puzzle
 
+    output = check_figure_output(args.output, overwrite=args.overwrite)
     settings = _dataset_settings(args.directory)
     record = find_record(args.directory, args.id)
     name = args.net or dataset_network(args.directory, "strong", remedy="pass --net")
@@ -117,37 +133,49 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
         title=f"Puzzle {puzzle.id}",
         network=network_name(network.source),
     )
-    for path in save_figure(figure, args.output):
+    for path in save_figure(figure, make_parent(output)):
         note(f"wrote {path}")
+    return 0
+
+
+def _list_puzzles(directory: str) -> int:
+    """``puzzles show DIR`` without ``--id``: the selected puzzles, to pick an id from."""
+    from leelalab.puzzles.dataset import iter_dataset
+
+    _dataset_settings(directory)  # a directory of another kind: one line
+    searched = (Path(directory) / "corruptions.jsonl").is_file()  # else: not searched yet
+    rows = [["id", "rating", "moves", "corrupted twin"]]
+    for item in iter_dataset(directory, selected_only=True):
+        corrupted = "yes" if item.corruption is not None else "no" if searched else "-"
+        rows.append([item.id, str(item.puzzle.rating), str(item.n_moves), corrupted])
+    if len(rows) == 1:
+        note(f"{directory} has no selected puzzles")
+        return 0
+    print_table(rows, sys.stdout, align="lrrl")
+    note(f"{len(rows) - 1} selected puzzles; draw one with --id ID --output FIGURE.pdf")
     return 0
 
 
 def cmd_puzzles_export(args: argparse.Namespace) -> int:
     from leelalab.puzzles.filter import export_dataset
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise LeelaLabError(f"{args.output} exists; pass --overwrite to replace it")
-    count = export_dataset(args.directory, args.output)
-    note(f"wrote {count} puzzles to {args.output}")
+    output = check_output_file(args.output, overwrite=args.overwrite)
+    count = export_dataset(args.directory, output)
+    note(f"wrote {count} puzzles to {output}")
     return 0
 
 
 def cmd_distill(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network
-    from leelalab.training.distill import DistillConfig, distill
+    from leelalab.runs.experiment import settings_from_args
+    from leelalab.training.distill import distill
+    from leelalab.training.settings import DistillSettings
 
-    if Path(args.output).exists() and not args.overwrite:
-        raise LeelaLabError(f"{args.output} exists; pass --overwrite to replace it")
-    config = DistillConfig(
-        positions=args.positions,
-        blocks=args.blocks,
-        filters=args.filters,
-        epochs=args.epochs,
-        seed=args.seed,
-    )
+    output = check_output_file(args.output, overwrite=args.overwrite, suffixes=NETWORK_SUFFIXES)
+    config = settings_from_args(DistillSettings, args)
     teacher = load_network(args.net, device=args.device)
-    report = distill(teacher, args.output, config, progress=not args.no_progress)
-    note(f"wrote {args.output} (and {args.output}.run.json)")
+    report = distill(teacher, make_parent(output), config, progress=not args.no_progress)
+    note(f"wrote {output} (and {output}.run.json)")
     print(
         f"held-out agreement with the teacher: top-1 {report.top1_agreement:.1%}, "
         f"KL {report.policy_kl:.3f}, W/D/L MAE {report.wdl_mae:.3f}"
@@ -158,116 +186,107 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def register(commands: Any) -> None:
     """Add ``puzzles filter|corrupt|show|export`` and ``distill``."""
     _, puzzle_commands = add_group(commands, "puzzles", "the Lichess puzzle pipeline", "puzzles")
+    _register_filter(puzzle_commands)
+    _register_corrupt(puzzle_commands)
+    _register_show_and_export(puzzle_commands)
+    _register_distill(commands)
+
+
+def _register_filter(puzzle_commands: Any) -> None:
+    from leelalab.puzzles.settings import FilterSettings
+    from leelalab.runs.experiment import add_settings_options
 
     filtering = add_command(
         puzzle_commands,
         "filter",
         "evaluate puzzles with a strong and a weak network and filter them",
     )
-    filtering.add_argument(
-        "--strong",
-        "--net",
-        dest="strong",
-        default="maia-1900",
-        help="the strong network (the one under study)",
-    )
-    filtering.add_argument(
-        "--weak", help="the weak network (default for maia-1900: the shipped weak-maia-1900)"
+    add_strong_weak(
+        filtering,
+        strong_default=DEFAULT_NETWORK,
+        strong_help="the strong network (the one under study)",
+        weak_help="the weak network (default for maia-1900: the shipped weak-maia-1900)",
     )
     filtering.add_argument(
         "--input", help="Lichess puzzle CSV or .csv.zst (default: the shipped sample)"
     )
-    add_output(filtering, "output directory (resumable: rerun the same command to continue)")
-    add_overwrite(filtering)
-    add_limit(filtering, "only the first N valid puzzles")
-    filtering.add_argument(
-        "--sample", type=int, help="a seeded uniform random sample of N puzzles (see --seed)"
-    )
-    add_seed(filtering, "seed of --sample")
-    filtering.add_argument(
-        "--hard", type=float, default=0.05, help="hard: weak P(1st move) below this"
-    )
-    filtering.add_argument(
-        "--correct",
-        type=float,
-        default=0.5,
-        help="correct: strong P(every own move of the line) above this",
-    )
-    filtering.add_argument(
-        "--forcing", type=float, default=0.7, help="forcing: weak P(opponent's reply) above this"
-    )
-    filtering.add_argument(
-        "--min-pv-plies", type=int, default=3, help="lines need at least this many plies"
-    )
-    add_history(filtering, "--strong-history", "history planes for the strong network")
-    add_history(filtering, "--weak-history", "history planes for the weak network")
-    filtering.add_argument(
-        "--chunk-size", type=int, default=1024, help="puzzles per resumable chunk"
-    )
-    add_batch_size(filtering, 256)
-    add_device(filtering)
-    add_no_progress(filtering)
+    add_run_options(filtering, "output directory (resumable: rerun the same command to continue)")
+    add_settings_options(filtering, FilterSettings)
     add_executor(filtering)
     filtering.set_defaults(run=cmd_puzzles_filter)
+
+
+def _register_corrupt(puzzle_commands: Any) -> None:
+    from leelalab.puzzles.settings import CorruptSettings
+    from leelalab.runs.experiment import add_settings_options
 
     corrupt = add_command(
         puzzle_commands, "corrupt", "find a corrupted twin for every selected puzzle"
     )
-    corrupt.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
-    corrupt.add_argument(
-        "--strong", "--net", dest="strong", help="strong network (default: the filter's)"
+    add_directory(corrupt, DATASET_HELP)
+    add_strong_weak(
+        corrupt,
+        strong_default=None,
+        strong_help="strong network (default: the filter's)",
+        weak_help="weak network (default: the filter's)",
     )
-    corrupt.add_argument("--weak", help="weak network (default: the filter's)")
     corrupt.add_argument(
         "--stockfish",
         nargs="?",
-        const=True,
+        const="stockfish",
         default=None,
         metavar="PATH",
         help="keep only corruptions Stockfish confirms (PATH, or found on PATH / in /usr/games)",
     )
     add_overwrite(corrupt)
-    corrupt.add_argument(
-        "--chunk-size", type=positive_int, default=8, help="puzzles per resumable chunk"
-    )
+    add_settings_options(corrupt, CorruptSettings, exclude=("stockfish",))
     add_device(corrupt)
     add_no_progress(corrupt)
     add_executor(corrupt)
     corrupt.set_defaults(run=cmd_puzzles_corrupt)
 
+
+def _register_show_and_export(puzzle_commands: Any) -> None:
     show = add_command(
         puzzle_commands, "show", "draw a puzzle as in the paper's Figure 2 (PDF and PNG)"
     )
-    show.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
-    show.add_argument("--id", required=True, help="Lichess puzzle id")
-    add_output(show, "figure path (.pdf; the .png is written beside it)")
+    add_directory(show, DATASET_HELP)
+    show.add_argument(
+        "--id", help="Lichess puzzle id (default: list the selected puzzles' ids and stop)"
+    )
+    add_output(
+        show,
+        "the figure file (STEM.pdf; STEM.png is written beside it; needed with --id)",
+        required=False,
+    )
+    add_overwrite_file(show)
     add_net(show, default=None, help="network for the policy bars (default: the strong one)")
     add_device(show)
     show.set_defaults(run=cmd_puzzles_show)
 
     export = add_command(puzzle_commands, "export", "export a filtered dataset as JSONL")
-    export.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
-    add_output(export, "the JSONL file to write", positional=True)
-    export.add_argument(
-        "--overwrite", action="store_true", help="replace the output file if it exists"
-    )
+    add_directory(export, DATASET_HELP)
+    add_output(export, "the JSONL file to write (a file)", positional=True)
+    add_overwrite_file(export)
     export.set_defaults(run=cmd_puzzles_export)
+
+
+def _register_distill(commands: Any) -> None:
+    from leelalab.runs.experiment import add_settings_options
+    from leelalab.training.settings import DistillSettings
 
     distill = add_command(
         commands, "distill", "distil a small weak ResNet from a teacher's sampled self-play"
     )
     add_net(distill, aliases=("--teacher",), help="the teacher network")
-    add_output(distill, "output .pb.gz (its run.json is written beside it)")
-    distill.add_argument(
-        "--overwrite", action="store_true", help="replace the output file if it exists"
+    add_run_options(
+        distill,
+        "the network file to write (.pb.gz; OUTPUT.run.json is written beside it)",
+        file=True,
     )
-    distill.add_argument(
-        "--positions", type=int, default=40_000, help="self-play positions (a tenth held out)"
+    add_settings_options(
+        distill,
+        DistillSettings,
+        exclude=("games_in_parallel", "max_plies", "batch_size", "learning_rate"),
     )
-    distill.add_argument("--blocks", type=int, default=2, help="residual blocks of the student")
-    distill.add_argument("--filters", type=int, default=16, help="channels of the student")
-    distill.add_argument("--epochs", type=int, default=8, help="passes over the positions")
-    add_seed(distill, "seed of self-play sampling and training")
-    add_device(distill)
-    add_no_progress(distill)
     distill.set_defaults(run=cmd_distill)

@@ -6,64 +6,31 @@ import argparse
 from typing import Any
 
 from leelalab.cli.common import (
-    add_batch_size,
     add_command,
     add_device,
     add_net,
     add_no_progress,
     add_output,
     add_overwrite,
-    add_seed,
+    add_overwrite_file,
+    check_figure_output,
+    check_output_file,
+    make_parent,
     note,
+    note_resumed,
     positive_int,
     print_table,
 )
 
 
-def _student_config(args: argparse.Namespace) -> Any:
-    from leelalab.training.students import StudentConfig
-
-    return StudentConfig(
-        family=args.family,
-        blocks=args.blocks,
-        filters=args.filters,
-        se_channels=args.se_channels,
-        layers=args.layers,
-        d_model=args.d_model,
-        heads=args.heads,
-        ffn_size=args.ffn_size,
-        smolgen=tuple(args.smolgen) if args.smolgen else None,
-        policy_size=args.policy_size or args.d_model,
-        value_channels=args.value_channels,
-        value_hidden=args.value_hidden,
-        moves_left=args.moves_left,
-        activation=args.activation,
-    )
-
-
 def train_config(args: argparse.Namespace) -> Any:
-    from leelalab.training.trainer import TrainConfig
+    """The training configuration of parsed ``leelalab train`` options (validated)."""
+    from leelalab.runs.experiment import settings_from_args
+    from leelalab.training.settings import TrainSettings
 
-    return TrainConfig(
-        student=_student_config(args),
-        epochs=args.epochs,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch_size,
-        buffer_size=args.buffer_size,
-        positions_per_epoch=args.positions_per_epoch,
-        validation_positions=args.validation_positions,
-        games_in_parallel=args.games_in_parallel,
-        max_plies=args.max_plies,
-        random_plies=args.random_plies,
-        opening_plies=args.opening_plies,
-        opening_temperature=args.opening_temperature,
-        sample_rate=args.sample_rate,
-        learning_rate=args.learning_rate,
-        final_learning_rate=args.final_learning_rate,
-        warmup_steps=args.warmup_steps,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-    )
+    config = settings_from_args(TrainSettings, args).config()
+    config.validate()
+    return config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -72,10 +39,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     from leelalab.inference.networks import load_network, resolve_device
     from leelalab.training.trainer import train
 
+    output = check_output_file(args.output, overwrite=args.overwrite, suffixes=(".pb.gz",))
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = train_config(args)
-    config.validate()  # settings errors before the teacher loads
+    config = train_config(args)  # settings errors before the teacher loads
     device = resolve_device(args.device)
     teacher = load_network(args.net, device=device)
 
@@ -89,13 +56,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     report = train(
         teacher,
-        args.output,
+        output,
         config,
         checkpoints=args.checkpoints,
         overwrite=args.overwrite,
         device=device,
         progress=not args.no_progress,
         on_epoch=on_epoch,
+        on_resume=lambda done, total: note_resumed(output, done, total, "epochs"),
     )
     held = report.held_out
     rows = [
@@ -129,21 +97,36 @@ def cmd_plot_training(args: argparse.Namespace) -> int:
     from leelalab.plots.boards import save_figure
     from leelalab.plots.training import load_run, training_figure
 
+    output = check_figure_output(args.output, overwrite=args.overwrite)
     figure = training_figure(load_run(args.network_run), title=args.title or "")
-    for path in save_figure(figure, args.output):
+    for path in save_figure(figure, make_parent(output)):
         note(f"wrote {path}")
     return 0
 
 
 def register(commands: Any, plot_commands: Any) -> None:
     """Add ``leelalab train`` and ``leelalab plot training``."""
+    from dataclasses import fields
+
+    from leelalab.runs.experiment import add_settings_options
+    from leelalab.training.settings import (
+        DATA_FIELDS,
+        SCHEDULE_FIELDS,
+        STUDENT_FIELDS,
+        TrainSettings,
+    )
+
     plot = add_command(
         plot_commands, "training", "held-out agreement and losses per epoch of a training run"
     )
     plot.add_argument(
-        "network_run", metavar="RUN", help="a trained network (.pb.gz) or its .run.json"
+        "network_run",
+        metavar="NETWORK",
+        help="what `leelalab train` wrote: the network (.pb.gz) or its run record "
+        "(NETWORK.run.json)",
     )
-    add_output(plot, "figure path (.pdf; a .png is written beside it)")
+    add_output(plot, "the figure file (STEM.pdf; STEM.png is written beside it)")
+    add_overwrite_file(plot)
     plot.add_argument("--title", help="figure title (default: the student and schedule)")
     plot.set_defaults(run=cmd_plot_training)
     parser = add_command(
@@ -159,80 +142,24 @@ def register(commands: Any, plot_commands: Any) -> None:
         ),
     )
     add_net(parser, help="the teacher network (file or bundled name)", aliases=("--teacher",))
-    add_output(parser, "the trained network (.pb.gz); OUTPUT.run.json is written beside it")
+    add_output(
+        parser,
+        "the network file to write (must end in .pb.gz); OUTPUT.run.json is written beside it",
+    )
     parser.add_argument("--checkpoints", help="checkpoint directory (default: OUTPUT.checkpoints)")
     add_overwrite(parser)
-    add_seed(parser, "seed of the student's initialisation, the self-play and the batches")
+    everything = {field.name for field in fields(TrainSettings)}
+    add_settings_options(parser, TrainSettings, exclude=everything - {"seed"})
     add_device(parser)
     parser.add_argument(
         "--threads", type=positive_int, help="CPU threads for torch (default: torch's choice)"
     )
     add_no_progress(parser)
-
-    student = parser.add_argument_group("student")
-    student.add_argument(
-        "--family", default="transformer", help="student family: transformer or resnet"
-    )
-    student.add_argument("--layers", type=int, default=6, help="transformer: encoder layers")
-    student.add_argument("--d-model", type=int, default=128, help="transformer: width")
-    student.add_argument("--heads", type=int, default=8, help="transformer: attention heads")
-    student.add_argument("--ffn-size", type=int, default=256, help="transformer: FFN width")
-    student.add_argument(
-        "--smolgen",
-        type=int,
-        nargs=3,
-        metavar=("COMPRESSED", "HIDDEN", "GEN"),
-        help="transformer: add smolgen with these sizes (default: none)",
-    )
-    student.add_argument(
-        "--policy-size", type=int, help="transformer: attention-policy width (default: d-model)"
-    )
-    student.add_argument("--blocks", type=int, default=2, help="resnet: residual blocks")
-    student.add_argument("--filters", type=int, default=16, help="resnet: filters")
-    student.add_argument(
-        "--se-channels", type=int, default=0, help="resnet: squeeze-excitation width (0: none)"
-    )
-    student.add_argument("--value-channels", type=int, default=32, help="value head channels")
-    student.add_argument("--value-hidden", type=int, default=128, help="value head hidden units")
-    student.add_argument(
-        "--moves-left",
-        action="store_true",
-        help="add a moves-left head (trained on the self-play games' real lengths)",
-    )
-    student.add_argument("--activation", default="relu", help="relu or mish")
-
-    schedule = parser.add_argument_group("schedule")
-    schedule.add_argument("--epochs", type=int, default=30, help="epochs")
-    schedule.add_argument("--steps-per-epoch", type=int, default=100, help="optimiser steps")
-    add_batch_size(schedule, 128, "positions per optimiser step")
-    schedule.add_argument("--learning-rate", type=float, default=1e-3, help="peak AdamW rate")
-    schedule.add_argument(
-        "--final-learning-rate", type=float, default=5e-5, help="rate at the end of the cosine"
-    )
-    schedule.add_argument("--warmup-steps", type=int, default=100, help="linear warm-up steps")
-    schedule.add_argument("--weight-decay", type=float, default=1e-4, help="AdamW weight decay")
-
-    data = parser.add_argument_group("self-play data")
-    data.add_argument("--buffer-size", type=int, default=32_768, help="positions in the buffer")
-    data.add_argument(
-        "--positions-per-epoch", type=int, default=4096, help="fresh positions per epoch"
-    )
-    data.add_argument("--validation-positions", type=int, default=4096, help="held-out positions")
-    data.add_argument("--games-in-parallel", type=int, default=128, help="self-play games")
-    data.add_argument("--max-plies", type=int, default=200, help="games are cut at this ply")
-    data.add_argument(
-        "--random-plies", type=int, default=2, help="each game opens with 0..N random moves"
-    )
-    data.add_argument(
-        "--opening-plies",
-        type=int,
-        default=10,
-        help="plies sampled at --opening-temperature",
-    )
-    data.add_argument(
-        "--opening-temperature", type=float, default=1.5, help="opening sampling temperature"
-    )
-    data.add_argument(
-        "--sample-rate", type=float, default=0.5, help="fraction of positions kept for training"
-    )
+    for title, names in (
+        ("student", STUDENT_FIELDS),
+        ("schedule", SCHEDULE_FIELDS),
+        ("self-play data", DATA_FIELDS),
+    ):
+        group = parser.add_argument_group(title)
+        add_settings_options(group, TrainSettings, exclude=everything - set(names))  # type: ignore[arg-type]
     parser.set_defaults(run=cmd_train)

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from leelalab.errors import LeelaLabError
 from leelalab.plots.boards import PAPER_STYLE, _pyplot
+from leelalab.runs.records import read_json
 from leelalab.stats import proportion_ci
 
 
 def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:
     """A network's ``.run.json``, given it, the network file, or a bundled network's name."""
     path = Path(path)
+    if path.is_dir():
+        raise LeelaLabError(
+            f"{path} is a directory; give the network `leelalab train` wrote, or its .run.json"
+        )
     if not path.name.endswith(".run.json"):
         if not path.exists():
             from leelalab.inference.networks import resolve_network
 
             path = resolve_network(path)
         path = Path(f"{path}.run.json")
+    hint = "give a network that `leelalab train` wrote, or its .run.json"
+    if not path.is_file():
+        raise LeelaLabError(
+            f"{path}: no such run record (not the run.json of a `leelalab train` run)"
+        )
+    run = read_json(path, hint=hint, what="run record")
     try:
-        run = json.loads(path.read_text(encoding="utf-8"))
         run["report"]["history"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (KeyError, TypeError):
         raise LeelaLabError(f"{path}: not the run.json of a `leelalab train` run") from None
     return run
 

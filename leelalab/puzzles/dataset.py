@@ -31,6 +31,7 @@ import numpy as np
 from leelalab.errors import LeelaLabError
 from leelalab.lc0.squares import model_square
 from leelalab.puzzles.reader import Puzzle
+from leelalab.runs.records import RecordError, read_json
 
 MAX_MOVES = 7
 """Moves of the line whose squares are tracked (k = 1 … 7)."""
@@ -195,10 +196,10 @@ def dataset_settings(directory: str | os.PathLike[str]) -> dict[str, Any]:
                 "first)"
             )
     try:
-        settings = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: unreadable ({error})") from None
-    if not isinstance(settings, dict) or not isinstance(settings.get("strong"), dict):
+        settings = read_json(path, what="settings file", hint="rerun `leelalab puzzles filter`")
+    except RecordError as error:
+        raise DatasetError(str(error)) from None
+    if not isinstance(settings.get("strong"), dict):
         raise DatasetError(f"{path}: not the settings of a `leelalab puzzles filter` run")
     return settings
 

@@ -33,7 +33,6 @@ import shutil
 import sys
 import threading
 import time
-from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,8 +56,11 @@ from leelalab.puzzles.reader import (
     iter_puzzles,
     sample_puzzles,
 )
+from leelalab.puzzles.settings import CorruptSettings, FilterSettings, Thresholds
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
+from leelalab.runs.records import RecordError, read_json, read_run_record
 from leelalab.runs.results import (
+    ResultsError,
     RunDirectory,
     same_settings,
     sha256_file,
@@ -72,20 +74,6 @@ if TYPE_CHECKING:
 DATASET_FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    """Filter thresholds (defaults: the look-ahead paper's)."""
-
-    hard: float = 0.05
-    """The weak network's probability of the 1st move must be below this."""
-    correct: float = 0.5
-    """The strong network's probability of every solver move must be above this."""
-    forcing: float = 0.7
-    """The weak network's probability of the opponent's reply must be above this."""
-    min_pv_plies: int = 3
-    """Plies after the opponent's first move."""
-
-
 @dataclass
 class LineEvaluation:
     """One network along one puzzle line (index ``i`` = the ``i``-th move after the
@@ -96,10 +84,12 @@ class LineEvaluation:
     wdl: list[list[float]] = field(default_factory=list)
 
 
-def line_boards(puzzle: Puzzle) -> list[chess.Board]:
-    """The positions where each solution move is played, with the history lc0 would get.
+def line_boards(puzzle: Puzzle, *, final: bool = False) -> list[chess.Board]:
+    """The positions where each solution move is played, with the history lc0 would get;
+    with ``final``, the position after the line's last move too.
 
     The root is the puzzle FEN, so the opponent's move and every ply since are real history.
+    The one line-walker of the package: analyses take their boards from here.
     """
     board = chess.Board(puzzle.fen)
     # Lines were replayed and validated when the puzzle was read: push without re-checking.
@@ -108,6 +98,8 @@ def line_boards(puzzle: Puzzle) -> list[chess.Board]:
     for uci in puzzle.moves[1:]:
         boards.append(board.copy())
         board.push(chess.Move.from_uci(uci))
+    if final:
+        boards.append(board.copy())
     return boards
 
 
@@ -382,6 +374,10 @@ class FilterRun:
     seconds: float
     already_complete: bool = False
     """The output held this complete run already: nothing was computed."""
+    chunks: int = 0
+    """Chunks of the dataset."""
+    chunks_resumed: int = 0
+    """Chunks an earlier, interrupted run had written (0: not resumed)."""
 
 
 def filter_puzzles(
@@ -389,20 +385,18 @@ def filter_puzzles(
     weak: LeelaNetwork,
     input_path: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
+    settings: FilterSettings | None = None,
     *,
-    thresholds: Thresholds = Thresholds(),
-    strong_history: HistoryMode = "lc0",
-    weak_history: HistoryMode = "lc0",
-    limit: int | None = None,
-    sample: int | None = None,
-    seed: int = 0,
-    chunk_size: int = 1024,
-    batch_size: int = 256,
     progress: bool = True,
     overwrite: bool = False,
     executor: Executor = LOCAL,
+    **options: Any,
 ) -> FilterRun:
     """Evaluate and filter every puzzle of ``input_path``; resumable (see module docstring).
+
+    ``settings`` (:class:`FilterSettings`; or, as before, its fields and ``thresholds`` as
+    keyword ``options``) are the thresholds, history modes, ``limit``/``sample``/``seed``
+    and the chunk and batch sizes.
 
     Chunks run in this process (the default: one pipeline whose preparation thread overlaps
     the forward passes) or on ``executor`` (Ray workers, each loading both networks once);
@@ -419,130 +413,150 @@ def filter_puzzles(
     Raises:
         PuzzleFileError: the input is missing, unreadable, truncated or not a puzzle CSV.
         ResultsError: ``output_dir`` holds a run with other settings, or something else.
+        SettingsError: a setting is out of range.
     """
+    if settings is None:
+        settings = FilterSettings.from_options(options)
+    elif options:
+        raise TypeError("pass either a FilterSettings object or keyword settings, not both")
     started = time.perf_counter()
     input_path, output = Path(input_path), Path(output_dir)
     check_puzzle_file(input_path)
-    settings = {
-        "input": str(input_path),
-        "input_sha256": sha256_file(input_path),
-        "strong": {**network_reference(strong), "history": strong_history},
-        "weak": {**network_reference(weak), "history": weak_history},
-        "thresholds": asdict(thresholds),
-        "limit": limit,
-        "sample": sample,
-        "seed": seed,
-        "chunk_size": chunk_size,
-    }
-    run_directory = RunDirectory(output, settings, overwrite=overwrite, what="filter run")
+    recorded = _recorded_settings(strong, weak, input_path, settings)
+    run_directory = RunDirectory(output, recorded, overwrite=overwrite, what="filter run")
     if run_directory.complete("dataset.jsonl"):
         return _finished_run(output)
     chunks_dir = output / "chunks"
     with run_directory:
         chunks_dir.mkdir(exist_ok=True)
-        report = SkipReport()
-        if sample is not None:
-            sampled = sample_puzzles(
-                input_path, sample, seed=seed, report=report, progress=progress
-            )
-            puzzles: Iterator[Puzzle] = iter(sampled)
-            bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=len(sampled))
-        else:
-            puzzles = iter_puzzles(input_path, limit=limit, report=report)
-            if limit is not None:
-                bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=limit)
-            else:
-                bar = tqdm(
-                    desc=f"puzzles ({input_path.name})",
-                    unit="B",
-                    unit_scale=True,
-                    unit_divisor=1024,
-                    disable=not progress,
-                    total=input_path.stat().st_size,
-                )
-        by_bytes = sample is None and limit is None
+        resumed = len(list(chunks_dir.glob("*.jsonl"))) if run_directory.resuming else 0
+        plan = _plan(input_path, chunks_dir, settings, progress)
         if executor.kind == "local":
-            counts = _filter_chunks(
-                puzzles,
-                report,
-                chunks_dir,
-                [(strong, strong_history), (weak, weak_history)],
-                thresholds,
-                chunk_size,
-                batch_size,
-                bar,
-                by_bytes,
-            )
+            networks = [(strong, settings.strong_history), (weak, settings.weak_history)]
+            counts = _filter_chunks(plan, networks, settings.thresholds, settings.batch_size)
         else:
-            job = FilterJob(strong, weak, strong_history, weak_history, thresholds, batch_size)
-            counts = _filter_chunks_on(
-                executor, job, puzzles, report, chunks_dir, chunk_size, bar, by_bytes
+            job = FilterJob(
+                strong,
+                weak,
+                settings.strong_history,
+                settings.weak_history,
+                settings.thresholds,
+                settings.batch_size,
             )
-        bar.close()
-
-        with (output / "dataset.jsonl.tmp").open("w", encoding="utf-8") as merged:
-            for path in sorted(chunks_dir.glob("*.jsonl")):
-                merged.write(path.read_text(encoding="utf-8"))
-        (output / "dataset.jsonl.tmp").replace(output / "dataset.jsonl")
+            counts = _filter_chunks_on(plan, executor, job)
+        plan.bar.close()
+        chunks = _merge_chunks(chunks_dir, output / "dataset.jsonl")
         seconds = time.perf_counter() - started
-        run = {
-            **settings,
-            "format_version": DATASET_FORMAT_VERSION,
-            "rows": {
-                "read": report.rows,
-                "kept": report.kept,
-                "skipped": dict(report.skipped),
-                "skipped_lines": report.lines,
-            },
-            "stage_counts": counts,
-            "seconds": round(seconds, 2),
-            "executor": executor.describe(),
-            "versions": versions(),
-        }
-        write_text_atomically(output / "run.json", json.dumps(run, indent=2))
-    return FilterRun(output, report, counts, seconds)
+        run_directory.write_record(
+            format_version=DATASET_FORMAT_VERSION,
+            rows=plan.report.to_json(),
+            stage_counts=counts,
+            seconds=round(seconds, 2),
+            executor=executor.describe(),
+        )
+    return FilterRun(output, plan.report, counts, seconds, chunks=chunks, chunks_resumed=resumed)
+
+
+def _recorded_settings(
+    strong: LeelaNetwork, weak: LeelaNetwork, input_path: Path, settings: FilterSettings
+) -> dict[str, Any]:
+    """What ``settings.json`` and ``run.json`` record (and a resumed run must match)."""
+    return {
+        "input": str(input_path),
+        "input_sha256": sha256_file(input_path),
+        "strong": {**network_reference(strong), "history": settings.strong_history},
+        "weak": {**network_reference(weak), "history": settings.weak_history},
+        "thresholds": asdict(settings.thresholds),
+        "limit": settings.limit,
+        "sample": settings.sample,
+        "seed": settings.seed,
+        "chunk_size": settings.chunk_size,
+    }
+
+
+@dataclass
+class _ChunkPlan:
+    """The puzzles of one run and where their chunks go, shared by both executors' loops."""
+
+    puzzles: Iterator[Puzzle]
+    report: SkipReport
+    chunks_dir: Path
+    chunk_size: int
+    bar: Any
+    by_bytes: bool
+    """The bar counts the input's bytes (no ``limit`` or ``sample``)."""
+
+    def unpacked(self) -> tuple[Iterator[Puzzle], SkipReport, Path, int, Any, bool]:
+        return (
+            self.puzzles, self.report, self.chunks_dir, self.chunk_size, self.bar, self.by_bytes
+        )  # fmt: skip
+
+
+def _plan(
+    input_path: Path, chunks_dir: Path, settings: FilterSettings, progress: bool
+) -> _ChunkPlan:
+    """The puzzles to filter (all, the first ``limit`` or a ``sample``) and their bar."""
+    report = SkipReport()
+    if settings.sample is not None:
+        sampled = sample_puzzles(
+            input_path, settings.sample, seed=settings.seed, report=report, progress=progress
+        )
+        puzzles: Iterator[Puzzle] = iter(sampled)
+        bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=len(sampled))
+    else:
+        puzzles = iter_puzzles(input_path, limit=settings.limit, report=report)
+        if settings.limit is not None:
+            bar = tqdm(desc="puzzles", unit="puzzle", disable=not progress, total=settings.limit)
+        else:
+            bar = tqdm(
+                desc=f"puzzles ({input_path.name})",
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                total=input_path.stat().st_size,
+            )
+    by_bytes = settings.sample is None and settings.limit is None
+    return _ChunkPlan(puzzles, report, chunks_dir, settings.chunk_size, bar, by_bytes)
+
+
+def _merge_chunks(chunks_dir: Path, target: Path) -> int:
+    """Concatenate the chunk files in order into ``target`` (atomically); returns how many."""
+    paths = sorted(chunks_dir.glob("*.jsonl"))
+    temporary = target.with_name(target.name + ".tmp")
+    with temporary.open("w", encoding="utf-8") as merged:
+        for path in paths:
+            merged.write(path.read_text(encoding="utf-8"))
+    temporary.replace(target)
+    return len(paths)
 
 
 def _finished_run(output: Path) -> FilterRun:
     """The record of a complete filter run in ``output``."""
-    run = json.loads((output / "run.json").read_text(encoding="utf-8"))
-    rows = run.get("rows", {})
-    report = SkipReport(
-        rows=rows.get("read", 0),
-        kept=rows.get("kept", 0),
-        skipped=Counter(rows.get("skipped", {})),
-        lines=rows.get("skipped_lines", {}),
-    )
+    run = read_run_record(output, hint="rerun `leelalab puzzles filter` with --overwrite")
+    report = SkipReport.from_json(run.get("rows", {}))
+    if not isinstance(run.get("stage_counts"), dict):
+        raise ResultsError(f"{output / 'run.json'}: not the record of a filter run")
+    chunks = len(list((output / "chunks").glob("*.jsonl")))
     return FilterRun(
-        output, report, run["stage_counts"], run.get("seconds", 0.0), already_complete=True
+        output,
+        report,
+        run["stage_counts"],
+        run.get("seconds", 0.0),
+        already_complete=True,
+        chunks=chunks,
     )
 
 
 def _filter_chunks(
-    puzzles: Iterator[Puzzle],
-    report: SkipReport,
-    chunks_dir: Path,
+    plan: _ChunkPlan,
     networks: list[tuple[LeelaNetwork, HistoryMode]],
     thresholds: Thresholds,
-    chunk_size: int,
     batch_size: int,
-    bar: Any,
-    by_bytes: bool,
 ) -> dict[str, int]:
     """Evaluate, filter and write every missing chunk; returns the stage counts of all."""
-    counts = dict.fromkeys(
-        [
-            "puzzles",
-            "not_mate_in_1",
-            "pv_length",
-            "hard",
-            "correct",
-            "forcing",
-            "selected",
-            "different_targets_selected",
-        ],
-        0,
-    )
+    counts = _new_counts()
+    puzzles, report, chunks_dir, chunk_size, bar, by_bytes = plan.unpacked()
 
     def chunks() -> Iterator[tuple[int, list[Puzzle], list[int]]]:
         """Chunks of puzzles, each with the byte position after each of its puzzles."""
@@ -661,19 +675,11 @@ class FilterJob(NetworkJob):
         return f"chunk {number} (puzzles {payload[0].id}…{payload[-1].id})"
 
 
-def _filter_chunks_on(
-    executor: Executor,
-    job: FilterJob,
-    puzzles: Iterator[Puzzle],
-    report: SkipReport,
-    chunks_dir: Path,
-    chunk_size: int,
-    bar: Any,
-    by_bytes: bool,
-) -> dict[str, int]:
+def _filter_chunks_on(plan: _ChunkPlan, executor: Executor, job: FilterJob) -> dict[str, int]:
     """:func:`_filter_chunks` on another executor: the driver reads the puzzles and writes
     each chunk's file when its result comes back; workers evaluate."""
     counts = _new_counts()
+    puzzles, report, chunks_dir, chunk_size, bar, by_bytes = plan.unpacked()
     spans: dict[int, int] = {}
     last = 0
 
@@ -731,19 +737,20 @@ def corrupt_dataset(
     strong: LeelaNetwork,
     weak: LeelaNetwork,
     thresholds: CorruptionThresholds | None = None,
+    settings: CorruptSettings | None = None,
     *,
-    stockfish: str | bool | None = None,
     progress: bool = True,
-    ids: Collection[str] | None = None,
     overwrite: bool = False,
-    chunk_size: int = 8,
     executor: Executor = LOCAL,
+    **options: Any,
 ) -> dict[str, int]:
     """Find a corruption for every selected puzzle of a filtered dataset.
 
-    The search runs in fixed chunks of ``chunk_size`` puzzles, each saved as it finishes
-    (``corruptions.parts/``), so an interrupted search resumes; chunks run on ``executor``
-    (in this process, or Ray workers that load both networks once) with the same result.
+    ``settings`` (:class:`~leelalab.puzzles.settings.CorruptSettings`, or as before its
+    fields ``stockfish`` and ``chunk_size`` as keywords): the search runs in fixed chunks
+    of ``chunk_size`` puzzles, each saved as it finishes (``corruptions.parts/``), so an
+    interrupted search resumes; chunks run on ``executor`` (in this process, or Ray workers
+    that load both networks once) with the same result.
 
     With ``stockfish`` (True, or the engine's path), a corruption is kept only when
     Stockfish confirms that the first move stops working (:func:`stockfish_confirms`).
@@ -755,12 +762,7 @@ def corrupt_dataset(
     nothing is computed; with other (or unrecorded) settings the call is refused unless
     ``overwrite``.
 
-    With ``ids``, the puzzles with these ids are corrupted instead of the selected ones
-    (e.g. a stratum that the filter did not select) and ``corruptions.jsonl`` is *extended*:
-    entries of other puzzles are kept, and puzzles that already have an entry are not
-    searched again, so such a run resumes where it stopped (the file is rewritten every
-    ``_CORRUPTION_SAVE_EVERY`` puzzles). A later selected-puzzle run with ``overwrite``
-    rewrites the file and drops those extra entries.
+    The keyword ``ids=`` is :func:`corrupt_ids` (kept for older callers).
 
     Raises:
         DatasetError: ``directory`` is not a filtered dataset, or its corruptions were made
@@ -769,76 +771,124 @@ def corrupt_dataset(
     from leelalab.puzzles.corruptions import CorruptionThresholds
     from leelalab.puzzles.dataset import DatasetError, iter_dataset
 
-    started = time.perf_counter()
+    ids = options.pop("ids", None)
+    settings = CorruptSettings.from_options(settings, options)
     thresholds = thresholds or CorruptionThresholds()
+    if ids is not None:
+        return corrupt_ids(
+            directory, strong, weak, ids, thresholds, stockfish=settings.stockfish,
+            progress=progress,
+        )  # fmt: skip
+    started = time.perf_counter()
     directory = Path(directory)
     source = _dataset_path(directory)
-    engine = _stockfish_path(stockfish) if stockfish else None
-    if ids is not None:
-        return _corrupt_ids(
-            directory, strong, weak, thresholds, set(ids), stockfish=engine, progress=progress
-        )
-    settings = {
+    engine = _stockfish_path(settings.stockfish) if settings.stockfish else None
+    recorded = {
         "dataset_sha256": sha256_file(source),
         "strong": network_reference(strong),
         "weak": network_reference(weak),
         "thresholds": asdict(thresholds),
         "stockfish": engine,
     }
-    target = directory / "corruptions.jsonl"
-    run_path = directory / "run.json"
-    run = _read_run_json(run_path) if run_path.is_file() else {}
-    previous = run.get("corruption") or {}
-    if target.is_file() and not overwrite:
-        if "settings" in previous and same_settings(previous["settings"], settings):
-            return dict(previous["counts"])
-        made = "with other settings" if "settings" in previous else "by an earlier run"
-        raise DatasetError(
-            f"{directory} already has corruptions.jsonl made {made}; pass --overwrite to "
-            "recompute it"
-        )
+    previous = _previous_corruptions(directory, recorded, overwrite)
+    if previous is not None:
+        return previous
     selected = [item.puzzle for item in iter_dataset(directory, selected_only=True)]
-    parts_dir = directory / "corruptions.parts"
+    if not selected:
+        raise DatasetError(f"{directory}: no selected puzzles to corrupt (the filter kept none)")
     job = CorruptionJob(strong, weak, thresholds, engine)
     parts = RunDirectory(
-        parts_dir,
-        {**settings, "chunk_size": chunk_size},
+        directory / PARTS,
+        {**recorded, "chunk_size": settings.chunk_size},
         overwrite=overwrite,
         what="interrupted corruption search",
     )
-    bar = tqdm(total=len(selected), desc="corruptions", unit="puzzle", disable=not progress)
-
-    def pending() -> Iterator[tuple[int, list[Puzzle]]]:
-        for number, start in enumerate(range(0, len(selected), chunk_size)):
-            chunk = selected[start : start + chunk_size]
-            if (parts_dir / f"{number:05d}.jsonl").exists():
-                bar.update(len(chunk))
-            else:
-                yield number, chunk
-
-    def write(number: int, text: str) -> None:
-        write_text_atomically(parts_dir / f"{number:05d}.jsonl", text)
-        bar.update(text.count("\n"))
-
-    with parts:
-        map_chunks(job, pending(), write, executor)
-    bar.close()
-    text = "".join(path.read_text(encoding="utf-8") for path in sorted(parts_dir.glob("*.jsonl")))
-    found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
+    text = _search_in_chunks(parts, job, selected, settings.chunk_size, progress, executor)
+    target = directory / "corruptions.jsonl"
     write_text_atomically(target, text)
-    shutil.rmtree(parts_dir, ignore_errors=True)
+    shutil.rmtree(parts.path, ignore_errors=True)  # a folder of ours: RunDirectory made it
+    found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
     counts = {"selected": len(selected), "corrupted": found}
-    run["corruption"] = {
-        "settings": settings,
-        "thresholds": asdict(thresholds),
+    corruption = {
+        "settings": recorded,
+        "thresholds": recorded["thresholds"],
         "counts": counts,
         "corruptions_sha256": sha256_file(target),
         "seconds": round(time.perf_counter() - started, 2),
         "executor": executor.describe(),
         "versions": versions(),
     }
-    write_text_atomically(run_path, json.dumps(run, indent=2))
+    _update_run_record(directory, {"corruption": corruption}, target.name)
     return counts
+
+
+PARTS = "corruptions.parts"
+"""The chunks of an unfinished corruption search, inside the dataset directory."""
+
+
+def resumable_chunks(directory: str | os.PathLike[str]) -> int:
+    """Chunks an interrupted ``puzzles corrupt`` left in ``directory`` (0: none)."""
+    parts = Path(directory) / PARTS
+    return len(list(parts.glob("*.jsonl"))) if (parts / "settings.json").is_file() else 0
+
+
+def _previous_corruptions(
+    directory: Path, recorded: dict[str, Any], overwrite: bool
+) -> dict[str, int] | None:
+    """The counts of corruptions already made with these settings (None: compute them);
+    corruptions made otherwise are refused unless ``overwrite``."""
+    from leelalab.puzzles.dataset import DatasetError
+
+    if not (directory / "corruptions.jsonl").is_file() or overwrite:
+        return None
+    run = _read_run_json(directory / "run.json") if (directory / "run.json").is_file() else {}
+    previous = run.get("corruption") or {}
+    if "settings" in previous and same_settings(previous["settings"], recorded):
+        return dict(previous["counts"])
+    made = "with other settings" if "settings" in previous else "by an earlier run"
+    raise DatasetError(
+        f"{directory} already has corruptions.jsonl made {made}; pass --overwrite to recompute it"
+    )
+
+
+def _search_in_chunks(
+    parts: RunDirectory,
+    job: CorruptionJob,
+    selected: list[Puzzle],
+    chunk_size: int,
+    progress: bool,
+    executor: Executor,
+) -> str:
+    """Run ``job`` over the missing chunks of ``selected`` in ``parts``; all chunks' text."""
+    bar = tqdm(total=len(selected), desc="corruptions", unit="puzzle", disable=not progress)
+
+    def pending() -> Iterator[tuple[int, list[Puzzle]]]:
+        for number, start in enumerate(range(0, len(selected), chunk_size)):
+            chunk = selected[start : start + chunk_size]
+            if (parts.path / f"{number:05d}.jsonl").exists():
+                bar.update(len(chunk))
+            else:
+                yield number, chunk
+
+    def write(number: int, text: str) -> None:
+        write_text_atomically(parts.path / f"{number:05d}.jsonl", text)
+        bar.update(text.count("\n"))
+
+    with parts:
+        map_chunks(job, pending(), write, executor)
+    bar.close()
+    return "".join(path.read_text(encoding="utf-8") for path in sorted(parts.path.glob("*.jsonl")))
+
+
+def _update_run_record(directory: Path, fields: dict[str, Any], output: str) -> None:
+    """Add ``fields`` to a dataset's run record and ``output`` to the files it lists, so
+    that ``puzzles filter --overwrite`` replaces that file too (and nothing of a user's)."""
+    path = directory / "run.json"
+    run = _read_run_json(path) if path.is_file() else {}
+    run.update(fields)
+    if isinstance(run.get("outputs"), list) and output not in run["outputs"]:
+        run["outputs"] = sorted([*run["outputs"], output])
+    write_text_atomically(path, json.dumps(run, indent=2))
 
 
 class CorruptionJob(NetworkJob):
@@ -909,19 +959,32 @@ def _puzzle_corruption(
     return entry
 
 
-def _corrupt_ids(
+def corrupt_ids(
     directory: str | os.PathLike[str],
     strong: LeelaNetwork,
     weak: LeelaNetwork,
-    thresholds: CorruptionThresholds,
-    ids: set[str],
+    ids: Collection[str],
+    thresholds: CorruptionThresholds | None = None,
     *,
-    stockfish: str | None,
-    progress: bool,
+    stockfish: str | bool | None = None,
+    progress: bool = True,
 ) -> dict[str, int]:
-    """:func:`corrupt_dataset` for given puzzle ids, extending ``corruptions.jsonl``."""
+    """:func:`corrupt_dataset` for the puzzles with these ids, extending ``corruptions.jsonl``.
+
+    The puzzles with these ids are corrupted instead of the selected ones (e.g. a stratum
+    that the filter did not select) and ``corruptions.jsonl`` is *extended*: entries of
+    other puzzles are kept, and puzzles that already have an entry are not searched again,
+    so such a run resumes where it stopped (the file is rewritten every
+    ``_CORRUPTION_SAVE_EVERY`` puzzles). A later selected-puzzle run with ``overwrite``
+    rewrites the file and drops those extra entries.
+    """
+    from leelalab.puzzles.corruptions import CorruptionThresholds
     from leelalab.puzzles.dataset import DatasetError
 
+    thresholds = thresholds or CorruptionThresholds()
+    _dataset_path(directory)
+    engine = _stockfish_path(stockfish) if stockfish else None
+    ids = set(ids)
     source = _dataset_path(directory)
     target = Path(directory) / "corruptions.jsonl"
     entries: dict[str, Any] = {}
@@ -953,7 +1016,7 @@ def _corrupt_ids(
         disable=not progress,
     )
     for number, record in enumerate(todo, start=1):
-        entries[record["id"]] = _corruption_entry(record, strong, weak, thresholds, stockfish)
+        entries[record["id"]] = _corruption_entry(record, strong, weak, thresholds, engine)
         if number % _CORRUPTION_SAVE_EVERY == 0:
             save()
         bar.update(1)
@@ -966,12 +1029,11 @@ def _corrupt_ids(
     }
     run_path = Path(directory) / "run.json"
     if run_path.exists():
-        run = json.loads(run_path.read_text())
+        run = _read_run_json(run_path)
         digest = hashlib.sha256(" ".join(sorted(ids)).encode()).hexdigest()
         subsets = [s for s in run.get("corruption_subsets", []) if s.get("ids_sha256") != digest]
         subsets.append({"ids_sha256": digest, "thresholds": asdict(thresholds), "counts": counts})
-        run["corruption_subsets"] = subsets
-        write_text_atomically(run_path, json.dumps(run, indent=2))
+        _update_run_record(Path(directory), {"corruption_subsets": subsets}, target.name)
     return counts
 
 
@@ -986,12 +1048,9 @@ def _read_run_json(path: Path) -> dict[str, Any]:
     from leelalab.puzzles.dataset import DatasetError
 
     try:
-        run = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise DatasetError(f"{path}: unreadable ({error})") from None
-    if not isinstance(run, dict):
-        raise DatasetError(f"{path}: not a run record (a JSON object)")
-    return run
+        return read_json(path, what="run record", hint="rerun `leelalab puzzles filter`")
+    except RecordError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _dataset_path(directory: str | os.PathLike[str]) -> Path:
@@ -1046,6 +1105,7 @@ def export_dataset(directory: str | os.PathLike[str], output: str | os.PathLike[
             corruptions[entry["id"]] = entry.get("corruption")
     count = 0
     target = Path(output)
+    target.parent.mkdir(parents=True, exist_ok=True)  # the dataset was checked above
     temporary = target.with_name(target.name + ".tmp")
     try:
         with temporary.open("w", encoding="utf-8") as writer:

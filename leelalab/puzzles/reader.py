@@ -95,6 +95,24 @@ class SkipReport:
     size: int = 0
     """The file's size in bytes (compressed for ``.zst``)."""
 
+    def to_json(self) -> dict[str, Any]:
+        """The counts a run record keeps (``rows`` of a filter run's ``run.json``)."""
+        return {
+            "read": self.rows,
+            "kept": self.kept,
+            "skipped": dict(self.skipped),
+            "skipped_lines": self.lines,
+        }
+
+    @classmethod
+    def from_json(cls, rows: dict[str, Any]) -> SkipReport:
+        return cls(
+            rows=rows.get("read", 0),
+            kept=rows.get("kept", 0),
+            skipped=Counter(rows.get("skipped", {})),
+            lines=rows.get("skipped_lines", {}),
+        )
+
     def skip(self, reason: str, line: int) -> None:
         self.skipped[reason] += 1
         examples = self.lines.setdefault(reason, [])

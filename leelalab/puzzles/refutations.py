@@ -55,7 +55,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -441,17 +441,29 @@ def find_refutation(
         others = [e for e in edits if not e.local and same_edit_type(e)]
         random.Random(f"{seed}:{puzzle.id}:{k}:control").shuffle(others)
         others.sort(key=distance_gap)
-        for edit in others[: settings.max_nonlocal_controls]:
-            check = check_edit(edit, moves, k, board, clean, oracle, settings)
-            record["evaluated"] += 1
-            record["verdicts"][check.verdict] += 1
-            if check.verdict == "control":
-                matching = [(edit, check)]
-                break
+        matching = _first_control(
+            others[: settings.max_nonlocal_controls],
+            record,
+            lambda edit: check_edit(edit, moves, k, board, clean, oracle, settings),
+        )
     if matching:
         edit, check = min(matching, key=lambda c: distance_gap(c[0]))
         record["control"] = _edit_record(edit, check, target)
     return record
+
+
+def _first_control(
+    edits: list[Edit], record: dict[str, Any], check: Callable[[Edit], EditCheck]
+) -> list[tuple[Edit, EditCheck]]:
+    """The first of ``edits`` that ``check`` finds a control (in a list; empty: none),
+    counting every check in ``record``."""
+    for edit in edits:
+        result = check(edit)
+        record["evaluated"] += 1
+        record["verdicts"][result.verdict] += 1
+        if result.verdict == "control":
+            return [(edit, result)]
+    return []
 
 
 def settings_record(settings: RefutationSettings, oracle: StockfishOracle) -> dict[str, Any]:

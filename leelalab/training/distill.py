@@ -10,12 +10,10 @@ of the self-play positions measures agreement with the teacher.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import chess
 import numpy as np
@@ -23,33 +21,16 @@ import torch
 from tqdm.auto import tqdm
 
 from leelalab.lc0 import encoding, policy_map
-from leelalab.lc0.weights.enums import (
-    DefaultActivation,
-    InputFormat,
-    MovesLeftFormat,
-    NetworkStructure,
-    OutputFormat,
-    PolicyFormat,
-    ValueFormat,
-)
+from leelalab.lc0.weights import enums
 from leelalab.lc0.weights.file import NetworkFormat, save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
 from leelalab.models.resnet import ResNet
+from leelalab.runs.records import sha256_file, write_run_record
+from leelalab.training.settings import DistillSettings
 
-
-@dataclass(frozen=True)
-class DistillConfig:
-    positions: int = 40_000
-    """Self-play positions generated (a tenth is held out)."""
-    games_in_parallel: int = 128
-    max_plies: int = 160
-    blocks: int = 2
-    filters: int = 16
-    epochs: int = 8
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    seed: int = 0
+DistillConfig = DistillSettings
+"""The distillation settings under their older name."""
 
 
 @dataclass
@@ -129,9 +110,13 @@ def self_play_game_ids(boards: list[chess.Board], games_in_parallel: int) -> np.
     return ids
 
 
-def _targets(
-    teacher: LeelaNetwork, boards: list[chess.Board], batch: int
+def distillation_targets(
+    teacher: LeelaNetwork, boards: list[chess.Board], batch: int = 256
 ) -> tuple[np.ndarray, ...]:
+    """What a student learns from ``teacher`` on ``boards`` (``batch`` per forward pass):
+    ``(planes, policy, mask, wdl)`` — the input planes (lc0 history), the teacher's
+    legal-move distribution over the 1858 policy indices (0 off the legal moves), the
+    legal-move mask and the teacher's W/D/L."""
     input_format = int(teacher.network_format.input)
     planes_all, policy_all, mask_all, wdl_all = [], [], [], []
     for start in range(0, len(boards), batch):
@@ -160,15 +145,19 @@ def _targets(
     )
 
 
+_targets = distillation_targets
+"""The older, private name of :func:`distillation_targets` (kept for existing imports)."""
+
+
 def new_student(config: DistillConfig, input_format: int = 1) -> ResNet:
     network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL,
-        network=NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        policy=PolicyFormat.CONVOLUTION,
-        value=ValueFormat.WDL,
-        moves_left=MovesLeftFormat.NONE,
-        default_activation=DefaultActivation.RELU,
+        input=enums.InputFormat(input_format),
+        output=enums.OutputFormat.WDL,
+        network=enums.NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
+        policy=enums.PolicyFormat.CONVOLUTION,
+        value=enums.ValueFormat.WDL,
+        moves_left=enums.MovesLeftFormat.NONE,
+        default_activation=enums.DefaultActivation.RELU,
     )
     return ResNet(
         network_format,
@@ -198,11 +187,12 @@ def _losses(
 def distill(
     teacher: LeelaNetwork,
     output: str | os.PathLike[str],
-    config: DistillConfig = DistillConfig(),
+    config: DistillSettings | None = None,
     *,
     progress: bool = True,
 ) -> DistillReport:
     """Distil ``teacher`` into a small ResNet written to ``output`` (+ ``run.json`` beside it)."""
+    config = config or DistillSettings()
     started = time.perf_counter()
     random.seed(config.seed)
     torch.manual_seed(config.seed)
@@ -215,7 +205,7 @@ def distill(
         progress=progress,
     )
     planes, policy, mask, wdl = (
-        torch.from_numpy(a) for a in _targets(teacher, boards, config.batch_size)
+        torch.from_numpy(a) for a in distillation_targets(teacher, boards, config.batch_size)
     )
     order = torch.randperm(len(boards), generator=torch.Generator().manual_seed(config.seed))
     held = order[: len(boards) // 10]
@@ -262,12 +252,12 @@ def distill(
             seconds=round(time.perf_counter() - started, 1),
         )
     path = save_weights(student.to_lc0(), output)
-    run = {
+    record = {
         "teacher": {"source": teacher.source, "sha256": teacher.sha256},
         "config": asdict(config),
         "report": asdict(report),
-        "output_sha256": __import__("hashlib").sha256(path.read_bytes()).hexdigest(),
+        "output_sha256": sha256_file(path),
         "torch": torch.__version__,
     }
-    Path(str(path) + ".run.json").write_text(json.dumps(run, indent=2))
+    write_run_record(path, record, seconds=report.seconds)
     return report

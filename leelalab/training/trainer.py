@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import os
 import platform
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -35,7 +34,8 @@ from tqdm.auto import tqdm
 from leelalab.errors import LeelaLabError
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
-from leelalab.runs.results import sha256_file, versions, write_text_atomically
+from leelalab.runs.records import write_run_record
+from leelalab.runs.results import sha256_file, write_text_atomically
 from leelalab.stats import proportion_ci
 from leelalab.training.data import (
     Batch,
@@ -282,6 +282,12 @@ class _Checkpoint:
     def exists(self) -> bool:
         return (self.directory / CHECKPOINT_STATE).is_file()
 
+    def remove(self) -> None:
+        """Delete the checkpoint's files (``--overwrite``); other files in the folder stay."""
+        for name in CHECKPOINT_FILES:
+            for path in (self.directory / name, self.directory / f"{name}.tmp"):
+                path.unlink(missing_ok=True)
+
     def read_state(self) -> dict[str, Any]:
         import json
 
@@ -317,9 +323,14 @@ class _Checkpoint:
         record = self.directory / VALIDATION_STATE
         if not (tensors.is_file() and record.is_file()):
             return None
-        return positions_from_arrays(
-            load_file(str(tensors)), json.loads(record.read_text(encoding="utf-8"))
-        )
+        try:
+            boards = json.loads(record.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            raise TrainingError(
+                f"{record}: unreadable held-out positions ({error}); pass --overwrite to start "
+                "again"
+            ) from None
+        return positions_from_arrays(load_file(str(tensors)), boards)
 
     def write_validation(self, positions: list[Position]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -363,6 +374,30 @@ def _generator_state(generator: torch.Generator) -> np.ndarray:
     return generator.get_state().numpy().copy()
 
 
+ResumeCallback = Callable[[int, int], None]
+"""Called with (epochs done, epochs) when a run resumes from its checkpoint."""
+
+CHECKPOINT_FILES = (CHECKPOINT_TENSORS, CHECKPOINT_STATE, VALIDATION_FILE, VALIDATION_STATE)
+
+
+@dataclass
+class _Session:
+    """Everything one training run carries from epoch to epoch (and through a checkpoint)."""
+
+    student: LeelaNetwork
+    optimizer: torch.optim.Optimizer
+    stream: SelfPlay
+    buffer: ReplayBuffer
+    order: torch.Generator
+    input_format: int
+    device: torch.device
+    seen_hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64))
+    epoch: int = 0
+    step: int = 0
+    generated: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
 def train(
     teacher: LeelaNetwork,
     output: str | os.PathLike[str],
@@ -373,34 +408,55 @@ def train(
     device: str | torch.device = "cpu",
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
+    on_resume: ResumeCallback | None = None,
 ) -> TrainReport:
     """Train a student of ``config.student`` from ``teacher``; write it to ``output``.
 
     Writes ``output`` (an lc0 ``.pb.gz``, LINEAR16) and ``output + ".run.json"``; keeps
     resumable state in ``checkpoints`` (default ``output + ".checkpoints"``). A run whose
-    checkpoint has the same settings and teacher resumes; other settings need ``overwrite``.
+    checkpoint has the same settings and teacher resumes (``on_resume(epochs done,
+    epochs)`` is told); other settings need ``overwrite``, which removes the checkpoint's
+    files only (anything else in that folder stays).
     """
     config.validate()
     started = time.perf_counter()
     output = Path(output)
     directory = Path(checkpoints) if checkpoints is not None else Path(f"{output}.checkpoints")
     checkpoint = _Checkpoint(directory)
-    identity = {
-        "config": config.to_dict(),
-        "teacher_sha256": teacher.sha256,
-    }
-    if overwrite and directory.exists():
-        shutil.rmtree(directory)
-    state: dict[str, Any] | None = None
-    if checkpoint.exists:
-        state = checkpoint.read_state()
-        if state.get("identity") != identity:
-            raise TrainingError(
-                f"{directory} holds a checkpoint of a run with other settings or another "
-                "teacher; pass --overwrite to discard it, or another --checkpoints directory"
-            )
+    identity = {"config": config.to_dict(), "teacher_sha256": teacher.sha256}
+    if overwrite:
+        checkpoint.remove()
+    state = _matching_state(checkpoint, identity)
+    session = _new_session(teacher, config, torch.device(device))
+    validation = _validation_positions(teacher, config, checkpoint, progress)
+    if state is not None:
+        _restore(session, checkpoint, state)
+        if on_resume is not None:
+            on_resume(session.epoch, config.epochs)
+    session.student.train()
+    while session.epoch < config.epochs:
+        record = _train_epoch(session, config, validation, progress)
+        _save_checkpoint(session, checkpoint, identity)
+        if on_epoch is not None:
+            on_epoch(record)
+    return _finish(session, teacher, output, config, validation, started, resumed=state is not None)
+
+
+def _matching_state(checkpoint: _Checkpoint, identity: dict[str, Any]) -> dict[str, Any] | None:
+    """The checkpoint's state when it belongs to this run; None when there is none."""
+    if not checkpoint.exists:
+        return None
+    state = checkpoint.read_state()
+    if state.get("identity") != identity:
+        raise TrainingError(
+            f"{checkpoint.directory} holds a checkpoint of a run with other settings or "
+            "another teacher; pass --overwrite to discard it, or another --checkpoints directory"
+        )
+    return state
+
+
+def _new_session(teacher: LeelaNetwork, config: TrainConfig, device: torch.device) -> _Session:
     input_format = int(teacher.network_format.input)
-    device = torch.device(device)
     torch.manual_seed(config.seed)
     student = new_student(config.student, input_format, seed=config.seed).to(device)
     optimizer = torch.optim.AdamW(
@@ -408,6 +464,14 @@ def train(
     )
     stream = SelfPlay(teacher, config.selfplay(), seed=[config.seed, 0])
     buffer = ReplayBuffer(config.buffer_size)
+    order = torch.Generator().manual_seed(config.seed + 1)
+    return _Session(student, optimizer, stream, buffer, order, input_format, device)
+
+
+def _validation_positions(
+    teacher: LeelaNetwork, config: TrainConfig, checkpoint: _Checkpoint, progress: bool
+) -> list[Position]:
+    """The held-out positions: the checkpoint's, or generated (and saved) once."""
     validation = checkpoint.read_validation()
     if validation is None or len(validation) != config.validation_positions:
         # Its own games (another seed), a sparser sample: each game gives fewer positions.
@@ -416,115 +480,147 @@ def train(
             config.validation_positions, progress=progress, desc="held-out self-play"
         )
         checkpoint.write_validation(validation)
-    epoch, step, generated = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    seen_hashes = np.zeros(0, np.uint64)
-    order = torch.Generator().manual_seed(config.seed + 1)
-    resumed = state is not None
-    if state is not None:
-        arrays = checkpoint.read_tensors(state)
-        student.load_state_dict(
-            {
-                key.removeprefix("model."): torch.from_numpy(value.copy())
-                for key, value in arrays.items()
-                if key.startswith("model.")
-            }
-        )
-        _load_optimizer(optimizer, arrays, state["optimizer_groups"])
-        stream.load_state(arrays, state["selfplay"])
-        buffer.load_state(arrays, state["buffer"])
-        order.set_state(torch.from_numpy(arrays["order_generator"].copy()))
-        seen_hashes = arrays["seen_hashes"]
-        epoch, step, generated = state["epoch"], state["step"], state["generated"]
-        history = state["history"]
-    student.train()
-    while epoch < config.epochs:
-        epoch_started = time.perf_counter()
-        wanted = config.buffer_size if epoch == 0 else config.positions_per_epoch
-        fresh = stream.generate(wanted, progress=progress, desc=f"self-play {epoch + 1}")
-        generated += len(fresh)
-        seen_hashes = np.concatenate([seen_hashes, position_hashes(fresh)])
-        buffer.add(fresh)
-        generation_seconds = time.perf_counter() - epoch_started
-        train_started = time.perf_counter()
-        totals = {"loss": 0.0, "policy": 0.0, "value": 0.0, "moves_left": 0.0}
-        bar = tqdm(
-            total=config.steps_per_epoch,
-            desc=f"epoch {epoch + 1}/{config.epochs}",
-            unit="step",
-            disable=not progress,
-            leave=False,
-        )
-        for positions in buffer.batches(config.steps_per_epoch, config.batch_size, order):
-            for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate_at(step)
-            batch = make_batch(positions, input_format, device)
-            losses = compute_losses(student, batch, config)
-            if not torch.isfinite(losses.total):
-                raise TrainingError(
-                    f"the loss became {float(losses.total)} at step {step}; lower the learning rate"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            losses.total.backward()
-            torch.nn.utils.clip_grad_norm_(student.parameters(), config.gradient_clip)
-            optimizer.step()
-            step += 1
-            totals["loss"] += float(losses.total.detach())
-            totals["policy"] += float(losses.policy.detach())
-            totals["value"] += float(losses.value.detach())
-            if losses.moves_left is not None:
-                totals["moves_left"] += float(losses.moves_left.detach())
-            bar.update(1)
-            bar.set_postfix(loss=f"{float(losses.total.detach()):.3f}")
-        bar.close()
-        train_seconds = time.perf_counter() - train_started
-        held = measure_agreement(student, validation, input_format)
-        epoch += 1
-        record = {
-            "epoch": epoch,
-            "step": step,
-            "learning_rate": config.learning_rate_at(step - 1),
-            **{f"train_{k}": v / config.steps_per_epoch for k, v in totals.items()},
-            "held_out_top1": held.top1_agreement,
-            "held_out_kl": held.policy_kl,
-            "held_out_wdl_mae": held.wdl_mae,
-            "held_out_moves_left_mae": held.moves_left_mae,
-            "positions_generated": generated,
-            "generation_seconds": round(generation_seconds, 2),
-            "train_seconds": round(train_seconds, 2),
-            "train_positions_per_second": round(
-                config.steps_per_epoch * config.batch_size / train_seconds, 1
-            ),
+    return validation
+
+
+def _restore(session: _Session, checkpoint: _Checkpoint, state: dict[str, Any]) -> None:
+    """Continue from the checkpoint: weights, optimiser, self-play, buffer, counters."""
+    arrays = checkpoint.read_tensors(state)
+    session.student.load_state_dict(
+        {
+            key.removeprefix("model."): torch.from_numpy(value.copy())
+            for key, value in arrays.items()
+            if key.startswith("model.")
         }
-        history.append(record)
-        arrays = _model_arrays(student)
-        optimizer_arrays, groups = _optimizer_arrays(optimizer)
-        arrays.update(optimizer_arrays)
-        stream_arrays, stream_record = stream.state()
-        buffer_arrays, buffer_record = buffer.state()
-        arrays.update(stream_arrays)
-        arrays.update(buffer_arrays)
-        arrays["order_generator"] = _generator_state(order)
-        arrays["seen_hashes"] = seen_hashes
-        checkpoint.write(
-            arrays,
-            {
-                "identity": identity,
-                "input_format": input_format,
-                "epoch": epoch,
-                "step": step,
-                "generated": generated,
-                "history": history,
-                "optimizer_groups": groups,
-                "selfplay": stream_record,
-                "buffer": buffer_record,
-            },
-        )
-        if on_epoch is not None:
-            on_epoch(record)
+    )
+    _load_optimizer(session.optimizer, arrays, state["optimizer_groups"])
+    session.stream.load_state(arrays, state["selfplay"])
+    session.buffer.load_state(arrays, state["buffer"])
+    session.order.set_state(torch.from_numpy(arrays["order_generator"].copy()))
+    session.seen_hashes = arrays["seen_hashes"]
+    session.epoch, session.step = state["epoch"], state["step"]
+    session.generated, session.history = state["generated"], state["history"]
+
+
+def _train_epoch(
+    session: _Session, config: TrainConfig, validation: list[Position], progress: bool
+) -> dict[str, Any]:
+    """One epoch: fresh self-play into the buffer, the optimiser steps, the held-out
+    measurement; returns (and appends to the history) the epoch's record."""
+    epoch_started = time.perf_counter()
+    wanted = config.buffer_size if session.epoch == 0 else config.positions_per_epoch
+    fresh = session.stream.generate(
+        wanted, progress=progress, desc=f"self-play {session.epoch + 1}"
+    )
+    session.generated += len(fresh)
+    session.seen_hashes = np.concatenate([session.seen_hashes, position_hashes(fresh)])
+    session.buffer.add(fresh)
+    generation_seconds = time.perf_counter() - epoch_started
+    train_started = time.perf_counter()
+    totals = _optimiser_steps(session, config, progress)
+    train_seconds = time.perf_counter() - train_started
+    held = measure_agreement(session.student, validation, session.input_format)
+    session.epoch += 1
+    record = {
+        "epoch": session.epoch,
+        "step": session.step,
+        "learning_rate": config.learning_rate_at(session.step - 1),
+        **{f"train_{k}": v / config.steps_per_epoch for k, v in totals.items()},
+        "held_out_top1": held.top1_agreement,
+        "held_out_kl": held.policy_kl,
+        "held_out_wdl_mae": held.wdl_mae,
+        "held_out_moves_left_mae": held.moves_left_mae,
+        "positions_generated": session.generated,
+        "generation_seconds": round(generation_seconds, 2),
+        "train_seconds": round(train_seconds, 2),
+        "train_positions_per_second": round(
+            config.steps_per_epoch * config.batch_size / train_seconds, 1
+        ),
+    }
+    session.history.append(record)
+    return record
+
+
+def _optimiser_steps(session: _Session, config: TrainConfig, progress: bool) -> dict[str, float]:
+    """``steps_per_epoch`` AdamW steps on batches from the buffer; summed losses."""
+    totals = {"loss": 0.0, "policy": 0.0, "value": 0.0, "moves_left": 0.0}
+    bar = tqdm(
+        total=config.steps_per_epoch,
+        desc=f"epoch {session.epoch + 1}/{config.epochs}",
+        unit="step",
+        disable=not progress,
+        leave=False,
+    )
+    student, optimizer = session.student, session.optimizer
+    for positions in session.buffer.batches(
+        config.steps_per_epoch, config.batch_size, session.order
+    ):
+        for group in optimizer.param_groups:
+            group["lr"] = config.learning_rate_at(session.step)
+        batch = make_batch(positions, session.input_format, session.device)
+        losses = compute_losses(student, batch, config)
+        if not torch.isfinite(losses.total):
+            raise TrainingError(
+                f"the loss became {float(losses.total)} at step {session.step}; lower the "
+                "learning rate"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        losses.total.backward()
+        torch.nn.utils.clip_grad_norm_(student.parameters(), config.gradient_clip)
+        optimizer.step()
+        session.step += 1
+        totals["loss"] += float(losses.total.detach())
+        totals["policy"] += float(losses.policy.detach())
+        totals["value"] += float(losses.value.detach())
+        if losses.moves_left is not None:
+            totals["moves_left"] += float(losses.moves_left.detach())
+        bar.update(1)
+        bar.set_postfix(loss=f"{float(losses.total.detach()):.3f}")
+    bar.close()
+    return totals
+
+
+def _save_checkpoint(session: _Session, checkpoint: _Checkpoint, identity: dict[str, Any]) -> None:
+    arrays = _model_arrays(session.student)
+    optimizer_arrays, groups = _optimizer_arrays(session.optimizer)
+    arrays.update(optimizer_arrays)
+    stream_arrays, stream_record = session.stream.state()
+    buffer_arrays, buffer_record = session.buffer.state()
+    arrays.update(stream_arrays)
+    arrays.update(buffer_arrays)
+    arrays["order_generator"] = _generator_state(session.order)
+    arrays["seen_hashes"] = session.seen_hashes
+    checkpoint.write(
+        arrays,
+        {
+            "identity": identity,
+            "input_format": session.input_format,
+            "epoch": session.epoch,
+            "step": session.step,
+            "generated": session.generated,
+            "history": session.history,
+            "optimizer_groups": groups,
+            "selfplay": stream_record,
+            "buffer": buffer_record,
+        },
+    )
+
+
+def _finish(
+    session: _Session,
+    teacher: LeelaNetwork,
+    output: Path,
+    config: TrainConfig,
+    validation: list[Position],
+    started: float,
+    *,
+    resumed: bool,
+) -> TrainReport:
+    """Measure the trained student, write it and its run record."""
+    student, input_format = session.student, session.input_format
     student.eval()
     held = measure_agreement(student, validation, input_format)
-    seen = np.isin(position_hashes(validation), seen_hashes)
+    seen = np.isin(position_hashes(validation), session.seen_hashes)
     unseen = [p for p, s in zip(validation, seen, strict=True) if not s]
     held_unseen = measure_agreement(student, unseen, input_format) if unseen else None
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -532,17 +628,17 @@ def train(
     seconds = time.perf_counter() - started
     report = TrainReport(
         output=str(path),
-        epochs=epoch,
-        steps=step,
-        train_positions_generated=generated,
+        epochs=session.epoch,
+        steps=session.step,
+        train_positions_generated=session.generated,
         held_out=held,
         held_out_unseen=held_unseen,
         held_out_seen_in_training=int(seen.sum()),
-        history=history,
+        history=session.history,
         seconds=round(seconds, 1),
         resumed=resumed,
     )
-    run = {
+    record = {
         "command": "leelalab train",
         "teacher": {"source": teacher.source, "sha256": teacher.sha256},
         "config": config.to_dict(),
@@ -550,20 +646,17 @@ def train(
         "report": asdict(report),
         "output_sha256": sha256_file(path),
         "hardware": {
-            "device": str(device),
+            "device": str(session.device),
             "machine": platform.machine(),
             "processor": platform.processor(),
             "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
         },
         "training_seconds_total": round(
-            sum(h["generation_seconds"] + h["train_seconds"] for h in history), 1
+            sum(h["generation_seconds"] + h["train_seconds"] for h in session.history), 1
         ),
-        "versions": versions(),
     }
-    import json
-
-    write_text_atomically(Path(f"{path}.run.json"), json.dumps(run, indent=2) + "\n")
+    write_run_record(path, record, seconds=seconds)
     return report
 
 

@@ -166,3 +166,21 @@ def test_demo_runs_on_shipped_puzzles(maia_path: Path, capsys) -> None:
     assert main(["demo", "--limit", "40", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "40 kept" in out and "top-1 = solution" in out and "all" in out
+
+
+def test_the_puzzle_and_training_options_load_without_torch() -> None:
+    # Their options come from settings classes: building them must stay light, so that
+    # help screens do not pay for torch, h5py or sklearn.
+    code = (
+        "import argparse, sys\n"
+        "from leelalab.cli import common, puzzles, train\n"
+        "commands = argparse.ArgumentParser().add_subparsers()\n"
+        "puzzles.register(commands)\n"
+        "_, plot = common.add_group(commands, 'plot', 'figures', 'plot_command')\n"
+        "train.register(commands, plot)\n"
+        "print(sorted({'torch', 'h5py', 'sklearn'} & set(sys.modules)))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

@@ -464,3 +464,34 @@ def test_export_keeps_the_fen_with_its_en_passant_square(nets, tmp_path: Path) -
     records = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert records[0]["fen"] == lines[1].split(",")[1]
     assert records[1]["fen"] == ep_fen and records[1]["moves"][0] == "e5d6"
+
+
+def test_filter_settings_validate_and_take_the_older_keywords() -> None:
+    from leelalab.puzzles.settings import FilterSettings, Thresholds
+    from leelalab.runs.experiment import SettingsError
+
+    with pytest.raises(SettingsError, match="--hard"):
+        Thresholds(hard=1.5)
+    with pytest.raises(SettingsError, match="--min-pv-plies"):
+        FilterSettings(min_pv_plies=0)
+    with pytest.raises(SettingsError, match="--strong-history"):
+        FilterSettings(strong_history="sometimes")
+    older = FilterSettings.from_options({"thresholds": Thresholds(hard=0.2), "limit": 5})
+    assert older == FilterSettings(hard=0.2, limit=5)
+    assert older.thresholds == Thresholds(hard=0.2)
+    with pytest.raises(TypeError, match="bogus"):
+        FilterSettings.from_options({"bogus": 1})
+
+
+def test_line_boards_with_the_final_position() -> None:
+    import chess
+
+    from leelalab.puzzles.filter import line_boards
+
+    start = chess.STARTING_FEN
+    puzzle = Puzzle("p", start, ("e2e4", "e7e5", "g1f3", "b8c6"))
+    boards = line_boards(puzzle)
+    assert [b.move_stack[-1].uci() for b in boards] == ["e2e4", "e7e5", "g1f3"]
+    with_final = line_boards(puzzle, final=True)
+    assert with_final[:-1] == boards
+    assert [m.uci() for m in with_final[-1].move_stack] == list(puzzle.moves)

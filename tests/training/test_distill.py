@@ -38,6 +38,9 @@ def test_tiny_distillation_learns_and_exports(tmp_path: Path) -> None:
     assert load_weights(tmp_path / "weak.pb.gz").describe().blocks == 1
     run = json.loads((tmp_path / "weak.pb.gz.run.json").read_text())
     assert run["config"]["positions"] == 600 and 0 <= run["report"]["top1_agreement"] <= 1
+    # The one run record: format, versions, this invocation's seconds, the output's hash.
+    assert run["format"] == "leelalab.run/1" and run["versions"]["torch"]
+    assert run["seconds"] > 0 and len(run["output_sha256"]) == 64
     assert student.network_format.input == teacher.network_format.input
 
 

@@ -94,8 +94,16 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path, teacher: LeelaN
     with pytest.raises(Interrupt):
         train(teacher, tmp_path / "b.pb.gz", config, progress=False, on_epoch=_stop_after(2))
     assert not (tmp_path / "b.pb.gz").exists()
-    resumed = train(teacher, tmp_path / "b.pb.gz", config, progress=False)
+    told: list[tuple[int, int]] = []
+    resumed = train(
+        teacher,
+        tmp_path / "b.pb.gz",
+        config,
+        progress=False,
+        on_resume=lambda done, total: told.append((done, total)),
+    )
     assert resumed.resumed and not straight.resumed
+    assert told == [(2, config.epochs)]
     # Same weights, bit for bit (the writer is deterministic: gzip mtime 0).
     assert (tmp_path / "a.pb.gz").read_bytes() == (tmp_path / "b.pb.gz").read_bytes()
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
@@ -112,6 +120,18 @@ def test_a_checkpoint_of_other_settings_is_refused(tmp_path: Path, teacher: Leel
         train(teacher, tmp_path / "a.pb.gz", other, progress=False)
     report = train(teacher, tmp_path / "a.pb.gz", other, progress=False, overwrite=True)
     assert report.epochs == 1 and not report.resumed
+
+
+@pytest.mark.parametrize("name", ["checkpoint.json", "validation.json"])
+def test_a_truncated_checkpoint_file_is_one_error(
+    tmp_path: Path, teacher: LeelaNetwork, name: str
+) -> None:
+    config = tiny_config(epochs=1)
+    train(teacher, tmp_path / "a.pb.gz", config, progress=False)
+    path = tmp_path / "a.pb.gz.checkpoints" / name
+    path.write_text(path.read_text()[:20])
+    with pytest.raises(TrainingError, match=name):
+        train(teacher, tmp_path / "b.pb.gz", config, progress=False, checkpoints=path.parent)
 
 
 @pytest.mark.parametrize("student", [TINY_TRANSFORMER, TINY_RESNET], ids=["transformer", "resnet"])
