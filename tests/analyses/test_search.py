@@ -18,6 +18,7 @@ from leelalab.analyses.search import (
     run_search_budgets,
     stratified_sample,
 )
+from leelalab.analyses.settings import SearchSettings
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
@@ -85,15 +86,8 @@ def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
         progress=False,
     )
     networks = {"strong": str(strong), "weak": str(weak)}
-    path = run_search_budgets(
-        tmp_path / "run",
-        tmp_path / "out",
-        networks,
-        nodes=(1, 4),
-        per_cell=1,
-        chunk_size=3,
-        progress=False,
-    )
+    settings = SearchSettings(nodes=(1, 4), per_cell=1, chunk_size=3)
+    path = run_search_budgets(settings, tmp_path / "run", tmp_path / "out", networks, progress=False)
     results = BudgetResults.load(path)
     assert results.size >= 5 and results.nodes == [1, 4]
     # lc0 at one node plays the network's own top move.
@@ -107,14 +101,11 @@ def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
     (tmp_path / "out" / "search.h5").unlink()
     again = BudgetResults.load(
         run_search_budgets(
+            settings.replace(benchmark=False),
             tmp_path / "run",
             tmp_path / "out",
             networks,
-            nodes=(1, 4),
-            per_cell=1,
-            chunk_size=3,
             progress=False,
-            benchmark=False,
         )
     )
     for budget in (1, 4):
@@ -147,21 +138,14 @@ def test_a_budget_run_can_be_restricted_to_one_stratum(tmp_path: Path) -> None:
     weak_solved = {r["id"] for r in records if "weak-solved" in strata_of(r)}
     assert 0 < len(weak_solved) < len(records)
     networks = {"strong": "maia-1900", "weak": "weak-maia-1900"}
-    path = run_search_budgets(
-        tmp_path / "run",
-        tmp_path / "out",
-        networks,
-        nodes=(1,),
-        per_cell=1000,
-        stratum="weak-solved",
-        progress=False,
-        benchmark=False,
-    )
+    settings = SearchSettings(nodes=(1,), per_cell=1000, stratum="weak-solved", benchmark=False)
+    path = run_search_budgets(settings, tmp_path / "run", tmp_path / "out", networks, progress=False)
     results = BudgetResults.load(path)
     assert set(results.arrays["puzzle_ids"]) == weak_solved
     # Every puzzle of the stratum is sampled, so the reweighted accuracy is the plain one.
     assert results.population == len(weak_solved)
     # In this stratum both networks' 1st moves are right by definition.
     assert results.accuracy("weak", "policy").n == len(weak_solved)
-    with pytest.raises(LeelaLabError, match="unknown stratum"):
-        run_search_budgets(tmp_path / "run", tmp_path / "bad", networks, stratum="easy")
+    with pytest.raises(LeelaLabError, match="--stratum must be one of"):
+        SearchSettings(stratum="easy")
+    assert not (tmp_path / "bad").exists()
