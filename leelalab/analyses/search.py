@@ -700,7 +700,7 @@ def format_estimate(estimate: Estimate, digits: int = 3) -> str:
         return f"{estimate.value:.{digits}f}"
     if not estimate.has_width:
         return f"{estimate.value:.{digits}f} (no spread)"
-    while digits < 6 and f"{estimate.low:.{digits}f}" == f"{estimate.high:.{digits}f}":
+    while digits < 6 and round(estimate.low, digits) == round(estimate.high, digits):
         digits += 1
     return f"{estimate.value:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
 

@@ -273,3 +273,28 @@ def test_an_activation_store_as_patching_results_is_one_line(run, tmp_path, caps
     assert str(store) in error and "strata-patching" in error
     assert main(["analyze", "predictions", str(run), "--patching", str(tmp_path)]) == 1
     assert "no patching.h5" in _one_line_error(capsys)
+
+
+def test_plot_analyses_reads_its_inputs_before_making_the_output(empty_run, tmp_path, capsys):
+    figures = tmp_path / "figures"
+    assert main(["plot", "analyses", "--dataset", str(empty_run), "--output", str(figures)]) == 1
+    assert str(empty_run) in _one_line_error(capsys)
+    assert not figures.exists()
+
+
+def test_plot_analyses_draws_a_strata_patching_output(plain_patching, tmp_path, capsys) -> None:
+    data, _ = plain_patching
+    patching = tmp_path / "strata"
+    args = ["analyze", "strata-patching", str(data), "--output", str(patching)]
+    assert main([*args, "--unfiltered", "3", "--no-progress"]) == 0
+    figures = tmp_path / "figures"
+    args = ["plot", "analyses", "--dataset", str(data), "--patching", str(patching)]
+    assert main([*args, "--output", str(figures)]) == 0
+    assert (figures / "strata_patching.png").is_file() and (figures / "predictions.png").is_file()
+    assert main(["analyze", "predictions", str(data), "--patching", str(patching)]) == 0
+    assert "1st-move target effect" in capsys.readouterr().out
+
+
+def test_the_analyze_group_points_to_its_figures(capsys) -> None:
+    assert main(["analyze"]) == 0
+    assert "leelalab plot analyses" in capsys.readouterr().out
