@@ -143,7 +143,8 @@ def run_coupling(
 ) -> Path:
     """Network values along every structural line, Stockfish on a sample; resumable.
     Returns the merged ``coupling.h5``."""
-    from leelalab.runs.results import run_in_chunks, sha256_file
+    from leelalab.analyses.outputs import run_job_in_chunks
+    from leelalab.runs.results import sha256_file
 
     binary = find_stockfish(settings.stockfish)
     directory, output = Path(directory), Path(output)
@@ -164,24 +165,19 @@ def run_coupling(
         "sample": settings.sample,
         "seed": settings.seed,
     }
-    try:
-        path = run_in_chunks(
-            rows,
-            output,
-            record,
-            job,
-            results_file=RESULTS_FILE,
-            attrs={"format": RESULTS_FORMAT, "stockfish": job.engine_id, "limit": job.limit},
-            run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
-            chunk_size=settings.chunk_size,
-            description="coupling",
-            progress=progress,
-            overwrite=overwrite,
-            before=job.open_cache,
-        )
-    finally:
-        job.close()
-    return path
+    return run_job_in_chunks(
+        job,
+        rows,
+        output,
+        record,
+        chunk_size=settings.chunk_size,
+        progress=progress,
+        overwrite=overwrite,
+        results_file=RESULTS_FILE,
+        attrs={"format": RESULTS_FORMAT, "stockfish": job.engine_id, "limit": job.limit},
+        run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
+        description="coupling",
+    )
 
 
 class _CouplingJob:

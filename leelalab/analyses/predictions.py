@@ -202,14 +202,19 @@ def _means(values: np.ndarray, table: PuzzleTable, seed: int) -> dict[str, Estim
     return out
 
 
-def prediction_weak_probability(table: PuzzleTable, seed: int = 0) -> Prediction:
-    values = _means(table.weak_p_first, table, seed)
+def _compared(
+    values: np.ndarray, table: PuzzleTable, first: str, second: str, seed: int
+) -> tuple[dict[str, Estimate], Estimate]:
+    """Per-stratum means of ``values`` and the bootstrapped ``first − second`` difference
+    (jointly over the two strata's union; puzzles without a value count as 0 there)."""
     difference = mean_difference_ci(
-        np.nan_to_num(table.weak_p_first),
-        table.strata["unfiltered"],
-        table.strata["paper"],
-        seed=seed,
+        np.nan_to_num(values), table.strata[first], table.strata[second], seed=seed
     )
+    return _means(values, table, seed), difference
+
+
+def prediction_weak_probability(table: PuzzleTable, seed: int = 0) -> Prediction:
+    values, difference = _compared(table.weak_p_first, table, "unfiltered", "paper", seed)
     unfiltered = values["unfiltered"]
     if _too_few(unfiltered, values["paper"]):
         verdict = "too few"
@@ -235,13 +240,7 @@ def prediction_weak_probability(table: PuzzleTable, seed: int = 0) -> Prediction
 
 
 def prediction_strong_confidence(table: PuzzleTable, seed: int = 0) -> Prediction:
-    values = _means(table.strong_p_solver, table, seed)
-    difference = mean_difference_ci(
-        np.nan_to_num(table.strong_p_solver),
-        table.strata["paper"],
-        table.strata["unfiltered"],
-        seed=seed,
-    )
+    values, difference = _compared(table.strong_p_solver, table, "paper", "unfiltered", seed)
     verdict = (
         "too few"
         if _too_few(values["paper"], values["unfiltered"])

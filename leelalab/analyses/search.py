@@ -272,9 +272,9 @@ def run_search_budgets(
 
     Returns the merged results file; see the module docstring for the directory layout.
     """
-    from leelalab.analyses.outputs import amend_run_record
+    from leelalab.analyses.outputs import amend_run_record, run_job_in_chunks
     from leelalab.inference.networks import resolve_network
-    from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+    from leelalab.runs.results import read_h5, sha256_file
 
     binary = find_lc0(settings.lc0)
     dataset, output = Path(dataset), Path(output)
@@ -294,23 +294,19 @@ def run_search_budgets(
         "population": sample.population,
         "lc0_options": json.dumps(LC0_OPTIONS),
     }
-    try:
-        path = run_in_chunks(
-            sample.records,
-            output,
-            record,
-            job,
-            results_file=RESULTS_FILE,
-            attrs=attrs,
-            run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
-            chunk_size=settings.chunk_size,
-            description="lc0 searches",
-            progress=progress,
-            overwrite=overwrite,
-            before=job.open_cache,
-        )
-    finally:
-        job.close()
+    path = run_job_in_chunks(
+        job,
+        sample.records,
+        output,
+        record,
+        chunk_size=settings.chunk_size,
+        progress=progress,
+        overwrite=overwrite,
+        results_file=RESULTS_FILE,
+        attrs=attrs,
+        run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
+        description="lc0 searches",
+    )
     arrays, _ = read_h5(path)
     benchmark = benchmark_table(arrays, sorted(paths), settings.budgets, reference or {})
     amend_run_record(output, benchmark=benchmark)

@@ -85,10 +85,12 @@ def _network_paths(args: argparse.Namespace) -> dict[str, str]:
     settings = _filter_settings(args.directory)
     paths = {}
     for name in ("strong", "weak"):
-        paths[name] = getattr(args, name) or (settings.get(name) or {}).get("source")
+        given = args.net if name == "strong" else args.weak
+        paths[name] = given or (settings.get(name) or {}).get("source")
         if paths[name] is None:
+            option = "--net" if name == "strong" else "--weak"
             raise LeelaLabError(
-                f"{args.directory}: no --{name} given and no filter settings.json to take it from"
+                f"{args.directory}: no {option} given and no filter settings.json to take it from"
             )
     return paths
 
@@ -423,10 +425,6 @@ def _stratum_search_figures(
 # ----------------------------------------------------------------------------- parsers
 
 
-def _directory(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("directory", help="a `leelalab puzzles filter` output directory")
-
-
 def _settings_options(parser: argparse.ArgumentParser, settings: Any, **defaults: Any) -> None:
     """The experiment's settings as options (``chunk_size`` is not a command-line choice)."""
     from leelalab.runs.experiment import add_settings_options
@@ -436,88 +434,80 @@ def _settings_options(parser: argparse.ArgumentParser, settings: Any, **defaults
     )
 
 
-def _register_strata_patching(group: Any) -> None:
-    from leelalab.analyses.settings import StrataPatchingSettings
-
-    parser = add_command(
-        group,
+_ANALYSES = (
+    # name, help, --output help, settings class, networks it loads, command
+    (
         "strata-patching",
         "corrupt and patch the paper stratum and an unfiltered sample (prediction 1)",
-    )
-    _directory(parser)
-    add_output(parser, "results directory (resumable; the corruptions are kept inside)")
-    parser.add_argument("--net", default=None, help="strong network (default: the filter's)")
-    add_overwrite(parser)
-    parser.add_argument("--weak", default=None, help="weak network (default: the filter's)")
-    _settings_options(parser, StrataPatchingSettings)
-    add_no_progress(parser)
-    parser.set_defaults(run=cmd_strata_patching)
-
-
-def _register_predictions(group: Any) -> None:
-    from leelalab.analyses.settings import PredictionSettings
-
-    parser = add_command(
-        group, "predictions", "the four predictions per stratum, with CIs and verdicts"
-    )
-    _directory(parser)
-    parser.add_argument(
-        "--patching", help="`analyze strata-patching` output (prediction 1; else not measured)"
-    )
-    add_output(
-        parser,
+        "results directory (resumable; the corruptions are kept inside)",
+        "StrataPatchingSettings",
+        ("--net", "--weak"),
+        cmd_strata_patching,
+    ),
+    (
+        "predictions",
+        "the four predictions per stratum, with CIs and verdicts",
         "directory for the table (predictions.json, predictions.md, run.json)",
-        required=False,
-    )
-    add_overwrite(parser)
-    _settings_options(parser, PredictionSettings)
-    parser.set_defaults(run=cmd_predictions)
+        "PredictionSettings",
+        (),
+        cmd_predictions,
+    ),
+    (
+        "coupling",
+        "policy–value coupling along the lines, against Stockfish",
+        "results directory (resumable; Stockfish cache inside)",
+        "CouplingSettings",
+        ("--net",),
+        cmd_coupling,
+    ),
+    (
+        "search",
+        "puzzle accuracy with lc0's MCTS at several node budgets",
+        "results directory (resumable; lc0 search cache inside)",
+        "SearchSettings",
+        ("--net", "--weak"),
+        cmd_search,
+    ),
+    (
+        "themes",
+        "accuracy by Lichess theme against its frequency (network alone)",
+        "directory for the table (themes.json, run.json)",
+        "ThemeSettings",
+        (),
+        cmd_themes,
+    ),
+)
+"""The ``analyze`` commands of this module. Those that load networks are the long,
+resumable runs: their ``--output`` is required and they show progress; the others print
+a table and write it only when given ``--output``."""
 
 
-def _register_coupling(group: Any) -> None:
-    from leelalab.analyses.settings import CouplingSettings
+def _register_analyses(group: Any) -> None:
+    from leelalab.analyses import settings as classes
 
-    parser = add_command(
-        group, "coupling", "policy–value coupling along the lines, against Stockfish"
-    )
-    _directory(parser)
-    add_output(parser, "results directory (resumable; Stockfish cache inside)")
-    parser.add_argument("--net", default=None, help="strong network (default: the filter's)")
-    add_overwrite(parser)
-    _settings_options(parser, CouplingSettings)
-    add_no_progress(parser)
-    parser.set_defaults(run=cmd_coupling)
-
-
-def _register_search(group: Any) -> None:
-    from leelalab.analyses.settings import DEFAULT_NODES, SearchSettings
-
-    parser = add_command(group, "search", "puzzle accuracy with lc0's MCTS at several node budgets")
-    _directory(parser)
-    add_output(parser, "results directory (resumable; lc0 search cache inside)")
-    add_overwrite(parser)
-    parser.add_argument(
-        "--strong", "--net", dest="strong", help="strong network file (default: the filter's)"
-    )
-    parser.add_argument("--weak", help="weak network file (default: the filter's)")
-    _settings_options(
-        parser, SearchSettings, nodes=list(DEFAULT_NODES), workers=os.cpu_count() or 1
-    )
-    add_no_progress(parser)
-    parser.set_defaults(run=cmd_search)
-
-
-def _register_themes(group: Any) -> None:
-    from leelalab.analyses.settings import ThemeSettings
-
-    parser = add_command(
-        group, "themes", "accuracy by Lichess theme against its frequency (network alone)"
-    )
-    _directory(parser)
-    add_output(parser, "directory for the table (themes.json, run.json)", required=False)
-    add_overwrite(parser)
-    _settings_options(parser, ThemeSettings)
-    parser.set_defaults(run=cmd_themes)
+    for name, help, output, settings, networks, run in _ANALYSES:
+        parser = add_command(group, name, help)
+        parser.add_argument("directory", help="a `leelalab puzzles filter` output directory")
+        add_output(parser, output, required=bool(networks))
+        add_overwrite(parser)
+        if "--net" in networks:
+            parser.add_argument(
+                "--net", "--strong", dest="net", help="strong network (default: the filter's)"
+            )
+        if "--weak" in networks:
+            parser.add_argument("--weak", help="weak network (default: the filter's)")
+        if name == "predictions":
+            parser.add_argument(
+                "--patching",
+                help="`analyze strata-patching` output (prediction 1; else not measured)",
+            )
+        defaults: dict[str, Any] = {}
+        if name == "search":
+            defaults = {"nodes": list(classes.DEFAULT_NODES), "workers": os.cpu_count() or 1}
+        _settings_options(parser, getattr(classes, settings), **defaults)
+        if networks:
+            add_no_progress(parser)
+        parser.set_defaults(run=run)
 
 
 def _register_plot(plot_commands: Any) -> None:
@@ -547,10 +537,5 @@ def _register_plot(plot_commands: Any) -> None:
 def register(commands: Any, plot_commands: Any) -> None:
     """Add ``analyze predictions|strata-patching|coupling|search|themes`` and
     ``plot analyses``."""
-    group = analyze_commands(commands)
-    _register_strata_patching(group)
-    _register_predictions(group)
-    _register_coupling(group)
-    _register_search(group)
-    _register_themes(group)
+    _register_analyses(analyze_commands(commands))
     _register_plot(plot_commands)
