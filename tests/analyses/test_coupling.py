@@ -11,8 +11,8 @@ import pytest
 
 from leelalab.analyses.coupling import (
     MATE_CP,
-    _solver_value,
     CouplingResults,
+    _solver_value,
     coupling_sample,
     coupling_tables,
     line_boards,
@@ -20,8 +20,8 @@ from leelalab.analyses.coupling import (
     stockfish_cp,
 )
 from leelalab.analyses.lc0_engine import find_stockfish
-from leelalab.analyses.settings import CouplingSettings
 from leelalab.analyses.predictions import PuzzleTable
+from leelalab.analyses.settings import CouplingSettings
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
