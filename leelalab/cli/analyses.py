@@ -246,6 +246,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_search(results: Any) -> None:
+    from leelalab.analyses.predictions import MINIMUM_N
     from leelalab.analyses.search import POLICY
 
     print(f"{results.size} sampled puzzles (of {results.population}), accuracy reweighted to all")
@@ -262,6 +263,9 @@ def _print_search(results: Any) -> None:
             )
     print_table(rows)
     if "weak" in results.networks and "strong" in results.networks:
+        if results.size < MINIMUM_N:
+            print(f"weak + MCTS against strong alone: too few puzzles (n={results.size})")
+            return
         match = results.matching_budget("weak", ("strong", 1))
         found = match["matching_nodes"]
         print(

@@ -298,3 +298,36 @@ def test_plot_analyses_draws_a_strata_patching_output(plain_patching, tmp_path, 
 def test_the_analyze_group_points_to_its_figures(capsys) -> None:
     assert main(["analyze"]) == 0
     assert "leelalab plot analyses" in capsys.readouterr().out
+
+
+def test_search_says_too_few_instead_of_a_matching_budget(tmp_path, capsys) -> None:
+    import numpy as np
+
+    from leelalab.analyses.search import BudgetResults
+    from leelalab.cli.analyses import _print_search
+    from leelalab.runs.results import write_h5_atomically
+
+    line = "h7h6 b1b3 g8h7 b3f7"
+    arrays = {
+        "puzzle_ids": ["a", "b"],
+        "fen": ["6k1/5ppp/8/8/8/8/5PPP/1Q4K1 b - - 0 1"] * 2,
+        "line": [line, line],
+        "rating": np.array([1200, 1800], dtype=np.int32),
+        "solver_moves": np.array([2, 2], dtype=np.int16),
+        "weight": np.array([1.0, 1.0]),
+        "cell": np.array([5, 6], dtype=np.int16),
+    }
+    for network in ("strong", "weak"):
+        for budget in ("policy", "n1"):
+            arrays[f"moves_{network}_{budget}"] = ["b1b3 b3f7", "b1b3 b3f7"]
+    attrs = {
+        "format": "leelalab.search-budgets/1",
+        "networks": '["strong", "weak"]',
+        "nodes": "[1]",
+        "population": 2,
+    }
+    write_h5_atomically(tmp_path / "search.h5", arrays, attrs)
+    _print_search(BudgetResults.load(tmp_path))
+    out = capsys.readouterr().out
+    assert "too few puzzles (n=2)" in out and "matches strong alone at" not in out
+    assert "1.000 (no spread)" in out and not ZERO_WIDTH.search(out)
