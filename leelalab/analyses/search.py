@@ -554,13 +554,23 @@ class BudgetResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BudgetResults:
-        from leelalab.puzzles.reader import Puzzle
-        from leelalab.runs.records import read_result
+        from leelalab.runs.records import RecordError, read_result
 
         path = Path(path)
         if path.is_dir():
             path = path / RESULTS_FILE
         arrays, attrs = read_result(path, RESULTS_FORMAT, hint=RESULTS_HINT)
+        try:
+            return cls._scored(arrays, attrs)
+        except (KeyError, TypeError, ValueError) as error:
+            # The right format with missing or inconsistent arrays: a damaged file.
+            reason = f"{type(error).__name__}: {error}"
+            raise RecordError(f"{path}: malformed search-budget results ({reason})") from None
+
+    @classmethod
+    def _scored(cls, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> BudgetResults:
+        from leelalab.puzzles.reader import Puzzle
+
         networks = json.loads(attrs["networks"])
         nodes = json.loads(attrs["nodes"])
         puzzles = [

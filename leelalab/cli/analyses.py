@@ -137,6 +137,7 @@ def cmd_predictions(args: argparse.Namespace) -> int:
     results = run_predictions(settings, args.directory, args.patching)
     _print_predictions(results.rows)
     if args.output:
+        from leelalab.runs.records import write_text_atomically
         from leelalab.runs.results import RunDirectory
 
         record = {
@@ -148,7 +149,7 @@ def cmd_predictions(args: argparse.Namespace) -> int:
         run = RunDirectory(args.output, record, overwrite=args.overwrite, what="predictions table")
         with run:
             path = results.save(run.path)
-            (run.path / "predictions.md").write_text(results.markdown(), encoding="utf-8")
+            write_text_atomically(run.path / "predictions.md", results.markdown())
             run.write_record(format=results.FORMAT)
         note(f"wrote {path} and {run.path / 'predictions.md'}")
     return 0

@@ -189,6 +189,14 @@ def test_foreign_search_results_are_one_line(tmp_path: Path) -> None:
         BudgetResults.load(_budget_file(tmp_path / "x.h5", "leelalab.coupling/1"))
     with pytest.raises(RecordError, match="no such results file"):
         BudgetResults.load(tmp_path)
+    damaged = tmp_path / "damaged.h5"
+    from leelalab.runs.records import read_h5, write_h5_atomically
+
+    arrays, attrs = read_h5(_budget_file(tmp_path / "y.h5", "leelalab.search-budgets/1"))
+    del arrays["moves_strong_n1"]
+    write_h5_atomically(damaged, arrays, {key: str(value) for key, value in attrs.items()})
+    with pytest.raises(RecordError, match="malformed search-budget results"):
+        BudgetResults.load(damaged)
 
 
 def test_search_settings_refuse_out_of_range_values() -> None:
