@@ -121,11 +121,12 @@ def run_coupling(
     rows = np.nonzero(table.strata["structural"])[0].tolist()
     if not rows:
         raise LeelaLabError(f"{directory}: no puzzle with two solver moves (not mate-in-1)")
-    job = _CouplingJob(table, chosen, network, binary, settings.depth)
+    dataset_sha256 = sha256_file(directory / "dataset.jsonl")
+    job = _CouplingJob(table, chosen, network, binary, settings.depth)  # starts Stockfish
     record = {
         "experiment": "policy_value_coupling",
         "dataset": str(directory.resolve()),
-        "dataset_sha256": sha256_file(directory / "dataset.jsonl"),
+        "dataset_sha256": dataset_sha256,
         "network": network.source,
         "network_sha256": network.sha256,
         "stockfish": job.engine_id,

