@@ -23,22 +23,24 @@ searched on a hash left by the previous search, so they are searched again.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import chess
 import numpy as np
 
 from leelalab.analyses.predictions import PuzzleTable
 from leelalab.analyses.scoring import puzzle_from_record
+from leelalab.analyses.settings import CouplingSettings
 from leelalab.analyses.strata import STRATA
 from leelalab.engines import CACHE_FILE, Limit, Stockfish, find_stockfish
 from leelalab.errors import LeelaLabError
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import format_name
 from leelalab.stats import (
     Estimate,
     contingency,
@@ -49,7 +51,9 @@ from leelalab.stats import (
 )
 
 RESULTS_FILE = "coupling.h5"
-RESULTS_FORMAT = "leelalab.analyses.coupling/1"
+RESULTS_FORMAT = format_name("coupling", 1)
+"""Written as ``leelalab.analyses.coupling/1`` before the one format scheme (still read)."""
+RESULTS_HINT = "give an `analyze coupling` output directory (or its coupling.h5)"
 POINTS = ("root", "first", "end")
 """Where along the line the value is read: the root, after the 1st move, after the line."""
 SETS = ("structural", *STRATA)
@@ -97,57 +101,84 @@ def coupling_sample(table: PuzzleTable, size: int, seed: int = 0) -> np.ndarray:
 
 
 def run_coupling(
+    settings: CouplingSettings,
     directory: str | os.PathLike[str],
     output: str | os.PathLike[str],
     network: Any,
     *,
-    stockfish: str | None = None,
-    depth: int = 12,
-    sample: int = 600,
-    seed: int = 0,
-    chunk_size: int = 64,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
-    """Network values along every structural line, Stockfish on a sample; resumable."""
-    from leelalab.models.evaluation import evaluate
-    from leelalab.runs.results import run_in_chunks, sha256_file
+    """Network values along every structural line, Stockfish on a sample; resumable.
+    Returns the merged ``coupling.h5``."""
+    from leelalab.analyses.outputs import run_job_in_chunks
+    from leelalab.runs.results import sha256_file
 
-    binary = find_stockfish(stockfish)
+    binary = find_stockfish(settings.stockfish)
     directory, output = Path(directory), Path(output)
     table = PuzzleTable.from_dataset(directory)
-    chosen = coupling_sample(table, sample, seed)
+    chosen = coupling_sample(table, settings.sample, settings.seed)
     rows = np.nonzero(table.strata["structural"])[0].tolist()
     if not rows:
         raise LeelaLabError(f"{directory}: no puzzle with two solver moves (not mate-in-1)")
-    engine = Stockfish(binary, threads=1, hash_mb=64)
-
-    def open_cache(directory: Path) -> None:
-        # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
-        engine.use_cache(directory / CACHE_FILE)
-
-    engine_id = engine.name
-    limit = Limit(depth=depth).key
-    settings = {
+    dataset_sha256 = sha256_file(directory / "dataset.jsonl")
+    job = _CouplingJob(table, chosen, network, binary, settings.depth)  # starts Stockfish
+    record = {
         "experiment": "policy_value_coupling",
         "dataset": str(directory.resolve()),
-        "dataset_sha256": sha256_file(directory / "dataset.jsonl"),
+        "dataset_sha256": dataset_sha256,
         "network": network.source,
         "network_sha256": network.sha256,
-        "stockfish": engine_id,
-        "stockfish_limit": limit,
-        "sample": sample,
-        "seed": seed,
+        "stockfish": job.engine_id,
+        "stockfish_limit": job.limit,
+        "sample": settings.sample,
+        "seed": settings.seed,
     }
+    return run_job_in_chunks(
+        job,
+        rows,
+        output,
+        record,
+        chunk_size=settings.chunk_size,
+        progress=progress,
+        overwrite=overwrite,
+        results_file=RESULTS_FILE,
+        attrs={"format": RESULTS_FORMAT, "stockfish": job.engine_id, "limit": job.limit},
+        run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
+        description="coupling",
+    )
 
-    def compute(chunk: list[int]) -> dict[str, Any]:
-        records = [table.records[i] for i in chunk]
+
+class _CouplingJob:
+    """One chunk of structural puzzles: the network's values along each line, Stockfish's
+    scores for the sampled ones (from the cache, else searched)."""
+
+    def __init__(
+        self, table: PuzzleTable, chosen: np.ndarray, network: Any, binary: str, depth: int
+    ) -> None:
+        self.table, self.chosen, self.network, self.depth = table, chosen, network, depth
+        # Hash cleared before every search (leelalab.engines); its identity is recorded.
+        self.engine = Stockfish(binary, threads=1, hash_mb=64)
+        self.engine_id = self.engine.name
+        self.limit = Limit(depth=depth).key
+
+    def open_cache(self, directory: Path) -> None:
+        """Opened once the run directory exists (run_in_chunks' `before`), resumed with it."""
+        self.engine.use_cache(directory / CACHE_FILE)
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __call__(self, chunk: list[int]) -> dict[str, Any]:
+        from leelalab.models.evaluation import evaluate
+
+        records = [self.table.records[i] for i in chunk]
         boards = [line_boards(record) for record in records]
         solvers = [b["root"].turn for b in boards]
         ends = [b["end"] for b in boards]
         playable = [not board.is_game_over(claim_draw=False) for board in ends]
         end_evaluations = iter(
-            evaluate(network, [b for b, ok in zip(ends, playable, strict=True) if ok])
+            evaluate(self.network, [b for b, ok in zip(ends, playable, strict=True) if ok])
         )
         arrays: dict[str, Any] = {
             "puzzle_ids": [record["id"] for record in records],
@@ -161,36 +192,20 @@ def run_coupling(
                     for board, solver, ok in zip(ends, solvers, playable, strict=True)
                 ]
             ),
-            "stockfish": np.array([bool(chosen[i]) for i in chunk]),
+            "stockfish": np.array([bool(self.chosen[i]) for i in chunk]),
         }
         for point in POINTS:
-            scores = []
-            for i, line, solver in zip(chunk, boards, solvers, strict=True):
-                if not chosen[i]:
-                    scores.append(math.nan)
-                    continue
-                scores.append(float(stockfish_cp(engine, line[point], depth, solver)))
-            arrays[f"stockfish_{point}"] = np.array(scores)
+            arrays[f"stockfish_{point}"] = np.array(
+                [
+                    self._score(line[point], solver) if self.chosen[i] else math.nan
+                    for i, line, solver in zip(chunk, boards, solvers, strict=True)
+                ]
+            )
         return arrays
 
-    try:
-        path = run_in_chunks(
-            rows,
-            output,
-            settings,
-            compute,
-            results_file=RESULTS_FILE,
-            attrs={"format": RESULTS_FORMAT, "stockfish": engine_id, "limit": limit},
-            run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
-            chunk_size=chunk_size,
-            description="coupling",
-            progress=progress,
-            overwrite=overwrite,
-            before=open_cache,
-        )
-    finally:
-        engine.close()
-    return path
+    def _score(self, board: chess.Board, solver: chess.Color) -> float:
+        """Stockfish's score (from the engine cache when it has it)."""
+        return float(stockfish_cp(self.engine, board, self.depth, solver))
 
 
 # ----------------------------------------------------------------------------- tables
@@ -260,14 +275,13 @@ def coupling_tables(
 ) -> list[CouplingTable]:
     """Per set (the structural superset and each stratum): values, winning fractions and
     the two kinds of 2×2 tables."""
-    from leelalab.runs.results import ResultsError, read_h5
+    from leelalab.runs.records import read_result
+    from leelalab.runs.results import ResultsError
 
     path = Path(results)
     if path.is_dir():
         path = path / RESULTS_FILE
-    arrays, attrs = read_h5(path)
-    if attrs.get("format") != RESULTS_FORMAT:
-        raise ResultsError(f"{path}: not a leelalab coupling results file")
+    arrays, _ = read_result(path, RESULTS_FORMAT, hint=RESULTS_HINT)
     table = PuzzleTable.from_dataset(directory)
     position = {pid: i for i, pid in enumerate(table.ids)}
     rows = np.array([position.get(str(pid), -1) for pid in arrays["puzzle_ids"]])
@@ -295,7 +309,46 @@ def coupling_tables(
     return out
 
 
-def write_tables(tables: list[CouplingTable], path: str | os.PathLike[str]) -> None:
-    from leelalab.runs.results import write_text_atomically
+def _pair_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`_two_by_two` entry read back from its JSON."""
+    return {
+        "table": np.array(data["table"], dtype=np.int64),
+        "odds_ratio": Estimate.from_json(data["odds_ratio"]),
+        "phi": Estimate.from_json(data["phi"]),
+        "n": int(data["n"]),
+    }
 
-    write_text_atomically(Path(path), json.dumps([t.to_json() for t in tables], indent=2))
+
+def table_from_json(data: dict[str, Any]) -> CouplingTable:
+    """The :class:`CouplingTable` that :meth:`CouplingTable.to_json` wrote."""
+    return CouplingTable(
+        str(data["name"]),
+        int(data["n"]),
+        {point: Estimate.from_json(value) for point, value in data["values"].items()},
+        {point: Estimate.from_json(value) for point, value in data["winning"].items()},
+        _pair_from_json(data["policy_value"]),
+        {point: _pair_from_json(value) for point, value in data["stockfish"].items()},
+    )
+
+
+@dataclass
+class CouplingResults(Results):
+    """Every set's coupling tables (``coupling_tables.json`` beside ``coupling.h5``)."""
+
+    FORMAT: ClassVar[str] = format_name("coupling-tables", 1)
+    FILE: ClassVar[str] = "coupling_tables.json"
+    HINT: ClassVar[str] = "run `leelalab analyze coupling`"
+
+    threshold: float = 0.0
+    tables: list[CouplingTable] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.FORMAT,
+            "threshold": self.threshold,
+            "tables": [table.to_json() for table in self.tables],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> CouplingResults:
+        return cls(float(data["threshold"]), [table_from_json(t) for t in data["tables"]])

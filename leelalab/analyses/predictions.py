@@ -30,13 +30,16 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from leelalab.analyses.scoring import PuzzleScore, score_record
+from leelalab.analyses.settings import PredictionSettings
 from leelalab.analyses.strata import STRATA, strata_of
-from leelalab.puzzles.dataset import SQUARE_GROUPS, iter_dataset
+from leelalab.puzzles.dataset import SQUARE_GROUPS, DatasetError, iter_dataset
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import format_name
 from leelalab.stats import (
     Estimate,
     bootstrap,
@@ -56,7 +59,17 @@ DECENT = 0.10
 """A "decent fraction" of later mistakes: the interval's lower end must reach this."""
 WEAK_PHI = 0.30
 """φ below this is a weak correlation (Cohen's "medium" starts at 0.3)."""
+MINIMUM_N = 10
+"""The fewest puzzles on each side of a verdict: below it the verdict is "too few" (a 95%
+interval over fewer units says little, and a zero-width one nothing)."""
 PATCHING_GROUPS = ("target_3", "target_1", "corrupted")
+GROUP_WORDS = {
+    "target_3": "3rd-move target",
+    "target_1": "1st-move target",
+    "corrupted": "corrupted-square",
+    "other": "other-square",
+}
+"""The README's words for the square groups that tables print."""
 
 RULES = {
     "1": "effect (mean over layers of the group's largest square effect, log-odds) is smaller "
@@ -95,11 +108,21 @@ class PuzzleTable:
 
     @classmethod
     def from_dataset(cls, directory: str | os.PathLike[str]) -> PuzzleTable:
+        """Every record of a filter run's ``dataset.jsonl``.
+
+        Raises:
+            DatasetError: not a dataset, or a dataset without a puzzle (e.g. filtered from a
+                CSV that holds only its header): every analysis needs at least one.
+        """
         records = [puzzle.record for puzzle in iter_dataset(directory, selected_only=False)]
+        if not records:
+            raise DatasetError(f"{directory}: the dataset holds no puzzle; nothing to analyse")
         return cls.from_records(records)
 
     @classmethod
     def from_records(cls, records: list[dict[str, Any]]) -> PuzzleTable:
+        if not records:
+            raise DatasetError("no puzzle records; nothing to analyse")
         memberships = [set(strata_of(record)) for record in records]
         strata = {name: np.array([name in m for m in memberships]) for name in STRATA}
         strata["structural"] = np.array(
@@ -179,16 +202,23 @@ def _means(values: np.ndarray, table: PuzzleTable, seed: int) -> dict[str, Estim
     return out
 
 
-def prediction_weak_probability(table: PuzzleTable, seed: int = 0) -> Prediction:
-    values = _means(table.weak_p_first, table, seed)
+def _compared(
+    values: np.ndarray, table: PuzzleTable, first: str, second: str, seed: int
+) -> tuple[dict[str, Estimate], Estimate]:
+    """Per-stratum means of ``values`` and the bootstrapped ``first − second`` difference
+    (jointly over the two strata's union; puzzles without a value count as 0 there)."""
     difference = mean_difference_ci(
-        np.nan_to_num(table.weak_p_first),
-        table.strata["unfiltered"],
-        table.strata["paper"],
-        seed=seed,
+        np.nan_to_num(values), table.strata[first], table.strata[second], seed=seed
     )
+    return _means(values, table, seed), difference
+
+
+def prediction_weak_probability(table: PuzzleTable, seed: int = 0) -> Prediction:
+    values, difference = _compared(table.weak_p_first, table, "unfiltered", "paper", seed)
     unfiltered = values["unfiltered"]
-    if math.isnan(unfiltered.value):
+    if _too_few(unfiltered, values["paper"]):
+        verdict = "too few"
+    elif math.isnan(unfiltered.value):
         verdict = "not measured"
     elif unfiltered.low > HARD and difference.low > 0:
         verdict = "supported"
@@ -210,14 +240,12 @@ def prediction_weak_probability(table: PuzzleTable, seed: int = 0) -> Prediction
 
 
 def prediction_strong_confidence(table: PuzzleTable, seed: int = 0) -> Prediction:
-    values = _means(table.strong_p_solver, table, seed)
-    difference = mean_difference_ci(
-        np.nan_to_num(table.strong_p_solver),
-        table.strata["paper"],
-        table.strata["unfiltered"],
-        seed=seed,
+    values, difference = _compared(table.strong_p_solver, table, "paper", "unfiltered", seed)
+    verdict = (
+        "too few"
+        if _too_few(values["paper"], values["unfiltered"])
+        else _difference_verdict(difference, minimum=MUCH)
     )
-    verdict = _difference_verdict(difference, minimum=MUCH)
     return Prediction(
         "3",
         "the strong network is much less confident",
@@ -238,8 +266,8 @@ def prediction_later_moves(table: PuzzleTable) -> Prediction:
         wrong = int((~table.later_correct[member]).sum())
         values[name] = proportion_ci(wrong, int(member.sum()))
     unfiltered = values["unfiltered"]
-    if unfiltered.n == 0:
-        verdict = "not measured"
+    if _too_few(unfiltered):
+        verdict = "too few"
     elif unfiltered.low >= DECENT:
         verdict = "supported"
     elif unfiltered.high < DECENT:
@@ -267,7 +295,9 @@ def prediction_correlation(table: PuzzleTable, seed: int = 0) -> Prediction:
     odds = odds_ratio_ci(contingency(first, later))
     values = {name: phi if name == "structural" else _undefined(table, name) for name in STRATA}
     values["structural"] = phi
-    if math.isnan(phi.value):
+    if _too_few(phi):
+        verdict = "too few"
+    elif math.isnan(phi.value) or math.isnan(phi.low):
         verdict = "not measured"
     elif phi.high < WEAK_PHI:
         verdict = "supported"
@@ -288,6 +318,11 @@ def prediction_correlation(table: PuzzleTable, seed: int = 0) -> Prediction:
         f"2×2 [[1st✓ later✓, 1st✓ later✗], [1st✗ later✓, 1st✗ later✗]] = {table_text}; "
         "within each stratum the 1st move is fixed, so φ is computed on their common superset",
     )
+
+
+def _too_few(*estimates: Estimate) -> bool:
+    """Whether a verdict would rest on fewer than :data:`MINIMUM_N` puzzles on a side."""
+    return any(estimate.n < MINIMUM_N for estimate in estimates)
 
 
 def _undefined(table: PuzzleTable, name: str) -> Estimate:
@@ -312,9 +347,10 @@ def patching_effects(
 ) -> tuple[list[str], np.ndarray]:
     """Per patched puzzle: the mean over layers of ``group``'s effect (``reduce`` over the
     group's squares, log-odds, noising); ``nan`` where the puzzle has no such square."""
+    from leelalab.analyses.effects import patching_results_file
     from leelalab.patching.residual import PatchingResults
 
-    results = PatchingResults.load(results_path)
+    results = PatchingResults.load(patching_results_file(results_path))
     effects = results.effects("log_odds")  # (puzzles, layers, 64)
     member = results.groups == SQUARE_GROUPS.index(group)  # (puzzles, 64)
     values = np.where(member[:, None, :], effects, np.nan)
@@ -328,21 +364,27 @@ def patching_effects(
 
 def unfiltered_sample(results_path: str | os.PathLike[str]) -> set[str] | None:
     """The unfiltered sample's ids written by :func:`leelalab.analyses.effects.
-    run_strata_patching` beside its results, if any."""
-    import json
+    run_strata_patching` beside its patching results, if any."""
+    from leelalab.analyses.effects import SAMPLE_FILE, patching_results_file
+    from leelalab.runs.records import RecordError, read_json
 
-    directory = Path(results_path)
-    directory = directory if directory.is_dir() else directory.parent
-    path = directory / "strata_sample.json"
+    path = patching_results_file(results_path).parent / SAMPLE_FILE
     if not path.is_file():
         return None
-    return set(json.loads(path.read_text(encoding="utf-8"))["unfiltered"])
+    sample = read_json(path, what="strata sample")
+    if not isinstance(sample.get("unfiltered"), list):
+        raise RecordError(f"{path}: no unfiltered sample in it; rerun `analyze strata-patching`")
+    return {str(pid) for pid in sample["unfiltered"]}
 
 
 def prediction_patching(
     table: PuzzleTable, results_path: str | os.PathLike[str] | None, seed: int = 0
 ) -> list[Prediction]:
     """Prediction 1, one row per square group (the 3rd-move target decides)."""
+    if results_path is not None:
+        from leelalab.analyses.effects import patching_results_file
+
+        results_path = patching_results_file(results_path)  # one line when it is not one
     rows = []
     for group in PATCHING_GROUPS:
         key = "1" if group == "target_3" else f"1 ({group})"
@@ -361,44 +403,62 @@ def prediction_patching(
                 )
             )
             continue
-        ids, effect = patching_effects(results_path, group)
-        position = {pid: i for i, pid in enumerate(table.ids)}
-        rows_in_table = np.array([position.get(pid, -1) for pid in ids])
-        known = rows_in_table >= 0
-        masks = {
-            name: np.where(known, table.strata[name][np.maximum(rows_in_table, 0)], False)
-            for name in STRATA
-        }
-        sampled = unfiltered_sample(results_path)
-        if sampled is not None:
-            # The unfiltered stratum is represented by its random sample only (the paper's
-            # puzzles, all patched, would otherwise be over-represented in it).
-            in_sample = np.array([pid in sampled for pid in ids])
-            masks["unfiltered"] &= in_sample
-            masks["weak-solved"] &= in_sample
-        finite = np.isfinite(effect)
-        values = {name: mean_ci(effect[masks[name] & finite], seed=seed) for name in STRATA}
-        difference = mean_difference_ci(
-            np.nan_to_num(effect),
-            masks["paper"] & finite,
-            masks["unfiltered"] & finite,
-            seed=seed,
-        )
-        rows.append(
-            Prediction(
-                key,
-                "the paper's patching effects are smaller on the unfiltered set",
-                f"{group} effect (log-odds, mean over layers)",
-                values,
-                difference,
-                "paper − unfiltered",
-                _difference_verdict(difference),
-                RULES["1"],
-                "residual-stream noising patching on puzzles with a corruption (the unfiltered "
-                "stratum: its random sample)",
-            )
-        )
+        rows.append(_patching_row(table, results_path, group, key, seed))
     return rows
+
+
+def _patching_row(
+    table: PuzzleTable, results_path: Path, group: str, key: str, seed: int
+) -> Prediction:
+    """Prediction 1 for one square group of a patching run."""
+    ids, effect = patching_effects(results_path, group)
+    position = {pid: i for i, pid in enumerate(table.ids)}
+    rows_in_table = np.array([position.get(pid, -1) for pid in ids])
+    known = rows_in_table >= 0
+    masks = {
+        name: np.where(known, table.strata[name][np.maximum(rows_in_table, 0)], False)
+        for name in STRATA
+    }
+    sampled = unfiltered_sample(results_path)
+    if sampled is not None:
+        # The unfiltered stratum is represented by its random sample only (the paper's
+        # puzzles, all patched, would otherwise be over-represented in it).
+        in_sample = np.array([pid in sampled for pid in ids])
+        masks["unfiltered"] &= in_sample
+        masks["weak-solved"] &= in_sample
+    finite = np.isfinite(effect)
+    values = {name: mean_ci(effect[masks[name] & finite], seed=seed) for name in STRATA}
+    paper, unfiltered = masks["paper"] & finite, masks["unfiltered"] & finite
+    note = (
+        "residual-stream noising patching on puzzles with a corruption (the unfiltered "
+        "stratum: its random sample)"
+    )
+    difference: Estimate | None = None
+    label = "paper − unfiltered"
+    if unfiltered.any() and not (unfiltered & ~paper).any():
+        # E.g. a plain `patch residual` run: it patched the paper's selection only, which
+        # the unfiltered stratum contains — a stratum compared with itself (or a part).
+        verdict, label = "not comparable", ""
+        note = (
+            "both sides are the same puzzles (the patching run covers no unfiltered "
+            "puzzle outside the paper's selection): use `leelalab analyze strata-patching`"
+        )
+    elif _too_few(values["paper"], values["unfiltered"]):
+        verdict = "too few"
+    else:
+        difference = mean_difference_ci(np.nan_to_num(effect), paper, unfiltered, seed=seed)
+        verdict = _difference_verdict(difference)
+    return Prediction(
+        key,
+        "the paper's patching effects are smaller on the unfiltered set",
+        f"{GROUP_WORDS[group]} effect (log-odds, mean over layers)",
+        values,
+        difference,
+        label,
+        verdict,
+        RULES["1"],
+        note,
+    )
 
 
 def four_predictions(
@@ -417,6 +477,29 @@ def four_predictions(
         prediction_later_moves(table),
         prediction_correlation(table, seed),
     ]
+
+
+@dataclass
+class PredictionResults(Results):
+    """The four predictions' rows, as :func:`four_predictions` returns them."""
+
+    FORMAT: ClassVar[str] = format_name("predictions", 1)
+    FILE: ClassVar[str] = "predictions.json"
+    HINT: ClassVar[str] = "run `leelalab analyze predictions DIR --output OUT`"
+
+    rows: list[Prediction] = field(default_factory=list)
+
+    def markdown(self) -> str:
+        return predictions_markdown(self.rows)
+
+
+def run_predictions(
+    settings: PredictionSettings,
+    directory: str | os.PathLike[str],
+    patching: str | os.PathLike[str] | None = None,
+) -> PredictionResults:
+    """:func:`four_predictions` as an experiment (settings in, results object out)."""
+    return PredictionResults(four_predictions(directory, patching, seed=settings.seed))
 
 
 @dataclass(frozen=True)
@@ -480,7 +563,7 @@ def later_move_lift(
 
 def predictions_markdown(rows: list[Prediction]) -> str:
     """The table as Markdown (one row per prediction; strata as columns)."""
-    from leelalab.analyses.search import format_estimate
+    from leelalab.analyses.search import describe_estimate, format_estimate
 
     lines = [
         "| # | prediction | statistic | paper | unfiltered | weak-solved | comparison | verdict |",
@@ -490,14 +573,9 @@ def predictions_markdown(rows: list[Prediction]) -> str:
         cells = []
         for name in STRATA:
             value = row.values[name]
-            cells.append(
-                f"{format_estimate(value)} (n={value.n})"
-                if not math.isnan(value.value)
-                else f"n/a (n={value.n})"
-            )
+            cells.append(describe_estimate(value))
         if row.key == "4b":
-            value = row.values["structural"]
-            cells = [f"all: {format_estimate(value)} (n={value.n})", "", ""]
+            cells = [f"all: {describe_estimate(row.values['structural'])}", "", ""]
         comparison = (
             f"{row.comparison_label}: {format_estimate(row.comparison)}" if row.comparison else ""
         )

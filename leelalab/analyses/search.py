@@ -30,7 +30,6 @@ import math
 import os
 import queue
 import random
-import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -47,6 +46,7 @@ from leelalab.analyses.scoring import (
     score_puzzle,
     solver_positions,
 )
+from leelalab.analyses.settings import SearchSettings
 from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.engines import (
     CACHE_FILE,
@@ -58,9 +58,15 @@ from leelalab.engines import (
     lc0_identity,
     position_key,
 )
-from leelalab.engines.lc0 import backendbench, lc0_version
+from leelalab.engines.lc0 import (
+    LEGACY_CACHE_FILE,
+    backendbench,
+    import_legacy_cache,
+    lc0_version,
+)
 from leelalab.errors import LeelaLabError
 from leelalab.puzzles.dataset import iter_dataset
+from leelalab.runs.records import format_name
 from leelalab.stats import (
     Estimate,
     bootstrap,
@@ -69,15 +75,14 @@ from leelalab.stats import (
     weighted_proportion_ci,
 )
 
-DEFAULT_NODES = (1, 8, 32, 128, 512)
 DEPTH_BINS = (1, 2, 3, 4, 5)
 """Line length in solver moves; the last bin is "5 or more"."""
 RATING_EDGES = (1000, 1500, 2000)
 """Rating band boundaries: <1000, 1000–1499, 1500–1999, ≥2000."""
 RESULTS_FILE = "search.h5"
-RESULTS_FORMAT = "leelalab.analyses.search/1"
-LEGACY_CACHE_FILE = "search_cache.sqlite"
-"""The lc0 cache of earlier versions, imported into the engine cache when a run resumes."""
+RESULTS_FORMAT = format_name("search-budgets", 1)
+"""Written as ``leelalab.analyses.search/1`` before the one format scheme (still read)."""
+RESULTS_HINT = "give an `analyze search` output directory (or its search.h5)"
 POLICY = "policy"
 """The "budget" name of the network alone, evaluated in PyTorch."""
 
@@ -155,43 +160,6 @@ def stratified_sample(records: Sequence[dict[str, Any]], per_cell: int, *, seed:
     )
 
 
-# ----------------------------------------------------------------------------- cache
-
-
-def engine_key(version: str, options: dict[str, str]) -> str:
-    """What besides the network and the position decides lc0's move (the key of
-    :data:`LEGACY_CACHE_FILE`; :func:`leelalab.engines.lc0_identity` adds the network)."""
-    return f"lc0 {version} " + json.dumps(options, sort_keys=True)
-
-
-def import_legacy_cache(path: str | os.PathLike[str], cache: EngineCache) -> int:
-    """Copy the searches of an earlier version's ``search_cache.sqlite`` into ``cache``
-    (its key was ``engine_key`` and the network's sha256; the lc0 identity is both). An
-    unreadable legacy file is ignored: a cache is not a result. Returns the rows copied."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as old:
-            rows = old.execute(
-                "SELECT network, engine, position, nodes, move, reported_nodes, seconds"
-                " FROM searches"
-            ).fetchall()
-    except sqlite3.Error:
-        return 0
-    cache.put_many(
-        [
-            (
-                f"{engine} weights={network}",
-                Limit(nodes=int(nodes)),
-                position,
-                "",
-                {"move": move, "nodes": reported, "seconds": seconds},
-            )
-            for network, engine, position, nodes, move, reported, seconds in rows
-        ],
-        replace=False,  # what this version searched stays
-    )
-    return len(rows)
-
-
 # ----------------------------------------------------------------------------- engine pool
 
 
@@ -241,18 +209,11 @@ def _moves_name(network: str, budget: int | str) -> str:
 
 
 def run_search_budgets(
+    settings: SearchSettings,
     dataset: str | os.PathLike[str],
     output: str | os.PathLike[str],
     networks: dict[str, str],
     *,
-    nodes: Sequence[int] = DEFAULT_NODES,
-    per_cell: int = 25,
-    seed: int = 0,
-    stratum: str | None = None,
-    workers: int = 1,
-    lc0: str | None = None,
-    chunk_size: int = 8,
-    benchmark: bool = True,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -260,77 +221,133 @@ def run_search_budgets(
 
     Args:
         networks: name (e.g. ``strong``, ``weak``) → network file.
-        per_cell: puzzles per (line length × rating band) cell.
-        stratum: sample only the puzzles of this stratum (:mod:`leelalab.analyses.strata`:
-            ``paper``, ``unfiltered`` or ``weak-solved``); weighted accuracies then estimate
-            the stratum's accuracy.
-        workers: lc0 processes per network run in parallel (one search thread each).
+        settings: ``per_cell`` puzzles per (line length × rating band) cell; ``stratum``
+            samples only the puzzles of this stratum (:mod:`leelalab.analyses.strata`), so
+            weighted accuracies estimate the stratum's accuracy; ``workers`` lc0 processes
+            per network run in parallel (one search thread each).
 
     Returns the merged results file; see the module docstring for the directory layout.
     """
-    import torch
+    from leelalab.analyses.outputs import amend_run_record, run_job_in_chunks
+    from leelalab.inference.networks import resolve_network
+    from leelalab.runs.results import read_h5, sha256_file
 
-    from leelalab.inference.networks import load_network, resolve_network
-    from leelalab.models.evaluation import evaluate
-    from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
-
-    binary = find_lc0(lc0)
-    budgets = sorted({int(n) for n in nodes})
-    if not budgets or budgets[0] < 1:
-        raise LeelaLabError("node budgets must be positive integers")
-    if workers < 1:
-        raise LeelaLabError("--workers must be at least 1")
-    dataset = Path(dataset)
-    output = Path(output)
-    records = [puzzle.record for puzzle in iter_dataset(dataset, selected_only=False)]
-    if not records:
-        raise LeelaLabError(f"{dataset}: the dataset holds no puzzle")
-    if stratum is not None:
-        if stratum not in STRATA:
-            raise LeelaLabError(f"unknown stratum {stratum!r}; choose from {', '.join(STRATA)}")
-        records = [record for record in records if stratum in strata_of(record)]
-        if not records:
-            raise LeelaLabError(f"{dataset}: no puzzle in the {stratum} stratum")
-    sample = stratified_sample(records, per_cell, seed=seed)
+    binary = find_lc0(settings.lc0)
+    dataset, output = Path(dataset), Path(output)
+    sample = _budget_sample(dataset, settings)
     paths = {name: str(resolve_network(path)) for name, path in networks.items()}
     hashes = {name: sha256_file(path) for name, path in paths.items()}
     version = lc0_version(binary)
+    record = _run_settings(settings, dataset, sample, paths, hashes, version)
+    reference = _previous_reference(output, paths)
+    if settings.benchmark and reference is None:
+        reference = {name: backendbench(binary, path) for name, path in paths.items()}
     identities = {name: lc0_identity(version, LC0_OPTIONS, hashes[name]) for name in paths}
+    job = _SearchJob(sample, paths, identities, binary, settings)
+    attrs = {
+        "format": RESULTS_FORMAT,
+        "networks": json.dumps(sorted(paths)),
+        "nodes": json.dumps(settings.budgets),
+        "population": sample.population,
+        "lc0_options": json.dumps(LC0_OPTIONS),
+    }
+    path = run_job_in_chunks(
+        job,
+        sample.records,
+        output,
+        record,
+        chunk_size=settings.chunk_size,
+        progress=progress,
+        overwrite=overwrite,
+        results_file=RESULTS_FILE,
+        attrs=attrs,
+        run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
+        description="lc0 searches",
+    )
+    arrays, _ = read_h5(path)
+    benchmark = benchmark_table(arrays, sorted(paths), settings.budgets, reference or {})
+    amend_run_record(output, benchmark=benchmark)
+    return path
+
+
+def _budget_sample(dataset: Path, settings: SearchSettings) -> Sample:
+    """The stratified sample of the run's puzzles (of one stratum when asked)."""
+    records = [puzzle.record for puzzle in iter_dataset(dataset, selected_only=False)]
+    if not records:
+        raise LeelaLabError(f"{dataset}: the dataset holds no puzzle")
+    if settings.stratum is not None:
+        records = [record for record in records if settings.stratum in strata_of(record)]
+        if not records:
+            raise LeelaLabError(f"{dataset}: no puzzle in the {settings.stratum} stratum")
+    return stratified_sample(records, settings.per_cell, seed=settings.seed)
+
+
+def _run_settings(
+    settings: SearchSettings,
+    dataset: Path,
+    sample: Sample,
+    paths: dict[str, str],
+    hashes: dict[str, str],
+    version: str,
+) -> dict[str, Any]:
+    """What a resumed run must share with the first session (recorded in settings.json)."""
+    from leelalab.runs.results import sha256_file
+
     ids = [record["id"] for record in sample.records]
-    settings = {
+    return {
         "experiment": "search_budgets",
         "dataset": str(dataset.resolve()),
         "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
         "networks": {name: {"path": paths[name], "sha256": hashes[name]} for name in paths},
-        "nodes": budgets,
-        "per_cell": per_cell,
-        "seed": seed,
-        "stratum": stratum,
+        "nodes": settings.budgets,
+        "per_cell": settings.per_cell,
+        "seed": settings.seed,
+        "stratum": settings.stratum,
         "sample_sha256": hashlib.sha256(" ".join(ids).encode()).hexdigest(),
         "lc0": {"version": version, "options": LC0_OPTIONS},
         "depth_bins": list(DEPTH_BINS),
         "rating_edges": list(RATING_EDGES),
     }
-    reference = _previous_reference(output / "run.json", paths)
-    if benchmark and reference is None:
-        reference = {name: backendbench(binary, path) for name, path in paths.items()}
-    reference = reference or {}
-    torch.set_num_threads(1)
-    torch_networks = {name: load_network(path) for name, path in paths.items()}
-    # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
-    cache: Any = None
 
-    def open_cache(directory: Path) -> None:
-        nonlocal cache
-        cache = EngineCache(directory / CACHE_FILE)
+
+class _SearchJob:
+    """One chunk of sampled puzzles: each network's policy in PyTorch and lc0's move at
+    every budget (from the cache, else searched by the network's engine pool)."""
+
+    def __init__(
+        self,
+        sample: Sample,
+        paths: dict[str, str],
+        identities: dict[str, str],
+        binary: str,
+        settings: SearchSettings,
+    ) -> None:
+        import torch
+
+        from leelalab.inference.networks import load_network
+
+        torch.set_num_threads(1)
+        self.sample, self.identities = sample, identities
+        self.budgets, self.workers = settings.budgets, settings.workers
+        self.networks = {name: load_network(path) for name, path in paths.items()}
+        self.pools = {name: EnginePool(paths[name], binary, self.workers) for name in paths}
+        self.index_of = {record["id"]: i for i, record in enumerate(sample.records)}
+        # Opened once the run directory exists (run_in_chunks' `before`), resumed with it.
+        self.cache: EngineCache | None = None
+
+    def open_cache(self, directory: Path) -> None:
+        self.cache = EngineCache(directory / CACHE_FILE)
         if (directory / LEGACY_CACHE_FILE).is_file():
-            import_legacy_cache(directory / LEGACY_CACHE_FILE, cache)
+            import_legacy_cache(directory / LEGACY_CACHE_FILE, self.cache)
 
-    pools = {name: EnginePool(paths[name], binary, workers) for name in paths}
-    index_of = {record["id"]: i for i, record in enumerate(sample.records)}
+    def close(self) -> None:
+        for pool in self.pools.values():
+            pool.close()
+        if self.cache is not None:
+            self.cache.close()
 
-    def compute(chunk: list[dict[str, Any]]) -> dict[str, Any]:
-        rows = [index_of[record["id"]] for record in chunk]
+    def __call__(self, chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        rows = [self.index_of[record["id"]] for record in chunk]
         puzzles = [puzzle_from_record(record) for record in chunk]
         boards = [solver_positions(puzzle) for puzzle in puzzles]
         arrays: dict[str, Any] = {
@@ -340,104 +357,97 @@ def run_search_budgets(
             "themes": [" ".join(p.themes) for p in puzzles],
             "rating": np.array([p.rating or 0 for p in puzzles], dtype=np.int32),
             "solver_moves": np.array([len(b) for b in boards], dtype=np.int16),
-            "weight": sample.weights[rows],
-            "cell": sample.cells[rows].astype(np.int16),
+            "weight": self.sample.weights[rows],
+            "cell": self.sample.cells[rows].astype(np.int16),
         }
         for stratum in STRATA:
             arrays[f"stratum_{stratum}"] = np.array([stratum in strata_of(r) for r in chunk])
-        for name, pool in pools.items():
-            flat = [board for line in boards for board in line]
-            policy = [next(iter(e.policy)) for e in evaluate(torch_networks[name], flat)]
-            arrays[_moves_name(name, POLICY)] = _split_join(policy, boards)
-            moves: dict[tuple[int, int], str] = {}
-            tasks = []
-            for board in flat:
-                position = position_key(board)
-                missing = []
-                for budget in budgets:
-                    cached = cache.get(identities[name], Limit(nodes=budget), position)
-                    if cached is None:
-                        missing.append(budget)
-                    else:
-                        moves[id(board), budget] = cached["move"]
-                if missing:
-                    tasks.append((board, position, missing))
-            seconds = {budget: np.zeros(len(chunk)) for budget in budgets}
-            fresh = {budget: np.zeros(len(chunk), dtype=np.int32) for budget in budgets}
-            owner = {id(board): row for row, line in enumerate(boards) for board in line}
-            with ThreadPoolExecutor(max_workers=workers) as executor:
-                futures = [
-                    (
-                        board,
-                        position,
-                        missing,
-                        executor.submit(_search_position, pool, board, missing),
-                    )
-                    for board, position, missing in tasks
-                ]
-                for board, position, missing, future in futures:
-                    for budget, result in zip(missing, future.result(), strict=True):
-                        cache.put(
-                            identities[name],
-                            Limit(nodes=budget),
-                            position,
-                            {"move": result.move, "nodes": result.nodes, "seconds": result.seconds},
-                        )
-                        moves[id(board), budget] = result.move
-                        seconds[budget][owner[id(board)]] += result.seconds
-                        fresh[budget][owner[id(board)]] += 1
-            for budget in budgets:
-                arrays[_moves_name(name, budget)] = _split_join(
-                    [moves[id(board), budget] for board in flat], boards
-                )
-                arrays[f"seconds_{name}_n{budget}"] = seconds[budget]
-                arrays[f"fresh_{name}_n{budget}"] = fresh[budget]
+        for name in self.pools:
+            arrays.update(self._network_arrays(name, boards))
         return arrays
 
-    attrs = {
-        "format": RESULTS_FORMAT,
-        "networks": json.dumps(sorted(paths)),
-        "nodes": json.dumps(budgets),
-        "population": sample.population,
-        "lc0_options": json.dumps(LC0_OPTIONS),
-    }
-    try:
-        path = run_in_chunks(
-            sample.records,
-            output,
-            settings,
-            compute,
-            results_file=RESULTS_FILE,
-            attrs=attrs,
-            run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
-            chunk_size=chunk_size,
-            description="lc0 searches",
-            progress=progress,
-            overwrite=overwrite,
-            before=open_cache,
+    def _network_arrays(self, name: str, boards: list[list[chess.Board]]) -> dict[str, Any]:
+        from leelalab.models.evaluation import evaluate
+
+        flat = [board for line in boards for board in line]
+        policy = [next(iter(e.policy)) for e in evaluate(self.networks[name], flat)]
+        arrays: dict[str, Any] = {_moves_name(name, POLICY): _split_join(policy, boards)}
+        moves, tasks = self._cached_moves(name, flat)
+        seconds = {budget: np.zeros(len(boards)) for budget in self.budgets}
+        fresh = {budget: np.zeros(len(boards), dtype=np.int32) for budget in self.budgets}
+        owner = {id(board): row for row, line in enumerate(boards) for board in line}
+        for board, position, missing, results in self._search(name, tasks):
+            for budget, result in zip(missing, results, strict=True):
+                self._store(name, position, budget, result)
+                moves[id(board), budget] = result.move
+                seconds[budget][owner[id(board)]] += result.seconds
+                fresh[budget][owner[id(board)]] += 1
+        for budget in self.budgets:
+            arrays[_moves_name(name, budget)] = _split_join(
+                [moves[id(board), budget] for board in flat], boards
+            )
+            arrays[f"seconds_{name}_n{budget}"] = seconds[budget]
+            arrays[f"fresh_{name}_n{budget}"] = fresh[budget]
+        return arrays
+
+    def _cached_moves(
+        self, name: str, flat: list[chess.Board]
+    ) -> tuple[dict[tuple[int, int], str], list[tuple[chess.Board, str, list[int]]]]:
+        """The cached moves, and per position the budgets still to search."""
+        assert self.cache is not None
+        moves: dict[tuple[int, int], str] = {}
+        tasks = []
+        for board in flat:
+            position = position_key(board)
+            missing = []
+            for budget in self.budgets:
+                cached = self.cache.get(self.identities[name], Limit(nodes=budget), position)
+                if cached is None:
+                    missing.append(budget)
+                else:
+                    moves[id(board), budget] = cached["move"]
+            if missing:
+                tasks.append((board, position, missing))
+        return moves, tasks
+
+    def _search(
+        self, name: str, tasks: list[tuple[chess.Board, str, list[int]]]
+    ) -> Iterator[tuple[chess.Board, str, list[int], list[Any]]]:
+        """Each task's search results, in task order (searched ``workers`` at a time)."""
+        with ThreadPoolExecutor(max_workers=self.workers) as executor:
+            futures = [
+                (
+                    board,
+                    position,
+                    missing,
+                    executor.submit(_search_position, self.pools[name], board, missing),
+                )
+                for board, position, missing in tasks
+            ]
+            for board, position, missing, future in futures:
+                yield board, position, missing, future.result()
+
+    def _store(self, name: str, position: str, budget: int, result: Any) -> None:
+        assert self.cache is not None
+        self.cache.put(
+            self.identities[name],
+            Limit(nodes=budget),
+            position,
+            {"move": result.move, "nodes": result.nodes, "seconds": result.seconds},
         )
-    finally:
-        for pool in pools.values():
-            pool.close()
-        if cache is not None:
-            cache.close()
-    arrays, _ = read_h5(path)
-    run_path = output / "run.json"
-    run = json.loads(run_path.read_text(encoding="utf-8"))
-    run["benchmark"] = benchmark_table(arrays, sorted(paths), budgets, reference)
-    write_text_atomically(run_path, json.dumps(run, indent=2))
-    return path
 
 
-def _previous_reference(run_path: Path, paths: dict[str, str]) -> dict[str, float] | None:
+def _previous_reference(output: Path, paths: dict[str, str]) -> dict[str, float] | None:
     """``lc0 backendbench`` speeds recorded by an earlier session of this run (kept, so the
     reference stays the one measured while the searches ran)."""
-    if not run_path.is_file():
+    from leelalab.runs.records import RecordError, read_run_record
+
+    if not (output / "run.json").is_file():
         return None
     try:
-        rows = json.loads(run_path.read_text(encoding="utf-8")).get("benchmark") or []
+        rows = read_run_record(output).get("benchmark") or []
         found = {row["network"]: row["backendbench_nps"] for row in rows if row["backendbench_nps"]}
-    except (ValueError, KeyError, TypeError, AttributeError):
+    except (RecordError, KeyError, TypeError, AttributeError):
         return None
     return found if set(found) == set(paths) else None
 
@@ -505,15 +515,23 @@ class BudgetResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> BudgetResults:
-        from leelalab.puzzles.reader import Puzzle
-        from leelalab.runs.results import ResultsError, read_h5
+        from leelalab.runs.records import RecordError, read_result
 
         path = Path(path)
         if path.is_dir():
             path = path / RESULTS_FILE
-        arrays, attrs = read_h5(path)
-        if attrs.get("format") != RESULTS_FORMAT:
-            raise ResultsError(f"{path}: not a leelalab search-budget results file")
+        arrays, attrs = read_result(path, RESULTS_FORMAT, hint=RESULTS_HINT)
+        try:
+            return cls._scored(arrays, attrs)
+        except (KeyError, TypeError, ValueError) as error:
+            # The right format with missing or inconsistent arrays: a damaged file.
+            reason = f"{type(error).__name__}: {error}"
+            raise RecordError(f"{path}: malformed search-budget results ({reason})") from None
+
+    @classmethod
+    def _scored(cls, arrays: dict[str, np.ndarray], attrs: dict[str, Any]) -> BudgetResults:
+        from leelalab.puzzles.reader import Puzzle
+
         networks = json.loads(attrs["networks"])
         nodes = json.loads(attrs["nodes"])
         puzzles = [
@@ -635,10 +653,21 @@ class BudgetResults:
 
 
 def format_estimate(estimate: Estimate, digits: int = 3) -> str:
-    """``value [low, high]``; ``value [too few]`` where the interval could not be estimated
-    (undefined or of zero width: never shown as a zero-width interval)."""
+    """``value [low, high]`` for tables; never a zero-width interval: one that could not be
+    estimated (``nan`` ends: too few effective puzzles, or no variance) is ``value [too few]``,
+    one with no spread (which is not certainty) is the value alone, marked, and a narrow one
+    gets the digits that tell its ends apart."""
     if math.isnan(estimate.value):
         return "n/a"
-    if math.isnan(estimate.low) or math.isnan(estimate.high) or estimate.low == estimate.high:
+    if math.isnan(estimate.low) or math.isnan(estimate.high):
         return f"{estimate.value:.{digits}f} [too few]"
+    if not estimate.has_width:
+        return f"{estimate.value:.{digits}f} (no spread)"
+    while digits < 6 and round(estimate.low, digits) == round(estimate.high, digits):
+        digits += 1
     return f"{estimate.value:.{digits}f} [{estimate.low:.{digits}f}, {estimate.high:.{digits}f}]"
+
+
+def describe_estimate(estimate: Estimate) -> str:
+    """:func:`format_estimate` with the number of units."""
+    return f"{format_estimate(estimate)} (n={estimate.n})"

@@ -19,10 +19,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from leelalab.analyses.settings import STRATA
 from leelalab.errors import LeelaLabError
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-
-STRATA = ("paper", "unfiltered", "weak-solved")
 
 
 def _first_move_right(record: dict[str, Any], network: str) -> bool:

@@ -24,14 +24,17 @@ from __future__ import annotations
 import math
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from leelalab.analyses.predictions import PuzzleTable
+from leelalab.analyses.settings import ThemeSettings
 from leelalab.errors import LeelaLabError
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import format_name
 from leelalab.stats import Estimate, bootstrap, mean_ci
 
 NON_MOTIF_THEMES = frozenset(
@@ -205,3 +208,38 @@ def theme_analysis(
         else Estimate(math.nan, math.nan, math.nan, n)
     )
     return ThemeAnalysis(network, rows, slope, float(solved.mean()), n)
+
+
+@dataclass
+class ThemeResults(Results):
+    """Each network's theme analysis (``strong``, then ``weak``)."""
+
+    FORMAT: ClassVar[str] = format_name("themes", 1)
+    FILE: ClassVar[str] = "themes.json"
+    HINT: ClassVar[str] = "run `leelalab analyze themes DIR --output OUT`"
+
+    analyses: list[ThemeAnalysis] = field(default_factory=list)
+
+
+def run_themes(
+    settings: ThemeSettings, directory: str | os.PathLike[str], table: PuzzleTable | None = None
+) -> ThemeResults:
+    """Both networks' :func:`theme_analysis` of a filter run (``table``: its puzzles, when
+    already read)."""
+    frequencies, source = None, "the run's puzzles"
+    if settings.frequencies:
+        frequencies, count = theme_frequencies(settings.frequencies)
+        source = f"{Path(settings.frequencies).name}, {count} puzzles"
+    table = table if table is not None else PuzzleTable.from_dataset(directory)
+    analyses = []
+    for network in ("strong", "weak"):
+        analysis = theme_analysis(
+            table,
+            network,
+            frequencies=frequencies,
+            min_puzzles=settings.min_puzzles,
+            seed=settings.seed,
+        )
+        analysis.frequency_source = source
+        analyses.append(analysis)
+    return ThemeResults(analyses)

