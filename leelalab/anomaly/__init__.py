@@ -18,13 +18,36 @@ The backdoored maia-1900 is built by :func:`~leelalab.anomaly.finetune.train_bac
 ships as ``load_network("backdoor-maia-1900")``.
 """
 
+from typing import Any
+
 from leelalab.anomaly.errors import AnomalyError
-from leelalab.anomaly.evaluation import DEFAULT_DETECTORS, load_results, run_anomaly
-from leelalab.anomaly.positions import Task, TaskPosition, load_task
+from leelalab.anomaly.results import AnomalyResults, load_results
+from leelalab.anomaly.settings import DEFAULT_DETECTORS, RunSettings, TaskSettings
+
+_LAZY = {
+    "run_anomaly": "leelalab.anomaly.evaluation",
+    "Task": "leelalab.anomaly.positions",
+    "TaskPosition": "leelalab.anomaly.positions",
+    "load_task": "leelalab.anomaly.positions",
+}
+"""Names whose modules import chess or torch: loaded on first use, so that the command
+line's help screens (which read the settings) stay light."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_DETECTORS",
     "AnomalyError",
+    "AnomalyResults",
+    "RunSettings",
+    "TaskSettings",
     "Task",
     "TaskPosition",
     "load_results",

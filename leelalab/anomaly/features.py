@@ -45,12 +45,11 @@ from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.positions import Task
 from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
+from leelalab.runs.records import write_run_record
 from leelalab.runs.results import (
     ChunkedRun,
     same_settings,
     sha256_file,
-    versions,
-    write_text_atomically,
 )
 
 FEATURES_FORMAT = "leelalab.anomaly-features/1"
@@ -363,18 +362,7 @@ def extract_features(
             writer.write(start, arrays)
     finally:
         writer.close()
-    write_text_atomically(
-        path.with_name(path.name + ".run.json"),
-        json.dumps(
-            {
-                **settings,
-                "positions_computed_this_session": computed,
-                "seconds_this_session": round(time.perf_counter() - started, 2),
-                "versions": versions(),
-            },
-            indent=2,
-        ),
-    )
+    write_run_record(path, settings, started=started, positions_computed_this_session=computed)
     shutil.rmtree(work)
     return path
 

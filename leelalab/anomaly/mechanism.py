@@ -22,9 +22,7 @@ test classes are matched to each other), 20% the pool, 40% the test set.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,18 +30,14 @@ from typing import Any
 import chess
 import numpy as np
 
+from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
+from leelalab.anomaly.settings import TaskSettings
 from leelalab.anomaly.stockfish import CachedStockfish
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.puzzles.reader import SkipReport, iter_puzzles, shipped_puzzles_path
-from leelalab.runs.results import (
-    read_h5,
-    run_in_chunks,
-    sha256_file,
-    versions,
-    write_text_atomically,
-)
+from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
 
 PIECE_VALUES = {chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
 
@@ -111,31 +105,41 @@ def _matched(
     }
 
 
+def puzzles_path(settings: TaskSettings) -> Path:
+    return Path(settings.puzzles) if settings.puzzles is not None else shipped_puzzles_path()
+
+
+def check_puzzles(settings: TaskSettings) -> str:
+    """The sha256 of the puzzle file, after checking that it holds a valid puzzle (one
+    line naming the file otherwise)."""
+    path = puzzles_path(settings)
+    if not path.is_file():
+        raise AnomalyError(f"{path}: no such puzzle file")
+    if next(iter_puzzles(path, limit=1, report=SkipReport()), None) is None:
+        raise AnomalyError(f"{path}: no valid puzzles (a header only?); nothing to build")
+    return sha256_file(path)
+
+
 def build_mechanism_task(
+    settings: TaskSettings,
     network: LeelaNetwork,
     output: str | os.PathLike[str],
     *,
-    puzzles: str | os.PathLike[str] | None = None,
-    weak: str = "weak-maia-1900",
-    limit: int | None = None,
-    deep_depth: int | None = 10,
-    shallow_depth: int = 1,
-    rating_bin: int = 200,
-    trusted_fraction: float = 0.4,
-    pool_fraction: float = 0.2,
-    stockfish: str | None = None,
-    seed: int = 0,
     progress: bool = True,
-) -> Path:
-    """Build the look-ahead-versus-shallow task from a Lichess puzzle file.
+) -> dict[str, Any]:
+    """Build the look-ahead-versus-shallow task from a Lichess puzzle file: positions and
+    ``task.json``; returns what ``task.json`` says.
 
-    ``deep_depth=None`` trusts the puzzle's move as Stockfish's best (Lichess generates
+    ``deep_depth=0`` trusts the puzzle's move as Stockfish's best (Lichess generates
     puzzles with a deep Stockfish search) instead of re-checking it.
     """
-    started = time.perf_counter()
     output = Path(output)
     work = output / "work"
-    path = Path(puzzles) if puzzles is not None else shipped_puzzles_path()
+    path = puzzles_path(settings)
+    limit, weak, seed = settings.limit, settings.weak, settings.seed
+    deep_depth, shallow_depth = settings.deep_depth or None, settings.shallow_depth
+    rating_bin, stockfish = settings.rating_bin, settings.stockfish
+    trusted_fraction, pool_fraction = settings.trusted_fraction, settings.pool_fraction
     report = SkipReport()
     rows = candidates(path, limit, report)
     base = {"puzzles_sha256": sha256_file(path), "limit": limit, "network_sha256": network.sha256}
@@ -236,16 +240,7 @@ def build_mechanism_task(
             "limit": limit,
         },
     }  # fmt: skip
-    write_task(output, positions, meta)
-    write_text_atomically(
-        output / "run.json",
-        json.dumps(
-            {**meta, "seconds_this_session": round(time.perf_counter() - started, 1),
-             "versions": versions()},
-            indent=2,
-        ),
-    )  # fmt: skip
-    return output
+    return write_task(output, positions, meta)
 
 
-__all__ = ["build_mechanism_task", "candidates", "phase"]
+__all__ = ["build_mechanism_task", "candidates", "check_puzzles", "phase"]

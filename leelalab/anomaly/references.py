@@ -31,12 +31,11 @@ from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
+from leelalab.runs.records import read_run_record, write_run_record
 from leelalab.runs.results import (
     read_h5,
     run_in_chunks,
     sha256_file,
-    versions,
-    write_text_atomically,
 )
 from leelalab.training.distill import DistillConfig, _targets, new_student
 
@@ -138,7 +137,7 @@ def distil_student(
         "config": asdict(config),
     }
     if path.is_file() and run_path.is_file():
-        stored = json.loads(run_path.read_text(encoding="utf-8"))
+        stored = read_run_record(path)
         if all(stored.get(k) == v for k, v in settings.items() if k != "teacher"):
             return path
         raise AnomalyError(f"{path} is a student of other settings; delete it to re-distil")
@@ -183,18 +182,17 @@ def distil_student(
         agreement = float((top == policy[held].argmax(1)).float().mean()) if len(held) else None
         wdl_error = float((student_wdl - wdl[held]).abs().mean()) if len(held) else None
     save_weights(student.to_lc0(), path)
-    record = {
-        **settings,
-        "train_positions": len(train),
-        "held_out_positions": len(held),
-        "held_out_top1_agreement": agreement,
-        "held_out_wdl_mean_abs_error": wdl_error,
-        "losses": losses,
-        "output_sha256": sha256_file(path),
-        "seconds": round(time.perf_counter() - started, 1),
-        "versions": versions(),
-    }
-    write_text_atomically(run_path, json.dumps(record, indent=2))
+    write_run_record(
+        path,
+        settings,
+        started=started,
+        train_positions=len(train),
+        held_out_positions=len(held),
+        held_out_top1_agreement=agreement,
+        held_out_wdl_mean_abs_error=wdl_error,
+        losses=losses,
+        output_sha256=sha256_file(path),
+    )
     return path
 
 

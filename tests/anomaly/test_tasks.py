@@ -12,6 +12,7 @@ import pytest
 from leelalab.anomaly.backdoor import has_trigger
 from leelalab.anomaly.mechanism import _matched, candidates, phase
 from leelalab.anomaly.positions import load_task, position_key
+from leelalab.anomaly.settings import TaskSettings
 from leelalab.anomaly.tasks import _by_game, build_backdoor_task
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
@@ -27,10 +28,12 @@ def tiny_network(tmp_path_factory):
 
 
 def test_backdoor_task_labels_are_the_trigger(tiny_network, tmp_path) -> None:
-    build_backdoor_task(
-        tiny_network, tmp_path / "task", source=tiny_network, trusted=30, pool=20, test=30,
-        anomaly_fraction=0.3, near_miss_fraction=0.2, selfplay_chunk=1024, progress=False,
+    settings = TaskSettings(
+        kind="backdoor", trusted=30, pool=20, test=30, anomaly_fraction=0.3,
+        near_miss_fraction=0.2, selfplay_chunk=1024,
     )  # fmt: skip
+    build_backdoor_task(settings, tiny_network, tmp_path / "task", source=tiny_network,
+                        progress=False)  # fmt: skip
     task = load_task(tmp_path / "task")
     counts = Counter((p.split, p.kind) for p in task.positions)
     assert counts[("trusted", "clean")] == 30 and counts[("test", "triggered")] == 9

@@ -9,11 +9,12 @@ Mahalanobis, after Ren et al. 2021), discounting directions that are merely wide
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
+from leelalab.anomaly.detectors.base import SquaresSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
     StatisticalDetector,
@@ -23,6 +24,15 @@ from leelalab.anomaly.detectors.statistical import (
     unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class MahalanobisSettings(SquaresSettings):
+    shrinkage: float = setting(
+        0.0, "covariance shrinkage towards a scaled identity", minimum=0, maximum=1
+    )
+    rcond: float = setting(1e-5, "relative cut-off of the pseudo-inverse", minimum=0)
 
 
 @register_detector
@@ -30,16 +40,9 @@ class MahalanobisDetector(StatisticalDetector):
     name = "mahalanobis"
     description = "Mahalanobis distance to trusted activations (per square, mean over squares)"
     relative = False
+    Settings = MahalanobisSettings
 
-    def __init__(
-        self,
-        layers: list[str] | None = None,
-        *,
-        shrinkage: float = 0.0,
-        rcond: float = 1e-5,
-        **params: Any,
-    ) -> None:
-        super().__init__(layers, shrinkage=shrinkage, rcond=rcond, **params)
+    def _reset(self) -> None:
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
@@ -78,4 +81,4 @@ class RelativeMahalanobisDetector(MahalanobisDetector):
     relative = True
 
 
-__all__ = ["MahalanobisDetector", "RelativeMahalanobisDetector"]
+__all__ = ["MahalanobisDetector", "MahalanobisSettings", "RelativeMahalanobisDetector"]

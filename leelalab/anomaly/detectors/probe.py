@@ -6,17 +6,24 @@ ceiling of what a layer's activations linearly reveal.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
-from leelalab.anomaly.detectors.base import Detector
+from leelalab.anomaly.detectors.base import Detector, DetectorSettings
 from leelalab.anomaly.detectors.neighbours import _sklearn
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import layer_state, unflatten_state
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings(DetectorSettings):
+    c: float = setting(0.01, "inverse L2 strength of the logistic regression",
+                       minimum=0, exclusive_minimum=True)  # fmt: skip
 
 
 def _flat(view: FeatureView, hook: str) -> np.ndarray:
@@ -31,9 +38,9 @@ class SupervisedProbe(Detector):
     uses_untrusted = True
     uses_labels = True
     fit_on = "labelled pool"
+    Settings = ProbeSettings
 
-    def __init__(self, layers: list[str] | None = None, *, c: float = 0.01, **params: Any) -> None:
-        super().__init__(layers, c=c, **params)
+    def _reset(self) -> None:
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit(self, trusted: FeatureView, untrusted: FeatureView | None) -> None:
@@ -73,4 +80,4 @@ class SupervisedProbe(Detector):
         self.arrays = unflatten_state(state)
 
 
-__all__ = ["SupervisedProbe"]
+__all__ = ["ProbeSettings", "SupervisedProbe"]

@@ -10,11 +10,12 @@ points. Fitting uses the pool, scoring is per position (no batch effects at test
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
+from leelalab.anomaly.detectors.mahalanobis import MahalanobisSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
     StatisticalDetector,
@@ -24,6 +25,12 @@ from leelalab.anomaly.detectors.statistical import (
     unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class QUESettings(MahalanobisSettings):
+    alpha: float = setting(4.0, "quantum-entropy temperature", minimum=0)
 
 
 def whitening_matrix(covariance: np.ndarray, rcond: float) -> np.ndarray:
@@ -49,17 +56,9 @@ class QUEDetector(StatisticalDetector):
     description = "quantum-entropy score, trusted-whitened, batch = the untrusted pool"
     uses_untrusted = True
     fit_on = "trusted + unlabelled pool"
+    Settings = QUESettings
 
-    def __init__(
-        self,
-        layers: list[str] | None = None,
-        *,
-        alpha: float = 4.0,
-        shrinkage: float = 0.0,
-        rcond: float = 1e-5,
-        **params: Any,
-    ) -> None:
-        super().__init__(layers, alpha=alpha, shrinkage=shrinkage, rcond=rcond, **params)
+    def _reset(self) -> None:
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
@@ -88,4 +87,4 @@ class QUEDetector(StatisticalDetector):
         self.arrays = unflatten_state(state)
 
 
-__all__ = ["QUEDetector", "quantum_entropy_matrix", "whitening_matrix"]
+__all__ = ["QUEDetector", "QUESettings", "quantum_entropy_matrix", "whitening_matrix"]

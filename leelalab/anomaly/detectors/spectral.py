@@ -6,7 +6,6 @@ inputs that form a cluster dominate that direction. Fitted on the unlabelled poo
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -27,8 +26,7 @@ class SpectralSignatureDetector(StatisticalDetector):
     uses_untrusted = True
     fit_on = "unlabelled pool"
 
-    def __init__(self, layers: list[str] | None = None, **params: Any) -> None:
-        super().__init__(layers, **params)
+    def _reset(self) -> None:
         self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
