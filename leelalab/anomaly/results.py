@@ -41,7 +41,8 @@ class AnomalyResults(Results):
     coverage_risk: dict[str, Any] | None
     references: dict[str, Any] | None
     bootstrap_resamples: int
-    squares: str
+    squares: str = "mean"
+    """(Results written before ``--squares`` existed reduced squares by their mean.)"""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> AnomalyResults:
@@ -62,12 +63,6 @@ class AnomalyResults(Results):
             return cls.from_json(data)
         except (KeyError, TypeError, ValueError) as error:
             raise RecordError(f"{path}: malformed {cls.FORMAT} results ({error})") from None
-
-    def enough(self) -> bool:
-        """Whether the test split holds enough of both classes for a verdict."""
-        anomalous = int(self.test.get("anomalous", 0))
-        normal = int(self.test.get("positions", 0)) - anomalous
-        return min(anomalous, normal) >= MINIMUM_CLASS_SIZE
 
 
 def load_results(directory: str | os.PathLike[str]) -> dict[str, Any]:

@@ -107,6 +107,7 @@ def cmd_task(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from leelalab.anomaly.evaluation import open_run, run_anomaly
     from leelalab.anomaly.positions import load_task
+    from leelalab.anomaly.report import minimum_note
     from leelalab.anomaly.settings import RunSettings
     from leelalab.runs.experiment import settings_from_args
 
@@ -120,26 +121,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         note(f"{run.path} is finished; pass --overwrite to rebuild it")
         return 0
     results = run_anomaly(settings, task, network, run, weak=weak, progress=not args.no_progress)
-    print_table(summary_rows(results.to_json()))
+    summary = results.to_json()
+    print_table(summary_rows(summary))
+    if minimum_note(summary):
+        note(minimum_note(summary))
     note(f"wrote {run.path}/results.json, scores.h5, run.json and detectors/")
     return 0
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Detector × aggregate AUROC / AP / FPR@95 with their intervals (best layer too)."""
+    """Detector × aggregate AUROC / AP / FPR@95 with their intervals (best layer too);
+    "too few" where the test split is below the minimum n."""
+    from leelalab.anomaly.report import describe_metric, enough_positions
 
-    def cell(metric: dict[str, Any]) -> str:
-        return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
-
+    enough = enough_positions(results)
     rows = [["detector", "AUROC (mean over layers)", "AP", "FPR@95%TPR", "best layer AUROC"]]
     for name, entry in results["detectors"].items():
         mean = entry["aggregate"]["mean"]
         best = max(entry["layers"].items(), key=lambda item: item[1]["auroc"]["value"])
         label = name + (" (supervised)" if entry["supervised"] else "")
-        rows.append(
-            [label, cell(mean["auroc"]), cell(mean["ap"]), cell(mean["fpr95"]),
-             f"{best[1]['auroc']['value']:.3f} ({best[0]})"]
-        )  # fmt: skip
+        cells = [describe_metric(mean[key], 3, enough) for key in ("auroc", "ap", "fpr95")]
+        best_cell = f"{best[1]['auroc']['value']:.3f} ({best[0]})" if enough else "too few"
+        rows.append([label, *cells, best_cell])
     return rows
 
 
@@ -155,8 +158,14 @@ def cmd_detectors(_args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from leelalab.anomaly.evaluation import load_results
-    from leelalab.anomaly.report import coverage_table, layer_table, metrics_table, summary_table
+    from leelalab.anomaly.report import (
+        coverage_table,
+        layer_table,
+        metrics_table,
+        minimum_note,
+        summary_table,
+    )
+    from leelalab.anomaly.results import load_results
 
     runs = [load_results(run) for run in args.runs]
     for results in runs:
@@ -164,6 +173,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"### {results['task']}: {results['network']}")
         sizes = f"trusted {results['trusted_positions']}, pool {results['pool_positions']}"
         print(f"test: {test['positions']} positions, {test['anomalous']} anomalous; {sizes}\n")
+        if minimum_note(results):
+            print(minimum_note(results) + "\n")
         print(metrics_table(results) + "\n")
         print(layer_table(results) + "\n")
         print(coverage_table(results) + "\n")
