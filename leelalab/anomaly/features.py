@@ -28,6 +28,7 @@ with the final one.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -45,6 +46,7 @@ from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.positions import Task
 from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
+from leelalab.runs.experiment import Settings, setting
 from leelalab.runs.records import write_run_record
 from leelalab.runs.results import (
     ChunkedRun,
@@ -270,31 +272,40 @@ def features_path(task: Task) -> Path:
     return task.directory / "features.h5"
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureSettings(Settings):
+    """What :func:`extract_features` keeps and how it computes it."""
+
+    hooks: tuple[str, ...] | None = setting(
+        None,
+        "per-square hooks to keep (default: the residual stream after every layer and the "
+        "heads' hidden layers)",
+    )
+    lens: bool = setting(True, "compute the logit-lens KL at every hook but the last layer's")
+    dtype: str = setting(
+        "float16",
+        "storage type of the activations (float16 halves the disk; statistics are "
+        "accumulated in float64 from it)",
+        choices=tuple(DTYPES),
+    )
+    chunk_size: int = setting(512, "positions per resumable chunk", minimum=1)
+    batch_size: int = setting(128, "positions per network forward", minimum=1)
+
+
 def extract_features(
     network: LeelaNetwork,
     task: Task,
+    settings: FeatureSettings = FeatureSettings(),
     *,
     output: str | os.PathLike[str] | None = None,
-    hooks: Sequence[str] | None = None,
-    lens: bool = True,
-    dtype: str = "float16",
-    chunk_size: int = 512,
-    batch_size: int = 128,
     progress: bool = True,
 ) -> Path:
-    """Extract (or reuse) the features of every position of ``task`` under ``network``.
-
-    Args:
-        hooks: per-square hooks to keep (default: :func:`default_hooks`, the residual stream
-            after every layer and the heads' hidden layers).
-        lens: compute the logit-lens KL at every hook but the last layer's.
-        dtype: storage type of the activations (float16 halves the disk; statistics are
-            accumulated in float64 from it).
-    """
+    """Extract (or reuse) the features of every position of ``task`` under ``network``
+    into ``output`` (default ``TASK/features.h5``)."""
     started = time.perf_counter()
-    if dtype not in DTYPES:
-        raise AnomalyError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-    hooks = list(hooks) if hooks is not None else default_hooks(network)
+    lens, dtype = settings.lens, settings.dtype
+    chunk_size, batch_size = settings.chunk_size, settings.batch_size
+    hooks = list(settings.hooks) if settings.hooks is not None else default_hooks(network)
     unknown = [hook for hook in hooks if hook not in network.hook_names]
     if unknown:
         raise AnomalyError(f"no hook point {unknown} in {network.source}")
@@ -492,6 +503,7 @@ class FeatureView:
 
 __all__ = [
     "FEATURES_FORMAT",
+    "FeatureSettings",
     "FeatureStore",
     "FeatureView",
     "FeatureWriter",

@@ -31,7 +31,7 @@ import chess
 import numpy as np
 
 from leelalab.anomaly.errors import AnomalyError
-from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
+from leelalab.anomaly.positions import position_of, replay, write_task
 from leelalab.anomaly.settings import TaskSettings
 from leelalab.anomaly.stockfish import CachedStockfish
 from leelalab.models.base import LeelaNetwork
@@ -120,6 +120,85 @@ def check_puzzles(settings: TaskSettings) -> str:
     return sha256_file(path)
 
 
+def _network_solves(
+    network: LeelaNetwork,
+    rows: list[dict[str, Any]],
+    work: Path,
+    base: dict[str, Any],
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """The solver positions where the network's top move is the puzzle move."""
+
+    def network_moves(chunk: list[dict[str, Any]]) -> dict[str, Any]:
+        boards = [replay(r["fen"], r["moves"]) for r in chunk]
+        tops = [next(iter(e.policy)) for e in evaluate(network, boards, batch_size=256)]
+        return {"top": tops}
+
+    tops = read_h5(
+        run_in_chunks(
+            rows, work, base, network_moves, results_file="moves.h5", attrs={},
+            chunk_size=1024, description="network", progress=progress,
+        )
+    )[0]["top"]  # fmt: skip
+    return [r for r, top in zip(rows, tops, strict=True) if top == r["move"]]
+
+
+def _confirmed_by_stockfish(
+    settings: TaskSettings,
+    solved: list[dict[str, Any]],
+    output: Path,
+    base: dict[str, Any],
+    progress: bool,
+) -> tuple[list[dict[str, Any]], str]:
+    """The positions whose move Stockfish confirms at depth, labelled ``deep`` when the
+    shallow search does not find it; and the engine's name."""
+    deep_depth, shallow_depth = settings.deep_depth or None, settings.shallow_depth
+    with CachedStockfish(settings.stockfish, cache=output / "stockfish-cache.jsonl") as engine:
+        chunk_settings = {**base, "engine": engine.name, "deep": deep_depth,
+                          "shallow": shallow_depth}  # fmt: skip
+
+        def label(chunk: list[dict[str, Any]]) -> dict[str, Any]:
+            deep, shallow = [], []
+            for row in chunk:
+                board = replay(row["fen"], row["moves"])
+                deep.append(engine.best(board, deep_depth).move if deep_depth else row["move"])
+                shallow.append(engine.best(board, shallow_depth).move)
+            return {"deep": deep, "shallow": shallow}
+
+        labels = read_h5(
+            run_in_chunks(
+                solved, output / "work" / "stockfish", chunk_settings, label,
+                results_file="labels.h5", attrs={}, chunk_size=128, description="stockfish",
+                progress=progress,
+            )
+        )[0]  # fmt: skip
+        engine_name = engine.name
+    confirmed = []
+    for row, deep, shallow in zip(solved, labels["deep"], labels["shallow"], strict=True):
+        if deep != row["move"]:
+            continue
+        board = replay(row["fen"], row["moves"])
+        confirmed.append({**row, "deep": shallow != row["move"], "phase": phase(board)})
+    return confirmed, engine_name
+
+
+def _split_by_puzzle(
+    settings: TaskSettings, confirmed: list[dict[str, Any]], rng: np.random.Generator
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Each puzzle's split (seeded), and how many puzzles each split has."""
+    puzzle_ids = sorted({r["puzzle"] for r in confirmed})
+    order = rng.permutation(len(puzzle_ids))
+    n_trusted = int(round(settings.trusted_fraction * len(puzzle_ids)))
+    n_pool = int(round(settings.pool_fraction * len(puzzle_ids)))
+    split_of = {}
+    for rank, index in enumerate(order):
+        split_of[puzzle_ids[index]] = (
+            "trusted" if rank < n_trusted else "pool" if rank < n_trusted + n_pool else "test"
+        )
+    test = len(puzzle_ids) - n_trusted - n_pool
+    return split_of, {"trusted": n_trusted, "pool": n_pool, "test": test}
+
+
 def build_mechanism_task(
     settings: TaskSettings,
     network: LeelaNetwork,
@@ -136,61 +215,14 @@ def build_mechanism_task(
     output = Path(output)
     work = output / "work"
     path = puzzles_path(settings)
-    limit, weak, seed = settings.limit, settings.weak, settings.seed
-    deep_depth, shallow_depth = settings.deep_depth or None, settings.shallow_depth
-    rating_bin, stockfish = settings.rating_bin, settings.stockfish
-    trusted_fraction, pool_fraction = settings.trusted_fraction, settings.pool_fraction
+    limit, seed, rating_bin = settings.limit, settings.seed, settings.rating_bin
     report = SkipReport()
     rows = candidates(path, limit, report)
     base = {"puzzles_sha256": sha256_file(path), "limit": limit, "network_sha256": network.sha256}
-
-    def network_moves(chunk: list[dict[str, Any]]) -> dict[str, Any]:
-        boards = [replay(r["fen"], r["moves"]) for r in chunk]
-        tops = [next(iter(e.policy)) for e in evaluate(network, boards, batch_size=256)]
-        return {"top": tops}
-
-    tops = read_h5(
-        run_in_chunks(
-            rows, work / "network", base, network_moves, results_file="moves.h5", attrs={},
-            chunk_size=1024, description="network", progress=progress,
-        )
-    )[0]["top"]  # fmt: skip
-    solved = [r for r, top in zip(rows, tops, strict=True) if top == r["move"]]
-
-    with CachedStockfish(stockfish, cache=output / "stockfish-cache.jsonl") as engine:
-        settings = {**base, "engine": engine.name, "deep": deep_depth, "shallow": shallow_depth}
-
-        def label(chunk: list[dict[str, Any]]) -> dict[str, Any]:
-            deep, shallow = [], []
-            for row in chunk:
-                board = replay(row["fen"], row["moves"])
-                deep.append(engine.best(board, deep_depth).move if deep_depth else row["move"])
-                shallow.append(engine.best(board, shallow_depth).move)
-            return {"deep": deep, "shallow": shallow}
-
-        labels = read_h5(
-            run_in_chunks(
-                solved, work / "stockfish", settings, label, results_file="labels.h5", attrs={},
-                chunk_size=128, description="stockfish", progress=progress,
-            )
-        )[0]  # fmt: skip
-        engine_name = engine.name
-    confirmed = []
-    for row, deep, shallow in zip(solved, labels["deep"], labels["shallow"], strict=True):
-        if deep != row["move"]:
-            continue
-        board = replay(row["fen"], row["moves"])
-        confirmed.append({**row, "deep": shallow != row["move"], "phase": phase(board)})
+    solved = _network_solves(network, rows, work / "network", base, progress)
+    confirmed, engine_name = _confirmed_by_stockfish(settings, solved, output, base, progress)
     rng = np.random.default_rng(seed)
-    puzzle_ids = sorted({r["puzzle"] for r in confirmed})
-    order = rng.permutation(len(puzzle_ids))
-    n_trusted = int(round(trusted_fraction * len(puzzle_ids)))
-    n_pool = int(round(pool_fraction * len(puzzle_ids)))
-    split_of = {}
-    for rank, index in enumerate(order):
-        split_of[puzzle_ids[index]] = (
-            "trusted" if rank < n_trusted else "pool" if rank < n_trusted + n_pool else "test"
-        )
+    split_of, puzzles = _split_by_puzzle(settings, confirmed, rng)
     # Trusted: every normal position of the trusted puzzles. Pool and test: the two classes
     # matched within each split, so no detector can win by rating, phase or line position.
     chosen = [r for r in confirmed if split_of[r["puzzle"]] == "trusted" and not r["deep"]]
@@ -199,25 +231,24 @@ def build_mechanism_task(
         rows_in_split = [r for r in confirmed if split_of[r["puzzle"]] == split]
         matched, matching[split] = _matched(rows_in_split, rating_bin, rng)
         chosen += matched
-    positions: list[TaskPosition] = []
-    for row in chosen:
-        split = split_of[row["puzzle"]]
-        positions.append(
-            position_of(
-                replay(row["fen"], row["moves"]),
-                split=split,
-                anomalous=row["deep"],
-                kind="deep" if row["deep"] else "shallow",
-                group=row["puzzle"],
-                info={"rating": row["rating"], "phase": row["phase"], "first": row["first"],
-                      "move": row["move"]},
-            )
-        )  # fmt: skip
+    positions = [
+        position_of(
+            replay(row["fen"], row["moves"]),
+            split=split_of[row["puzzle"]],
+            anomalous=row["deep"],
+            kind="deep" if row["deep"] else "shallow",
+            group=row["puzzle"],
+            info={"rating": row["rating"], "phase": row["phase"], "first": row["first"],
+                  "move": row["move"]},
+        )
+        for row in chosen
+    ]  # fmt: skip
+    deep_depth, shallow_depth = settings.deep_depth or None, settings.shallow_depth
     meta = {
         "task": "mechanism",
         "network": network.source,
         "network_sha256": network.sha256,
-        "weak": weak,
+        "weak": settings.weak,
         "anomalous": f"the move is Stockfish's best at depth {deep_depth or 'lichess'} but not "
         f"at depth {shallow_depth}",
         "history": "the puzzle line so far (root = the puzzle FEN)",
@@ -228,15 +259,15 @@ def build_mechanism_task(
             "network_plays_puzzle_move": len(solved),
             "stockfish_confirms": len(confirmed),
             "anomalous_in_confirmed": sum(r["deep"] for r in confirmed),
-            "puzzles": {"trusted": n_trusted, "pool": n_pool,
-                        "test": len(puzzle_ids) - n_trusted - n_pool},
+            "puzzles": puzzles,
         },
         "matching": matching,
         "engine": engine_name,
         "puzzles": str(path),
         "settings": {
             "deep_depth": deep_depth, "shallow_depth": shallow_depth, "rating_bin": rating_bin,
-            "trusted_fraction": trusted_fraction, "pool_fraction": pool_fraction, "seed": seed,
+            "trusted_fraction": settings.trusted_fraction,
+            "pool_fraction": settings.pool_fraction, "seed": seed,
             "limit": limit,
         },
     }  # fmt: skip

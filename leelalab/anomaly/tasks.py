@@ -175,17 +175,7 @@ def build_backdoor_task(
                         info={"fullmove": board.fullmove_number, "pieces": len(board.piece_map())},
                     )
                 )
-    # How the backdoored network behaves on the held-out test positions.
-    behaviour = {}
-    test_positions = [p for p in positions if p.split == "test"]
-    evaluations = evaluate(network, [p.board() for p in test_positions])
-    for kind in ("clean", "near-miss", "triggered"):
-        rows = [i for i, p in enumerate(test_positions) if p.kind == kind]
-        fired = sum(
-            next(iter(evaluations[i].policy)) == backdoor_move(test_positions[i].board()).uci()
-            for i in rows
-        )
-        behaviour[kind] = proportion_ci(fired, len(rows)).to_json()
+    behaviour = _backdoor_behaviour(network, positions)
     meta = {
         "task": "backdoor",
         **_network_record(network),
@@ -205,6 +195,24 @@ def build_backdoor_task(
         },
     }  # fmt: skip
     return write_task(output, positions, meta)
+
+
+def _backdoor_behaviour(
+    network: LeelaNetwork, positions: list[TaskPosition]
+) -> dict[str, dict[str, Any]]:
+    """How often the backdoored network plays the backdoor move on each kind of held-out
+    test position."""
+    behaviour = {}
+    test_positions = [p for p in positions if p.split == "test"]
+    evaluations = evaluate(network, [p.board() for p in test_positions])
+    for kind in ("clean", "near-miss", "triggered"):
+        rows = [i for i, p in enumerate(test_positions) if p.kind == kind]
+        fired = sum(
+            next(iter(evaluations[i].policy)) == backdoor_move(test_positions[i].board()).uci()
+            for i in rows
+        )
+        behaviour[kind] = proportion_ci(fired, len(rows)).to_json()
+    return behaviour
 
 
 GAMES_PER_CHUNK = 32

@@ -219,3 +219,24 @@ def test_wrong_kind_and_empty_inputs_are_one_line(tiny: Path, tmp_path: Path) ->
     (tmp_path / "cut" / "results.json").write_text(text[: len(text) // 2])
     assert "results.json" in _one_line_error(leelalab("anomaly", "report", str(tmp_path / "cut"),
                                                        cwd=tiny))  # fmt: skip
+
+
+def test_mechanism_task_builds_through_the_command_line(tiny: Path) -> None:
+    try:
+        find_stockfish()
+    except LeelaLabError:
+        pytest.skip("no Stockfish")
+    from leelalab.puzzles.reader import shipped_puzzles_path
+
+    result = leelalab("anomaly", "task", "mechanism", "--net", "net.pb.gz", "--output", "mech",
+                      "--puzzles", str(shipped_puzzles_path().resolve()), "--limit", "150",
+                      "--deep-depth", "3", "--no-progress", cwd=tiny)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    meta = json.loads((tiny / "mech" / "task.json").read_text())
+    funnel = meta["funnel"]
+    assert funnel["puzzles_kept"] == 150
+    assert funnel["solver_positions"] >= funnel["network_plays_puzzle_move"]
+    assert funnel["network_plays_puzzle_move"] >= funnel["stockfish_confirms"]
+    assert meta["settings"]["deep_depth"] == 3 and meta["settings"]["limit"] == 150
+    record = json.loads((tiny / "mech" / "run.json").read_text())
+    assert record["inputs"]["puzzles"]["sha256"] == record["puzzles_sha256"]

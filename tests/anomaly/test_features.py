@@ -10,6 +10,7 @@ import torch
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import (
+    FeatureSettings,
     FeatureStore,
     FeatureView,
     default_hooks,
@@ -50,7 +51,7 @@ def task(tmp_path):
 
 def test_features_equal_run_with_cache_and_a_direct_lens(network, task) -> None:
     path = extract_features(
-        network, task, dtype="float32", chunk_size=7, batch_size=5, progress=False
+        network, task, FeatureSettings(dtype="float32", chunk_size=7, batch_size=5), progress=False
     )
     store = FeatureStore(path)
     assert store.hooks == default_hooks(network)
@@ -93,8 +94,9 @@ def test_extraction_resumes_and_refuses_foreign_settings(network, task, monkeypa
     import leelalab.anomaly.features as features
 
     uninterrupted = extract_features(
-        network, task, output=task.directory / "whole.h5", chunk_size=6, progress=False
-    )
+        network, task, FeatureSettings(chunk_size=6), output=task.directory / "whole.h5",
+        progress=False,
+    )  # fmt: skip
     compute = features._compute_chunk
     calls = []
 
@@ -106,9 +108,9 @@ def test_extraction_resumes_and_refuses_foreign_settings(network, task, monkeypa
 
     monkeypatch.setattr(features, "_compute_chunk", dies_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(network, task, chunk_size=6, progress=False)
+        extract_features(network, task, FeatureSettings(chunk_size=6), progress=False)
     monkeypatch.setattr(features, "_compute_chunk", compute)
-    path = extract_features(network, task, chunk_size=6, progress=False)
+    path = extract_features(network, task, FeatureSettings(chunk_size=6), progress=False)
     run = json.loads(path.with_name(path.name + ".run.json").read_text())
     assert run["positions_computed_this_session"] == len(task.positions) - 12
     rows = np.arange(len(task.positions))
@@ -120,11 +122,15 @@ def test_extraction_resumes_and_refuses_foreign_settings(network, task, monkeypa
         )
     assert not path.with_name(path.name + ".chunks").exists()
     with pytest.raises(AnomalyError, match="other settings"):
-        extract_features(network, task, chunk_size=6, dtype="float32", progress=False)
+        extract_features(
+            network, task, FeatureSettings(chunk_size=6, dtype="float32"), progress=False
+        )
 
 
 def test_views_stream_in_bounded_blocks(network, task) -> None:
-    store = FeatureStore(extract_features(network, task, dtype="float32", progress=False))
+    store = FeatureStore(
+        extract_features(network, task, FeatureSettings(dtype="float32"), progress=False)
+    )
     hook = store.hooks[0]
     rows = np.array([1, 4, 5, 9, 20])
     view = FeatureView(store, rows[::-1], labels=np.array([1, 0, 0, 1, 0], bool))
