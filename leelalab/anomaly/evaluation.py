@@ -46,7 +46,7 @@ from leelalab.anomaly.features import (
 )
 from leelalab.anomaly.harm import harm_labels, network_top_moves
 from leelalab.anomaly.positions import Task
-from leelalab.anomaly.references import StudentConfig, distil_student, reference_outputs
+from leelalab.anomaly.references import StudentSettings, distil_student, reference_outputs
 from leelalab.anomaly.results import AnomalyResults, load_results
 from leelalab.anomaly.selective import (
     coverage_risk,
@@ -252,7 +252,7 @@ def _with_references(evaluation: _Evaluation, features: Path) -> _Evaluation:
     student_path = distil_student(
         evaluation.network,
         task,
-        config=StudentConfig(epochs=settings.student_epochs, seed=settings.seed),
+        config=StudentSettings(epochs=settings.student_epochs, seed=settings.seed),
         progress=evaluation.progress,
     )
     student = load_network(student_path)

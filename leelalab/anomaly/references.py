@@ -31,6 +31,7 @@ from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
+from leelalab.runs.experiment import Settings, setting
 from leelalab.runs.records import read_run_record, write_run_record
 from leelalab.runs.results import (
     read_h5,
@@ -106,20 +107,25 @@ def reference_outputs(
 
 
 @dataclass(frozen=True)
-class StudentConfig:
-    blocks: int = 2
-    filters: int = 16
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    seed: int = 0
+class StudentSettings(Settings):
+    """How the task's student is distilled. Its shape is the shipped weak network's (a
+    ResNet of ``blocks`` × ``filters``, :func:`leelalab.training.distill.new_student`); the
+    lab's general student shapes are :class:`leelalab.training.students.StudentConfig`."""
+
+    blocks: int = setting(2, "residual blocks of the student", minimum=1)
+    filters: int = setting(16, "filters of the student", minimum=1)
+    epochs: int = setting(30, "epochs of the student distilled on trusted positions", minimum=1)
+    batch_size: int = setting(256, "student training batch size", minimum=1)
+    learning_rate: float = setting(3e-3, "student Adam learning rate (cosine decay)",
+                                   minimum=0, exclusive_minimum=True)  # fmt: skip
+    seed: int = setting(0, "seed of the student's initialisation and shuffling")
 
 
 def distil_student(
     network: LeelaNetwork,
     task: Task,
     output: str | os.PathLike[str] | None = None,
-    config: StudentConfig = StudentConfig(),
+    config: StudentSettings = StudentSettings(),
     *,
     progress: bool = True,
 ) -> Path:
@@ -196,4 +202,4 @@ def distil_student(
     return path
 
 
-__all__ = ["StudentConfig", "distil_student", "reference_outputs"]
+__all__ = ["StudentSettings", "distil_student", "reference_outputs"]
