@@ -10,6 +10,7 @@ import torch
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import (
+    FEATURES_FORMAT,
     FeatureSettings,
     FeatureStore,
     FeatureView,
@@ -17,6 +18,7 @@ from leelalab.anomaly.features import (
     extract_features,
     legal_masks,
     residual_hooks,
+    write_features,
 )
 from leelalab.anomaly.positions import load_task, position_of, write_task
 from leelalab.inference.networks import load_network
@@ -147,3 +149,29 @@ def test_views_stream_in_bounded_blocks(network, task) -> None:
     np.testing.assert_array_equal(view.labels, [0, 1, 0, 0, 1])
     with pytest.raises(AnomalyError, match="no activations"):
         next(view.iter_activations("blocks.7.hook_resid_post"))
+
+
+def test_feature_files_are_activation_stores_with_more_columns(tmp_path) -> None:
+    """One store: a feature file reads through probing's RowStore and RowView; a file with
+    a missing attribute is one line, not an internal error."""
+    import h5py
+
+    from leelalab.probing.store import OUTPUT_COLUMNS, RowStore, RowView
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 64, 3)).astype(np.float32)
+    legal = rng.random((9, 1858)) < 0.1
+    logits = rng.normal(size=(9, 1858)).astype(np.float32)
+    wdl = np.full((9, 3), 1 / 3, np.float32)
+    path = write_features(tmp_path / "f.h5", {"h": x}, policy_logits=logits, legal=legal, wdl=wdl)
+    store = RowStore(path, FEATURES_FORMAT)
+    assert store.has_outputs and store.n_rows == 9 and store.widths == {"h": 3}
+    view = RowView(store, np.array([7, 2, 4]), labels=np.array([True, False, False]))
+    assert view.rows.tolist() == [2, 4, 7] and view.labels.tolist() == [False, False, True]
+    np.testing.assert_array_equal(view.column(OUTPUT_COLUMNS[0]), logits[[2, 4, 7]])
+    blocks = list(view.iter_activations("h"))
+    np.testing.assert_array_equal(np.concatenate([v for _, v in blocks]), x[[2, 4, 7]])
+    with h5py.File(path, "a") as handle:
+        del handle.attrs["hooks"]
+    with pytest.raises(AnomalyError, match="incomplete feature file"):
+        FeatureStore(path)
