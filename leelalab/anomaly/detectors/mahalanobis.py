@@ -10,18 +10,16 @@ Mahalanobis, after Ren et al. 2021), discounting directions that are merely wide
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import numpy as np
 
 from leelalab.anomaly.detectors.base import SquaresSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
+    ArrayState,
     StatisticalDetector,
-    layer_state,
     moments_of,
     shrunk_covariance,
-    unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
 from leelalab.runs.experiment import setting
@@ -36,14 +34,11 @@ class MahalanobisSettings(SquaresSettings):
 
 
 @register_detector
-class MahalanobisDetector(StatisticalDetector):
+class MahalanobisDetector(ArrayState, StatisticalDetector):
     name = "mahalanobis"
     description = "Mahalanobis distance to trusted activations (per square, mean over squares)"
     relative = False
     Settings = MahalanobisSettings
-
-    def _reset(self) -> None:
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         moments = moments_of(trusted, hook)
@@ -66,12 +61,6 @@ class MahalanobisDetector(StatisticalDetector):
         if self.relative:
             distance = distance - (delta**2) @ arrays["inverse_variance"]
         return distance / delta.shape[1]
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
 
 
 @register_detector

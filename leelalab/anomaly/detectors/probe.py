@@ -7,14 +7,13 @@ ceiling of what a layer's activations linearly reveal.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import numpy as np
 
 from leelalab.anomaly.detectors.base import Detector, DetectorSettings
 from leelalab.anomaly.detectors.neighbours import _sklearn
 from leelalab.anomaly.detectors.registry import register_detector
-from leelalab.anomaly.detectors.statistical import layer_state, unflatten_state
+from leelalab.anomaly.detectors.statistical import ArrayState
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
 from leelalab.runs.experiment import setting
@@ -32,16 +31,13 @@ def _flat(view: FeatureView, hook: str) -> np.ndarray:
 
 
 @register_detector
-class SupervisedProbe(Detector):
+class SupervisedProbe(ArrayState, Detector):
     name = "probe"
     description = "logistic regression on labelled pool activations (skyline, supervised)"
     uses_untrusted = True
     uses_labels = True
     fit_on = "labelled pool"
     Settings = ProbeSettings
-
-    def _reset(self) -> None:
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit(self, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         assert untrusted is not None and untrusted.labels is not None and self.layers is not None
@@ -72,12 +68,6 @@ class SupervisedProbe(Detector):
                 out[positions] = ((x - arrays["mean"]) / arrays["scale"]) @ arrays["weights"]
             scores[hook] = out + arrays["bias"][0]
         return scores
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
 
 
 __all__ = ["ProbeSettings", "SupervisedProbe"]

@@ -11,18 +11,16 @@ points. Fitting uses the pool, scoring is per position (no batch effects at test
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
 
 import numpy as np
 
 from leelalab.anomaly.detectors.mahalanobis import MahalanobisSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
+    ArrayState,
     StatisticalDetector,
-    layer_state,
     moments_of,
     shrunk_covariance,
-    unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
 from leelalab.runs.experiment import setting
@@ -51,15 +49,12 @@ def quantum_entropy_matrix(batch_covariance: np.ndarray, alpha: float) -> np.nda
 
 
 @register_detector
-class QUEDetector(StatisticalDetector):
+class QUEDetector(ArrayState, StatisticalDetector):
     name = "que"
     description = "quantum-entropy score, trusted-whitened, batch = the untrusted pool"
     uses_untrusted = True
     fit_on = "trusted + unlabelled pool"
     Settings = QUESettings
-
-    def _reset(self) -> None:
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         assert untrusted is not None
@@ -79,12 +74,6 @@ class QUEDetector(StatisticalDetector):
         arrays = self.arrays[hook]
         whitened = (tokens - arrays["mean"]) @ arrays["whitening"]
         return ((whitened @ arrays["entropy"]) * whitened).sum(1)
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
 
 
 __all__ = ["QUEDetector", "QUESettings", "quantum_entropy_matrix", "whitening_matrix"]

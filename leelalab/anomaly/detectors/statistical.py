@@ -130,7 +130,24 @@ def unflatten_state(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.n
     return arrays
 
 
+class ArrayState:
+    """Mixin for detectors whose fitted state is arrays per layer (``self.arrays[hook]
+    [name]``), persisted as ``hook/name`` safetensors keys."""
+
+    arrays: dict[str, dict[str, np.ndarray]]
+
+    def _reset(self) -> None:
+        self.arrays = {}
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return layer_state(self.arrays)
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.arrays = unflatten_state(state)
+
+
 __all__ = [
+    "ArrayState",
     "RunningMoments",
     "StatisticalDetector",
     "layer_state",
