@@ -325,7 +325,12 @@ def position_hashes(data: BackdoorData) -> np.ndarray:
 def training_position_hashes(network_path: str | os.PathLike[str]) -> np.ndarray | None:
     """The hashes written beside a backdoored network, if any."""
     path = Path(str(network_path) + ".train-positions.npy")
-    return np.load(path, allow_pickle=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise AnomalyError(f"{path}: unreadable training-position hashes ({error})") from None
 
 
 __all__ = [

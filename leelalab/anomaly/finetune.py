@@ -39,7 +39,7 @@ from leelalab.anomaly.errors import AnomalyError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
-from leelalab.runs.records import write_run_record
+from leelalab.runs.records import read_json, write_run_record
 from leelalab.runs.results import (
     ChunkedRun,
     read_h5,
@@ -334,7 +334,8 @@ def train_backdoor(
     settings = {"teacher": teacher.source, "teacher_sha256": teacher.sha256, "data": data_settings}
     settings_path = work / "settings.json"
     if settings_path.is_file():
-        stored = json.loads(settings_path.read_text(encoding="utf-8"))
+        stored = read_json(settings_path, hint="delete it or choose another output",
+                           what="settings file")  # fmt: skip
         if {k: v for k, v in stored.items() if k != "teacher"} != {
             k: v for k, v in settings.items() if k != "teacher"
         }:
