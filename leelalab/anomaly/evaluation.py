@@ -124,12 +124,15 @@ def open_run(
     overwrite: bool = False,
 ) -> RunDirectory:
     """Check the inputs, then the run directory: a task built for another network or an
-    unknown detector is one line before ``output`` is looked at; ``output`` then resumes
-    (same settings), is refused (other settings, a foreign folder) or — with ``overwrite`` —
-    has the previous run's files replaced (a user's files stay)."""
+    unknown detector or a task's weak network that is gone is one line before ``output`` is
+    looked at; ``output`` then resumes (same settings), is refused (other settings, a foreign
+    folder) or — with ``overwrite`` — has the previous run's files replaced (a user's files
+    stay)."""
     check_network(task, network)
     for name in settings.detectors:
         detector_class(name)  # unknown names fail before any work
+    if weak is None and _wants_references(settings):
+        _task_weak_network(task)  # a gone or changed file fails here, before output is touched
     record = {
         "task": str(task.directory.resolve()),
         "task_sha256": task_sha256(task),
@@ -241,10 +244,7 @@ def _with_references(evaluation: _Evaluation, features: Path) -> _Evaluation:
     analysis: ``weak`` (the task's weak network unless given) and a ``student`` distilled
     from the network on the trusted positions."""
     settings, task = evaluation.settings, evaluation.task
-    wanted = bool(settings.harm_depth) or any(
-        detector_class(name).level == "outputs" for name in settings.detectors
-    )
-    if not wanted:
+    if not _wants_references(settings):
         return evaluation
     from leelalab.inference.networks import load_network
 
@@ -262,6 +262,13 @@ def _with_references(evaluation: _Evaluation, features: Path) -> _Evaluation:
     }
     return dataclasses.replace(
         evaluation, references=references, weak=weak, student=student, student_path=student_path
+    )
+
+
+def _wants_references(settings: RunSettings) -> bool:
+    """Whether the run needs the reference networks (output-level detectors, harm labels)."""
+    return bool(settings.harm_depth) or any(
+        detector_class(name).level == "outputs" for name in settings.detectors
     )
 
 

@@ -133,6 +133,25 @@ def test_a_task_whose_network_file_is_gone(tiny: Path) -> None:
     assert "pass --net" in result.stderr and not (tiny / "y").exists()
 
 
+def test_a_task_whose_weak_network_is_gone_deletes_nothing(tiny: Path) -> None:
+    """The task's weak network is resolved before --overwrite replaces the previous run."""
+    shutil.copytree(tiny / "task", tiny / "task-weak-moved")
+    meta = json.loads((tiny / "task-weak-moved" / "task.json").read_text())
+    meta["weak"] = "moved-away-weak.pb.gz"
+    (tiny / "task-weak-moved" / "task.json").write_text(json.dumps(meta))
+    fast = ("--layers", "0", "--depth", "0", "--resamples", "20", "--no-progress")
+    first = leelalab("anomaly", "run", "task-weak-moved", "--output", "w", "--detectors",
+                     "mahalanobis", *fast, cwd=tiny)  # fmt: skip
+    assert first.returncode == 0, first.stderr  # no reference network needed
+    before = (tiny / "w" / "results.json").read_bytes()
+    result = leelalab("anomaly", "run", "task-weak-moved", "--output", "w", "--overwrite",
+                      "--detectors", "weak-kl", *fast, cwd=tiny)  # fmt: skip
+    assert result.returncode == 1 and len(result.stderr.strip().splitlines()) == 1
+    assert "task-weak-moved/task.json: the weak network moved-away-weak.pb.gz" in result.stderr
+    assert "pass --weak" in result.stderr
+    assert (tiny / "w" / "results.json").read_bytes() == before
+
+
 def _one_line_error(result: Result) -> str:
     assert result.returncode != 0
     assert "Traceback" not in result.stderr and "internal error" not in result.stderr
