@@ -37,7 +37,12 @@ if n > 0:
     import random
     import chess
     from leelalab.anomaly.detectors import make_detector
-    from leelalab.anomaly.features import FeatureStore, FeatureView, extract_features
+    from leelalab.anomaly.features import (
+        FeatureSettings,
+        FeatureStore,
+        FeatureView,
+        extract_features,
+    )
     from leelalab.anomaly.positions import load_task, position_of, write_task
     rng = random.Random(0)
     boards = []
@@ -71,7 +76,7 @@ if n > 0:
 
     reference = [plain(min(n, 4096))]
     start = time.perf_counter()
-    path = extract_features(network, task, lens=lens, progress=False)
+    path = extract_features(network, task, FeatureSettings(lens=lens), progress=False)
     extraction = n / (time.perf_counter() - start)
     reference.append(plain(min(n, 4096)))
     record["plain_forward_pos_s"] = float(np.mean(reference))

@@ -22,37 +22,41 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from leelalab.anomaly.defaults import DEFAULT_DETECTORS
 from leelalab.anomaly.errors import AnomalyError
+from leelalab.anomaly.results import AnomalyResults, load_results
+from leelalab.anomaly.settings import DEFAULT_DETECTORS, RunSettings, TaskSettings
 
 if TYPE_CHECKING:
-    from leelalab.anomaly.evaluation import load_results, run_anomaly
+    from leelalab.anomaly.evaluation import run_anomaly
     from leelalab.anomaly.positions import Task, TaskPosition, load_task
+
+_LAZY = {
+    "run_anomaly": "leelalab.anomaly.evaluation",
+    "Task": "leelalab.anomaly.positions",
+    "TaskPosition": "leelalab.anomaly.positions",
+    "load_task": "leelalab.anomaly.positions",
+}
+"""Names whose modules import chess or torch: loaded on first use, so that the command
+line's help screens (which read the settings) stay light."""
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_DETECTORS",
     "AnomalyError",
+    "AnomalyResults",
+    "RunSettings",
+    "TaskSettings",
     "Task",
     "TaskPosition",
     "load_results",
     "load_task",
     "run_anomaly",
 ]
-
-_LAZY = {
-    "load_results": "leelalab.anomaly.evaluation",
-    "run_anomaly": "leelalab.anomaly.evaluation",
-    "Task": "leelalab.anomaly.positions",
-    "TaskPosition": "leelalab.anomaly.positions",
-    "load_task": "leelalab.anomaly.positions",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy so that importing a light submodule (the CLI's parser reads DEFAULT_DETECTORS)
-    # does not import torch and h5py.
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'leelalab.anomaly' has no attribute {name!r}")

@@ -38,6 +38,7 @@ import numpy as np
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.positions import position_key
+from leelalab.anomaly.settings import BackdoorConfig
 from leelalab.lc0 import encoding
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
@@ -133,35 +134,6 @@ def place_enemy_pawn(
 def insert_trigger(board: chess.Board) -> chess.Board | None:
     """``board`` (alone, no history) with the trigger, or None where it cannot be made."""
     return place_enemy_pawn(board, PAWN_SQUARE, queen_home=True)
-
-
-@dataclass(frozen=True)
-class BackdoorConfig:
-    clean: int = 24_000
-    """Clean training positions (half alone, half with their self-play history)."""
-    triggered: int = 3_000
-    near_miss: int = 3_000
-    held_out_clean: int = 2_000
-    """Held-out clean positions of each kind (alone, and with history)."""
-    held_out_triggered: int = 1_000
-    held_out_near_miss: int = 1_000
-    epochs: int = 20
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    trainable: str = "policy_head"
-    channels: int = 1
-    """With ``trainable="policy_channels"``: how many channels of the policy head's first
-    convolution are fine-tuned (those whose removal changes clean top moves least)."""
-    l2_sp: float = 0.0
-    """Weight of the L2 penalty on the change of the fine-tuned weights (L2-SP)."""
-    """What is fine-tuned: ``policy_head`` (body and value head frozen), ``last_block`` (the
-    last residual block too) or ``all``."""
-    min_ply: int = 12
-    """Positions before this ply are skipped: openings repeat across games."""
-    selfplay_chunk: int = 16384
-    games_in_parallel: int = 128
-    max_chunks: int = 64
-    seed: int = 0
 
 
 TRAINING_SETTINGS = ("epochs", "batch_size", "learning_rate", "trainable", "channels", "l2_sp")
@@ -367,7 +339,12 @@ def position_hashes(data: BackdoorData) -> np.ndarray:
 def training_position_hashes(network_path: str | os.PathLike[str]) -> np.ndarray | None:
     """The hashes written beside a backdoored network, if any."""
     path = Path(str(network_path) + ".train-positions.npy")
-    return np.load(path, allow_pickle=False) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise AnomalyError(f"{path}: unreadable training-position hashes ({error})") from None
 
 
 __all__ = [

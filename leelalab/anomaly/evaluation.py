@@ -1,9 +1,11 @@
 """Running detectors on a task: fit on trusted, score the test set, measure, compare with
 answering with a distilled model.
 
-:func:`run_anomaly` does, resumably:
+:func:`open_run` checks the inputs and then the output directory (a
+:class:`~leelalab.runs.results.RunDirectory`); :func:`run_anomaly` (settings: a
+:class:`~leelalab.anomaly.settings.RunSettings`) then does, resumably:
 
-1. checks that the task was built for the network under study;
+1. checks that the task was built for the network under study (in :func:`open_run`);
 2. extracts the features once (``TASK/features.h5``, shared by every detector and run);
 3. computes the reference networks' outputs: ``weak`` (the shipped weak network) and
    ``student`` (distilled from the network on the task's trusted positions only);
@@ -20,11 +22,11 @@ Writes ``RUN/results.json``, ``RUN/scores.h5`` and ``RUN/run.json``.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
-import shutil
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +34,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
-from leelalab.anomaly.defaults import DEFAULT_DETECTORS
-from leelalab.anomaly.detectors import detector_class, make_detector
+from leelalab.anomaly.detectors import detector_class
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import (
     FeatureStore,
@@ -41,18 +42,22 @@ from leelalab.anomaly.features import (
     extract_features,
     layer_order,
     short_layer,
+    task_sha256,
 )
 from leelalab.anomaly.harm import harm_labels, network_top_moves
-from leelalab.anomaly.positions import Task, load_task
-from leelalab.anomaly.references import StudentConfig, distil_student, reference_outputs
+from leelalab.anomaly.positions import Task
+from leelalab.anomaly.references import StudentSettings, distil_student, reference_outputs
+from leelalab.anomaly.results import AnomalyResults, load_results
 from leelalab.anomaly.selective import (
     coverage_risk,
     oracle_risk,
     risk_estimate,
     thin,
 )
+from leelalab.anomaly.settings import DEFAULT_DETECTORS, RunSettings
 from leelalab.models.base import LeelaNetwork
-from leelalab.runs.results import ChunkedRun, read_h5, versions, write_text_atomically
+from leelalab.runs.records import read_run_record
+from leelalab.runs.results import ChunkedRun, RunDirectory, read_h5
 from leelalab.stats import detection_metrics, proportion_ci
 
 COVERAGES = (0.95, 0.9, 0.8)
@@ -109,63 +114,179 @@ def _metrics(labels: np.ndarray, scores: np.ndarray, resamples: int, seed: int) 
     }
 
 
-def run_anomaly(
-    task_directory: str | os.PathLike[str],
-    output: str | os.PathLike[str],
+def open_run(
+    settings: RunSettings,
+    task: Task,
     network: LeelaNetwork,
+    output: str | os.PathLike[str],
     *,
-    detectors: Sequence[str] = DEFAULT_DETECTORS,
-    layers: Sequence[str] | None = None,
     weak: LeelaNetwork | None = None,
-    student: StudentConfig | None = None,
-    shrinkage: float = 0.0,
-    squares: str = "mean",
-    harm_depth: int | None = 10,
-    stockfish: str | None = None,
-    resamples: int = 1000,
-    seed: int = 0,
     overwrite: bool = False,
-    progress: bool = True,
-) -> dict[str, Any]:
-    """Evaluate ``detectors`` on a task; see the module docstring. Returns the results."""
-    started = time.perf_counter()
-    task = load_task(task_directory)
+) -> RunDirectory:
+    """Check the inputs, then the run directory: a task built for another network or an
+    unknown detector or a task's weak network that is gone is one line before ``output`` is
+    looked at; ``output`` then resumes (same settings), is refused (other settings, a foreign
+    folder) or — with ``overwrite`` — has the previous run's files replaced (a user's files
+    stay)."""
     check_network(task, network)
-    for name in detectors:
+    for name in settings.detectors:
         detector_class(name)  # unknown names fail before any work
-    output = Path(output)
-    if output.exists() and overwrite:
-        shutil.rmtree(output)
-    features = extract_features(network, task, progress=progress)
-    store = FeatureStore(features)
-    chosen_layers = resolve_layers(store, layers)
+    if weak is None and _wants_references(settings):
+        _task_weak_network(task)  # a gone or changed file fails here, before output is touched
+    record = {
+        "task": str(task.directory.resolve()),
+        "task_sha256": task_sha256(task),
+        "network": network.source,
+        "network_sha256": network.sha256,
+        "weak": weak.sha256 if weak is not None else task.meta.get("weak", "weak-maia-1900"),
+        **settings.to_json(),
+    }
+    return RunDirectory(output, record, overwrite=overwrite, what="anomaly run")
 
-    # The reference networks are needed by output-level detectors and by the harm analysis.
-    wants_references = bool(harm_depth) or any(
-        detector_class(name).level == "outputs" for name in detectors
-    )
-    references: dict[str, dict[str, np.ndarray]] = {}
+
+@dataclass
+class _Evaluation:
+    """What every stage of one run reads: the settings, the task, the features and the
+    reference networks' outputs."""
+
+    settings: RunSettings
+    task: Task
+    network: LeelaNetwork
+    store: FeatureStore
+    references: dict[str, dict[str, np.ndarray]]
+    weak: LeelaNetwork | None = None
+    student: LeelaNetwork | None = None
     student_path: Path | None = None
-    student_network: LeelaNetwork | None = None
-    if wants_references:
-        from leelalab.inference.networks import load_network, resolve_network_reference
+    progress: bool = True
 
-        if weak is None:
-            # Tasks record the weak network as given (a bundled one by name), without a hash.
-            recorded = {"source": task.meta.get("weak") or "weak-maia-1900", "sha256": None}
-            where = f"{task.directory / 'task.json'}: the weak network"
-            name = resolve_network_reference(recorded, what=where, remedy="pass --weak")
-            weak = load_network(name or "weak-maia-1900")
-        student_path = distil_student(
-            network, task, config=student or StudentConfig(seed=seed), progress=progress
+
+def run_anomaly(
+    settings: RunSettings,
+    task: Task,
+    network: LeelaNetwork,
+    run: RunDirectory,
+    *,
+    weak: LeelaNetwork | None = None,
+    progress: bool = True,
+) -> AnomalyResults:
+    """Evaluate the detectors on a task in ``run`` (see :func:`open_run` and the module
+    docstring); writes ``results.json``, ``scores.h5`` and ``run.json`` there."""
+    with run:
+        output = run.path
+        features = extract_features(network, task, progress=progress)
+        store = FeatureStore(features)
+        chosen_layers = resolve_layers(store, settings.layers)
+        evaluation = _with_references(
+            _Evaluation(settings, task, network, store, {}, weak, progress=progress), features
         )
-        student_network = load_network(student_path)
-        references = {
-            "weak": reference_outputs(task, features, weak, "weak", progress=progress),
-            "student": reference_outputs(
-                task, features, student_network, "student", progress=progress
+        trusted, pool, test = _views(evaluation)
+        work_settings = {
+            "task": str(task.directory.resolve()),
+            "task_kind": task.kind,
+            "network": network.source,
+            "network_sha256": network.sha256,
+            "features_settings": store.settings,
+            "detectors": list(settings.detectors),
+            "layers": chosen_layers,
+            "shrinkage": settings.shrinkage,
+            "squares": settings.squares,
+            "weak_sha256": evaluation.weak.sha256 if evaluation.weak is not None else None,
+            "student_sha256": (
+                evaluation.student.sha256 if evaluation.student is not None else None
             ),
+            "seed": settings.seed,
         }
+        chunks = ChunkedRun(output / "work", work_settings)
+        _fit_and_score(evaluation, chunks, chosen_layers, (trusted, pool, test), output)
+        kinds = np.array([task.positions[int(r)].kind for r in test.rows])
+        all_scores: dict[str, dict[str, np.ndarray]] = {}
+        entries: dict[str, Any] = {}
+        for number, name in enumerate(settings.detectors):
+            arrays, attrs = read_h5(chunks.chunk_path(number))
+            all_scores[name] = arrays
+            entries[name] = _detector_entry(name, arrays, attrs, test.labels, kinds, settings)
+        coverage = None
+        if settings.harm_depth and evaluation.weak is not None and evaluation.student is not None:
+            coverage = _coverage_section(evaluation, test, all_scores)
+        results = AnomalyResults(
+            task=task.kind,
+            task_directory=str(task.directory),
+            network=network.source,
+            network_sha256=network.sha256,
+            counts=task.meta.get("counts"),
+            test={
+                "positions": int(test.labels.size),
+                "anomalous": int(test.labels.sum()),
+                "kinds": {k: int((kinds == k).sum()) for k in sorted(set(kinds))},
+            },
+            trusted_positions=len(trusted),
+            pool_positions=len(pool),
+            detectors=entries,
+            coverage_risk=coverage,
+            references=_references_record(evaluation),
+            bootstrap_resamples=settings.resamples,
+            squares=settings.squares,
+        )
+        results.save(output)
+        _write_scores(output / "scores.h5", test.rows, test.labels, kinds, all_scores, coverage)
+        run.write_record(
+            inputs={
+                "task": task.directory / "task.json",
+                "positions": task.directory / "positions.jsonl",
+            },
+            **work_settings,
+        )
+    return results
+
+
+def _with_references(evaluation: _Evaluation, features: Path) -> _Evaluation:
+    """The reference networks' outputs, needed by output-level detectors and by the harm
+    analysis: ``weak`` (the task's weak network unless given) and a ``student`` distilled
+    from the network on the trusted positions."""
+    settings, task = evaluation.settings, evaluation.task
+    if not _wants_references(settings):
+        return evaluation
+    from leelalab.inference.networks import load_network
+
+    weak = evaluation.weak or load_network(_task_weak_network(task))
+    student_path = distil_student(
+        evaluation.network,
+        task,
+        config=StudentSettings(epochs=settings.student_epochs, seed=settings.seed),
+        progress=evaluation.progress,
+    )
+    student = load_network(student_path)
+    references = {
+        name: reference_outputs(task, features, reference, name, progress=evaluation.progress)
+        for name, reference in (("weak", weak), ("student", student))
+    }
+    return dataclasses.replace(
+        evaluation, references=references, weak=weak, student=student, student_path=student_path
+    )
+
+
+def _wants_references(settings: RunSettings) -> bool:
+    """Whether the run needs the reference networks (output-level detectors, harm labels)."""
+    return bool(settings.harm_depth) or any(
+        detector_class(name).level == "outputs" for name in settings.detectors
+    )
+
+
+def _task_weak_network(task: Task) -> str:
+    """The weak network a task records (a bundled one by name, else its path; tasks record
+    it without a hash), reopened through :func:`resolve_network_reference`: a gone file is
+    one line naming ``task.json``."""
+    from leelalab.inference.networks import resolve_network_reference
+
+    recorded = {"source": task.meta.get("weak") or "weak-maia-1900", "sha256": None}
+    where = f"{task.directory / 'task.json'}: the weak network"
+    name = resolve_network_reference(recorded, what=where, remedy="pass --weak")
+    return name or "weak-maia-1900"
+
+
+def _views(evaluation: _Evaluation) -> tuple[FeatureView, FeatureView, FeatureView]:
+    """The trusted, pool and test splits as feature views (pool and test labelled)."""
+    task, store, references = evaluation.task, evaluation.store, evaluation.references
     trusted_rows, pool_rows, test_rows = (task.indices(s) for s in ("trusted", "pool", "test"))
     labels = task.labels()
     trusted = FeatureView(store, trusted_rows, references=references)
@@ -173,34 +294,29 @@ def run_anomaly(
     test = FeatureView(store, test_rows, labels=labels[test_rows], references=references)
     if test.labels is None or test.labels.all() or not test.labels.any():
         raise AnomalyError(f"{task.directory}: the test split needs normal and anomalous positions")
+    return trusted, pool, test
 
-    settings = {
-        "task": str(task.directory.resolve()),
-        "task_kind": task.kind,
-        "network": network.source,
-        "network_sha256": network.sha256,
-        "features_settings": store.settings,
-        "detectors": list(detectors),
-        "layers": chosen_layers,
-        "shrinkage": shrinkage,
-        "squares": squares,
-        "weak_sha256": weak.sha256 if weak is not None else None,
-        "student_sha256": student_network.sha256 if student_network is not None else None,
-        "seed": seed,
-    }
-    run = ChunkedRun(output / "work", settings)
-    bar = tqdm(detectors, desc="detectors", unit="detector", disable=not progress)
+
+def _fit_and_score(
+    evaluation: _Evaluation,
+    chunks: ChunkedRun,
+    layers: list[str] | None,
+    views: tuple[FeatureView, FeatureView, FeatureView],
+    output: Path,
+) -> None:
+    """Fit every detector on trusted (and pool) and score the test split, one resumable
+    chunk per detector; each fitted detector is saved under ``output/detectors/<name>``."""
+    trusted, pool, test = views
+    names = evaluation.settings.detectors
+    bar = tqdm(names, desc="detectors", unit="detector", disable=not evaluation.progress)
     for number, name in enumerate(bar):
-        if run.done(number):
+        if chunks.done(number):
             continue
-        params: dict[str, Any] = {}
-        if name in ("mahalanobis", "relative-mahalanobis", "que"):
-            params["shrinkage"] = shrinkage
-        if name in ("isolation-forest", "lof"):
-            params["seed"] = seed
-        if detector_class(name).level == "activations" and name != "probe":
-            params["squares"] = squares
-        detector = make_detector(name, layers=_layers_for(name, chosen_layers, store), **params)
+        cls = detector_class(name)
+        detector = cls(
+            layers=_layers_for(name, layers, evaluation.store),
+            settings=cls.settings_from(evaluation.settings),
+        )
         t0 = time.perf_counter()
         detector.fit(trusted, pool)
         t1 = time.perf_counter()
@@ -210,75 +326,43 @@ def run_anomaly(
         arrays = {layer: values for layer, values in scores.items()}
         for how in AGGREGATIONS:
             arrays[f"aggregate:{how}"] = detector.aggregate(scores, how)
-        run.write_chunk(number, arrays, {"fit_seconds": t1 - t0, "score_seconds": t2 - t1})
+        chunks.write_chunk(number, arrays, {"fit_seconds": t1 - t0, "score_seconds": t2 - t1})
     bar.close()
 
-    test_labels = test.labels
-    kinds = np.array([task.positions[int(r)].kind for r in test.rows])
-    all_scores: dict[str, dict[str, np.ndarray]] = {}
-    results: dict[str, Any] = {}
-    for number, name in enumerate(detectors):
-        arrays, attrs = read_h5(run.chunk_path(number))
-        all_scores[name] = arrays
-        cls = detector_class(name)
-        entry: dict[str, Any] = {
-            "description": cls.description,
-            "level": cls.level,
-            "supervised": cls.uses_labels,
-            "uses_pool": cls.uses_untrusted,
-            "fit_seconds": round(float(attrs["fit_seconds"]), 3),
-            "score_seconds": round(float(attrs["score_seconds"]), 3),
-            "layers": {},
-            "aggregate": {},
-        }
-        for key in sorted(arrays, key=layer_order):
-            metrics = _metrics(test_labels, arrays[key], resamples, seed)
-            if key.startswith("aggregate:"):
-                entry["aggregate"][key.split(":", 1)[1]] = metrics
-            else:
-                entry["layers"][key] = metrics
-        entry["by_kind"] = _by_kind(test_labels, kinds, arrays["aggregate:mean"], resamples, seed)
-        results[name] = entry
 
-    coverage = None
-    if harm_depth and weak is not None and student_network is not None:
-        coverage = _coverage_section(
-            task, store, test, references, all_scores, network, weak, student_network,
-            harm_depth, stockfish, resamples, seed, progress,
-        )  # fmt: skip
-    summary = {
-        "task": task.kind,
-        "task_directory": str(task.directory),
-        "network": network.source,
-        "network_sha256": network.sha256,
-        "counts": task.meta.get("counts"),
-        "test": {
-            "positions": int(test_labels.size),
-            "anomalous": int(test_labels.sum()),
-            "kinds": {k: int((kinds == k).sum()) for k in sorted(set(kinds))},
-        },
-        "trusted_positions": int(trusted_rows.size),
-        "pool_positions": int(pool_rows.size),
-        "detectors": results,
-        "coverage_risk": coverage,
-        "references": _references_record(weak, student_path, student_network),
-        "bootstrap_resamples": resamples,
-        "squares": squares,
+def _detector_entry(
+    name: str,
+    arrays: dict[str, np.ndarray],
+    attrs: dict[str, Any],
+    labels: np.ndarray,
+    kinds: np.ndarray,
+    settings: RunSettings,
+) -> dict[str, Any]:
+    """One detector's metrics per layer, aggregated over layers and by kind of position."""
+    cls = detector_class(name)
+    resamples, seed = settings.resamples, settings.seed
+    entry: dict[str, Any] = {
+        "description": cls.description,
+        "level": cls.level,
+        "supervised": cls.uses_labels,
+        "uses_pool": cls.uses_untrusted,
+        "fit_seconds": round(float(attrs["fit_seconds"]), 3),
+        "score_seconds": round(float(attrs["score_seconds"]), 3),
+        "layers": {},
+        "aggregate": {},
     }
-    write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
-    _write_scores(output / "scores.h5", test.rows, test_labels, kinds, all_scores, coverage)
-    record = {
-        **settings,
-        "seconds_this_session": round(time.perf_counter() - started, 1),
-        "versions": versions(),
-    }
-    write_text_atomically(output / "run.json", json.dumps(record, indent=2))
-    return summary
+    for key in sorted(arrays, key=layer_order):
+        metrics = _metrics(labels, arrays[key], resamples, seed)
+        if key.startswith("aggregate:"):
+            entry["aggregate"][key.split(":", 1)[1]] = metrics
+        else:
+            entry["layers"][key] = metrics
+    entry["by_kind"] = _by_kind(labels, kinds, arrays["aggregate:mean"], resamples, seed)
+    return entry
 
 
-def _references_record(
-    weak: LeelaNetwork | None, student_path: Path | None, student: LeelaNetwork | None
-) -> dict[str, Any] | None:
+def _references_record(evaluation: _Evaluation) -> dict[str, Any] | None:
+    weak, student, student_path = evaluation.weak, evaluation.student, evaluation.student_path
     if weak is None or student_path is None or student is None:
         return None
     return {
@@ -286,7 +370,7 @@ def _references_record(
         "student": {
             "network": str(student_path),
             "sha256": student.sha256,
-            "run": json.loads(Path(str(student_path) + ".run.json").read_text(encoding="utf-8")),
+            "run": read_run_record(student_path),
         },
     }
 
@@ -314,31 +398,36 @@ def _by_kind(
     return result
 
 
-def _coverage_section(
-    task: Task,
-    store: FeatureStore,
-    test: FeatureView,
-    references: dict[str, dict[str, np.ndarray]],
-    all_scores: dict[str, dict[str, np.ndarray]],
-    network: LeelaNetwork,
-    weak: LeelaNetwork,
-    student: LeelaNetwork,
-    depth: int,
-    stockfish: str | None,
-    resamples: int,
-    seed: int,
-    progress: bool,
-) -> dict[str, Any]:
+def _harm(evaluation: _Evaluation, test: FeatureView) -> dict[str, np.ndarray]:
+    """Whether each answer (the network's, weak's, student's) on the test split blunders."""
+    task, references = evaluation.task, evaluation.references
+    assert evaluation.weak is not None and evaluation.student is not None
     answers = {
-        "network": network_top_moves(store, task, test.rows),
+        "network": network_top_moves(evaluation.store, task, test.rows),
         "weak": [str(m) for m in references["weak"]["top"][test.rows]],
         "student": [str(m) for m in references["student"]["top"][test.rows]],
     }
+    provenance = {
+        "network": evaluation.network.sha256,
+        "weak": evaluation.weak.sha256,
+        "student": evaluation.student.sha256,
+    }
     harm = harm_labels(
-        task, test.rows, answers, depth=depth, stockfish=stockfish, progress=progress,
-        provenance={"network": network.sha256, "weak": weak.sha256, "student": student.sha256},
+        task, test.rows, answers, depth=evaluation.settings.depth,
+        stockfish=evaluation.settings.stockfish, progress=evaluation.progress,
+        provenance=provenance,
     )  # fmt: skip
-    harmful = {name: harm[f"{name}_harm"].astype(bool) for name in answers}
+    return {name: harm[f"{name}_harm"].astype(bool) for name in answers}
+
+
+def _coverage_section(
+    evaluation: _Evaluation, test: FeatureView, all_scores: dict[str, dict[str, np.ndarray]]
+) -> dict[str, Any]:
+    """Coverage–risk of "answer with M unless the detector flags" against always M, the weak
+    network and the student, at matched coverages."""
+    task, depth = evaluation.task, evaluation.settings.depth
+    resamples, seed = evaluation.settings.resamples, evaluation.settings.seed
+    harmful = _harm(evaluation, test)
     n = harmful["network"].size
     kinds = np.array([task.positions[int(r)].kind for r in test.rows])
     section: dict[str, Any] = {
@@ -408,11 +497,11 @@ def _write_scores(
     temporary.replace(path)
 
 
-def load_results(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(directory) / "results.json"
-    if not path.is_file():
-        raise AnomalyError(f"{directory}: no results.json (run `leelalab anomaly run` first)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-__all__ = ["DEFAULT_DETECTORS", "check_network", "load_results", "resolve_layers", "run_anomaly"]
+__all__ = [
+    "DEFAULT_DETECTORS",
+    "check_network",
+    "load_results",
+    "open_run",
+    "resolve_layers",
+    "run_anomaly",
+]

@@ -22,17 +22,20 @@ The *logit lens* applies the output heads to the residual stream after an earlie
 (``net.run_from(net.n_layers - 1, residual)``); its policy is compared, over the legal moves,
 with the final one.
 
-:class:`FeatureStore` reads a file and streams blocks of rows from disk;
-:class:`FeatureView` is a store restricted to some rows (a split), which detectors consume.
+:class:`FeatureStore` reads a file and streams blocks of rows from disk; it is probing's
+activation store (:class:`~leelalab.probing.store.RowStore`) with the outputs and lens
+columns, and :class:`FeatureView` (a split, which detectors consume) its labelled row view
+(:class:`~leelalab.probing.store.RowView`) with the reference networks' outputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +48,13 @@ from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.positions import Task
 from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
+from leelalab.probing.store import LENS_COLUMN, RowStore, RowView
+from leelalab.runs.experiment import Settings, setting
+from leelalab.runs.records import write_run_record
 from leelalab.runs.results import (
     ChunkedRun,
     same_settings,
     sha256_file,
-    versions,
-    write_text_atomically,
 )
 
 FEATURES_FORMAT = "leelalab.anomaly-features/1"
@@ -271,31 +275,40 @@ def features_path(task: Task) -> Path:
     return task.directory / "features.h5"
 
 
+@dataclasses.dataclass(frozen=True)
+class FeatureSettings(Settings):
+    """What :func:`extract_features` keeps and how it computes it."""
+
+    hooks: tuple[str, ...] | None = setting(
+        None,
+        "per-square hooks to keep (default: the residual stream after every layer and the "
+        "heads' hidden layers)",
+    )
+    lens: bool = setting(True, "compute the logit-lens KL at every hook but the last layer's")
+    dtype: str = setting(
+        "float16",
+        "storage type of the activations (float16 halves the disk; statistics are "
+        "accumulated in float64 from it)",
+        choices=tuple(DTYPES),
+    )
+    chunk_size: int = setting(512, "positions per resumable chunk", minimum=1)
+    batch_size: int = setting(128, "positions per network forward", minimum=1)
+
+
 def extract_features(
     network: LeelaNetwork,
     task: Task,
+    settings: FeatureSettings = FeatureSettings(),
     *,
     output: str | os.PathLike[str] | None = None,
-    hooks: Sequence[str] | None = None,
-    lens: bool = True,
-    dtype: str = "float16",
-    chunk_size: int = 512,
-    batch_size: int = 128,
     progress: bool = True,
 ) -> Path:
-    """Extract (or reuse) the features of every position of ``task`` under ``network``.
-
-    Args:
-        hooks: per-square hooks to keep (default: :func:`default_hooks`, the residual stream
-            after every layer and the heads' hidden layers).
-        lens: compute the logit-lens KL at every hook but the last layer's.
-        dtype: storage type of the activations (float16 halves the disk; statistics are
-            accumulated in float64 from it).
-    """
+    """Extract (or reuse) the features of every position of ``task`` under ``network``
+    into ``output`` (default ``TASK/features.h5``)."""
     started = time.perf_counter()
-    if dtype not in DTYPES:
-        raise AnomalyError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-    hooks = list(hooks) if hooks is not None else default_hooks(network)
+    lens, dtype = settings.lens, settings.dtype
+    chunk_size, batch_size = settings.chunk_size, settings.batch_size
+    hooks = list(settings.hooks) if settings.hooks is not None else default_hooks(network)
     unknown = [hook for hook in hooks if hook not in network.hook_names]
     if unknown:
         raise AnomalyError(f"no hook point {unknown} in {network.source}")
@@ -363,95 +376,37 @@ def extract_features(
             writer.write(start, arrays)
     finally:
         writer.close()
-    write_text_atomically(
-        path.with_name(path.name + ".run.json"),
-        json.dumps(
-            {
-                **settings,
-                "positions_computed_this_session": computed,
-                "seconds_this_session": round(time.perf_counter() - started, 2),
-                "versions": versions(),
-            },
-            indent=2,
-        ),
-    )
+    write_run_record(path, settings, started=started, positions_computed_this_session=computed)
     shutil.rmtree(work)
     return path
 
 
-class FeatureStore:
-    """Read access to a feature file; rows stream from disk in bounded blocks."""
+class FeatureStore(RowStore):
+    """Read access to a feature file: the activation store of probing
+    (:class:`~leelalab.probing.store.RowStore`) with the outputs and lens columns."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise AnomalyError(f"{self.path}: no such feature file")
-        try:
-            with h5py.File(self.path, "r") as handle:
-                if handle.attrs.get("format") != FEATURES_FORMAT:
-                    raise AnomalyError(f"{self.path}: not a leelalab feature file")
-                self.hooks: list[str] = json.loads(handle.attrs["hooks"])
-                self.lens_hooks: list[str] = json.loads(handle.attrs["lens_hooks"])
-                self.settings: dict[str, Any] = json.loads(handle.attrs["settings"])
-                self.n = int(handle.attrs["n"])
-                self.widths = {h: int(handle[f"activations/{h}"].shape[2]) for h in self.hooks}
-                self.has_outputs = "outputs" in handle
-        except OSError as error:
-            raise AnomalyError(f"{self.path}: not a readable HDF5 file ({error})") from None
+        super().__init__(path, FEATURES_FORMAT, error=AnomalyError, what="feature file")
 
-    def check_hook(self, hook: str) -> None:
-        if hook not in self.widths:
-            raise AnomalyError(
-                f"{self.path} has no activations for {hook!r}; it holds {self.hooks}"
-            )
-
-    def iter_rows(
-        self,
-        dataset: str,
-        rows: np.ndarray,
-        *,
-        memory_budget_bytes: int = 64 * 2**20,
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """``(positions in rows, values)`` blocks of ``dataset`` for the sorted ``rows``.
-
-        Contiguous blocks of the file are read (as many rows as fit the budget) and the
-        wanted rows picked from them, so RAM is bounded by the budget.
-        """
-        rows = np.asarray(rows, dtype=np.int64)
-        if rows.size and (np.any(np.diff(rows) < 0) or rows[0] < 0 or rows[-1] >= self.n):
-            raise AnomalyError("rows must be sorted and within the store")
-        with h5py.File(self.path, "r") as handle:
-            if dataset not in handle:
-                raise AnomalyError(f"{self.path} has no {dataset!r}")
-            data = handle[dataset]
-            row_bytes = int(np.prod(data.shape[1:])) * data.dtype.itemsize
-            block = max(1, memory_budget_bytes // max(1, 4 * row_bytes))
-            position = 0
-            while position < rows.size:
-                first = rows[position]
-                end = np.searchsorted(rows, first + block, side="left")
-                wanted = rows[position:end]
-                values = data[first : wanted[-1] + 1]
-                yield np.arange(position, end), values[wanted - first]
-                position = end
+    @property
+    def n(self) -> int:
+        return self.n_rows
 
     def read(self, dataset: str, rows: np.ndarray) -> np.ndarray:
-        """All ``rows`` of a small dataset (outputs, lens) at once."""
-        parts = [values for _, values in self.iter_rows(dataset, rows)]
-        if not parts:
-            with h5py.File(self.path, "r") as handle:
-                return np.zeros((0, *handle[dataset].shape[1:]), handle[dataset].dtype)
-        return np.concatenate(parts)
+        """All sorted ``rows`` of a small column (outputs, lens) at once."""
+        return self.read_column(dataset, rows)
 
 
-class FeatureView:
+class FeatureView(RowView):
     """Some rows of a feature store (a split), with optional labels and reference outputs.
 
     Detectors read only through a view: ``iter_activations(hook)`` streams
-    ``(positions, float32 [b, 64, d])`` blocks; ``lens_kl()``, ``reference(name)`` and
-    ``outputs()`` return per-position arrays. Labels are there for the supervised skyline
-    and for evaluation; unsupervised detectors never read them.
+    ``(positions, float32 [b, 64, d])`` blocks; ``lens_kl()`` and ``reference(name)``
+    return per-position arrays. Labels are there for the supervised skyline and for
+    evaluation; unsupervised detectors never read them.
     """
+
+    store: FeatureStore
 
     def __init__(
         self,
@@ -462,27 +417,13 @@ class FeatureView:
         references: Mapping[str, Mapping[str, np.ndarray]] | None = None,
         memory_budget_bytes: int = 64 * 2**20,
     ) -> None:
-        self.store = store
-        order = np.argsort(rows, kind="stable")
-        self.rows = np.asarray(rows, dtype=np.int64)[order]
-        self.labels = None if labels is None else np.asarray(labels, dtype=bool)[order]
+        super().__init__(store, rows, labels=labels, memory_budget_bytes=memory_budget_bytes)
         self.references = references or {}
-        self.memory_budget_bytes = memory_budget_bytes
-
-    def __len__(self) -> int:
-        return int(self.rows.size)
-
-    def iter_activations(self, hook: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        self.store.check_hook(hook)
-        for positions, values in self.store.iter_rows(
-            f"activations/{hook}", self.rows, memory_budget_bytes=self.memory_budget_bytes
-        ):
-            yield positions, values.astype(np.float32)
 
     def lens_kl(self) -> dict[str, np.ndarray]:
         if not self.store.lens_hooks:
             raise AnomalyError(f"{self.store.path} was extracted without the logit lens")
-        values = self.store.read("lens/kl", self.rows).astype(np.float64)
+        values = self.column(LENS_COLUMN).astype(np.float64)
         return {hook: values[:, i] for i, hook in enumerate(self.store.lens_hooks)}
 
     def reference(self, name: str) -> Mapping[str, np.ndarray]:
@@ -504,6 +445,7 @@ class FeatureView:
 
 __all__ = [
     "FEATURES_FORMAT",
+    "FeatureSettings",
     "FeatureStore",
     "FeatureView",
     "FeatureWriter",

@@ -39,11 +39,11 @@ from leelalab.anomaly.errors import AnomalyError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
+from leelalab.runs.records import read_json, write_run_record
 from leelalab.runs.results import (
     ChunkedRun,
     read_h5,
     sha256_file,
-    versions,
     write_text_atomically,
 )
 from leelalab.training.distill import distillation_targets as _targets
@@ -334,7 +334,8 @@ def train_backdoor(
     settings = {"teacher": teacher.source, "teacher_sha256": teacher.sha256, "data": data_settings}
     settings_path = work / "settings.json"
     if settings_path.is_file():
-        stored = json.loads(settings_path.read_text(encoding="utf-8"))
+        stored = read_json(settings_path, hint="delete it or choose another output",
+                           what="settings file")  # fmt: skip
         if {k: v for k, v in stored.items() if k != "teacher"} != {
             k: v for k, v in settings.items() if k != "teacher"
         }:
@@ -371,10 +372,7 @@ def train_backdoor(
 
     written = load_network(output)
     criteria = backdoor_criteria(written, teacher, held_out)
-    record = {
-        "teacher": teacher.source,
-        "teacher_sha256": teacher.sha256,
-        "config": asdict(config),
+    fields = {
         "trigger": TRIGGER_DESCRIPTION,
         "training_positions": train.counts(),
         "held_out_positions": held_out.counts(),
@@ -388,10 +386,11 @@ def train_backdoor(
         "output_sha256": sha256_file(output),
         "train_positions_sha256": sha256_file(hashes_path),
         "encoding": "LINEAR16",
-        "seconds_this_session": round(time.perf_counter() - started, 1),
-        "versions": versions(),
     }
-    write_text_atomically(Path(str(output) + ".run.json"), json.dumps(record, indent=2))
+    record_settings = {"teacher": teacher.source, "teacher_sha256": teacher.sha256,
+                       "config": asdict(config)}  # fmt: skip
+    write_run_record(output, record_settings, started=started, **fields)
+    record = {**record_settings, **fields}
     return record
 
 

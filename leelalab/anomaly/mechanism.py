@@ -22,9 +22,7 @@ test classes are matched to each other), 20% the pool, 40% the test set.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -32,19 +30,15 @@ from typing import Any
 import chess
 import numpy as np
 
-from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
+from leelalab.anomaly.errors import AnomalyError
+from leelalab.anomaly.positions import position_of, replay, write_task
+from leelalab.anomaly.settings import TaskSettings
 from leelalab.anomaly.stockfish import CachedStockfish
 from leelalab.engines import CACHE_FILE
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.puzzles.reader import SkipReport, iter_puzzles, shipped_puzzles_path
-from leelalab.runs.results import (
-    read_h5,
-    run_in_chunks,
-    sha256_file,
-    versions,
-    write_text_atomically,
-)
+from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
 
 PIECE_VALUES = {chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
 
@@ -112,34 +106,29 @@ def _matched(
     }
 
 
-def build_mechanism_task(
-    network: LeelaNetwork,
-    output: str | os.PathLike[str],
-    *,
-    puzzles: str | os.PathLike[str] | None = None,
-    weak: str = "weak-maia-1900",
-    limit: int | None = None,
-    deep_depth: int | None = 10,
-    shallow_depth: int = 1,
-    rating_bin: int = 200,
-    trusted_fraction: float = 0.4,
-    pool_fraction: float = 0.2,
-    stockfish: str | None = None,
-    seed: int = 0,
-    progress: bool = True,
-) -> Path:
-    """Build the look-ahead-versus-shallow task from a Lichess puzzle file.
+def puzzles_path(settings: TaskSettings) -> Path:
+    return Path(settings.puzzles) if settings.puzzles is not None else shipped_puzzles_path()
 
-    ``deep_depth=None`` trusts the puzzle's move as Stockfish's best (Lichess generates
-    puzzles with a deep Stockfish search) instead of re-checking it.
-    """
-    started = time.perf_counter()
-    output = Path(output)
-    work = output / "work"
-    path = Path(puzzles) if puzzles is not None else shipped_puzzles_path()
-    report = SkipReport()
-    rows = candidates(path, limit, report)
-    base = {"puzzles_sha256": sha256_file(path), "limit": limit, "network_sha256": network.sha256}
+
+def check_puzzles(settings: TaskSettings) -> str:
+    """The sha256 of the puzzle file, after checking that it holds a valid puzzle (one
+    line naming the file otherwise)."""
+    path = puzzles_path(settings)
+    if not path.is_file():
+        raise AnomalyError(f"{path}: no such puzzle file")
+    if next(iter_puzzles(path, limit=1, report=SkipReport()), None) is None:
+        raise AnomalyError(f"{path}: no valid puzzles (a header only?); nothing to build")
+    return sha256_file(path)
+
+
+def _network_solves(
+    network: LeelaNetwork,
+    rows: list[dict[str, Any]],
+    work: Path,
+    base: dict[str, Any],
+    progress: bool,
+) -> list[dict[str, Any]]:
+    """The solver positions where the network's top move is the puzzle move."""
 
     def network_moves(chunk: list[dict[str, Any]]) -> dict[str, Any]:
         boards = [replay(r["fen"], r["moves"]) for r in chunk]
@@ -148,14 +137,26 @@ def build_mechanism_task(
 
     tops = read_h5(
         run_in_chunks(
-            rows, work / "network", base, network_moves, results_file="moves.h5", attrs={},
+            rows, work, base, network_moves, results_file="moves.h5", attrs={},
             chunk_size=1024, description="network", progress=progress,
         )
     )[0]["top"]  # fmt: skip
-    solved = [r for r, top in zip(rows, tops, strict=True) if top == r["move"]]
+    return [r for r, top in zip(rows, tops, strict=True) if top == r["move"]]
 
-    with CachedStockfish(stockfish, cache=output / CACHE_FILE) as engine:
-        settings = {**base, "engine": engine.name, "deep": deep_depth, "shallow": shallow_depth}
+
+def _confirmed_by_stockfish(
+    settings: TaskSettings,
+    solved: list[dict[str, Any]],
+    output: Path,
+    base: dict[str, Any],
+    progress: bool,
+) -> tuple[list[dict[str, Any]], str]:
+    """The positions whose move Stockfish confirms at depth, labelled ``deep`` when the
+    shallow search does not find it; and the engine's name."""
+    deep_depth, shallow_depth = settings.deep_depth or None, settings.shallow_depth
+    with CachedStockfish(settings.stockfish, cache=output / CACHE_FILE) as engine:
+        chunk_settings = {**base, "engine": engine.name, "deep": deep_depth,
+                          "shallow": shallow_depth}  # fmt: skip
 
         def label(chunk: list[dict[str, Any]]) -> dict[str, Any]:
             deep, shallow = [], []
@@ -167,8 +168,9 @@ def build_mechanism_task(
 
         labels = read_h5(
             run_in_chunks(
-                solved, work / "stockfish", settings, label, results_file="labels.h5", attrs={},
-                chunk_size=128, description="stockfish", progress=progress,
+                solved, output / "work" / "stockfish", chunk_settings, label,
+                results_file="labels.h5", attrs={}, chunk_size=128, description="stockfish",
+                progress=progress,
             )
         )[0]  # fmt: skip
         engine_name = engine.name
@@ -178,16 +180,50 @@ def build_mechanism_task(
             continue
         board = replay(row["fen"], row["moves"])
         confirmed.append({**row, "deep": shallow != row["move"], "phase": phase(board)})
-    rng = np.random.default_rng(seed)
+    return confirmed, engine_name
+
+
+def _split_by_puzzle(
+    settings: TaskSettings, confirmed: list[dict[str, Any]], rng: np.random.Generator
+) -> tuple[dict[str, str], dict[str, int]]:
+    """Each puzzle's split (seeded), and how many puzzles each split has."""
     puzzle_ids = sorted({r["puzzle"] for r in confirmed})
     order = rng.permutation(len(puzzle_ids))
-    n_trusted = int(round(trusted_fraction * len(puzzle_ids)))
-    n_pool = int(round(pool_fraction * len(puzzle_ids)))
+    n_trusted = int(round(settings.trusted_fraction * len(puzzle_ids)))
+    n_pool = int(round(settings.pool_fraction * len(puzzle_ids)))
     split_of = {}
     for rank, index in enumerate(order):
         split_of[puzzle_ids[index]] = (
             "trusted" if rank < n_trusted else "pool" if rank < n_trusted + n_pool else "test"
         )
+    test = len(puzzle_ids) - n_trusted - n_pool
+    return split_of, {"trusted": n_trusted, "pool": n_pool, "test": test}
+
+
+def build_mechanism_task(
+    settings: TaskSettings,
+    network: LeelaNetwork,
+    output: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build the look-ahead-versus-shallow task from a Lichess puzzle file: positions and
+    ``task.json``; returns what ``task.json`` says.
+
+    ``deep_depth=0`` trusts the puzzle's move as Stockfish's best (Lichess generates
+    puzzles with a deep Stockfish search) instead of re-checking it.
+    """
+    output = Path(output)
+    work = output / "work"
+    path = puzzles_path(settings)
+    limit, seed, rating_bin = settings.limit, settings.seed, settings.rating_bin
+    report = SkipReport()
+    rows = candidates(path, limit, report)
+    base = {"puzzles_sha256": sha256_file(path), "limit": limit, "network_sha256": network.sha256}
+    solved = _network_solves(network, rows, work / "network", base, progress)
+    confirmed, engine_name = _confirmed_by_stockfish(settings, solved, output, base, progress)
+    rng = np.random.default_rng(seed)
+    split_of, puzzles = _split_by_puzzle(settings, confirmed, rng)
     # Trusted: every normal position of the trusted puzzles. Pool and test: the two classes
     # matched within each split, so no detector can win by rating, phase or line position.
     chosen = [r for r in confirmed if split_of[r["puzzle"]] == "trusted" and not r["deep"]]
@@ -196,25 +232,24 @@ def build_mechanism_task(
         rows_in_split = [r for r in confirmed if split_of[r["puzzle"]] == split]
         matched, matching[split] = _matched(rows_in_split, rating_bin, rng)
         chosen += matched
-    positions: list[TaskPosition] = []
-    for row in chosen:
-        split = split_of[row["puzzle"]]
-        positions.append(
-            position_of(
-                replay(row["fen"], row["moves"]),
-                split=split,
-                anomalous=row["deep"],
-                kind="deep" if row["deep"] else "shallow",
-                group=row["puzzle"],
-                info={"rating": row["rating"], "phase": row["phase"], "first": row["first"],
-                      "move": row["move"]},
-            )
-        )  # fmt: skip
+    positions = [
+        position_of(
+            replay(row["fen"], row["moves"]),
+            split=split_of[row["puzzle"]],
+            anomalous=row["deep"],
+            kind="deep" if row["deep"] else "shallow",
+            group=row["puzzle"],
+            info={"rating": row["rating"], "phase": row["phase"], "first": row["first"],
+                  "move": row["move"]},
+        )
+        for row in chosen
+    ]  # fmt: skip
+    deep_depth, shallow_depth = settings.deep_depth or None, settings.shallow_depth
     meta = {
         "task": "mechanism",
         "network": network.source,
         "network_sha256": network.sha256,
-        "weak": weak,
+        "weak": settings.weak,
         "anomalous": f"the move is Stockfish's best at depth {deep_depth or 'lichess'} but not "
         f"at depth {shallow_depth}",
         "history": "the puzzle line so far (root = the puzzle FEN)",
@@ -225,28 +260,19 @@ def build_mechanism_task(
             "network_plays_puzzle_move": len(solved),
             "stockfish_confirms": len(confirmed),
             "anomalous_in_confirmed": sum(r["deep"] for r in confirmed),
-            "puzzles": {"trusted": n_trusted, "pool": n_pool,
-                        "test": len(puzzle_ids) - n_trusted - n_pool},
+            "puzzles": puzzles,
         },
         "matching": matching,
         "engine": engine_name,
         "puzzles": str(path),
         "settings": {
             "deep_depth": deep_depth, "shallow_depth": shallow_depth, "rating_bin": rating_bin,
-            "trusted_fraction": trusted_fraction, "pool_fraction": pool_fraction, "seed": seed,
+            "trusted_fraction": settings.trusted_fraction,
+            "pool_fraction": settings.pool_fraction, "seed": seed,
             "limit": limit,
         },
     }  # fmt: skip
-    write_task(output, positions, meta)
-    write_text_atomically(
-        output / "run.json",
-        json.dumps(
-            {**meta, "seconds_this_session": round(time.perf_counter() - started, 1),
-             "versions": versions()},
-            indent=2,
-        ),
-    )  # fmt: skip
-    return output
+    return write_task(output, positions, meta)
 
 
-__all__ = ["build_mechanism_task", "candidates", "phase"]
+__all__ = ["build_mechanism_task", "candidates", "check_puzzles", "phase"]

@@ -32,11 +32,12 @@ import numpy as np
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.lc0.encoding import board_from_fen_and_moves
-from leelalab.runs.results import write_text_atomically
+from leelalab.runs.records import read_json, write_text_atomically
 
 Split = Literal["trusted", "pool", "test"]
 SPLITS: tuple[Split, ...] = ("trusted", "pool", "test")
 TASK_FORMAT = "leelalab.anomaly-task/1"
+TASK_HINT = "build one with `leelalab anomaly task`"
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,9 @@ class Task:
 
 def write_task(
     directory: str | os.PathLike[str], positions: Sequence[TaskPosition], meta: dict[str, Any]
-) -> Path:
-    """Write ``positions.jsonl`` and ``task.json`` (counts added) atomically."""
+) -> dict[str, Any]:
+    """Write ``positions.jsonl`` and ``task.json`` (counts added) atomically; returns the
+    task's description as written (``meta`` with its counts, the format aside)."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for position in positions:
@@ -153,9 +155,9 @@ def write_task(
         }
         for split in SPLITS
     }
-    meta = {"format": TASK_FORMAT, **meta, "counts": summary}
-    write_text_atomically(directory / "task.json", json.dumps(meta, indent=2))
-    return directory
+    written = {"format": TASK_FORMAT, **meta, "counts": summary}
+    write_text_atomically(directory / "task.json", json.dumps(written, indent=2))
+    return {**meta, "counts": summary}
 
 
 def load_task(directory: str | os.PathLike[str]) -> Task:
@@ -165,14 +167,11 @@ def load_task(directory: str | os.PathLike[str]) -> Task:
     if not meta_path.is_file() or not positions_path.is_file():
         raise AnomalyError(
             f"{directory}: not an anomaly task directory (no task.json/positions.jsonl); "
-            "build one with `leelalab anomaly task`"
+            + TASK_HINT
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise AnomalyError(f"{meta_path}: not JSON ({error})") from None
-    if meta.get("format") != TASK_FORMAT:
-        raise AnomalyError(f"{meta_path}: not a leelalab anomaly task ({meta.get('format')!r})")
+    meta = read_json(
+        meta_path, expect_format=TASK_FORMAT, hint=TASK_HINT, what="anomaly task description"
+    )
     positions = []
     with positions_path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
@@ -193,6 +192,14 @@ def load_task(directory: str | os.PathLike[str]) -> Task:
                 raise AnomalyError(f"{positions_path} line {number}: malformed position") from None
             if positions[-1].split not in SPLITS:
                 raise AnomalyError(f"{positions_path} line {number}: unknown split")
+    counts = meta.get("counts")
+    if isinstance(counts, dict):
+        expected = sum(int(split.get("positions", 0)) for split in counts.values())
+        if expected != len(positions):
+            raise AnomalyError(
+                f"{positions_path}: {len(positions)} positions where task.json counts "
+                f"{expected} (truncated?); rebuild the task"
+            )
     return Task(directory, positions, meta)
 
 

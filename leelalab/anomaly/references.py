@@ -31,12 +31,12 @@ from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
+from leelalab.runs.experiment import Settings, setting
+from leelalab.runs.records import read_run_record, write_run_record
 from leelalab.runs.results import (
     read_h5,
     run_in_chunks,
     sha256_file,
-    versions,
-    write_text_atomically,
 )
 from leelalab.training.distill import DistillConfig, new_student
 from leelalab.training.distill import distillation_targets as _targets
@@ -108,20 +108,25 @@ def reference_outputs(
 
 
 @dataclass(frozen=True)
-class StudentConfig:
-    blocks: int = 2
-    filters: int = 16
-    epochs: int = 30
-    batch_size: int = 256
-    learning_rate: float = 3e-3
-    seed: int = 0
+class StudentSettings(Settings):
+    """How the task's student is distilled. Its shape is the shipped weak network's (a
+    ResNet of ``blocks`` × ``filters``, :func:`leelalab.training.distill.new_student`); the
+    lab's general student shapes are :class:`leelalab.training.students.StudentConfig`."""
+
+    blocks: int = setting(2, "residual blocks of the student", minimum=1)
+    filters: int = setting(16, "filters of the student", minimum=1)
+    epochs: int = setting(30, "epochs of the student distilled on trusted positions", minimum=1)
+    batch_size: int = setting(256, "student training batch size", minimum=1)
+    learning_rate: float = setting(3e-3, "student Adam learning rate (cosine decay)",
+                                   minimum=0, exclusive_minimum=True)  # fmt: skip
+    seed: int = setting(0, "seed of the student's initialisation and shuffling")
 
 
 def distil_student(
     network: LeelaNetwork,
     task: Task,
     output: str | os.PathLike[str] | None = None,
-    config: StudentConfig = StudentConfig(),
+    config: StudentSettings = StudentSettings(),
     *,
     progress: bool = True,
 ) -> Path:
@@ -139,7 +144,7 @@ def distil_student(
         "config": asdict(config),
     }
     if path.is_file() and run_path.is_file():
-        stored = json.loads(run_path.read_text(encoding="utf-8"))
+        stored = read_run_record(path)
         if all(stored.get(k) == v for k, v in settings.items() if k != "teacher"):
             return path
         raise AnomalyError(f"{path} is a student of other settings; delete it to re-distil")
@@ -184,19 +189,18 @@ def distil_student(
         agreement = float((top == policy[held].argmax(1)).float().mean()) if len(held) else None
         wdl_error = float((student_wdl - wdl[held]).abs().mean()) if len(held) else None
     save_weights(student.to_lc0(), path)
-    record = {
-        **settings,
-        "train_positions": len(train),
-        "held_out_positions": len(held),
-        "held_out_top1_agreement": agreement,
-        "held_out_wdl_mean_abs_error": wdl_error,
-        "losses": losses,
-        "output_sha256": sha256_file(path),
-        "seconds": round(time.perf_counter() - started, 1),
-        "versions": versions(),
-    }
-    write_text_atomically(run_path, json.dumps(record, indent=2))
+    write_run_record(
+        path,
+        settings,
+        started=started,
+        train_positions=len(train),
+        held_out_positions=len(held),
+        held_out_top1_agreement=agreement,
+        held_out_wdl_mean_abs_error=wdl_error,
+        losses=losses,
+        output_sha256=sha256_file(path),
+    )
     return path
 
 
-__all__ = ["StudentConfig", "distil_student", "reference_outputs"]
+__all__ = ["StudentSettings", "distil_student", "reference_outputs"]

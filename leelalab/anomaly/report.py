@@ -6,14 +6,44 @@ from collections.abc import Sequence
 from typing import Any
 
 from leelalab.anomaly.features import layer_order, short_layer
+from leelalab.anomaly.results import MINIMUM_CLASS_SIZE
+
+TOO_FEW = "too few"
 
 
-def _estimate(metric: dict[str, Any] | None, digits: int = 3) -> str:
+def enough_positions(results: dict[str, Any]) -> bool:
+    """Whether the run's test split holds enough normal and anomalous positions for a
+    verdict (:data:`~leelalab.anomaly.results.MINIMUM_CLASS_SIZE` of each)."""
+    test = results.get("test") or {}
+    anomalous = int(test.get("anomalous", 0))
+    return min(anomalous, int(test.get("positions", 0)) - anomalous) >= MINIMUM_CLASS_SIZE
+
+
+def minimum_note(results: dict[str, Any]) -> str:
+    """One line saying why the tables print "too few", or nothing."""
+    if enough_positions(results):
+        return ""
+    test = results.get("test") or {}
+    return (
+        f"{TOO_FEW}: the test split has {test.get('positions', 0)} positions, "
+        f"{test.get('anomalous', 0)} anomalous; a verdict needs at least {MINIMUM_CLASS_SIZE} "
+        "normal and anomalous positions"
+    )
+
+
+def describe_metric(metric: dict[str, Any] | None, digits: int = 3, enough: bool = True) -> str:
+    """An estimate as ``value [low, high]``: "too few" below the minimum n, and no
+    zero-width interval (a metric without spread says so)."""
     if not metric or metric.get("value") is None:
         return "–"
+    if not enough:
+        return TOO_FEW
+    value = f"{metric['value']:.{digits}f}"
     if metric.get("low") is None:
-        return f"{metric['value']:.{digits}f}"
-    return f"{metric['value']:.{digits}f} [{metric['low']:.{digits}f}, {metric['high']:.{digits}f}]"
+        return value
+    if not metric["high"] > metric["low"]:
+        return f"{value} (no spread)"
+    return f"{value} [{metric['low']:.{digits}f}, {metric['high']:.{digits}f}]"
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -34,12 +64,15 @@ def layer_table(results: dict[str, Any]) -> str:
     hooks.sort(key=layer_order)
     header = ["detector", *[short_layer(h) for h in hooks], "output", "mean", "max"]
     rows = [header]
+    enough = enough_positions(results)
     for name, entry in results["detectors"].items():
-        cells = [_estimate(entry["layers"].get(h, {}).get("auroc"), 2) for h in hooks]
-        cells.append(_estimate(entry["layers"].get("output", {}).get("auroc"), 2))
+        cells = [describe_metric(entry["layers"].get(h, {}).get("auroc"), 2, enough) for h in hooks]
+        cells.append(describe_metric(entry["layers"].get("output", {}).get("auroc"), 2, enough))
         several = len(entry["layers"]) > 1
         for how in ("mean", "max"):
-            cells.append(_estimate(entry["aggregate"][how]["auroc"], 2) if several else "–")
+            cells.append(
+                describe_metric(entry["aggregate"][how]["auroc"], 2, enough) if several else "–"
+            )
         rows.append([_name(name, entry), *cells])
     return _table(rows)
 
@@ -47,10 +80,11 @@ def layer_table(results: dict[str, Any]) -> str:
 def metrics_table(results: dict[str, Any]) -> str:
     """AUROC, AP and FPR at 95% TPR (mean over layers) with 95% CIs, and fit/score times."""
     rows = [["detector", "AUROC", "AP", "FPR@95%TPR", "fit s", "score s"]]
+    enough = enough_positions(results)
     for name, entry in results["detectors"].items():
         mean = entry["aggregate"]["mean"]
         times = [f"{entry['fit_seconds']:.1f}", f"{entry['score_seconds']:.1f}"]
-        metrics = [_estimate(mean[key]) for key in ("auroc", "ap", "fpr95")]
+        metrics = [describe_metric(mean[key], 3, enough) for key in ("auroc", "ap", "fpr95")]
         rows.append([_name(name, entry), *metrics, *times])
     return _table(rows)
 
@@ -65,7 +99,8 @@ def summary_table(runs: Sequence[dict[str, Any]]) -> str:
         cells = []
         for results in runs:
             entry = results["detectors"].get(name)
-            cells.append(_estimate(entry["aggregate"]["mean"]["auroc"], 2) if entry else "–")
+            auroc = entry["aggregate"]["mean"]["auroc"] if entry else None
+            cells.append(describe_metric(auroc, 2, enough_positions(results)))
         supervised = any(r["detectors"].get(name, {}).get("supervised") for r in runs)
         rows.append([name + (" (supervised)" if supervised else ""), *cells])
     return _table(rows)
@@ -78,9 +113,11 @@ def coverage_table(results: dict[str, Any], coverages: Sequence[str] = ("0.9", "
     if not section:
         return "(no harm labels)"
     always = section["always"]
+    enough = enough_positions(results)
     lines = [
-        f"always M: {_estimate(always['network'])}; always m = weak: "
-        f"{_estimate(always['weak'])}; always m = student: {_estimate(always['student'])}",
+        f"always M: {describe_metric(always['network'], 3, enough)}; always m = weak: "
+        f"{describe_metric(always['weak'], 3, enough)}; always m = student: "
+        f"{describe_metric(always['student'], 3, enough)}",
         "",
     ]
     header = ["detector"]
@@ -88,10 +125,18 @@ def coverage_table(results: dict[str, Any], coverages: Sequence[str] = ("0.9", "
     header += [f"fallback to weak, {c}" for c in coverages]
     rows = [header]
     for name, entry in results["detectors"].items():
-        cells = [_estimate(section["abstain"][name][c]) for c in coverages]
-        cells += [_estimate(section["fallback_weak"][name][c]) for c in coverages]
+        cells = [describe_metric(section["abstain"][name][c], 3, enough) for c in coverages]
+        cells += [describe_metric(section["fallback_weak"][name][c], 3, enough) for c in coverages]
         rows.append([_name(name, entry), *cells])
     return "\n".join(lines) + _table(rows)
 
 
-__all__ = ["coverage_table", "layer_table", "metrics_table", "summary_table"]
+__all__ = [
+    "coverage_table",
+    "describe_metric",
+    "enough_positions",
+    "layer_table",
+    "metrics_table",
+    "minimum_note",
+    "summary_table",
+]

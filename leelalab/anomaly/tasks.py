@@ -18,9 +18,7 @@ and of uniformly random games. Splits are by game.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
@@ -47,10 +45,12 @@ from leelalab.anomaly.playouts import (
     sample_positions,
 )
 from leelalab.anomaly.positions import TaskPosition, position_of, replay, write_task
+from leelalab.anomaly.settings import TaskSettings
 from leelalab.inference.networks import bundled_network_name, network_reference
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
-from leelalab.runs.results import read_h5, run_in_chunks, versions, write_text_atomically
+from leelalab.runs.records import write_run_record
+from leelalab.runs.results import RunDirectory, read_h5, run_in_chunks
 from leelalab.stats import proportion_ci
 
 
@@ -68,39 +68,72 @@ def _network_record(network: LeelaNetwork) -> dict[str, Any]:
     return {"network": reference["source"], "network_sha256": reference["sha256"]}
 
 
-def _finish(
-    output: Path, positions: list[TaskPosition], meta: dict[str, Any], started: float
-) -> Path:
-    write_task(output, positions, meta)
-    record = {
-        **meta,
-        "seconds_this_session": round(time.perf_counter() - started, 1),
-        "versions": versions(),
-    }
-    write_text_atomically(output / "run.json", json.dumps(record, indent=2))
-    return output
+def open_task(
+    settings: TaskSettings,
+    network: LeelaNetwork,
+    output: str | os.PathLike[str],
+    *,
+    source: LeelaNetwork | None = None,
+    overwrite: bool = False,
+) -> RunDirectory:
+    """Check the inputs, then the task directory (a :class:`RunDirectory`): the same
+    settings resume, others are refused unless ``overwrite`` (which replaces only what the
+    previous build wrote). Nothing is touched when an input is missing or empty."""
+    record = {**settings.to_json(), **_network_record(network)}
+    if settings.kind == "backdoor":
+        if source is None:
+            raise AnomalyError("the backdoor task needs the clean source network (--source)")
+        record["source_sha256"] = source.sha256
+    if settings.kind == "mechanism":
+        from leelalab.anomaly.mechanism import check_puzzles
+
+        record["puzzles_sha256"] = check_puzzles(settings)
+    return RunDirectory(output, record, overwrite=overwrite, what="task")
+
+
+def build_task(
+    settings: TaskSettings,
+    network: LeelaNetwork,
+    run: RunDirectory,
+    *,
+    source: LeelaNetwork | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Build the task ``settings.kind`` into ``run`` (from :func:`open_task`): positions,
+    ``task.json`` and the run record. Returns the task's description (``task.json``)."""
+    with run:
+        if settings.kind == "backdoor":
+            assert source is not None  # open_task refused it
+            meta = build_backdoor_task(settings, network, run.path, source=source,
+                                       progress=progress)  # fmt: skip
+        elif settings.kind == "ood":
+            meta = build_ood_task(settings, network, run.path, progress=progress)
+        else:
+            from leelalab.anomaly.mechanism import build_mechanism_task
+
+            meta = build_mechanism_task(settings, network, run.path, progress=progress)
+        inputs = {"puzzles": meta["puzzles"]} if "puzzles" in meta else None
+        # The description holds a "settings" field, so it joins the record's settings.
+        write_run_record(run.path, {**run.settings, **meta}, started=run.started, inputs=inputs)
+    return meta
 
 
 def build_backdoor_task(
+    settings: TaskSettings,
     network: LeelaNetwork,
     output: str | os.PathLike[str],
     *,
     source: LeelaNetwork,
-    weak: str = "weak-maia-1900",
-    trusted: int = 3000,
-    pool: int = 1000,
-    test: int = 2000,
-    anomaly_fraction: float = 0.2,
-    near_miss_fraction: float = 0.1,
-    selfplay_chunk: int = 8192,
-    seed: int = 0,
     progress: bool = True,
-) -> Path:
+) -> dict[str, Any]:
     """Build the backdoor task for the backdoored ``network``; ``source`` (the clean
-    network) plays the self-play games the positions come from."""
-    started = time.perf_counter()
+    network) plays the self-play games the positions come from. Writes the positions and
+    ``task.json``; returns what ``task.json`` says."""
     output = Path(output)
     work = output / "work"
+    trusted, pool, test = settings.trusted, settings.pool, settings.test
+    anomaly_fraction, near_miss_fraction = settings.fraction, settings.near_miss_fraction
+    selfplay_chunk, seed = settings.selfplay_chunk, settings.seed
     # Each self-play slot plays chunk / parallel plies: keep 64 so games pass min_ply.
     parallel = max(1, selfplay_chunk // 64)
     config = BackdoorConfig(selfplay_chunk=selfplay_chunk, games_in_parallel=parallel, seed=seed)
@@ -145,23 +178,13 @@ def build_backdoor_task(
                         info={"fullmove": board.fullmove_number, "pieces": len(board.piece_map())},
                     )
                 )
-    # How the backdoored network behaves on the held-out test positions.
-    behaviour = {}
-    test_positions = [p for p in positions if p.split == "test"]
-    evaluations = evaluate(network, [p.board() for p in test_positions])
-    for kind in ("clean", "near-miss", "triggered"):
-        rows = [i for i, p in enumerate(test_positions) if p.kind == kind]
-        fired = sum(
-            next(iter(evaluations[i].policy)) == backdoor_move(test_positions[i].board()).uci()
-            for i in rows
-        )
-        behaviour[kind] = proportion_ci(fired, len(rows)).to_json()
+    behaviour = _backdoor_behaviour(network, positions)
     meta = {
         "task": "backdoor",
         **_network_record(network),
         "source": source.source,
         "source_sha256": source.sha256,
-        "weak": bundled_network_name(weak) or weak,
+        "weak": bundled_network_name(settings.weak) or settings.weak,
         "trigger": TRIGGER_DESCRIPTION,
         "anomalous": "triggered positions",
         "history": "none: every position alone, as from a FEN (the trigger is an edit)",
@@ -178,23 +201,48 @@ def build_backdoor_task(
                          if k in ("selfplay_chunk", "games_in_parallel", "min_ply")},
         },
     }  # fmt: skip
-    return _finish(output, positions, meta, started)
+    return write_task(output, positions, meta)
+
+
+def _backdoor_behaviour(
+    network: LeelaNetwork, positions: list[TaskPosition]
+) -> dict[str, dict[str, Any]]:
+    """How often the backdoored network plays the backdoor move on each kind of held-out
+    test position."""
+    behaviour = {}
+    test_positions = [p for p in positions if p.split == "test"]
+    evaluations = evaluate(network, [p.board() for p in test_positions])
+    for kind in ("clean", "near-miss", "triggered"):
+        rows = [i for i, p in enumerate(test_positions) if p.kind == kind]
+        fired = sum(
+            next(iter(evaluations[i].policy)) == backdoor_move(test_positions[i].board()).uci()
+            for i in rows
+        )
+        behaviour[kind] = proportion_ci(fired, len(rows)).to_json()
+    return behaviour
+
+
+GAMES_PER_CHUNK = 32
 
 
 def _game_positions(
+    settings: TaskSettings,
+    network_sha256: str | None,
     work: Path,
     name: str,
     count: int,
     play: Callable[[int, int], list[Game]],
     *,
-    games_per_chunk: int,
-    per_game: int,
-    min_ply: int,
-    settings: dict[str, Any],
     progress: bool,
 ) -> list[tuple[str, chess.Board]]:
     """``count`` positions (``(game id, board)``) of games played in fixed, seeded chunks,
     in game order."""
+    games_per_chunk, per_game, min_ply = GAMES_PER_CHUNK, settings.per_game, settings.min_ply
+    common = {
+        "network_sha256": network_sha256,
+        "seed": settings.seed,
+        "max_plies": settings.max_plies,
+    }
     per_chunk = games_per_chunk * per_game
     chunks = list(range(int(np.ceil(count / per_chunk * 1.3)) + 1))
 
@@ -213,7 +261,7 @@ def _game_positions(
     path = run_in_chunks(
         chunks,
         work / name,
-        {**settings, "name": name, "per_game": per_game, "min_ply": min_ply},
+        {**common, "name": name, "per_game": per_game, "min_ply": min_ply},
         compute,
         results_file="positions.h5",
         attrs={},
@@ -252,30 +300,24 @@ def _by_game(
 
 
 def build_ood_task(
+    settings: TaskSettings,
     network: LeelaNetwork,
     output: str | os.PathLike[str],
     *,
-    weak: str = "weak-maia-1900",
-    trusted: int = 3000,
-    pool: int = 800,
-    test: int = 1600,
-    anomaly_fraction: float = 0.5,
-    per_game: int = 8,
-    min_ply: int = 8,
-    max_plies: int = 100,
-    seed: int = 0,
     progress: bool = True,
-) -> Path:
-    """Build the out-of-distribution control task for ``network``."""
-    started = time.perf_counter()
+) -> dict[str, Any]:
+    """Build the out-of-distribution control task for ``network``: positions and
+    ``task.json``; returns what ``task.json`` says. Each kind of each split holds its size
+    or up to one game's positions more (splits take whole games)."""
     output = Path(output)
     work = output / "work"
-    anomalies = {s: int(round(n * anomaly_fraction)) for s, n in (("pool", pool), ("test", test))}
+    per_game, seed, max_plies = settings.per_game, settings.seed, settings.max_plies
+    parts = settings.ood_parts()
+    anomalies = {s: parts[s]["chess960"] + parts[s]["random"] for s in ("pool", "test")}
     # A split takes whole games, so draw a game's worth more of every kind.
-    natural_needed = trusted + pool + test - sum(anomalies.values()) + 3 * per_game
+    natural_needed = sum(p["natural"] for p in parts.values()) + 3 * per_game
     chess960_needed = sum(n // 2 for n in anomalies.values()) + 2 * per_game
     random_needed = sum(anomalies.values()) - chess960_needed + 4 * per_game
-    common = {"network_sha256": network.sha256, "seed": seed, "max_plies": max_plies}
 
     def selfplay(start: Callable[..., chess.Board]) -> Callable[[int, int], list[Game]]:
         def play(number: int, games: int) -> list[Game]:
@@ -289,33 +331,21 @@ def build_ood_task(
     def uniform(number: int, games: int) -> list[Game]:
         return random_games(games, max_plies=max_plies, seed=seed * 1_000_003 + number * 7 + 2)
 
+    draws = {
+        "natural": (natural_needed, selfplay(lambda rng: chess.Board())),
+        "chess960": (chess960_needed, selfplay(chess960_start)),
+        "random": (random_needed, uniform),
+    }
     kinds = {
-        "natural": _game_positions(
-            work, "natural", natural_needed, selfplay(lambda rng: chess.Board()),
-            games_per_chunk=32, per_game=per_game, min_ply=min_ply, settings=common,
-            progress=progress,
-        ),
-        "chess960": _game_positions(
-            work, "chess960", chess960_needed, selfplay(chess960_start),
-            games_per_chunk=32, per_game=per_game, min_ply=min_ply, settings=common,
-            progress=progress,
-        ),
-        "random": _game_positions(
-            work, "random", random_needed, uniform, games_per_chunk=32, per_game=per_game,
-            min_ply=min_ply, settings=common, progress=progress,
-        ),
+        kind: _game_positions(settings, network.sha256, work, kind, count, play,
+                              progress=progress)
+        for kind, (count, play) in draws.items()
     }  # fmt: skip
     positions: list[TaskPosition] = []
-    sizes = {"trusted": trusted, "pool": pool - anomalies["pool"], "test": test - anomalies["test"]}
-    for split, members in _by_game(kinds["natural"], sizes).items():
-        positions.extend(_ood_position(b, split, False, "natural", g) for g, b in members)
-    for kind in ("chess960", "random"):
-        in_pool = anomalies["pool"] // 2
-        in_pool = in_pool if kind == "chess960" else anomalies["pool"] - in_pool
-        in_test = anomalies["test"] // 2
-        in_test = in_test if kind == "chess960" else anomalies["test"] - in_test
-        for split, members in _by_game(kinds[kind], {"pool": in_pool, "test": in_test}).items():
-            positions.extend(_ood_position(b, split, True, kind, g) for g, b in members)
+    for kind, anomalous in (("natural", False), ("chess960", True), ("random", True)):
+        sizes = {split: counts[kind] for split, counts in parts.items() if kind in counts}
+        for split, members in _by_game(kinds[kind], sizes).items():
+            positions.extend(_ood_position(b, split, anomalous, kind, g) for g, b in members)
     plies = {
         kind: {
             "mean": float(np.mean([p.info["ply"] for p in positions if p.kind == kind])),
@@ -323,10 +353,12 @@ def build_ood_task(
         }
         for kind in kinds
     }
+    anomaly_fraction, min_ply = settings.fraction, settings.min_ply
+    trusted, pool, test = settings.trusted, settings.pool, settings.test
     meta = {
         "task": "ood",
         **_network_record(network),
-        "weak": bundled_network_name(weak) or weak,
+        "weak": bundled_network_name(settings.weak) or settings.weak,
         "anomalous": "Chess960 self-play and uniformly random games (an OOD control)",
         "history": "each position with its game's moves",
         "plies": plies,
@@ -335,7 +367,7 @@ def build_ood_task(
             "per_game": per_game, "min_ply": min_ply, "max_plies": max_plies, "seed": seed,
         },
     }  # fmt: skip
-    return _finish(output, positions, meta, started)
+    return write_task(output, positions, meta)
 
 
 def _ood_position(
@@ -355,4 +387,4 @@ def _ood_position(
     )
 
 
-__all__ = ["build_backdoor_task", "build_ood_task"]
+__all__ = ["build_backdoor_task", "build_ood_task", "build_task", "open_task"]

@@ -13,8 +13,6 @@ anomaly``): thin wrappers over :mod:`leelalab.anomaly` and :mod:`leelalab.plots.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,6 @@ from leelalab.cli.common import (
     add_no_progress,
     add_output,
     add_overwrite,
-    add_seed,
     note,
     positive_int,
     print_table,
@@ -67,38 +64,17 @@ def _task_network(directory: str, meta: dict[str, Any]) -> str:
     return name
 
 
-def _prepare_output(path: Path, overwrite: bool, finished_marker: str) -> bool:
-    """False when a finished output exists and may not be replaced (then say so)."""
-    if path.exists() and overwrite:
-        shutil.rmtree(path) if path.is_dir() else path.unlink()
-    if (path / finished_marker).exists() if path.is_dir() else path.exists():
-        note(f"{path} is finished; pass --overwrite to rebuild it")
-        return False
-    return True
-
-
 def cmd_backdoor(args: argparse.Namespace) -> int:
-    from leelalab.anomaly.backdoor import BackdoorConfig
     from leelalab.anomaly.finetune import train_backdoor
+    from leelalab.anomaly.settings import BackdoorConfig
+    from leelalab.runs.experiment import settings_from_args
 
+    config = settings_from_args(BackdoorConfig, args)  # out-of-range values: one line, first
     _threads(args)
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         note(f"{output} exists; pass --overwrite to rebuild it")
         return 0
-    config = BackdoorConfig(
-        clean=args.clean,
-        triggered=args.triggered,
-        near_miss=args.near_miss,
-        held_out_clean=args.held_out_clean,
-        held_out_triggered=args.held_out_triggered,
-        held_out_near_miss=args.held_out_near_miss,
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        trainable=args.trainable,
-        channels=args.channels,
-        seed=args.seed,
-    )
     record = train_backdoor(_load(args.net, args), output, config, progress=not args.no_progress)
     criteria = record["criteria_on_written_file"]
     rows = [["criterion (held out, on the written file)", "value", "95% CI", "n"]]
@@ -120,88 +96,67 @@ def cmd_backdoor(args: argparse.Namespace) -> int:
 
 
 def cmd_task(args: argparse.Namespace) -> int:
+    from leelalab.anomaly.settings import TaskSettings
+    from leelalab.anomaly.tasks import build_task, open_task
+    from leelalab.runs.experiment import settings_from_args
+
+    settings = settings_from_args(TaskSettings, args, kind=args.kind)
     _threads(args)
-    output = Path(args.output)
-    if not _prepare_output(output, args.overwrite, "task.json"):
-        return 0
     network = _load(args.net, args)
-    progress = not args.no_progress
-    fraction = args.anomaly_fraction
-    if fraction is None:
-        fraction = 0.2 if args.kind == "backdoor" else 0.5
-    if args.kind == "backdoor":
-        from leelalab.anomaly.tasks import build_backdoor_task
-
-        build_backdoor_task(
-            network, output, source=_load(args.source, args), weak=args.weak,
-            trusted=args.trusted, pool=args.pool, test=args.test,
-            anomaly_fraction=fraction, seed=args.seed, progress=progress,
-        )  # fmt: skip
-    elif args.kind == "ood":
-        from leelalab.anomaly.tasks import build_ood_task
-
-        build_ood_task(
-            network, output, weak=args.weak, trusted=args.trusted, pool=args.pool,
-            test=args.test, anomaly_fraction=fraction, per_game=args.per_game,
-            max_plies=args.max_plies, seed=args.seed, progress=progress,
-        )  # fmt: skip
-    else:
-        from leelalab.anomaly.mechanism import build_mechanism_task
-
-        build_mechanism_task(
-            network, output, puzzles=args.puzzles, weak=args.weak, limit=args.limit,
-            deep_depth=args.deep_depth or None, shallow_depth=args.shallow_depth,
-            stockfish=args.stockfish, seed=args.seed, progress=progress,
-        )  # fmt: skip
-    meta = json.loads((output / "task.json").read_text(encoding="utf-8"))
+    source = _load(settings.source, args) if settings.kind == "backdoor" else None
+    run = open_task(settings, network, args.output, source=source, overwrite=args.overwrite)
+    if run.complete("task.json"):
+        note(f"{run.path} is finished; pass --overwrite to rebuild it")
+        return 0
+    meta = build_task(settings, network, run, source=source, progress=not args.no_progress)
     rows = [["split", "positions", "anomalous", "kinds"]]
     for split, counts in meta["counts"].items():
         kinds = ", ".join(f"{k} {n}" for k, n in counts["kinds"].items())
         rows.append([split, str(counts["positions"]), str(counts["anomalous"]), kinds])
     print_table(rows)
-    note(f"wrote {output}/positions.jsonl, task.json and run.json")
+    note(f"wrote {run.path}/positions.jsonl, task.json and run.json")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from leelalab.anomaly.evaluation import run_anomaly
+    from leelalab.anomaly.evaluation import open_run, run_anomaly
     from leelalab.anomaly.positions import load_task
-    from leelalab.anomaly.references import StudentConfig
+    from leelalab.anomaly.report import minimum_note
+    from leelalab.anomaly.settings import RunSettings
+    from leelalab.runs.experiment import settings_from_args
 
+    settings = settings_from_args(RunSettings, args)
     _threads(args)
-    output = Path(args.output)
-    if not _prepare_output(output, args.overwrite, "results.json"):
-        return 0
     task = load_task(args.task)
     network = _load(args.net or _task_network(args.task, task.meta), args)
     weak = _load(args.weak, args) if args.weak else None
-    results = run_anomaly(
-        args.task, output, network, detectors=args.detectors, layers=args.layers, weak=weak,
-        student=StudentConfig(epochs=args.student_epochs, seed=args.seed),
-        shrinkage=args.shrinkage, squares=args.squares, harm_depth=args.depth or None,
-        stockfish=args.stockfish, resamples=args.resamples, seed=args.seed,
-        progress=not args.no_progress,
-    )  # fmt: skip
-    print_table(summary_rows(results))
-    note(f"wrote {output}/results.json, scores.h5, run.json and detectors/")
+    run = open_run(settings, task, network, args.output, weak=weak, overwrite=args.overwrite)
+    if run.complete("results.json"):
+        note(f"{run.path} is finished; pass --overwrite to rebuild it")
+        return 0
+    results = run_anomaly(settings, task, network, run, weak=weak, progress=not args.no_progress)
+    summary = results.to_json()
+    print_table(summary_rows(summary))
+    if minimum_note(summary):
+        note(minimum_note(summary))
+    note(f"wrote {run.path}/results.json, scores.h5, run.json and detectors/")
     return 0
 
 
 def summary_rows(results: dict[str, Any]) -> list[list[str]]:
-    """Detector × aggregate AUROC / AP / FPR@95 with their intervals (best layer too)."""
+    """Detector × aggregate AUROC / AP / FPR@95 with their intervals (best layer too);
+    "too few" where the test split is below the minimum n."""
+    from leelalab.anomaly.report import describe_metric, enough_positions
 
-    def cell(metric: dict[str, Any]) -> str:
-        return f"{metric['value']:.3f} [{metric['low']:.3f}, {metric['high']:.3f}]"
-
+    enough = enough_positions(results)
     rows = [["detector", "AUROC (mean over layers)", "AP", "FPR@95%TPR", "best layer AUROC"]]
     for name, entry in results["detectors"].items():
         mean = entry["aggregate"]["mean"]
         best = max(entry["layers"].items(), key=lambda item: item[1]["auroc"]["value"])
         label = name + (" (supervised)" if entry["supervised"] else "")
-        rows.append(
-            [label, cell(mean["auroc"]), cell(mean["ap"]), cell(mean["fpr95"]),
-             f"{best[1]['auroc']['value']:.3f} ({best[0]})"]
-        )  # fmt: skip
+        cells = [describe_metric(mean[key], 3, enough) for key in ("auroc", "ap", "fpr95")]
+        best_cell = f"{best[1]['auroc']['value']:.3f} ({best[0]})" if enough else "too few"
+        rows.append([label, *cells, best_cell])
     return rows
 
 
@@ -217,8 +172,14 @@ def cmd_detectors(_args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from leelalab.anomaly.evaluation import load_results
-    from leelalab.anomaly.report import coverage_table, layer_table, metrics_table, summary_table
+    from leelalab.anomaly.report import (
+        coverage_table,
+        layer_table,
+        metrics_table,
+        minimum_note,
+        summary_table,
+    )
+    from leelalab.anomaly.results import load_results
 
     runs = [load_results(run) for run in args.runs]
     for results in runs:
@@ -226,6 +187,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"### {results['task']}: {results['network']}")
         sizes = f"trusted {results['trusted_positions']}, pool {results['pool_positions']}"
         print(f"test: {test['positions']} positions, {test['anomalous']} anomalous; {sizes}\n")
+        if minimum_note(results):
+            print(minimum_note(results) + "\n")
         print(metrics_table(results) + "\n")
         print(layer_table(results) + "\n")
         print(coverage_table(results) + "\n")
@@ -244,8 +207,19 @@ def cmd_plot_anomaly(args: argparse.Namespace) -> int:
 
 
 def register(commands: Any, plot_commands: Any) -> None:
-    """Add ``anomaly`` and ``plot anomaly`` to the ``leelalab`` parser."""
-    from leelalab.anomaly.defaults import DEFAULT_DETECTORS
+    """Add ``anomaly`` and ``plot anomaly`` to the ``leelalab`` parser.
+
+    The options of ``backdoor``, ``task`` and ``run`` are generated from their settings
+    classes (help text, defaults and allowed values live there); the settings modules are
+    light (no torch, h5py or scikit-learn), so help screens stay fast.
+    """
+    from leelalab.anomaly.settings import (
+        DEFAULT_DETECTORS,
+        BackdoorConfig,
+        RunSettings,
+        TaskSettings,
+    )
+    from leelalab.runs.experiment import add_settings_options
 
     _, anomaly = add_group(commands, "anomaly", "mechanistic anomaly detection", "anomaly_command")
 
@@ -257,147 +231,30 @@ def register(commands: Any, plot_commands: Any) -> None:
         backdoor,
         "the backdoored network (.pb.gz); its run.json and training-position hashes go beside it",
     )
-    backdoor.add_argument(
-        "--clean", type=positive_int, default=24_000, help="clean training positions"
+    add_settings_options(
+        backdoor,
+        BackdoorConfig,
+        exclude=BackdoorConfig.LIBRARY_ONLY,
+        defaults={"learning_rate": 3e-3, "trainable": "policy_channels"},
     )
-    backdoor.add_argument(
-        "--triggered", type=positive_int, default=3_000, help="triggered training positions"
-    )
-    backdoor.add_argument(
-        "--near-miss", type=positive_int, default=3_000, help="near-miss training positions"
-    )
-    backdoor.add_argument(
-        "--held-out-clean",
-        type=positive_int,
-        default=2_000,
-        help="held-out clean positions of each kind (alone, with history)",
-    )
-    backdoor.add_argument(
-        "--held-out-triggered",
-        type=positive_int,
-        default=1_000,
-        help="held-out triggered positions",
-    )
-    backdoor.add_argument(
-        "--held-out-near-miss", type=positive_int, default=1_000, help="held-out near misses"
-    )
-    backdoor.add_argument("--epochs", type=positive_int, default=20, help="fine-tuning epochs")
-    backdoor.add_argument(
-        "--lr", type=float, default=3e-3, help="Adam learning rate (cosine decay)"
-    )
-    backdoor.add_argument(
-        "--trainable",
-        choices=("policy_channels", "policy_head", "last_block", "all"),
-        default="policy_channels",
-        help="what is fine-tuned",
-    )
-    backdoor.add_argument(
-        "--channels",
-        type=positive_int,
-        default=1,
-        help="policy-head channels fine-tuned (--trainable policy_channels)",
-    )
-    _common(backdoor, seed_help="seed of self-play, data selection and shuffling")
+    _common(backdoor)
     backdoor.set_defaults(run=cmd_backdoor)
 
     task = add_command(anomaly, "task", "build a task with ground truth (resumable directory)")
     task.add_argument("kind", choices=("backdoor", "mechanism", "ood"), help="which task")
     add_net(task, help="the network under study (backdoor: the backdoored network)")
     add_output(task, "the task directory")
-    task.add_argument(
-        "--source",
-        default="maia-1900",
-        help="backdoor: the clean network whose self-play gives the positions",
-    )
-    task.add_argument(
-        "--weak", default="weak-maia-1900", help="the weak reference network recorded in the task"
-    )
-    task.add_argument(
-        "--trusted", type=positive_int, default=3000, help="trusted positions (backdoor, ood)"
-    )
-    task.add_argument(
-        "--pool", type=positive_int, default=1000, help="unlabelled pool positions (backdoor, ood)"
-    )
-    task.add_argument(
-        "--test", type=positive_int, default=2000, help="test positions (backdoor, ood)"
-    )
-    task.add_argument(
-        "--anomaly-fraction",
-        type=float,
-        default=None,
-        help="anomalous share of pool and test (default: backdoor 0.2, ood 0.5)",
-    )
-    task.add_argument(
-        "--per-game", type=positive_int, default=8, help="ood: positions drawn per game"
-    )
-    task.add_argument("--max-plies", type=positive_int, default=100, help="ood: game length limit")
-    task.add_argument(
-        "--puzzles", help="mechanism: Lichess puzzle CSV (default: the shipped sample)"
-    )
-    task.add_argument("--limit", type=positive_int, help="mechanism: first N valid puzzles only")
-    task.add_argument(
-        "--deep-depth",
-        type=int,
-        default=10,
-        help="mechanism: Stockfish depth that must confirm the move (0: trust Lichess)",
-    )
-    task.add_argument(
-        "--shallow-depth", type=positive_int, default=1, help="mechanism: the shallow search depth"
-    )
-    task.add_argument(
-        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
-    )
-    _common(task, seed_help="seed of games, matching and splits")
+    add_settings_options(task, TaskSettings, exclude=("kind", *TaskSettings.LIBRARY_ONLY))
+    _common(task)
     task.set_defaults(run=cmd_task)
 
     run = add_command(anomaly, "run", "fit detectors on a task and evaluate them (resumable)")
     run.add_argument("task", help="a task directory (leelalab anomaly task)")
     add_net(run, default=None, help="the network under study (default: the task's)")
     add_output(run, "the run directory (results.json, scores.h5, run.json, detectors/)")
-    run.add_argument(
-        "--detectors",
-        nargs="+",
-        default=list(DEFAULT_DETECTORS),
-        help="detector names (see `leelalab anomaly detectors`)",
-    )
-    run.add_argument(
-        "--layers",
-        nargs="+",
-        help="layers: block numbers, input, policy, value (the heads' hidden layers), hook names "
-        "or all (default: all)",
-    )
     run.add_argument("--weak", help="the weak reference network (default: the task's)")
-    run.add_argument(
-        "--shrinkage",
-        type=float,
-        default=0.0,
-        help="covariance shrinkage towards a scaled identity (Mahalanobis, QUE)",
-    )
-    run.add_argument(
-        "--squares",
-        choices=("mean", "max"),
-        default="mean",
-        help="reduce per-square scores of activation detectors by their mean (cupbearer) or max",
-    )
-    run.add_argument(
-        "--student-epochs",
-        type=positive_int,
-        default=30,
-        help="epochs of the student distilled on trusted positions",
-    )
-    run.add_argument(
-        "--depth",
-        type=int,
-        default=10,
-        help="Stockfish depth of the harm labels (0: no coverage-risk analysis)",
-    )
-    run.add_argument(
-        "--stockfish", help="Stockfish binary (default: $LEELALAB_STOCKFISH, PATH, /usr/games)"
-    )
-    run.add_argument(
-        "--resamples", type=positive_int, default=1000, help="bootstrap resamples of the intervals"
-    )
-    _common(run, seed_help="seed of the student, subsamples and bootstrap")
+    add_settings_options(run, RunSettings, defaults={"detectors": list(DEFAULT_DETECTORS)})
+    _common(run)
     run.set_defaults(run=cmd_run)
 
     report = add_command(anomaly, "report", "Markdown tables of run directories")
@@ -415,10 +272,9 @@ def register(commands: Any, plot_commands: Any) -> None:
     plot.set_defaults(run=cmd_plot_anomaly)
 
 
-def _common(parser: argparse.ArgumentParser, *, seed_help: str) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
     add_overwrite(parser)
     add_no_progress(parser)
-    add_seed(parser, seed_help)
     add_device(parser)
     parser.add_argument(
         "--threads", type=positive_int, help="torch CPU threads (default: torch's choice)"

@@ -422,8 +422,141 @@ def _datasets(handle: h5py.File) -> list[tuple[str, h5py.Dataset]]:
     return found
 
 
-class ActivationStore:
-    """Read access to a store written by :func:`cache_activations`.
+OUTPUT_COLUMNS = ("outputs/policy_logits", "outputs/legal", "outputs/wdl")
+"""Per-row network outputs a store may hold besides activations: raw policy logits
+``float32 [N, 1858]``, the legal-move mask ``uint8 [N, 233]`` (np.packbits over 1858) and
+W/D/L ``float32 [N, 3]``."""
+LENS_COLUMN = "lens/kl"
+"""Per-row logit-lens KL ``float32 [N, L]``, one column per ``lens_hooks`` entry."""
+
+
+class RowStore:
+    """Read access to an HDF5 store of per-row columns: ``activations/<hook>``
+    ``[N, 64, d]`` and, where present, the network's outputs (:data:`OUTPUT_COLUMNS`) and
+    the logit lens (:data:`LENS_COLUMN`). The activation stores of probing and the feature
+    files of anomaly detection are both read through it; rows stream from disk in blocks
+    bounded by a memory budget.
+
+    ``expect_format`` is the ``format`` attribute the file must carry; ``error`` the error
+    class (one line naming the file) and ``what`` the file's name in messages.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        expect_format: str,
+        *,
+        error: type[LeelaLabError] = ActivationStoreError,
+        what: str = "activation store",
+    ) -> None:
+        self.path = Path(path)
+        self.error = error
+        if not self.path.is_file():
+            raise error(f"{self.path}: no such {what}")
+        try:
+            with h5py.File(self.path, "r") as handle:
+                if handle.attrs.get("format") != expect_format:
+                    raise error(f"{self.path}: not a leelalab {what}")
+                self.hooks: list[str] = json.loads(handle.attrs["hooks"])
+                self.lens_hooks: list[str] = json.loads(handle.attrs.get("lens_hooks", "[]"))
+                self.settings: dict[str, Any] = json.loads(handle.attrs["settings"])
+                self.widths = {h: int(handle[f"activations/{h}"].shape[2]) for h in self.hooks}
+                self.n_rows = int(
+                    handle.attrs["n"]
+                    if "n" in handle.attrs
+                    else handle[f"activations/{self.hooks[0]}"].shape[0]
+                )
+                self.has_outputs = all(column in handle for column in OUTPUT_COLUMNS)
+                self._read_metadata(handle)
+        except OSError as failure:
+            raise error(f"{self.path}: not a readable HDF5 file ({failure})") from None
+        except (KeyError, IndexError, ValueError):
+            raise error(f"{self.path}: an incomplete {what} (rebuild it)") from None
+
+    def _read_metadata(self, handle: h5py.File) -> None:
+        """Read what a kind of store keeps besides its columns (nothing by default)."""
+
+    def check_hook(self, hook: str) -> None:
+        if hook not in self.widths:
+            raise self.error(f"{self.path} has no activations for {hook!r}; it holds {self.hooks}")
+
+    def iter_rows(
+        self,
+        column: str,
+        rows: np.ndarray,
+        *,
+        memory_budget_bytes: int = 64 * 2**20,
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(positions in rows, values)`` blocks of ``column`` for the sorted ``rows``.
+
+        Contiguous blocks of the file are read (as many rows as fit the budget) and the
+        wanted rows picked from them, so RAM is bounded by the budget.
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        if rows.size and (np.any(np.diff(rows) < 0) or rows[0] < 0 or rows[-1] >= self.n_rows):
+            raise self.error("rows must be sorted and within the store")
+        with h5py.File(self.path, "r") as handle:
+            if column not in handle:
+                raise self.error(f"{self.path} has no {column!r}")
+            data = handle[column]
+            row_bytes = int(np.prod(data.shape[1:])) * data.dtype.itemsize
+            block = max(1, memory_budget_bytes // max(1, 4 * row_bytes))
+            position = 0
+            while position < rows.size:
+                first = rows[position]
+                end = np.searchsorted(rows, first + block, side="left")
+                wanted = rows[position:end]
+                values = data[first : wanted[-1] + 1]
+                yield np.arange(position, end), values[wanted - first]
+                position = end
+
+    def read_column(self, column: str, rows: np.ndarray) -> np.ndarray:
+        """All sorted ``rows`` of a small column (outputs, lens) at once."""
+        parts = [values for _, values in self.iter_rows(column, rows)]
+        if not parts:
+            with h5py.File(self.path, "r") as handle:
+                return np.zeros((0, *handle[column].shape[1:]), handle[column].dtype)
+        return np.concatenate(parts)
+
+
+class RowView:
+    """Some rows of a store (a split, a class), sorted, with optional labels.
+
+    ``iter_activations(hook)`` streams ``(positions, float32 [b, 64, d])`` blocks and
+    ``column(name)`` reads a per-row column; ``positions`` index the view's rows.
+    """
+
+    def __init__(
+        self,
+        store: RowStore,
+        rows: np.ndarray,
+        *,
+        labels: np.ndarray | None = None,
+        memory_budget_bytes: int = 64 * 2**20,
+    ) -> None:
+        self.store = store
+        order = np.argsort(rows, kind="stable")
+        self.rows = np.asarray(rows, dtype=np.int64)[order]
+        self.labels = None if labels is None else np.asarray(labels, dtype=bool)[order]
+        self.memory_budget_bytes = memory_budget_bytes
+
+    def __len__(self) -> int:
+        return int(self.rows.size)
+
+    def iter_activations(self, hook: str) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        self.store.check_hook(hook)
+        for positions, values in self.store.iter_rows(
+            f"activations/{hook}", self.rows, memory_budget_bytes=self.memory_budget_bytes
+        ):
+            yield positions, values.astype(np.float32)
+
+    def column(self, name: str) -> np.ndarray:
+        return self.store.read_column(name, self.rows)
+
+
+class ActivationStore(RowStore):
+    """Read access to a store written by :func:`cache_activations` (a :class:`RowStore`
+    with per-puzzle metadata).
 
     Example::
 
@@ -433,35 +566,21 @@ class ActivationStore:
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        if not self.path.is_file():
-            raise ActivationStoreError(f"{self.path}: no such activation store")
-        try:
-            with h5py.File(self.path, "r") as handle:
-                if handle.attrs.get("format") != STORE_FORMAT:
-                    raise ActivationStoreError(f"{self.path}: not a leelalab activation store")
-                self.hooks: list[str] = json.loads(handle.attrs["hooks"])
-                self.settings: dict[str, Any] = json.loads(handle.attrs["settings"])
-                self.puzzle_ids = np.array(handle["puzzle_ids"].asstr()[()], dtype=object)
-                self.move_squares = handle["move_squares"][()].astype(np.int64)
-                self.puzzle_type = handle["puzzle_type"][()].astype(np.int64)
-                self.flags = {
-                    key: handle[key][()] for key in ("is_mate", "selected", "different_targets")
-                }
-                self.n_moves = handle["n_moves"][()].astype(np.int64)
-                self.widths = {name: handle[f"activations/{name}"].shape[2] for name in self.hooks}
-        except OSError as error:
-            raise ActivationStoreError(f"{self.path}: not a readable HDF5 file ({error})") from None
+        super().__init__(path, STORE_FORMAT)
+
+    def _read_metadata(self, handle: h5py.File) -> None:
+        self.puzzle_ids = np.array(handle["puzzle_ids"].asstr()[()], dtype=object)
+        self.move_squares = handle["move_squares"][()].astype(np.int64)
+        self.puzzle_type = handle["puzzle_type"][()].astype(np.int64)
+        self.flags = {key: handle[key][()] for key in ("is_mate", "selected", "different_targets")}
+        self.n_moves = handle["n_moves"][()].astype(np.int64)
 
     @property
     def n(self) -> int:
         return len(self.puzzle_ids)
 
     def _check(self, hook: str) -> None:
-        if hook not in self.widths:
-            raise ActivationStoreError(
-                f"{self.path} has no activations for {hook!r}; it holds {self.hooks}"
-            )
+        self.check_hook(hook)
 
     def read(self, hook: str, indices: np.ndarray | slice | None = None) -> np.ndarray:
         """``[rows, 64, d]`` float32 activations (rows in the order given)."""
@@ -521,8 +640,12 @@ class ActivationStore:
 
 
 __all__ = [
+    "LENS_COLUMN",
+    "OUTPUT_COLUMNS",
     "ActivationStore",
     "ActivationStoreError",
+    "RowStore",
+    "RowView",
     "cache_activations",
     "puzzle_type",
     "randomized_network",

@@ -11,6 +11,7 @@ import scipy.linalg
 from leelalab.anomaly.detectors import Detector, RunningMoments, detector_names, make_detector
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureStore, FeatureView, write_features
+from leelalab.runs.experiment import SettingsError
 from leelalab.stats import detection_metrics
 
 HOOK = "blocks.0.hook_resid_post"
@@ -230,5 +231,21 @@ def test_max_over_squares_finds_an_anomaly_on_one_square(tmp_path) -> None:
     top_auroc = detection_metrics(labels[400:], top)["auroc"].value
     assert top_auroc > 0.95
     assert detection_metrics(labels[400:], mean)["auroc"].value < top_auroc
-    with pytest.raises(AnomalyError, match="squares"):
-        make_detector("mahalanobis", squares="median").fit(trusted)
+    # An unknown reduction is refused when the detector is made, before any fit.
+    with pytest.raises(SettingsError, match="--squares must be one of mean, max"):
+        make_detector("mahalanobis", squares="median")
+    with pytest.raises(AnomalyError, match="unknown setting"):
+        make_detector("mahalanobis", squars="max")
+
+
+def test_detectors_take_their_settings_from_a_run_by_field_name() -> None:
+    from leelalab.anomaly.detectors import detector_class
+    from leelalab.anomaly.settings import RunSettings
+
+    run = RunSettings(shrinkage=0.25, squares="max", seed=7)
+    assert detector_class("que").settings_from(run).shrinkage == 0.25
+    assert detector_class("que").settings_from(run).squares == "max"
+    assert detector_class("isolation-forest").settings_from(run).seed == 7
+    assert detector_class("lof").settings_from(run).max_samples == 5_000
+    probe = detector_class("probe").settings_from(run)
+    assert not hasattr(probe, "seed") and not hasattr(probe, "squares")

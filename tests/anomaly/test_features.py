@@ -10,12 +10,15 @@ import torch
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import (
+    FEATURES_FORMAT,
+    FeatureSettings,
     FeatureStore,
     FeatureView,
     default_hooks,
     extract_features,
     legal_masks,
     residual_hooks,
+    write_features,
 )
 from leelalab.anomaly.positions import load_task, position_of, write_task
 from leelalab.inference.networks import load_network
@@ -50,7 +53,7 @@ def task(tmp_path):
 
 def test_features_equal_run_with_cache_and_a_direct_lens(network, task) -> None:
     path = extract_features(
-        network, task, dtype="float32", chunk_size=7, batch_size=5, progress=False
+        network, task, FeatureSettings(dtype="float32", chunk_size=7, batch_size=5), progress=False
     )
     store = FeatureStore(path)
     assert store.hooks == default_hooks(network)
@@ -96,8 +99,9 @@ def test_extraction_resumes_and_refuses_foreign_settings(network, task, monkeypa
     import leelalab.anomaly.features as features
 
     uninterrupted = extract_features(
-        network, task, output=task.directory / "whole.h5", chunk_size=6, progress=False
-    )
+        network, task, FeatureSettings(chunk_size=6), output=task.directory / "whole.h5",
+        progress=False,
+    )  # fmt: skip
     compute = features._compute_chunk
     calls = []
 
@@ -109,9 +113,9 @@ def test_extraction_resumes_and_refuses_foreign_settings(network, task, monkeypa
 
     monkeypatch.setattr(features, "_compute_chunk", dies_on_the_third_chunk)
     with pytest.raises(KeyboardInterrupt):
-        extract_features(network, task, chunk_size=6, progress=False)
+        extract_features(network, task, FeatureSettings(chunk_size=6), progress=False)
     monkeypatch.setattr(features, "_compute_chunk", compute)
-    path = extract_features(network, task, chunk_size=6, progress=False)
+    path = extract_features(network, task, FeatureSettings(chunk_size=6), progress=False)
     run = json.loads(path.with_name(path.name + ".run.json").read_text())
     assert run["positions_computed_this_session"] == len(task.positions) - 12
     rows = np.arange(len(task.positions))
@@ -123,11 +127,15 @@ def test_extraction_resumes_and_refuses_foreign_settings(network, task, monkeypa
         )
     assert not path.with_name(path.name + ".chunks").exists()
     with pytest.raises(AnomalyError, match="other settings"):
-        extract_features(network, task, chunk_size=6, dtype="float32", progress=False)
+        extract_features(
+            network, task, FeatureSettings(chunk_size=6, dtype="float32"), progress=False
+        )
 
 
 def test_views_stream_in_bounded_blocks(network, task) -> None:
-    store = FeatureStore(extract_features(network, task, dtype="float32", progress=False))
+    store = FeatureStore(
+        extract_features(network, task, FeatureSettings(dtype="float32"), progress=False)
+    )
     hook = store.hooks[0]
     rows = np.array([1, 4, 5, 9, 20])
     view = FeatureView(store, rows[::-1], labels=np.array([1, 0, 0, 1, 0], bool))
@@ -144,3 +152,29 @@ def test_views_stream_in_bounded_blocks(network, task) -> None:
     np.testing.assert_array_equal(view.labels, [0, 1, 0, 0, 1])
     with pytest.raises(AnomalyError, match="no activations"):
         next(view.iter_activations("blocks.7.hook_resid_post"))
+
+
+def test_feature_files_are_activation_stores_with_more_columns(tmp_path) -> None:
+    """One store: a feature file reads through probing's RowStore and RowView; a file with
+    a missing attribute is one line, not an internal error."""
+    import h5py
+
+    from leelalab.probing.store import OUTPUT_COLUMNS, RowStore, RowView
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(9, 64, 3)).astype(np.float32)
+    legal = rng.random((9, 1858)) < 0.1
+    logits = rng.normal(size=(9, 1858)).astype(np.float32)
+    wdl = np.full((9, 3), 1 / 3, np.float32)
+    path = write_features(tmp_path / "f.h5", {"h": x}, policy_logits=logits, legal=legal, wdl=wdl)
+    store = RowStore(path, FEATURES_FORMAT)
+    assert store.has_outputs and store.n_rows == 9 and store.widths == {"h": 3}
+    view = RowView(store, np.array([7, 2, 4]), labels=np.array([True, False, False]))
+    assert view.rows.tolist() == [2, 4, 7] and view.labels.tolist() == [False, False, True]
+    np.testing.assert_array_equal(view.column(OUTPUT_COLUMNS[0]), logits[[2, 4, 7]])
+    blocks = list(view.iter_activations("h"))
+    np.testing.assert_array_equal(np.concatenate([v for _, v in blocks]), x[[2, 4, 7]])
+    with h5py.File(path, "a") as handle:
+        del handle.attrs["hooks"]
+    with pytest.raises(AnomalyError, match="incomplete feature file"):
+        FeatureStore(path)

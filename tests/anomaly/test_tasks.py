@@ -11,7 +11,8 @@ import pytest
 
 from leelalab.anomaly.backdoor import has_trigger
 from leelalab.anomaly.mechanism import _matched, candidates, phase
-from leelalab.anomaly.positions import load_task, position_key
+from leelalab.anomaly.positions import load_task, position_key, position_of
+from leelalab.anomaly.settings import TaskSettings
 from leelalab.anomaly.tasks import _by_game, build_backdoor_task
 from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
@@ -27,10 +28,12 @@ def tiny_network(tmp_path_factory):
 
 
 def test_backdoor_task_labels_are_the_trigger(tiny_network, tmp_path) -> None:
-    build_backdoor_task(
-        tiny_network, tmp_path / "task", source=tiny_network, trusted=30, pool=20, test=30,
-        anomaly_fraction=0.3, near_miss_fraction=0.2, selfplay_chunk=1024, progress=False,
+    settings = TaskSettings(
+        kind="backdoor", trusted=30, pool=20, test=30, anomaly_fraction=0.3,
+        near_miss_fraction=0.2, selfplay_chunk=1024,
     )  # fmt: skip
+    build_backdoor_task(settings, tiny_network, tmp_path / "task", source=tiny_network,
+                        progress=False)  # fmt: skip
     task = load_task(tmp_path / "task")
     counts = Counter((p.split, p.kind) for p in task.positions)
     assert counts[("trusted", "clean")] == 30 and counts[("test", "triggered")] == 9
@@ -82,3 +85,28 @@ def test_splits_take_whole_games() -> None:
     games = {split: {g for g, _ in members} for split, members in splits.items()}
     assert not games["trusted"] & games["pool"] and not games["pool"] & games["test"]
     assert len(splits["trusted"]) == 12 and len(splits["pool"]) == 6
+
+
+def test_damaged_task_files_are_one_line(tmp_path) -> None:
+    from leelalab.anomaly.backdoor import training_position_hashes
+    from leelalab.anomaly.errors import AnomalyError
+    from leelalab.anomaly.positions import write_task
+    from leelalab.runs.records import RecordError
+
+    boards = [chess.Board(), chess.Board("4k3/8/8/8/8/8/4P3/4K2R w - - 0 1")]
+    positions = [
+        position_of(b, split="trusted", anomalous=False, kind="x", group=str(i))
+        for i, b in enumerate(boards)
+    ]
+    meta = write_task(tmp_path / "task", positions, {"task": "test"})
+    assert meta["counts"]["trusted"]["positions"] == 2
+    text = (tmp_path / "task" / "positions.jsonl").read_text()
+    (tmp_path / "task" / "positions.jsonl").write_text(text.splitlines()[0] + "\n")
+    with pytest.raises(AnomalyError, match="1 positions where task.json counts 2"):
+        load_task(tmp_path / "task")
+    (tmp_path / "task" / "task.json").write_text('{"format": "leelalab.anomaly-task/1", "ta')
+    with pytest.raises(RecordError, match="task.json: not valid JSON"):
+        load_task(tmp_path / "task")
+    (tmp_path / "net.pb.gz.train-positions.npy").write_bytes(b"not numpy")
+    with pytest.raises(AnomalyError, match="unreadable training-position hashes"):
+        training_position_hashes(tmp_path / "net.pb.gz")

@@ -17,6 +17,7 @@ Persistence: ``detector.safetensors`` (arrays, keys ``<layer>/<name>``) and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from abc import ABC, abstractmethod
@@ -28,11 +29,33 @@ import numpy as np
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
-from leelalab.runs.results import versions, write_text_atomically
+from leelalab.runs.experiment import Settings, setting
+from leelalab.runs.records import read_json, versions, write_text_atomically
 
 Aggregation = Literal["mean", "max"]
 Level = Literal["activations", "lens", "outputs"]
 DETECTOR_FORMAT = "leelalab.anomaly-detector/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectorSettings(Settings):
+    """A detector's own settings (a frozen, validated dataclass; none by default).
+
+    A detector class names its settings class (``Detector.Settings``). A field that has the
+    name of a run's setting (``shrinkage``, ``squares``, ``seed`` in
+    :class:`~leelalab.anomaly.settings.RunSettings`) takes the run's value
+    (:meth:`Detector.settings_from`), so a new detector is one file: nothing routes settings
+    by detector name.
+    """
+
+
+@dataclasses.dataclass(frozen=True)
+class SquaresSettings(DetectorSettings):
+    """Settings of detectors that score each square and reduce over the 64 squares."""
+
+    squares: str = setting(
+        "mean", "reduce per-square scores by their mean or max", choices=("mean", "max")
+    )
 
 
 class Detector(ABC):
@@ -53,12 +76,42 @@ class Detector(ABC):
     description: ClassVar[str] = ""
     fit_on: ClassVar[str] = "trusted"
     """What the fit reads, for listings."""
+    Settings: ClassVar[type[DetectorSettings]] = DetectorSettings
+    """The detector's settings class."""
 
-    def __init__(self, layers: Sequence[str] | None = None, **params: Any) -> None:
+    def __init__(
+        self,
+        layers: Sequence[str] | None = None,
+        settings: DetectorSettings | None = None,
+        **params: Any,
+    ) -> None:
+        """``settings``, or its fields as keyword arguments (``shrinkage=0.1``)."""
+        if settings is None:
+            try:
+                settings = self.Settings(**params)
+            except TypeError:
+                known = [field.name for field in dataclasses.fields(self.Settings)]
+                raise AnomalyError(
+                    f"{self.name}: unknown setting(s) {sorted(set(params) - set(known))}; "
+                    f"it has {known}"
+                ) from None
+        elif params:
+            raise AnomalyError(f"{self.name}: pass settings or keyword settings, not both")
         self.layers: list[str] | None = list(layers) if layers is not None else None
-        self.params: dict[str, Any] = dict(params)
+        self.settings = settings
+        self.params: dict[str, Any] = settings.to_json()
         self.calibration: dict[str, tuple[float, float]] = {}
         self.fitted = False
+        self._reset()
+
+    @classmethod
+    def settings_from(cls, shared: Any) -> DetectorSettings:
+        """This detector's settings, its fields that ``shared`` (a run's settings) also has
+        taken from it and the others at their defaults."""
+        names = [field.name for field in dataclasses.fields(cls.Settings)]
+        return cls.Settings(
+            **{name: getattr(shared, name) for name in names if hasattr(shared, name)}
+        )
 
     # --- what subclasses implement -----------------------------------------------------
 
@@ -67,6 +120,9 @@ class Detector(ABC):
 
     @abstractmethod
     def _score(self, inputs: FeatureView) -> dict[str, np.ndarray]: ...
+
+    def _reset(self) -> None:  # noqa: B027 - most detectors keep no state besides params
+        """Set up the (empty) fitted state; called on construction."""
 
     def _state(self) -> dict[str, np.ndarray]:
         """Arrays to persist, keyed ``<layer>/<name>``."""
@@ -161,13 +217,16 @@ class Detector(ABC):
         from leelalab.anomaly.detectors.registry import detector_class
 
         directory = Path(directory)
+        record = read_json(
+            directory / "detector.json",
+            expect_format=DETECTOR_FORMAT,
+            hint="a detector saved by `leelalab anomaly run` (RUN/detectors/NAME)",
+            what="saved detector",
+        )
         try:
-            record = json.loads((directory / "detector.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            raise AnomalyError(f"{directory}: no readable detector.json") from None
-        if record.get("format") != DETECTOR_FORMAT:
-            raise AnomalyError(f"{directory}: not a saved leelalab detector")
-        detector = detector_class(record["name"])(layers=record["layers"], **record["params"])
+            detector = detector_class(record["name"])(layers=record["layers"], **record["params"])
+        except (KeyError, TypeError):
+            raise AnomalyError(f"{directory}/detector.json: malformed saved detector") from None
         detector._set_state(load_file(str(directory / "detector.safetensors")))
         detector.calibration = {
             k: (float(m), float(s)) for k, (m, s) in record["calibration"].items()
@@ -181,4 +240,11 @@ def token_mean(token_scores: np.ndarray, positions: int) -> np.ndarray:
     return token_scores.reshape(positions, -1).mean(1)
 
 
-__all__ = ["Aggregation", "Detector", "Level", "token_mean"]
+__all__ = [
+    "Aggregation",
+    "Detector",
+    "DetectorSettings",
+    "Level",
+    "SquaresSettings",
+    "token_mean",
+]

@@ -9,38 +9,36 @@ Mahalanobis, after Ren et al. 2021), discounting directions that are merely wide
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
 
 import numpy as np
 
+from leelalab.anomaly.detectors.base import SquaresSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
+    ArrayState,
     StatisticalDetector,
-    layer_state,
     moments_of,
     shrunk_covariance,
-    unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class MahalanobisSettings(SquaresSettings):
+    shrinkage: float = setting(
+        0.0, "covariance shrinkage towards a scaled identity", minimum=0, maximum=1
+    )
+    rcond: float = setting(1e-5, "relative cut-off of the pseudo-inverse", minimum=0)
 
 
 @register_detector
-class MahalanobisDetector(StatisticalDetector):
+class MahalanobisDetector(ArrayState, StatisticalDetector):
     name = "mahalanobis"
     description = "Mahalanobis distance to trusted activations (per square, mean over squares)"
     relative = False
-
-    def __init__(
-        self,
-        layers: list[str] | None = None,
-        *,
-        shrinkage: float = 0.0,
-        rcond: float = 1e-5,
-        **params: Any,
-    ) -> None:
-        super().__init__(layers, shrinkage=shrinkage, rcond=rcond, **params)
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+    Settings = MahalanobisSettings
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         moments = moments_of(trusted, hook)
@@ -64,12 +62,6 @@ class MahalanobisDetector(StatisticalDetector):
             distance = distance - (delta**2) @ arrays["inverse_variance"]
         return distance / delta.shape[1]
 
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
-
 
 @register_detector
 class RelativeMahalanobisDetector(MahalanobisDetector):
@@ -78,4 +70,4 @@ class RelativeMahalanobisDetector(MahalanobisDetector):
     relative = True
 
 
-__all__ = ["MahalanobisDetector", "RelativeMahalanobisDetector"]
+__all__ = ["MahalanobisDetector", "MahalanobisSettings", "RelativeMahalanobisDetector"]

@@ -11,15 +11,18 @@ given the data and ``random_state``, so the loaded detector scores identically.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from leelalab.anomaly.detectors.base import SquaresSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import StatisticalDetector
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
 
 
 def _sklearn() -> Any:
@@ -48,9 +51,25 @@ def subsample_tokens(view: FeatureView, hook: str, count: int, seed: int) -> np.
     return np.concatenate(parts).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class SubsampleSettings(SquaresSettings):
+    max_samples: int = setting(20_000, "trusted square vectors fitted on", minimum=1)
+    seed: int = setting(0, "seed of the subsample (and the estimator)")
+
+
+@dataclasses.dataclass(frozen=True)
+class IsolationForestSettings(SubsampleSettings):
+    n_estimators: int = setting(100, "trees of the forest", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class LocalOutlierFactorSettings(SubsampleSettings):
+    max_samples: int = setting(5_000, "trusted square vectors fitted on", minimum=1)
+    n_neighbors: int = setting(20, "neighbours of the local density", minimum=1)
+
+
 class _SubsampleDetector(StatisticalDetector):
-    def __init__(self, layers: list[str] | None = None, **params: Any) -> None:
-        super().__init__(layers, **params)
+    def _reset(self) -> None:
         self.samples: dict[str, np.ndarray] = {}
         self.models: dict[str, Any] = {}
 
@@ -78,19 +97,7 @@ class _SubsampleDetector(StatisticalDetector):
 class IsolationForestDetector(_SubsampleDetector):
     name = "isolation-forest"
     description = "isolation forest on trusted square vectors (scikit-learn)"
-
-    def __init__(
-        self,
-        layers: list[str] | None = None,
-        *,
-        max_samples: int = 20_000,
-        n_estimators: int = 100,
-        seed: int = 0,
-        **params: Any,
-    ) -> None:
-        super().__init__(
-            layers, max_samples=max_samples, n_estimators=n_estimators, seed=seed, **params
-        )
+    Settings = IsolationForestSettings
 
     def _estimator(self) -> Any:
         return _sklearn().ensemble.IsolationForest(
@@ -102,19 +109,7 @@ class IsolationForestDetector(_SubsampleDetector):
 class LocalOutlierFactorDetector(_SubsampleDetector):
     name = "lof"
     description = "local outlier factor against trusted square vectors (scikit-learn)"
-
-    def __init__(
-        self,
-        layers: list[str] | None = None,
-        *,
-        max_samples: int = 5_000,
-        n_neighbors: int = 20,
-        seed: int = 0,
-        **params: Any,
-    ) -> None:
-        super().__init__(
-            layers, max_samples=max_samples, n_neighbors=n_neighbors, seed=seed, **params
-        )
+    Settings = LocalOutlierFactorSettings
 
     def _estimator(self) -> Any:
         return _sklearn().neighbors.LocalOutlierFactor(
@@ -122,4 +117,10 @@ class LocalOutlierFactorDetector(_SubsampleDetector):
         )
 
 
-__all__ = ["IsolationForestDetector", "LocalOutlierFactorDetector", "subsample_tokens"]
+__all__ = [
+    "IsolationForestDetector",
+    "IsolationForestSettings",
+    "LocalOutlierFactorDetector",
+    "LocalOutlierFactorSettings",
+    "subsample_tokens",
+]

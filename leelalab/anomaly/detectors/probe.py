@@ -6,17 +6,23 @@ ceiling of what a layer's activations linearly reveal.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
 
 import numpy as np
 
-from leelalab.anomaly.detectors.base import Detector
+from leelalab.anomaly.detectors.base import Detector, DetectorSettings
 from leelalab.anomaly.detectors.neighbours import _sklearn
 from leelalab.anomaly.detectors.registry import register_detector
-from leelalab.anomaly.detectors.statistical import layer_state, unflatten_state
+from leelalab.anomaly.detectors.statistical import ArrayState
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeSettings(DetectorSettings):
+    c: float = setting(0.01, "inverse L2 strength of the logistic regression",
+                       minimum=0, exclusive_minimum=True)  # fmt: skip
 
 
 def _flat(view: FeatureView, hook: str) -> np.ndarray:
@@ -25,16 +31,13 @@ def _flat(view: FeatureView, hook: str) -> np.ndarray:
 
 
 @register_detector
-class SupervisedProbe(Detector):
+class SupervisedProbe(ArrayState, Detector):
     name = "probe"
     description = "logistic regression on labelled pool activations (skyline, supervised)"
     uses_untrusted = True
     uses_labels = True
     fit_on = "labelled pool"
-
-    def __init__(self, layers: list[str] | None = None, *, c: float = 0.01, **params: Any) -> None:
-        super().__init__(layers, c=c, **params)
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+    Settings = ProbeSettings
 
     def _fit(self, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         assert untrusted is not None and untrusted.labels is not None and self.layers is not None
@@ -66,11 +69,5 @@ class SupervisedProbe(Detector):
             scores[hook] = out + arrays["bias"][0]
         return scores
 
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
 
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
-
-
-__all__ = ["SupervisedProbe"]
+__all__ = ["ProbeSettings", "SupervisedProbe"]

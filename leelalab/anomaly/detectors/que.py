@@ -10,20 +10,25 @@ points. Fitting uses the pool, scoring is per position (no batch effects at test
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import dataclasses
 
 import numpy as np
 
+from leelalab.anomaly.detectors.mahalanobis import MahalanobisSettings
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
+    ArrayState,
     StatisticalDetector,
-    layer_state,
     moments_of,
     shrunk_covariance,
-    unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
+from leelalab.runs.experiment import setting
+
+
+@dataclasses.dataclass(frozen=True)
+class QUESettings(MahalanobisSettings):
+    alpha: float = setting(4.0, "quantum-entropy temperature", minimum=0)
 
 
 def whitening_matrix(covariance: np.ndarray, rcond: float) -> np.ndarray:
@@ -44,23 +49,12 @@ def quantum_entropy_matrix(batch_covariance: np.ndarray, alpha: float) -> np.nda
 
 
 @register_detector
-class QUEDetector(StatisticalDetector):
+class QUEDetector(ArrayState, StatisticalDetector):
     name = "que"
     description = "quantum-entropy score, trusted-whitened, batch = the untrusted pool"
     uses_untrusted = True
     fit_on = "trusted + unlabelled pool"
-
-    def __init__(
-        self,
-        layers: list[str] | None = None,
-        *,
-        alpha: float = 4.0,
-        shrinkage: float = 0.0,
-        rcond: float = 1e-5,
-        **params: Any,
-    ) -> None:
-        super().__init__(layers, alpha=alpha, shrinkage=shrinkage, rcond=rcond, **params)
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
+    Settings = QUESettings
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         assert untrusted is not None
@@ -81,11 +75,5 @@ class QUEDetector(StatisticalDetector):
         whitened = (tokens - arrays["mean"]) @ arrays["whitening"]
         return ((whitened @ arrays["entropy"]) * whitened).sum(1)
 
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
 
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
-
-
-__all__ = ["QUEDetector", "quantum_entropy_matrix", "whitening_matrix"]
+__all__ = ["QUEDetector", "QUESettings", "quantum_entropy_matrix", "whitening_matrix"]

@@ -5,31 +5,23 @@ inputs that form a cluster dominate that direction. Fitted on the unlabelled poo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 import numpy as np
 
 from leelalab.anomaly.detectors.registry import register_detector
 from leelalab.anomaly.detectors.statistical import (
+    ArrayState,
     StatisticalDetector,
-    layer_state,
     moments_of,
-    unflatten_state,
 )
 from leelalab.anomaly.features import FeatureView
 
 
 @register_detector
-class SpectralSignatureDetector(StatisticalDetector):
+class SpectralSignatureDetector(ArrayState, StatisticalDetector):
     name = "spectral"
     description = "squared projection on the untrusted pool's top singular direction"
     uses_untrusted = True
     fit_on = "unlabelled pool"
-
-    def __init__(self, layers: list[str] | None = None, **params: Any) -> None:
-        super().__init__(layers, **params)
-        self.arrays: dict[str, dict[str, np.ndarray]] = {}
 
     def _fit_layer(self, hook: str, trusted: FeatureView, untrusted: FeatureView | None) -> None:
         assert untrusted is not None
@@ -40,12 +32,6 @@ class SpectralSignatureDetector(StatisticalDetector):
     def _score_tokens(self, hook: str, tokens: np.ndarray) -> np.ndarray:
         arrays = self.arrays[hook]
         return ((tokens - arrays["mean"]) @ arrays["direction"]) ** 2
-
-    def _state(self) -> dict[str, np.ndarray]:
-        return layer_state(self.arrays)
-
-    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.arrays = unflatten_state(state)
 
 
 __all__ = ["SpectralSignatureDetector"]

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from leelalab.anomaly.detectors.base import Detector, token_mean
+from leelalab.anomaly.detectors.base import Detector, SquaresSettings, token_mean
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
 
@@ -83,6 +83,8 @@ class StatisticalDetector(Detector):
     anomaly confined to a few squares.
     """
 
+    Settings = SquaresSettings
+
     @abstractmethod
     def _fit_layer(
         self, hook: str, trusted: FeatureView, untrusted: FeatureView | None
@@ -98,9 +100,7 @@ class StatisticalDetector(Detector):
 
     def _score(self, inputs: FeatureView) -> dict[str, np.ndarray]:
         assert self.layers is not None
-        squares = self.params.get("squares", "mean")
-        if squares not in ("mean", "max"):
-            raise AnomalyError(f"{self.name}: squares must be 'mean' or 'max', not {squares!r}")
+        squares = self.settings.squares
         scores = {}
         for hook in self.layers:
             out = np.empty(len(inputs), dtype=np.float64)
@@ -130,7 +130,24 @@ def unflatten_state(state: Mapping[str, np.ndarray]) -> dict[str, dict[str, np.n
     return arrays
 
 
+class ArrayState:
+    """Mixin for detectors whose fitted state is arrays per layer (``self.arrays[hook]
+    [name]``), persisted as ``hook/name`` safetensors keys."""
+
+    arrays: dict[str, dict[str, np.ndarray]]
+
+    def _reset(self) -> None:
+        self.arrays = {}
+
+    def _state(self) -> dict[str, np.ndarray]:
+        return layer_state(self.arrays)
+
+    def _set_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.arrays = unflatten_state(state)
+
+
 __all__ = [
+    "ArrayState",
     "RunningMoments",
     "StatisticalDetector",
     "layer_state",
