@@ -1,5 +1,5 @@
-"""What the analyses' run directories share: running a cached engine job in chunks, and
-amending the run record when files are added after the chunked run recorded itself."""
+"""What the analyses' run directories share: running a cached engine job in chunks (the run
+record is amended with :func:`leelalab.runs.records.amend_run_record`)."""
 
 from __future__ import annotations
 
@@ -7,25 +7,6 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-
-def amend_run_record(output: str | os.PathLike[str], **fields: Any) -> None:
-    """Rewrite ``output``'s run record with ``fields`` added (or replaced).
-
-    The record lists the files the run wrote (``outputs``, what ``--overwrite`` removes),
-    so an analysis that writes more files after the chunked run recorded itself lists them
-    by amending the record; the session's ``seconds`` and the results ``format`` stay.
-    """
-    from leelalab.runs.records import read_run_record, write_run_record
-
-    record = read_run_record(output)
-    seconds = record.pop("seconds", None)
-    for key in ("versions", "outputs", *fields):
-        record.pop(key, None)
-    # write_run_record sets the record's own format; the one the run wrote comes back last.
-    if "format" in record:
-        fields = {"format": record.pop("format"), **fields}
-    write_run_record(output, record, seconds=seconds, **fields)
 
 
 def run_job_in_chunks(

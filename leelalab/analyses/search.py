@@ -228,8 +228,9 @@ def run_search_budgets(
 
     Returns the merged results file; see the module docstring for the directory layout.
     """
-    from leelalab.analyses.outputs import amend_run_record, run_job_in_chunks
+    from leelalab.analyses.outputs import run_job_in_chunks
     from leelalab.inference.networks import resolve_network
+    from leelalab.runs.records import amend_run_record
     from leelalab.runs.results import read_h5, sha256_file
 
     binary = find_lc0(settings.lc0)
@@ -266,7 +267,7 @@ def run_search_budgets(
     )
     arrays, _ = read_h5(path)
     benchmark = benchmark_table(arrays, sorted(paths), settings.budgets, reference or {})
-    amend_run_record(output, benchmark=benchmark)
+    amend_run_record(output, refresh_outputs=True, benchmark=benchmark)
     return path
 
 

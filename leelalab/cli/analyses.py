@@ -165,9 +165,9 @@ def cmd_coupling(args: argparse.Namespace) -> int:
         coupling_tables,
         run_coupling,
     )
-    from leelalab.analyses.outputs import amend_run_record
     from leelalab.cli.common import network_from_dataset
     from leelalab.runs.experiment import settings_from_args
+    from leelalab.runs.records import amend_run_record
 
     settings = settings_from_args(CouplingSettings, args)
     network = network_from_dataset(args)
@@ -182,7 +182,7 @@ def cmd_coupling(args: argparse.Namespace) -> int:
     tables = coupling_tables(args.directory, path, threshold=settings.threshold, seed=settings.seed)
     results = CouplingResults(settings.threshold, tables)
     results.save(args.output)
-    amend_run_record(args.output, tables_format=results.FORMAT)
+    amend_run_record(args.output, refresh_outputs=True, tables_format=results.FORMAT)
     _print_coupling(tables)
     note(f"wrote {path}, {results.FILE} and run.json")
     return 0

@@ -58,7 +58,7 @@ from leelalab.puzzles.reader import (
 )
 from leelalab.puzzles.settings import CorruptSettings, FilterSettings, Thresholds
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
-from leelalab.runs.records import RecordError, read_json, read_run_record
+from leelalab.runs.records import RecordError, amend_run_record, read_json, read_run_record
 from leelalab.runs.results import (
     ResultsError,
     RunDirectory,
@@ -818,7 +818,7 @@ def corrupt_dataset(
         "executor": executor.describe(),
         "versions": versions(),
     }
-    _update_run_record(directory, {"corruption": corruption}, target.name)
+    amend_run_record(directory, add_outputs=[target.name], corruption=corruption)
     return counts
 
 
@@ -878,17 +878,6 @@ def _search_in_chunks(
         map_chunks(job, pending(), write, executor)
     bar.close()
     return "".join(path.read_text(encoding="utf-8") for path in sorted(parts.path.glob("*.jsonl")))
-
-
-def _update_run_record(directory: Path, fields: dict[str, Any], output: str) -> None:
-    """Add ``fields`` to a dataset's run record and ``output`` to the files it lists, so
-    that ``puzzles filter --overwrite`` replaces that file too (and nothing of a user's)."""
-    path = directory / "run.json"
-    run = _read_run_json(path) if path.is_file() else {}
-    run.update(fields)
-    if isinstance(run.get("outputs"), list) and output not in run["outputs"]:
-        run["outputs"] = sorted([*run["outputs"], output])
-    write_text_atomically(path, json.dumps(run, indent=2))
 
 
 class CorruptionJob(NetworkJob):
@@ -1033,7 +1022,7 @@ def corrupt_ids(
         digest = hashlib.sha256(" ".join(sorted(ids)).encode()).hexdigest()
         subsets = [s for s in run.get("corruption_subsets", []) if s.get("ids_sha256") != digest]
         subsets.append({"ids_sha256": digest, "thresholds": asdict(thresholds), "counts": counts})
-        _update_run_record(Path(directory), {"corruption_subsets": subsets}, target.name)
+        amend_run_record(Path(directory), add_outputs=[target.name], corruption_subsets=subsets)
     return counts
 
 

@@ -196,6 +196,33 @@ def write_run_record(
     return path
 
 
+def amend_run_record(
+    output: str | os.PathLike[str],
+    *,
+    add_outputs: Sequence[str] = (),
+    refresh_outputs: bool = False,
+    **fields: Any,
+) -> Path:
+    """Add ``fields`` to the run record of ``output`` (written by :func:`write_run_record`).
+
+    For a step that writes more files after its record (or into another step's directory
+    by design, as ``puzzles corrupt`` adds ``corruptions.jsonl`` to its dataset): name
+    them in ``add_outputs``, or ``refresh_outputs`` to list every file now in the directory
+    but foreign ones, so that ``--overwrite`` later removes them too. Everything else in
+    the record (``seconds``, ``format``, ``versions``) stays as the run wrote it.
+    """
+    path = record_path(output)
+    record = read_json(path, what="run record") if path.is_file() else {}
+    record.update(fields)
+    listed = record.get("outputs")
+    if refresh_outputs and path.name == RUN_RECORD:
+        record["outputs"] = output_files(path.parent)
+    elif add_outputs and isinstance(listed, list):
+        record["outputs"] = sorted({*listed, *add_outputs})
+    write_text_atomically(path, json.dumps(record, indent=2) + "\n")
+    return path
+
+
 def _hinted(message: str, hint: str) -> str:
     return f"{message}; {hint}" if hint else message
 
@@ -225,7 +252,8 @@ def read_json(
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        truncated = " (truncated?)" if error.pos >= len(text.rstrip()) else ""
+        cut_short = error.pos >= len(text.rstrip()) or error.msg.startswith("Unterminated")
+        truncated = " (truncated?)" if cut_short else ""
         raise RecordError(
             _hinted(f"{path}: not valid JSON at line {error.lineno}{truncated}", hint)
         ) from None

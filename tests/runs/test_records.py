@@ -181,3 +181,23 @@ def test_an_h5_file_with_groups_is_one_line(tmp_path: Path) -> None:
         handle.create_group("block0")
     with pytest.raises(RecordError, match="holds a group 'block0'"):
         read_result(path, "leelalab.lens/1")
+
+
+def test_amending_a_record_lists_added_files_and_keeps_the_rest(tmp_path: Path) -> None:
+    from leelalab.runs.records import amend_run_record
+
+    (tmp_path / "dataset.jsonl").write_text("{}\n")
+    write_run_record(tmp_path, {"seed": 1}, seconds=2.0)
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "corruptions.jsonl").write_text("{}\n")
+    amend_run_record(tmp_path, add_outputs=["corruptions.jsonl"], corruption={"kept": 3})
+    record = json.loads((tmp_path / "run.json").read_text())
+    assert record["outputs"] == ["corruptions.jsonl", "dataset.jsonl"]
+    assert record["corruption"] == {"kept": 3} and record["seconds"] == 2.0
+
+
+def test_a_json_file_cut_inside_a_string_is_called_truncated(tmp_path: Path) -> None:
+    path = tmp_path / "summary.json"
+    path.write_text('{"format": "leelalab.lens/1", "name": "abc')
+    with pytest.raises(RecordError, match="truncated"):
+        read_json(path)
