@@ -13,13 +13,14 @@ from leelalab.errors import (
 from leelalab.lc0.weights.enums import NetworkStructure
 from leelalab.lc0.weights.file import Lc0Weights
 from leelalab.models.base import LeelaNetwork, NetworkOutput
-from leelalab.models.resnet import ResNet
+from leelalab.models.resnet import ResNet, ResNetShape
 from leelalab.models.transformer import TransformerNetwork
 
 __all__ = [
     "LeelaNetwork",
     "NetworkOutput",
     "ResNet",
+    "ResNetShape",
     "TransformerNetwork",
     "build_network",
     "check_network",

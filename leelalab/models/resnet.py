@@ -24,6 +24,7 @@ plus ``policy_head.hook_logits`` ``(batch, 1858)``, ``value_head.hook_logits``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -246,34 +247,46 @@ class MovesLeftHead(DenseHead):
         return self.hook_out(torch.relu(self.logits(x)))[:, 0]
 
 
+@dataclass(frozen=True)
+class ResNetShape:
+    """The sizes of an lc0 ResNet: body, and each head's channels and hidden units (0 where
+    a head or layer is absent: ``policy_channels`` outside classical policies,
+    ``moves_left_*`` without a moves-left head)."""
+
+    filters: int
+    blocks: int
+    se_channels: int
+    value_channels: int
+    value_hidden: int
+    value_outputs: int = 3
+    policy_channels: int = 0
+    moves_left_channels: int = 0
+    moves_left_hidden: int = 0
+
+
 class ResNet(LeelaNetwork):
     """An lc0 residual network. Build it with :func:`ResNet.from_lc0`."""
 
     def __init__(
         self,
         network_format: NetworkFormat,
-        *,
-        filters: int,
-        blocks: int,
-        se_channels: int,
-        policy_channels: int,
-        value_channels: int,
-        value_hidden: int,
-        value_outputs: int,
-        moves_left_channels: int,
-        moves_left_hidden: int,
+        shape: ResNetShape,
         attention_policy: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.network_format = network_format
+        self.shape = shape
         act = default_activation(network_format)
+        filters, se_channels = shape.filters, shape.se_channels
         self.input = ConvBlock(112, filters, 3, act)
         self.input.hook_out = HookPoint()
-        self.blocks = nn.ModuleList(ResidualBlock(filters, se_channels, act) for _ in range(blocks))
+        self.blocks = nn.ModuleList(
+            ResidualBlock(filters, se_channels, act) for _ in range(shape.blocks)
+        )
         if network_format.policy == PolicyFormat.CONVOLUTION:
             self.policy_head: nn.Module = ConvolutionPolicyHead(filters, act)
         elif network_format.policy == PolicyFormat.CLASSICAL:
-            self.policy_head = ClassicalPolicyHead(filters, policy_channels, act)
+            self.policy_head = ClassicalPolicyHead(filters, shape.policy_channels, act)
         elif network_format.policy == PolicyFormat.ATTENTION and attention_policy is not None:
             # T78/T79: an attention policy reading the body's squares as tokens.
             self.policy_head = attention_policy
@@ -281,10 +294,12 @@ class ResNet(LeelaNetwork):
             raise UnsupportedNetworkError(
                 f"policy format {network_format.policy.name} on a ResNet body is not supported"
             )
-        self.value_head = ValueHead(filters, value_channels, value_hidden, value_outputs, act)
+        self.value_head = ValueHead(
+            filters, shape.value_channels, shape.value_hidden, shape.value_outputs, act
+        )
         self.moves_left_head = (
-            MovesLeftHead(filters, moves_left_channels, moves_left_hidden, 1, act)
-            if moves_left_channels
+            MovesLeftHead(filters, shape.moves_left_channels, shape.moves_left_hidden, 1, act)
+            if shape.moves_left_channels
             else None
         )
         self.setup_hooks()
@@ -352,8 +367,7 @@ class ResNet(LeelaNetwork):
             attention_policy = build_policy_head(
                 w, "weights", d_input=filters, activation=ActivationFunction("selu")
             )
-        net = cls(
-            fmt,
+        shape = ResNetShape(
             filters=filters,
             blocks=len(residual),
             se_channels=se_channels,
@@ -365,8 +379,8 @@ class ResNet(LeelaNetwork):
             value_outputs=value_outputs,
             moves_left_channels=_out_channels(w["moves_left"], "moves_left") if has_mlh else 0,
             moves_left_hidden=_size(w, "ip1_mov_b", "weights") if has_mlh else 0,
-            attention_policy=attention_policy,
         )
+        net = cls(fmt, shape, attention_policy)
         net._load(w, has_mlh)
         return net
 

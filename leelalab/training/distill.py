@@ -25,7 +25,7 @@ from leelalab.lc0.weights import enums
 from leelalab.lc0.weights.file import NetworkFormat, save_weights
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import run_network
-from leelalab.models.resnet import ResNet
+from leelalab.models.resnet import ResNet, ResNetShape
 from leelalab.runs.records import sha256_file, write_run_record
 from leelalab.training.settings import DistillSettings
 
@@ -159,18 +159,11 @@ def new_student(config: DistillConfig, input_format: int = 1) -> ResNet:
         moves_left=enums.MovesLeftFormat.NONE,
         default_activation=enums.DefaultActivation.RELU,
     )
-    return ResNet(
-        network_format,
-        filters=config.filters,
-        blocks=config.blocks,
-        se_channels=0,
-        policy_channels=0,
-        value_channels=32,
+    shape = ResNetShape(
+        filters=config.filters, blocks=config.blocks, se_channels=0, value_channels=32,
         value_hidden=128,
-        value_outputs=3,
-        moves_left_channels=0,
-        moves_left_hidden=0,
-    )
+    )  # fmt: skip
+    return ResNet(network_format, shape)
 
 
 def _losses(

@@ -39,7 +39,7 @@ from leelalab.lc0.weights.synthetic import random_transformer_weights
 from leelalab.models.attention_policy import AttentionPolicyHead
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.encoder import EncoderLayer, Smolgen
-from leelalab.models.resnet import ResNet
+from leelalab.models.resnet import ResNet, ResNetShape
 from leelalab.models.transformer import TransformerNetwork
 
 FAMILIES = ("resnet", "transformer")
@@ -167,18 +167,16 @@ def _new_resnet(config: StudentConfig, input_format: int) -> ResNet:
         if config.activation == "mish"
         else DefaultActivation.RELU,
     )
-    return ResNet(
-        network_format,
+    shape = ResNetShape(
         filters=config.filters,
         blocks=config.blocks,
         se_channels=config.se_channels,
-        policy_channels=0,
         value_channels=config.value_channels,
         value_hidden=config.value_hidden,
-        value_outputs=3,
         moves_left_channels=config.moves_left_channels if config.moves_left else 0,
         moves_left_hidden=config.moves_left_hidden if config.moves_left else 0,
     )
+    return ResNet(network_format, shape)
 
 
 def _new_transformer(config: StudentConfig, input_format: int) -> TransformerNetwork:
