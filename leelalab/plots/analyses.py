@@ -584,30 +584,40 @@ def theme_scatter(analyses: Sequence[ThemeAnalysis], *, title: str) -> Any:
 
 
 def separate_labels(figure: Any, texts: Sequence[Any], *, tries: int = 60) -> None:
-    """Move point labels (annotations in offset points) until no two overlap: each label, in
-    order of its point's height, tries the spots right and left of the point, then ever
-    further above and below it; a thin leader line keeps it tied to its point."""
+    """Move point labels (annotations in offset points) until no two overlap and none covers
+    a labelled point: each label, in order of its point's height, tries the spots right and
+    left of the point, then ever further above and below it; a thin leader line keeps it
+    tied to its point."""
     from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
 
     renderer = figure.canvas.get_renderer()
     scale = 72.0 / figure.dpi  # display pixels to points
 
     def extent(text: Any) -> Any:  # the text alone, not its leader line
+        text.update_positions(renderer)  # the annotation's text moves only when asked
         return Text.get_window_extent(text, renderer)
 
+    # Each label's own point is an obstacle too, so that no label covers a marker.
+    radius = 2.5 / scale
     placed: list[Any] = []
+    for text in texts:
+        x, y = text.axes.transData.transform(text.xy)
+        placed.append(Bbox.from_extents(x - radius, y - radius, x + radius, y + radius))
     for text in sorted(texts, key=lambda t: t.xy[1]):
         box = extent(text)
         step = box.height * scale * 1.1
-        candidates = [(2.0, 2.0, "left"), (-2.0, 2.0, "right")]
+        candidates = [(3.0, 2.0, "left"), (-3.0, 2.0, "right")]
         for k in range(1, tries):
             for sign in (1, -1):
-                candidates += [(2.0, 2.0 + sign * k * step, "left")]
-                candidates += [(-2.0, 2.0 + sign * k * step, "right")]
+                candidates += [(3.0, 2.0 + sign * k * step, "left")]
+                candidates += [(-3.0, 2.0 + sign * k * step, "right")]
         for dx, dy, align in candidates:
             text.set_ha(align)
             text.xyann = (dx, dy)
             box = extent(text)
-            if not any(box.overlaps(other) for other in placed):
+            frame = text.axes.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1  # off the tick labels
+            if inside and not any(box.overlaps(other) for other in placed):
                 break
         placed.append(box)

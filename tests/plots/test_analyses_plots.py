@@ -229,6 +229,13 @@ def test_theme_labels_do_not_overlap() -> None:
         labels = [text for text in axis.texts if text.get_text().startswith("theme")]
         assert len(labels) == 30
         assert not _boxes_overlap(figure, labels)
+        from matplotlib.text import Text
+
+        renderer = figure.canvas.get_renderer()
+        points = axis.transData.transform([text.xy for text in labels])
+        for text in labels:  # no label covers a point
+            box = Text.get_window_extent(text, renderer)
+            assert not any(box.contains(x, y) for x, y in points), text.get_text()
     plt.close(figure)
 
 
