@@ -69,15 +69,19 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
     with plt.rc_context(PAPER_STYLE):
         figure, (kl_ax, top_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
         x = np.arange(len(layers))
-        for kind, color in zip(kinds, (BLUE, ORANGE), strict=False):
+        # The lens is told by line style in both panels (solid logit, dashed tuned): on the
+        # right, colours are puzzle groups, so they cannot also mean the lens here.
+        for kind, style in zip(kinds, ("-", "--"), strict=False):
             groups = summary[kind]["groups"]
             value, error = _interval(groups["all"]["kl_by_layer"])
             kl_ax.errorbar(
-                x,
+                x + (0.08 if style == "--" else 0),
                 value,
                 yerr=error,
-                color=color,
-                marker="o",
+                color="black",
+                ls=style,
+                marker="o" if style == "-" else "s",
+                mfc="black" if style == "-" else "white",
                 ms=3,
                 capsize=2,
                 label=f"{kind} lens (n={groups['all']['n']})",

@@ -133,3 +133,41 @@ def test_arrival_scale_top(top: float, expected: float) -> None:
     import numpy as np
 
     assert inside.arrival_scale_top([np.array([[0.0, top]])]) == pytest.approx(expected)
+
+
+def _lens_run(directory: Path) -> Path:
+    layers = [-1, 0, 1]
+    per_layer = [_estimate(0.5) for _ in layers]
+    groups = {
+        group: {
+            "n": 40,
+            "kl_by_layer": per_layer,
+            "top1_by_layer": per_layer,
+            "found_then_lost": _estimate(0.2),
+            "forgotten": _estimate(0.1),
+        }
+        for group in ("all", "paper", "unfiltered", "weak-solved", "strong-missed")
+    }
+    by_length = {"2": {"n": 10, "emergence_layer_mean": _estimate(0.5)}}
+    kind = {"groups": groups, "unfiltered_by_line_length": by_length}
+    directory.mkdir()
+    summary = {"layers": layers, "logit": kind, "tuned": kind}
+    (directory / "summary.json").write_text(json.dumps(summary))
+    (directory / "run.json").write_text(json.dumps({"network": "/w/lab-t6-128.pb.gz"}))
+    return directory
+
+
+def test_lens_layers_colours_mean_puzzle_groups_only(tmp_path: Path) -> None:
+    """Blue meant 'logit lens' in the KL panel and 'unfiltered' in the top-1 panel."""
+    figure = inside.lens_figures(_lens_run(tmp_path / "lens"))["lens_layers"]
+    kl_ax, top_ax = figure.axes[:2]
+    kl_colours = {to_hex(c.lines[0].get_color()) for c in kl_ax.containers}
+    assert kl_colours == {"#000000"}
+    styles = {c.get_label(): c.lines[0].get_linestyle() for c in kl_ax.containers}
+    assert styles["logit lens (n=40)"] != styles["tuned lens (n=40)"]
+    top_colours = {to_hex(c.lines[0].get_color()) for c in top_ax.containers}
+    assert top_colours == {
+        to_hex(inside.GROUP_COLORS[g])
+        for g in ("paper", "unfiltered", "weak-solved", "strong-missed")
+    }
+    plt.close("all")
