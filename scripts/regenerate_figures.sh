@@ -6,9 +6,10 @@
 # committed  from files in the repository (seconds): figures/lab-t6-128/training,
 #            probe_accuracy; anomaly/figures/anomaly_coverage_risk and anomaly_auroc_*.
 #            tests/plots/test_committed_figures.py checks that these are current.
-# runs       from runs recomputed on the shipped sample (about 15 min on 2 cores, measured
-#            2026-12-08 on this machine: filter 14 s, corrupt 26 s, t6 patching 34 + 40 + 15
-#            + 10 s, strata-patching 5 min 9 s, coupling with Stockfish about 10 min):
+# runs       from runs recomputed on the shipped sample (about 12 min on this 2-core machine,
+#            shared, niced, 2026-12-08: filter 14 s, corrupt 26 s, strata-patching 309 s,
+#            coupling with Stockfish 192 s, plot analyses 32 s, lab-t6-128 patch residual /
+#            heads / head search / single entry 34 / 44 / 45 / 10 s, plot patching 34 s):
 #            figures/analyses/{predictions,strata_patching,coupling,move_lift,themes} and
 #            figures/lab-t6-128/{groups_log_odds_all,head_patching_log_odds,head_search,
 #            single_entry_L3H1}.
