@@ -440,7 +440,14 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
             ax.set_ylim(0, 1.02)
             ax.spines[["top", "right"]].set_visible(False)
         axes[0].set_ylabel("top 1st move consistent with s′")
-        axes[0].legend(frameon=False, fontsize=5, loc="upper left")
+        # Under the panels: inside, the legend covered the dots at 1.0.
+        figure.legend(
+            *axes[0].get_legend_handles_labels(),
+            frameon=False,
+            fontsize=6,
+            loc="lower center",
+            ncol=3,
+        )
         name = _network_name(run)
         figure.suptitle(
             f"{name}: steering the 1st-move square towards '3rd-move target = s′' — "
@@ -448,7 +455,7 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
             "mean ± 95% CI",
             fontsize=7,
         )
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.08, 1, 1))
     return figure
 
 

@@ -171,3 +171,31 @@ def test_lens_layers_colours_mean_puzzle_groups_only(tmp_path: Path) -> None:
         for g in ("paper", "unfiltered", "weak-solved", "strong-missed")
     }
     plt.close("all")
+
+
+def test_steering_legend_sits_under_the_panels(tmp_path: Path) -> None:
+    """The legend sat in the first panel, over the dots at 1.0."""
+    rows = [
+        {
+            "scale": scale,
+            "layer": layer,
+            "probe_success": _estimate(0.3),
+            "random_success": _estimate(0.3),
+            "probe_predicts_target": _estimate(0.9),
+        }
+        for scale in (1.0, 4.0)
+        for layer in (0, 1)
+    ]
+    summary = {"config": {"scales": [1.0, 4.0], "layers": [0, 1]}, "rows": rows}
+    summary |= {"puzzles": 300, "targets": 599}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    (tmp_path / "run.json").write_text(json.dumps({"network": "/w/lab-t6-128.pb.gz"}))
+    figure = inside.steering_figure(tmp_path)
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    (legend,) = figure.legends
+    assert len(legend.get_texts()) == 3
+    box = legend.get_window_extent(renderer)
+    assert not any(box.overlaps(ax.get_window_extent(renderer)) for ax in figure.axes)
+    assert "lab-t6-128" in figure._suptitle.get_text()
+    plt.close(figure)
