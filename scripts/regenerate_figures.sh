@@ -13,8 +13,9 @@
 #            figures/analyses/{predictions,strata_patching,coupling,move_lift,themes} and
 #            figures/lab-t6-128/{groups_log_odds_all,head_patching_log_odds,head_search,
 #            single_entry_L3H1}.
-# expensive  hours on 2 cores (README: search 95 min, refutations 61 min, future boards and
-#            the tuned lens tens of minutes): figures/analyses/{accuracy_by_depth,
+# expensive  hours on 2 cores (README: search 95 min, refutations 61 min; measured here
+#            2026-12-08, niced on the shared machine: lab-t6-128 filter 270 s, lens train
+#            939 s, lens run 62 s, steer 1,116 s; future boards not measured): figures/analyses/{accuracy_by_depth,
 #            accuracy_by_rating,search_gain,search_by_stratum} and figures/lab-t6-128/
 #            {lens_layers,lens_emergence,refutation_depth,future_board,steering}. The
 #            commands for lab-t6-128 are the README's with `--net lab-t6-128` ("The commands
