@@ -111,10 +111,12 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
         return _list_puzzles(args.directory)
     if args.output is None:
         raise LeelaLabError("puzzles show --id needs --output (the figure to write)")
+    import chess
+
     from leelalab.inference.networks import load_network
     from leelalab.models.evaluation import evaluate
     from leelalab.plots.boards import network_name, puzzle_figure, save_figure
-    from leelalab.puzzles.dataset import dataset_network
+    from leelalab.puzzles.dataset import dataset_network, iter_dataset
     from leelalab.puzzles.filter import find_record, line_boards
     from leelalab.puzzles.reader import Puzzle
 
@@ -126,12 +128,28 @@ def cmd_puzzles_show(args: argparse.Namespace) -> int:
     puzzle = Puzzle(record["id"], record["fen"], tuple(record["moves"]))
     boards = line_boards(puzzle)[:3]
     evaluations = evaluate(network, boards, history=settings["strong"]["history"])
+    # The corrupted twin, when `puzzles corrupt` gave the puzzle one, is drawn beside it.
+    corruption = next(
+        (
+            item.corruption
+            for item in iter_dataset(args.directory, selected_only=False)
+            if item.id == puzzle.id
+        ),
+        None,
+    )
+    corrupted_policy = None
+    if corruption is not None:
+        twin = chess.Board(corruption["fen"])
+        (twin_evaluation,) = evaluate(network, [twin], history=settings["strong"]["history"])
+        corrupted_policy = twin_evaluation.policy
     figure = puzzle_figure(
         puzzle.fen,
         puzzle.moves,
         [e.policy for e in evaluations],
         title=f"Puzzle {puzzle.id}",
         network=network_name(network.source),
+        corruption=corruption,
+        corrupted_policy=corrupted_policy,
     )
     for path in save_figure(figure, make_parent(output)):
         note(f"wrote {path}")

@@ -91,11 +91,14 @@ PANEL_LABELS = {
 
 
 def _bars(axis: Any, estimates: dict[str, Estimate], names: Sequence[str]) -> None:
-    top = 0.0
+    """One bar per stratum with its 95% CI; n goes into the tick label under the bar, where
+    it cannot collide with the error bar's cap."""
+    ticks = []
     for position, name in enumerate(names):
         estimate = estimates.get(name)
         if estimate is None or math.isnan(estimate.value):
             axis.text(position, 0, "n/a", ha="center", va="bottom", fontsize=7)
+            ticks.append(SHORT_LABELS[name])
             continue
         low, high = _error(estimate)
         axis.bar(
@@ -105,12 +108,9 @@ def _bars(axis: Any, estimates: dict[str, Estimate], names: Sequence[str]) -> No
             yerr=[[low], [high]],
             capsize=3,
         )
-        end = estimate.high if not math.isnan(estimate.high) else estimate.value
-        top = max(top, end)
-        axis.text(position, end, f"n={estimate.n}", ha="center", va="bottom", fontsize=6)
-    axis.set_ylim(top=max(axis.get_ylim()[1], top * 1.18))
+        ticks.append(f"{SHORT_LABELS[name]}\nn={estimate.n:,}")
     axis.set_xticks(range(len(names)))
-    axis.set_xticklabels([SHORT_LABELS[name] for name in names], fontsize=7)
+    axis.set_xticklabels(ticks, fontsize=6)
 
 
 def prediction_panel(predictions: Sequence[Prediction], *, title: str) -> Any:
@@ -122,7 +122,7 @@ def prediction_panel(predictions: Sequence[Prediction], *, title: str) -> Any:
     by_key = {p.key: p for p in predictions}
     keys = [k for k in ("1", "2", "3", "4a", "4b") if k in by_key]
     with plt.rc_context(PAPER_STYLE):
-        figure, axes = plt.subplots(1, len(keys), figsize=(2.0 * len(keys), 2.7))
+        figure, axes = plt.subplots(1, len(keys), figsize=(2.0 * len(keys), 3.0))
         axes = np.atleast_1d(axes)
         for axis, key in zip(axes, keys, strict=True):
             prediction = by_key[key]
@@ -141,7 +141,7 @@ def prediction_panel(predictions: Sequence[Prediction], *, title: str) -> Any:
             axis.set_ylabel(PANEL_LABELS[key], fontsize=7)
         handles = [Patch(color=STRATUM_COLORS[n], label=STRATUM_LABELS[n]) for n in SETS_ORDER]
         figure.legend(handles=handles, loc="lower center", ncol=4, fontsize=7, frameon=False)
-        figure.suptitle(title, fontsize=8)
+        figure.suptitle(f"{title}; bars: estimate with 95% CI", fontsize=8)
         figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
 
@@ -174,8 +174,10 @@ def strata_patching_curves(
     # The unfiltered (and weak-solved) strata by their random sample, as in prediction 1.
     sampled = unfiltered_sample(results_path)
     in_sample = np.array([str(pid) in (sampled or ()) for pid in results.arrays["puzzle_ids"]])
+    handles: dict[str, Any] = {}
     with plt.rc_context(PAPER_STYLE):
-        figure, axes = plt.subplots(1, len(STRATA), figsize=(7.0, 2.4), sharey=True)
+        figure, axes = plt.subplots(1, len(STRATA), figsize=(7.0, 2.7), sharey=True)
+        empty = []
         for axis, stratum in zip(axes, STRATA, strict=True):
             member = (rows >= 0) & table.strata[stratum][np.maximum(rows, 0)]
             if sampled is not None and stratum != "paper":
@@ -194,16 +196,48 @@ def strata_patching_curves(
                 low = np.array([e.low for e in estimates])
                 high = np.array([e.high for e in estimates])
                 color = GROUP_COLORS[group]
-                axis.plot(layers, mean, color=color, label=f"{GROUP_LABELS[group]}")
+                (handles[group],) = axis.plot(layers, mean, color=color, label=GROUP_LABELS[group])
                 axis.fill_between(layers, low, high, color=color, alpha=0.2, lw=0)
-            axis.set_title(f"{stratum} stratum (n={int(member.sum())} puzzles)", fontsize=7)
+            count = int(member.sum())
+            axis.set_title(f"{stratum} stratum (n={count} puzzles)", fontsize=7)
             axis.set_xlabel("layer")
+            axis.set_xticks(list(layers))
+            axis.set_xlim(min(layers), max(layers))
             axis.axhline(0, color="black", lw=0.5)
-        axes[0].set_ylabel("log-odds reduction (max over group's squares)")
-        axes[-1].legend(fontsize=6)
-        figure.suptitle(title, fontsize=8)
-        figure.tight_layout()
+            if count == 0:
+                empty.append(axis)
+                axis.text(
+                    0.5,
+                    0.5,
+                    "no puzzles (n = 0)",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="0.4",
+                    transform=axis.transAxes,
+                )
+        axes[0].set_ylabel("log-odds reduction\n(max over group's squares)")
+        # One legend for the figure, whichever panels have curves: a legend on an empty panel
+        # would have no entries (and matplotlib warns).
+        order = [group for group in groups if group in handles]
+        if order:
+            figure.legend(
+                [handles[group] for group in order],
+                [GROUP_LABELS[group] for group in order],
+                loc="lower center",
+                ncol=len(order),
+                fontsize=6,
+                frameon=False,
+            )
+        figure.suptitle(f"{title}; mean and 95% bootstrap CI over puzzles", fontsize=8)
+        figure.tight_layout(rect=(0, 0.08, 1, 1))
     return figure
+
+
+ODDS_RATIO_RANGE = (0.1, 100.0)
+"""The coupling figure's odds-ratio axis: wider intervals (a cell with a handful of puzzles
+reaches the thousands) are clipped and end in an arrow."""
+ODDS_RATIO_TICKS = (0.1, 0.3, 1, 3, 10, 30, 100)
 
 
 def coupling_bars(tables: Sequence[CouplingTable], *, title: str, threshold: float = 0.0) -> Any:
@@ -241,36 +275,61 @@ def coupling_bars(tables: Sequence[CouplingTable], *, title: str, threshold: flo
             (f"value × Stockfish winning ({labels[p]})", lambda t, p=p: t.stockfish[p])
             for p in POINTS
         ]
+        low_clip, high_clip = ODDS_RATIO_RANGE
+        clipped = False
         for offset, table in enumerate(tables):
             ys = np.arange(len(rows)) + (offset - (len(tables) - 1) / 2) * width
+            color = STRATUM_COLORS[table.name]
             for y, (_, getter) in zip(ys, rows, strict=True):
                 entry = getter(table)
                 estimate = entry["odds_ratio"]
                 if math.isnan(estimate.value) or math.isnan(estimate.low):
-                    right.plot([1], [y], marker="x", color=STRATUM_COLORS[table.name], ms=4)
+                    right.plot([1], [y], marker="x", color=color, ms=4)
                     continue
+                value = min(max(estimate.value, low_clip), high_clip)
+                low = min(max(estimate.low, low_clip), high_clip)
+                high = min(max(estimate.high, low_clip), high_clip)
                 right.errorbar(
-                    [estimate.value],
+                    [value],
                     [y],
-                    xerr=[[estimate.value - estimate.low], [estimate.high - estimate.value]],
+                    xerr=[[value - low], [high - value]],
                     fmt="o",
                     ms=3,
-                    color=STRATUM_COLORS[table.name],
+                    color=color,
                     capsize=2,
                 )
+                # An interval past the axis ends in an arrow at the edge instead of a cap.
+                for end, edge, marker in (
+                    (estimate.high, high_clip, ">"),
+                    (estimate.low, low_clip, "<"),
+                ):
+                    if (end > edge) if marker == ">" else (end < edge):
+                        clipped = True
+                        right.plot([edge], [y], marker=marker, ms=4, color=color, clip_on=False)
         right.axvline(1, color="black", lw=0.6, ls="--")
         right.set_xscale("log")
+        right.set_xlim(low_clip, high_clip)
         from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter
 
-        right.xaxis.set_major_locator(FixedLocator([0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100]))
+        right.xaxis.set_major_locator(FixedLocator(ODDS_RATIO_TICKS))
         right.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         right.xaxis.set_minor_formatter(NullFormatter())
+        right.tick_params(axis="x", labelsize=6)
         right.set_yticks(range(len(rows)))
         right.set_yticklabels([_wrap(name, 28) for name, _ in rows], fontsize=6)
-        right.set_xlabel("odds ratio (95% CI; × = undefined)\nStockfish rows: its sample")
+        note = f"; ▸ ◂ = interval clipped at {low_clip:g} / {high_clip:g}" if clipped else ""
+        right.set_xlabel(
+            f"odds ratio (95% CI; × = undefined{note})\nStockfish rows: its sample", fontsize=7
+        )
         figure.suptitle(title, fontsize=8)
         figure.tight_layout(rect=(0, 0.12, 1, 1))
     return figure
+
+
+BUDGET_COLORS = ("#000000", "#0072b2", "#009e73", "#d55e00", "#cc79a7")
+"""Node budgets in order: Okabe–Ito colours (colour-blind safe) with at least 3:1 contrast on
+white (no yellow, orange or sky blue); markers repeat the order for more budgets."""
+BUDGET_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
 
 
 def _budget_label(budget: int | str) -> str:
@@ -290,7 +349,6 @@ def accuracy_curves(results: BudgetResults, *, by: str = "depth", title: str) ->
         if by == "depth"
         else [rating_label(b) for b in range(len(RATING_EDGES) + 1)]
     )
-    cmap = plt.get_cmap("viridis")
     budgets = list(results.nodes)
     with plt.rc_context(PAPER_STYLE):
         figure, axes = plt.subplots(
@@ -305,7 +363,8 @@ def accuracy_curves(results: BudgetResults, *, by: str = "depth", title: str) ->
                     axis,
                     np.array(xs) + (index - len(budgets) / 2) * 0.04,
                     [r["accuracy"] for r in points],
-                    color=cmap(index / max(1, len(budgets) - 1)),
+                    color=BUDGET_COLORS[index % len(BUDGET_COLORS)],
+                    marker=BUDGET_MARKERS[index % len(BUDGET_MARKERS)],
                     lw=1,
                     label=_budget_label(budget),
                 )
@@ -314,7 +373,8 @@ def accuracy_curves(results: BudgetResults, *, by: str = "depth", title: str) ->
             axis.set_xticklabels([f"{b}\nn={counts.get(b, 0)}" for b in bins])
             axis.set_xlabel("line length (solver moves)" if by == "depth" else "puzzle rating")
             axis.set_title(f"{network} network", fontsize=8)
-            axis.set_ylim(0, 1)
+            # A little room above 1, so points and caps at accuracy 1.0 are not cut off.
+            axis.set_ylim(-0.02, 1.05)
         axes[0].set_ylabel("puzzle accuracy (Lichess rule)")
         figure.legend(
             *axes[0].get_legend_handles_labels(),
@@ -477,18 +537,29 @@ def theme_scatter(analyses: Sequence[ThemeAnalysis], *, title: str) -> Any:
     the weighted least-squares line."""
     plt = _pyplot()
     with plt.rc_context(PAPER_STYLE):
-        figure, axes = plt.subplots(1, len(analyses), figsize=(3.5 * len(analyses), 3.2))
+        figure, axes = plt.subplots(1, len(analyses), figsize=(4.2 * len(analyses), 4.4))
         axes = np.atleast_1d(axes)
+        labels: list[list[Any]] = []
         for axis, analysis in zip(axes, analyses, strict=True):
             xs = np.log10([row.frequency for row in analysis.rows])
             ys = np.array([row.residual.value for row in analysis.rows])
             errors = np.array([_error(row.residual) for row in analysis.rows]).T
             color = NETWORK_COLORS.get(analysis.network, "black")
             axis.errorbar(xs, ys, yerr=errors, fmt="o", ms=3, capsize=1.5, color=color, lw=0.7)
-            for x, y, row in zip(xs, ys, analysis.rows, strict=True):
-                axis.annotate(
-                    row.theme, (x, y), fontsize=4.5, xytext=(2, 2), textcoords="offset points"
-                )
+            labels.append(
+                [
+                    axis.annotate(
+                        row.theme,
+                        (x, y),
+                        fontsize=4.5,
+                        xytext=(2, 2),
+                        textcoords="offset points",
+                        va="bottom",
+                        arrowprops={"arrowstyle": "-", "lw": 0.3, "color": "0.6", "shrinkA": 0},
+                    )
+                    for x, y, row in zip(xs, ys, analysis.rows, strict=True)
+                ]
+            )
             weights = np.array([row.n for row in analysis.rows], dtype=float)
             if len(xs) >= 2:
                 xm, ym = np.average(xs, weights=weights), np.average(ys, weights=weights)
@@ -506,4 +577,47 @@ def theme_scatter(analyses: Sequence[ThemeAnalysis], *, title: str) -> Any:
             )
         figure.suptitle(title, fontsize=8)
         figure.tight_layout()
+        # After the layout: labels are moved in offset points, which keep their size on saving.
+        for texts in labels:
+            separate_labels(figure, texts)
     return figure
+
+
+def separate_labels(figure: Any, texts: Sequence[Any], *, tries: int = 60) -> None:
+    """Move point labels (annotations in offset points) until no two overlap and none covers
+    a labelled point: each label, in order of its point's height, tries the spots right and
+    left of the point, then ever further above and below it; a thin leader line keeps it
+    tied to its point."""
+    from matplotlib.text import Text
+    from matplotlib.transforms import Bbox
+
+    renderer = figure.canvas.get_renderer()
+    scale = 72.0 / figure.dpi  # display pixels to points
+
+    def extent(text: Any) -> Any:  # the text alone, not its leader line
+        text.update_positions(renderer)  # the annotation's text moves only when asked
+        return Text.get_window_extent(text, renderer)
+
+    # Each label's own point is an obstacle too, so that no label covers a marker.
+    radius = 2.5 / scale
+    placed: list[Any] = []
+    for text in texts:
+        x, y = text.axes.transData.transform(text.xy)
+        placed.append(Bbox.from_extents(x - radius, y - radius, x + radius, y + radius))
+    for text in sorted(texts, key=lambda t: t.xy[1]):
+        box = extent(text)
+        step = box.height * scale * 1.1
+        candidates = [(3.0, 2.0, "left"), (-3.0, 2.0, "right")]
+        for k in range(1, tries):
+            for sign in (1, -1):
+                candidates += [(3.0, 2.0 + sign * k * step, "left")]
+                candidates += [(-3.0, 2.0 + sign * k * step, "right")]
+        for dx, dy, align in candidates:
+            text.set_ha(align)
+            text.xyann = (dx, dy)
+            box = extent(text)
+            frame = text.axes.get_window_extent(renderer)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1  # off the tick labels
+            if inside and not any(box.overlaps(other) for other in placed):
+                break
+        placed.append(box)

@@ -160,9 +160,12 @@ def coverage_risk_figure(
     1 (95% Wilson CIs) and the oracle abstention as a lower bound."""
     plt = _pyplot()
     with plt.rc_context(PAPER_STYLE):
-        figure, axes = plt.subplots(
-            1, len(runs), figsize=(2.5 * len(runs) + 0.4, 3.3), squeeze=False, sharex=True
-        )
+        # With fewer than three panels the legend goes to the right in one column: under one
+        # narrow panel, four columns of it made the saved image wide and the plot tiny.
+        side = len(runs) < 3
+        legend_width = 1.9 if side else 0.0
+        width = 2.5 * len(runs) + 0.4 + legend_width
+        figure, axes = plt.subplots(1, len(runs), figsize=(width, 3.3), squeeze=False, sharex=True)
         for ax, results in zip(axes[0], runs, strict=True):
             section = results.get("coverage_risk")
             if not section:
@@ -211,15 +214,24 @@ def coverage_risk_figure(
             )
         axes[0][0].set_ylabel("risk: blunders among answered")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        figure.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=6,
-                      bbox_to_anchor=(0.5, -0.02))  # fmt: skip
         harm = runs[0].get("coverage_risk") or {}
         text = (
             "Distillation versus MAD: answer with M unless the detector flags (layer-mean score), "
             f"or always answer with m. Harm: {harm.get('harm', '')}"
         )
-        figure.suptitle("\n".join(textwrap.wrap(text, 150)), fontsize=6.5)
-        figure.tight_layout(rect=(0, 0.16, 1, 0.93))
+        # About 18 characters of 6.5-point text per inch (150 for the three-task figure).
+        figure.suptitle(
+            "\n".join(textwrap.wrap(text, int(18 * width) if side else 150)), fontsize=6.5
+        )
+        if side:
+            right = 1 - legend_width / width
+            figure.legend(handles, labels, loc="center left", ncol=1, frameon=False, fontsize=6,
+                          bbox_to_anchor=(right, 0.45))  # fmt: skip
+            figure.tight_layout(rect=(0, 0, right, 1))  # it leaves room for the suptitle
+        else:
+            figure.legend(handles, labels, loc="lower center", ncol=4, frameon=False, fontsize=6,
+                          bbox_to_anchor=(0.5, -0.02))  # fmt: skip
+            figure.tight_layout(rect=(0, 0.16, 1, 0.93))
     return figure
 
 

@@ -282,6 +282,25 @@ def outline_legend_handles(names: Sequence[str] = ("first_target", "third_target
     ]
 
 
+def _top_bars(bars: Any, board: chess.Board, policy: dict[str, float], line_move: str | None,
+               label: str) -> None:  # fmt: skip
+    """The network's top-3 moves at ``board`` as horizontal bars, the puzzle line's move
+    green."""
+    top = sorted(policy.items(), key=lambda item: -item[1])[:3]
+    names = [board.san(chess.Move.from_uci(uci)) for uci, _ in top]
+    colors = [COLORS["move"] if uci == line_move else "0.6" for uci, _ in top]
+    positions = list(range(len(top)))[::-1]
+    bars.barh(positions, [p for _, p in top], color=colors, height=0.7)
+    for y, (_, p) in zip(positions, top, strict=True):
+        bars.text(min(p + 0.02, 0.85), y, f"{p:.2f}", va="center", fontsize=6)
+    bars.set_yticks(positions, names)
+    bars.set_ylim(-0.6, 2.6)
+    bars.set_xlim(0, 1)
+    bars.set_xlabel(label, fontsize=6)
+    bars.tick_params(labelsize=6)
+    bars.spines[["top", "right"]].set_visible(False)
+
+
 def puzzle_figure(
     fen: str,
     moves: Sequence[str],
@@ -290,6 +309,8 @@ def puzzle_figure(
     title: str = "",
     network: str = "",
     width: float = 5.5,
+    corruption: dict[str, Any] | None = None,
+    corrupted_policy: dict[str, float] | None = None,
 ) -> Any:
     """The look-ahead paper's Figure 2 layout: the puzzle, after move 1, after move 2.
 
@@ -301,7 +322,11 @@ def puzzle_figure(
         fen: the puzzle FEN (before the opponent's move); ``moves`` the full Lichess line.
         policies: the network's legal-move probabilities at the three boards.
         network: the network's name (see :func:`network_name`), for the title and the bars.
-        width: figure width in inches (5.5 ≈ a paper's text width).
+        width: figure width in inches (5.5 ≈ a paper's text width); a fourth board makes
+            the figure a third wider.
+        corruption: the dataset's corruption of the puzzle (``fen`` with the solver to move,
+            ``squares``, ``kind``): drawn beside the puzzle, its edited squares outlined in
+            purple, with ``corrupted_policy`` (the network's policy there) under it.
     """
     plt = _pyplot()
     from matplotlib.lines import Line2D
@@ -318,41 +343,63 @@ def puzzle_figure(
     }
     orientation = board.turn
     policy_name = f"{network} policy" if network else "network policy"
+    columns = 3 if corruption is None else 4
+    total = width * columns / 3
     with plt.rc_context(PAPER_STYLE):
         figure, axes = plt.subplots(
             2,
-            3,
-            figsize=(width, width * 0.68),
+            columns,
+            figsize=(total, width * 0.68),
             gridspec_kw={"height_ratios": [3, 1.1]},
             layout="constrained",
         )
         captions = ["Puzzle (move 1 to play)", "After move 1", "After move 2"]
-        for column in range(3):
+        places = [0, 1, 2] if corruption is None else [0, 2, 3]
+        for column, place in enumerate(places):
             draw_board(
-                axes[0, column],
+                axes[0, place],
                 board,
                 orientation=orientation,
                 highlights=highlights,
                 arrows=[(line[column].from_square, line[column].to_square, COLORS["move"])],
             )
-            axes[0, column].set_title(captions[column])
-            top = sorted(policies[column].items(), key=lambda item: -item[1])[:3]
-            bars = axes[1, column]
-            names = [board.san(chess.Move.from_uci(uci)) for uci, _ in top]
-            colors = [COLORS["move"] if uci == line[column].uci() else "0.6" for uci, _ in top]
-            positions = list(range(len(top)))[::-1]
-            bars.barh(positions, [p for _, p in top], color=colors, height=0.7)
-            for y, (_, p) in zip(positions, top, strict=True):
-                bars.text(min(p + 0.02, 0.85), y, f"{p:.2f}", va="center", fontsize=6)
-            bars.set_yticks(positions, names)
-            bars.set_ylim(-0.6, 2.6)
-            bars.set_xlim(0, 1)
-            bars.set_xlabel(f"{policy_name}, top 3", fontsize=6)
-            bars.tick_params(labelsize=6)
-            bars.spines[["top", "right"]].set_visible(False)
+            axes[0, place].set_title(captions[column])
+            _top_bars(
+                axes[1, place],
+                board,
+                policies[column],
+                line[column].uci(),
+                f"{policy_name}, top 3",
+            )
             board.push(line[column])
+        if corruption is not None:
+            twin = chess.Board(corruption["fen"])
+            edited = {chess.parse_square(name) for name in corruption["squares"]}
+            twin_highlights = {**highlights, **dict.fromkeys(edited, COLORS["corrupted"])}
+            arrows = []
+            if line[0] in twin.legal_moves:
+                arrows = [(line[0].from_square, line[0].to_square, COLORS["move"])]
+            draw_board(
+                axes[0, 1],
+                twin,
+                orientation=orientation,
+                highlights=twin_highlights,
+                arrows=arrows,
+            )
+            kind = str(corruption.get("kind", "")).replace("_", " ")
+            axes[0, 1].set_title(f"Corrupted twin{f' ({kind})' if kind else ''}")
+            if corrupted_policy:
+                _top_bars(
+                    axes[1, 1], twin, corrupted_policy, line[0].uci(), f"{policy_name}, top 3"
+                )
+            else:
+                axes[1, 1].axis("off")
         handles = [
-            *outline_legend_handles(),
+            *outline_legend_handles(
+                ("first_target", "third_target")
+                if corruption is None
+                else ("first_target", "third_target", "corrupted")
+            ),
             Line2D([], [], color=COLORS["move"], lw=2, marker=">", ms=4, label="move played"),
             Patch(facecolor=COLORS["move"], label="bar: the puzzle line's move"),
             Patch(facecolor="0.6", label="bar: other top moves"),

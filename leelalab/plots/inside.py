@@ -21,6 +21,8 @@ BLUE, ORANGE, GREEN, GREY, PURPLE, RED = (
     "#cc79a7",
     "#d55e00",
 )
+REFUTATION_COLORS = {"strong": BLUE, "weak": ORANGE}
+"""The refutation figure's networks: the same colour in both of its panels."""
 GROUP_COLORS = {
     "paper": RED,
     "unfiltered": BLUE,
@@ -67,15 +69,19 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
     with plt.rc_context(PAPER_STYLE):
         figure, (kl_ax, top_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
         x = np.arange(len(layers))
-        for kind, color in zip(kinds, (BLUE, ORANGE), strict=False):
+        # The lens is told by line style in both panels (solid logit, dashed tuned): on the
+        # right, colours are puzzle groups, so they cannot also mean the lens here.
+        for kind, style in zip(kinds, ("-", "--"), strict=False):
             groups = summary[kind]["groups"]
             value, error = _interval(groups["all"]["kl_by_layer"])
             kl_ax.errorbar(
-                x,
+                x + (0.08 if style == "--" else 0),
                 value,
                 yerr=error,
-                color=color,
-                marker="o",
+                color="black",
+                ls=style,
+                marker="o" if style == "-" else "s",
+                mfc="black" if style == "-" else "white",
                 ms=3,
                 capsize=2,
                 label=f"{kind} lens (n={groups['all']['n']})",
@@ -194,15 +200,20 @@ def refutation_figure(directory: str | os.PathLike[str]) -> Any:
     run = _json(directory / "run.json", "run `leelalab refutations find` first")
     plt = _pyplot()
     depths = [int(k) for k in measure["depths"]]
+    from matplotlib.lines import Line2D
+
     with plt.rc_context(PAPER_STYLE):
         figure, (drop_ax, diff_ax) = plt.subplots(1, 2, figsize=(7.2, 2.8), sharex=True)
-        styles = {"strong": ("-", "o"), "weak": ("--", "s")}
-        for label, entry in measure["networks"].items():
-            ls, marker = styles.get(label, (":", "^"))
+        # One colour = one network in both panels; on the left, the line style and the
+        # marker's fill tell refutations (solid, filled) from controls (dashed, open).
+        roles = {"refutation": ("-", "full"), "control": ("--", "none")}
+        for number, (label, entry) in enumerate(measure["networks"].items()):
+            color = REFUTATION_COLORS.get(label, (GREEN, PURPLE)[number % 2])
+            marker = {"strong": "o", "weak": "s"}.get(label, "^")
             name = _network_name(entry)
             paired = [entry["depths"][str(k)]["paired"] for k in depths]
             counts = ", ".join(f"k={k}: {p['n']}" for k, p in zip(depths, paired, strict=True))
-            for role, color in (("refutation", RED), ("control", GREY)):
+            for role, (ls, fill) in roles.items():
                 value, error = _interval([p[role] for p in paired])
                 drop_ax.errorbar(
                     depths,
@@ -211,7 +222,9 @@ def refutation_figure(directory: str | os.PathLike[str]) -> Any:
                     color=color,
                     ls=ls,
                     marker=marker,
-                    ms=3,
+                    fillstyle=fill,
+                    mfc=color if fill == "full" else "white",
+                    ms=3.5,
                     capsize=2,
                     label=f"{label} ({name}): {role}s",
                 )
@@ -220,19 +233,23 @@ def refutation_figure(directory: str | os.PathLike[str]) -> Any:
                 depths,
                 value,
                 yerr=error,
-                color=BLUE if label == "strong" else ORANGE,
-                ls=ls,
+                color=color,
                 marker=marker,
-                ms=3,
+                ms=3.5,
                 capsize=2,
                 label=f"{label} ({name}); pairs {counts}",
             )
+        handles, texts = drop_ax.get_legend_handles_labels()
+        for role, (ls, fill) in roles.items():
+            handles.append(Line2D([], [], color="black", ls=ls, marker="o", fillstyle=fill, ms=3.5))
+            texts.append(f"{'solid, filled' if fill == 'full' else 'dashed, open'}: {role}s")
+        drop_ax.legend(handles, texts, frameon=False, fontsize=5.5)
+        diff_ax.legend(frameon=False, fontsize=5.5)
         for ax in (drop_ax, diff_ax):
             ax.axhline(0, color="black", lw=0.6)
             ax.set_xticks(depths)
             ax.set_xlabel("ply k at which the line fails (1 = the 1st move)")
             ax.spines[["top", "right"]].set_visible(False)
-            ax.legend(frameon=False, fontsize=5.5)
         drop_ax.set_ylabel("1st-move log-odds drop (clean − edited)")
         drop_ax.set_title("refutations vs matched controls")
         diff_ax.set_ylabel("refutation − control (paired)")
@@ -260,6 +277,15 @@ def _layer_label(hook: str) -> str:
     return "in"
 
 
+def arrival_scale_top(grids: list[np.ndarray]) -> float:
+    """The top of the arrival-accuracy colour scale: the largest value rounded up to the next
+    0.05 (at least 0.05), so that values of a few hundredths are not all one dark colour on a
+    0–1 scale; 1 at most."""
+    finite = [float(np.nanmax(g)) for g in grids if np.isfinite(g).any()]
+    top = max(finite, default=1.0)
+    return round(min(1.0, max(0.05, float(np.ceil(round(top / 0.05, 9))) * 0.05)), 2)
+
+
 def future_board_figure(
     directory: str | os.PathLike[str], random_init: str | os.PathLike[str] | None = None
 ) -> Any:
@@ -285,15 +311,19 @@ def future_board_figure(
         axes = [figure.add_subplot(grid[0, i]) for i in range(len(panels))]
         colorbar_ax = figure.add_subplot(grid[0, len(panels)])
         concept_ax = figure.add_subplot(grid[0, len(panels) + 1])
-        image = None
-        for ax, (title, source, metric, key) in zip(axes, panels, strict=False):
+        grids = []
+        for _, source, metric, key in panels:
             grid = np.full((len(horizons), len(layers)), np.nan)
             for j, layer in enumerate(source["results"]):
                 for i, k in enumerate(horizons):
                     entry = layer["targets"].get(f"board_ply{k}", {}).get(key)
                     value = entry.get(metric, {}).get("mean") if entry else None
                     grid[i, j] = np.nan if value is None else value
-            image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto", origin="lower")
+            grids.append(grid)
+        top = arrival_scale_top(grids)
+        image = None
+        for ax, (title, *_), grid in zip(axes, panels, grids, strict=False):
+            image = ax.imshow(grid, vmin=0, vmax=top, cmap="viridis", aspect="auto", origin="lower")
             for i in range(grid.shape[0]):
                 for j in range(grid.shape[1]):
                     if np.isfinite(grid[i, j]):
@@ -304,7 +334,7 @@ def future_board_figure(
                             ha="center",
                             va="center",
                             fontsize=5,
-                            color="white" if grid[i, j] < 0.6 else "black",
+                            color="white" if grid[i, j] < 0.6 * top else "black",
                         )
             ax.set_xticks(range(len(layers)), layers)
             ax.set_yticks(range(len(horizons)), [str(k) for k in horizons])
@@ -313,7 +343,10 @@ def future_board_figure(
         axes[0].set_ylabel("plies ahead k")
         if image is not None:
             bar = figure.colorbar(image, cax=colorbar_ax)
-            bar.set_label("accuracy on arriving pieces", fontsize=6)
+            bar.set_label(
+                f"accuracy on arriving pieces\n(colour scale 0 to {top:g}, fitted to the data)",
+                fontsize=6,
+            )
         ax = concept_ax
         concepts = [
             ("attacked_by_me", "balanced_accuracy", "attacked by side to move (bal. acc.)", BLUE),
@@ -323,12 +356,15 @@ def future_board_figure(
             ("gives_check", "balanced_accuracy", "1st move gives check (bal. acc.)", RED),
         ]
         x = np.arange(len(layers))
+        seeds = len(results["config"]["seeds"])
         for target, metric, text, color in concepts:
             for source, ls in ((results, "-"), (random, "--")):
                 if source is None or target not in source["results"][0]["targets"]:
                     continue
                 mean = [r["targets"][target]["scores"][metric]["mean"] for r in source["results"]]
                 std = [r["targets"][target]["scores"][metric]["std"] for r in source["results"]]
+                # One seed has no spread: no error bars rather than bars of zero width.
+                std = None if seeds == 1 else [np.nan if v is None else v for v in std]
                 ax.errorbar(
                     x,
                     [np.nan if m is None else m for m in mean],
@@ -350,10 +386,10 @@ def future_board_figure(
         ax.set_ylabel("held-out score")
         ax.legend(frameon=False, fontsize=5, loc="upper left", bbox_to_anchor=(1.0, 1.0))
         ax.spines[["top", "right"]].set_visible(False)
-        seeds = len(results["config"]["seeds"])
+        spread = "1 seed, no spread" if seeds == 1 else f"mean of {seeds} seeds, bars ± std"
         figure.suptitle(
             f"{name}: future board after k plies (13 classes per square), {results['puzzles']} "
-            f"puzzles, 30% held out, mean of {seeds} seeds",
+            f"puzzles, 30% held out, {spread}",
             fontsize=7,
         )
     return figure
@@ -404,7 +440,14 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
             ax.set_ylim(0, 1.02)
             ax.spines[["top", "right"]].set_visible(False)
         axes[0].set_ylabel("top 1st move consistent with s′")
-        axes[0].legend(frameon=False, fontsize=5, loc="upper left")
+        # Under the panels: inside, the legend covered the dots at 1.0.
+        figure.legend(
+            *axes[0].get_legend_handles_labels(),
+            frameon=False,
+            fontsize=6,
+            loc="lower center",
+            ncol=3,
+        )
         name = _network_name(run)
         figure.suptitle(
             f"{name}: steering the 1st-move square towards '3rd-move target = s′' — "
@@ -412,7 +455,7 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
             "mean ± 95% CI",
             fontsize=7,
         )
-        figure.tight_layout()
+        figure.tight_layout(rect=(0, 0.08, 1, 1))
     return figure
 
 

@@ -100,17 +100,20 @@ METRIC_NAMES = {
 }
 
 
-def effect_scale(metric: str, values: np.ndarray) -> tuple[str, Any]:
+def effect_scale(metric: str, values: np.ndarray, *, floor: float = 0.0) -> tuple[str, Any]:
     """``(colormap, norm)`` for ``values`` of ``metric``: sequential from 0 for non-negative
-    metrics, diverging with a ``TwoSlopeNorm`` centred at 0 and symmetric limits otherwise."""
+    metrics, diverging with a ``TwoSlopeNorm`` centred at 0 and symmetric limits otherwise.
+
+    ``floor`` is the smallest limit the scale may have: without it, pure noise (a few
+    thousandths of a nat) fills the whole colour range and looks saturated."""
     from matplotlib.colors import Normalize, TwoSlopeNorm
 
     finite = np.asarray(values, dtype=float)
     finite = finite[np.isfinite(finite)]
     if metric in NON_NEGATIVE_METRICS:
-        top = float(finite.max()) if finite.size else 0.0
+        top = max(float(finite.max()) if finite.size else 0.0, floor)
         return MAGNITUDE_CMAP, Normalize(vmin=0.0, vmax=top if top > 0 else 1.0)
-    limit = float(np.abs(finite).max()) if finite.size else 0.0
+    limit = max(float(np.abs(finite).max()) if finite.size else 0.0, floor)
     limit = limit if limit > 0 else 1.0
     return SIGNED_CMAP, TwoSlopeNorm(vcenter=0.0, vmin=-limit, vmax=limit)
 
@@ -222,10 +225,11 @@ def board_heatmaps(
             frameon=False,
             fontsize=6,
         )
+        # Two lines: one line ran past both edges of a 7-inch figure.
         pieces = "" if fen else " (position not found: pieces not drawn)"
         figure.suptitle(
-            f"{_heading(network or results.network, results.direction)}: puzzle {ids[index]},"
-            f" effect of patching each square{pieces}"
+            f"{_heading(network or results.network, results.direction)}: puzzle {ids[index]}\n"
+            f"effect of patching each square{pieces}"
         )
     return figure
 
@@ -457,6 +461,28 @@ def rank_figure(
     return figure
 
 
+HEAD_GRID_FLOOR = 0.05
+"""The head grids' colour scale reaches at least ±0.05 (nats for log-odds): smaller effects
+are noise on every network studied so far, and should look pale, not saturated."""
+HEAD_GRID_MIN_N = 5
+"""Below this many puzzles a cell's interval is not estimated ("too few")."""
+
+
+def head_cell_intervals(effects: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per (layer, head) cell of ``(puzzles, layers, heads)`` effects: the mean over puzzles,
+    2 SEM, and whether the interval mean ± 2 SEM excludes 0 (all False below
+    :data:`HEAD_GRID_MIN_N` puzzles, or where the effects do not vary: no interval)."""
+    effects = np.asarray(effects, dtype=float)
+    mean = effects.mean(axis=0)
+    count = effects.shape[0]
+    if count < HEAD_GRID_MIN_N:
+        nan = np.full(mean.shape, np.nan)
+        return mean, nan, np.zeros(mean.shape, dtype=bool)
+    two_sem = 2 * effects.std(axis=0, ddof=1) / np.sqrt(count)
+    significant = (two_sem > 0) & (np.abs(mean) > two_sem)
+    return mean, two_sem, significant
+
+
 def head_grid(
     effects: np.ndarray,
     layers: Sequence[int],
@@ -465,35 +491,59 @@ def head_grid(
     label: str = "",
     title: str = "",
     network: str | None = None,
+    floor: float = HEAD_GRID_FLOOR,
 ) -> Any:
     """Mean over puzzles of ``(puzzles, layers, heads)`` effects as a heads × layers heatmap:
-    diverging around 0 for signed metrics, sequential from 0 for KL; the largest mean is
-    boxed."""
+    diverging around 0 for signed metrics, sequential from 0 for KL, with limits of at least
+    ``floor``. Cells whose interval (mean ± 2 SEM) includes 0 are hatched; the largest
+    significant cell is boxed, or the legend says that no cell is significant."""
     plt = _pyplot()
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch, Rectangle
 
-    mean = effects.mean(axis=0)  # (layers, heads)
-    cmap, norm = effect_scale(metric, mean)
+    mean, two_sem, significant = head_cell_intervals(effects)  # (layers, heads)
+    count = int(np.asarray(effects).shape[0])
+    cmap, norm = effect_scale(metric, mean, floor=floor)
     with plt.rc_context(PAPER_STYLE):
-        figure, ax = plt.subplots(figsize=(1.6 + 0.24 * len(layers), 1.3 + 0.16 * mean.shape[1]))
+        figure, ax = plt.subplots(figsize=(1.9 + 0.24 * len(layers), 1.6 + 0.16 * mean.shape[1]))
         image = ax.imshow(mean.T, origin="lower", aspect="auto", cmap=cmap, norm=norm)
         ax.set_xticks(range(len(layers)), [str(layer) for layer in layers])
         ax.set_yticks(range(mean.shape[1]))
         ax.set_xlabel("layer")
         ax.set_ylabel("head")
-        best = np.unravel_index(mean.argmax(), mean.shape)
-        ax.add_patch(
-            Rectangle(
-                (best[0] - 0.5, best[1] - 0.5),
-                1,
-                1,
-                fill=False,
-                ec="k",
-                lw=1.2,
-                label=f"largest: L{layers[best[0]]}H{best[1]} ({mean.max():.3g})",
+        handles = []
+        for layer, head in zip(*np.nonzero(~significant), strict=True):
+            ax.add_patch(
+                Rectangle(
+                    (layer - 0.5, head - 0.5), 1, 1, fill=False, ec="0.65", lw=0, hatch="////"
+                )
             )
-        )
+        if count < HEAD_GRID_MIN_N:
+            note = f"too few puzzles for intervals (n = {count} < {HEAD_GRID_MIN_N})"
+        else:
+            # ~5% of cells pass by chance: say how many were tested.
+            note = f"hatched: mean ± 2 SEM includes 0 ({mean.size} cells, uncorrected)"
+        handles.append(Patch(facecolor="white", edgecolor="0.65", hatch="////", label=note))
+        if significant.any():
+            scores = np.where(significant, np.abs(mean), -np.inf)
+            best = np.unravel_index(scores.argmax(), scores.shape)
+            handles.append(
+                ax.add_patch(
+                    Rectangle(
+                        (best[0] - 0.5, best[1] - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        ec="k",
+                        lw=1.2,
+                        label=f"largest significant: L{layers[best[0]]}H{best[1]} "
+                        f"({mean[best]:.3g} ± {two_sem[best]:.2g})",
+                    )
+                )
+            )
+        elif count >= HEAD_GRID_MIN_N:
+            handles.append(Patch(fill=False, lw=0, label="no cell significant"))
         ax.legend(
+            handles=handles,
             frameon=False,
             fontsize=6,
             loc="lower left",
@@ -502,10 +552,18 @@ def head_grid(
         )
         heading = f"{network_name(network)}: " if network else ""
         ax.set_title(
-            title or f"{heading}mean over n = {effects.shape[0]} puzzles", pad=14, fontsize=7
+            title or f"{heading}mean over n = {count} puzzles",
+            pad=8 + 9 * len(handles),
+            fontsize=7,
         )
         bar = figure.colorbar(image, ax=ax)
-        bar.set_label(label or metric_label(metric), fontsize=6)
+        limit = norm.vmax
+        unit = " nats" if metric in ("log_odds", "kl") else ""
+        span = f"0 to {limit:.3g}" if metric in NON_NEGATIVE_METRICS else f"±{limit:.3g}"
+        bar.set_label(
+            f"{label or metric_label(metric)}\n(scale {span}{unit}, at least {floor:g})",
+            fontsize=6,
+        )
         figure.tight_layout()
     return figure
 

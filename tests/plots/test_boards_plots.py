@@ -14,6 +14,7 @@ pytest.importorskip("matplotlib", reason="needs the viz extra")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from leelalab.plots.boards import (  # noqa: E402
+    COLORS,
     DARK,
     PIECE_SCALE,
     draw_board,
@@ -143,4 +144,51 @@ def test_puzzle_figure_files(tmp_path: Path) -> None:
     paths = save_figure(figure, tmp_path / "fig.pdf")
     assert [p.suffix for p in paths] == [".pdf", ".png"]
     assert paths[0].read_bytes()[:4] == b"%PDF" and paths[1].stat().st_size > 10_000
+    plt.close(figure)
+
+
+def test_puzzle_figure_draws_the_corrupted_twin_beside_the_puzzle() -> None:
+    """`puzzles show` drew only the clean puzzle; the corrupted twin now has its own board,
+    its edited squares outlined in purple, and the network's policy there."""
+    from matplotlib.colors import to_hex
+
+    corruption = {
+        "fen": "r6k/pp2r2p/4Rp1Q/3p4/8/1N1P4/PqP2bPP/7K w - - 0 25",  # no rook on g3
+        "squares": ["g3"],
+        "kind": "remove_piece",
+    }
+    policy = {"h6f8": 0.5, "e6e7": 0.3, "h6h7": 0.2}
+    figure = puzzle_figure(
+        FEN, MOVES, POLICIES, network="maia-1900", corruption=corruption, corrupted_policy=policy
+    )
+    titles = [ax.get_title() for ax in figure.axes[:4]]
+    assert titles == [
+        "Puzzle (move 1 to play)",
+        "Corrupted twin (remove piece)",
+        "After move 1",
+        "After move 2",
+    ]
+    twin = figure.axes[1]
+    pieces = {
+        p.get_gid().split(":")[1] for p in twin.patches if (p.get_gid() or "").startswith("piece:")
+    }
+    assert "g3" not in pieces and "h6" in pieces
+    purple = [
+        p for p in twin.patches
+        if p.get_gid() is None and not p.get_fill()
+        and to_hex(p.get_edgecolor()) == COLORS["corrupted"]
+    ]  # fmt: skip
+    assert len(purple) == 1
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert "corrupted square(s) (outline)" in labels
+    bars = figure.axes[5]
+    assert sorted(round(p.get_width(), 3) for p in bars.patches) == [0.2, 0.3, 0.5]
+    plt.close(figure)
+
+
+def test_puzzle_figure_without_corruption_keeps_three_boards() -> None:
+    figure = puzzle_figure(FEN, MOVES, POLICIES)
+    assert len(figure.axes) == 6
+    labels = [text.get_text() for legend in figure.legends for text in legend.get_texts()]
+    assert "corrupted square(s) (outline)" not in labels
     plt.close(figure)

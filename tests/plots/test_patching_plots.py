@@ -298,3 +298,71 @@ def test_plot_results_directory_writes_the_shared_y_figure_and_common_ranges(
     for name, record_ in seen.items():
         assert "maia-1900" in record_["title"], name
     assert math.isfinite(next(iter(seen["groups_log_odds_all"]["ylims"]))[1])
+
+
+def _hatched_cells(ax) -> set[tuple[int, int]]:
+    return {(round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in ax.patches if p.get_hatch()}
+
+
+def test_head_grid_scale_has_a_floor_so_noise_looks_pale() -> None:
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0, 0.005, size=(40, 3, 4))
+    figure = plots.head_grid(noise, [0, 1, 2], network=SOURCE)
+    norm = figure.axes[0].images[0].norm
+    assert (norm.vmin, norm.vmax) == (-plots.HEAD_GRID_FLOOR, plots.HEAD_GRID_FLOOR)
+    assert "at least 0.05" in figure.axes[1].get_ylabel()
+    plt.close(figure)
+    large = noise.copy()
+    large[:, 1, 2] += 0.3  # a real effect widens the scale, symmetrically
+    norm = plots.head_grid(large, [0, 1, 2]).axes[0].images[0].norm
+    assert norm.vmax == pytest.approx(abs(large.mean(axis=0)).max(), rel=1e-6)
+    assert norm.vmin == -norm.vmax
+    plt.close("all")
+
+
+def test_head_grid_calls_out_only_significant_cells() -> None:
+    """The grid used to box its largest mean whatever its interval (0.014 with 2 SEM 0.019 on
+    lab-t6-128); now cells whose mean ± 2 SEM includes 0 are hatched, and the box goes to
+    the largest significant cell or the legend says there is none."""
+    effects = np.zeros((20, 2, 3))
+    effects[:, 1, 1] = np.tile([0.1, -0.072], 10)  # mean 0.014, 2 SEM ≈ 0.039: not significant
+    effects[:, 0, 2] = np.tile([0.001, -0.001], 10)
+    figure = plots.head_grid(effects, [0, 1])
+    ax = figure.axes[0]
+    texts = _legend_texts(figure)
+    assert "no cell significant" in texts
+    assert not any("largest" in text for text in texts)
+    assert _hatched_cells(ax) == {(layer, head) for layer in range(2) for head in range(3)}
+    plt.close(figure)
+
+    effects[:, 0, 2] = 0.05 + np.tile([0.001, -0.001], 10)  # mean 0.05, 2 SEM ≈ 0.0005
+    figure = plots.head_grid(effects, [0, 1])
+    texts = _legend_texts(figure)
+    assert any(text.startswith("largest significant: L0H2 (0.05 ± ") for text in texts)
+    assert (0, 2) not in _hatched_cells(figure.axes[0])
+    boxed = [p for p in figure.axes[0].patches if not p.get_hatch()]
+    assert [(round(p.get_x() + 0.5), round(p.get_y() + 0.5)) for p in boxed] == [(0, 2)]
+    plt.close(figure)
+
+
+def test_head_grid_with_too_few_puzzles_estimates_no_interval() -> None:
+    figure = plots.head_grid(np.ones((2, 2, 2)), [0, 1])
+    texts = _legend_texts(figure)
+    assert any(text.startswith("too few puzzles") for text in texts)
+    assert not any("significant" in text for text in texts)
+    plt.close(figure)
+
+
+@pytest.mark.parametrize("fen", [None, FEN])
+def test_board_heatmap_title_fits_the_figure(fen: str | None) -> None:
+    """Without a FEN the title ran past both edges of the saved figure."""
+    results = _results()
+    results.arrays["puzzle_ids"] = np.array([f"00{i}wRq" for i in range(6)], dtype=object)
+    results.network = "/weights/lab-t6-128.pb.gz"
+    figure = plots.board_heatmaps(results, 0, fen=fen)
+    figure.canvas.draw()
+    title = figure._suptitle.get_window_extent(figure.canvas.get_renderer())
+    assert 0 <= title.x0 and title.x1 <= figure.bbox.x1
+    if fen is None:
+        assert "pieces not drawn" in figure._suptitle.get_text()
+    plt.close(figure)

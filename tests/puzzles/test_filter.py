@@ -225,6 +225,36 @@ def test_cli_show_writes_pdf_and_png(nets, tmp_path: Path) -> None:
     assert main(["puzzles", "show", str(tmp_path / "run"), "--id", "nope", "--out", "x.pdf"]) == 1
 
 
+def test_cli_show_draws_the_corrupted_twin(nets, tmp_path: Path, monkeypatch) -> None:
+    pytest.importorskip("matplotlib", reason="needs the viz extra")
+    import chess
+
+    import leelalab.plots.boards as boards
+
+    strong, weak = nets
+    filter_puzzles(strong, weak, shipped_puzzles_path(), tmp_path / "run", limit=5, progress=False)
+    puzzle = next(p for p in iter_puzzles(shipped_puzzles_path(), limit=5) if len(p.moves) >= 4)
+    board = puzzle.board(plies=1)
+    first = chess.Move.from_uci(puzzle.moves[1])
+    square = next(  # an edit: remove one piece that is neither a king nor the 1st move's
+        s
+        for s, piece in board.piece_map().items()
+        if piece.piece_type != chess.KING and s not in (first.from_square, first.to_square)
+    )
+    board.remove_piece_at(square)
+    corruption = {"fen": board.fen(), "squares": [chess.square_name(square)], "kind": "remove"}
+    line = json.dumps({"id": puzzle.id, "corruption": corruption})
+    (tmp_path / "run" / "corruptions.jsonl").write_text(line + "\n")
+    drawn = []
+    monkeypatch.setattr(boards, "save_figure", lambda figure, path: drawn.append(figure) or [])
+    assert main(["puzzles", "show", str(tmp_path / "run"), "--id", puzzle.id, "--out", "x"]) == 0
+    (figure,) = drawn
+    assert [ax.get_title() for ax in figure.axes[:2]] == [
+        "Puzzle (move 1 to play)",
+        "Corrupted twin (remove)",
+    ]
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_gives_identical_output(nets, tmp_path: Path) -> None:
     import os
