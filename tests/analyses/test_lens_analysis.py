@@ -13,6 +13,7 @@ import torch
 
 from leelalab.analyses.lens_analysis import (
     GROUPS,
+    LensRunSettings,
     emergence,
     lens_chunk,
     puzzle_position,
@@ -109,8 +110,8 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
         network,
         directory,
         tmp_path / "whole",
+        LensRunSettings(chunk_size=16),
         tuned_lens=lens_directory,
-        chunk_size=16,
         progress=False,
     )
     arrays, _ = read_h5(path)
@@ -141,8 +142,8 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
             network,
             directory,
             tmp_path / "resumed",
+            LensRunSettings(chunk_size=16),
             tuned_lens=lens_directory,
-            chunk_size=16,
             progress=False,
         )
     monkeypatch.setattr(lens_analysis, "lens_chunk", real_chunk)
@@ -150,8 +151,8 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
         network,
         directory,
         tmp_path / "resumed",
+        LensRunSettings(chunk_size=16),
         tuned_lens=lens_directory,
-        chunk_size=16,
         progress=False,
     )
     again, _ = read_h5(resumed)

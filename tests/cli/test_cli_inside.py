@@ -172,7 +172,7 @@ def test_overwrite_refuses_foreign_directories(tmp_path, filtered, networks, cap
     (foreign / "notes.txt").write_text("keep me")
     args = ["lens", "run", str(filtered), "--net", str(networks["resnet"]), "--output"]
     assert main([*args, str(foreign), "--overwrite", "--no-progress"]) == 1
-    assert "does not look like a leelalab result" in capsys.readouterr().err
+    assert "is not a leelalab output directory" in capsys.readouterr().err
     assert (foreign / "notes.txt").exists()
 
 
