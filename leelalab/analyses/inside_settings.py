@@ -53,12 +53,6 @@ class RefutationSearchSettings(Settings):
             )
         if len(set(self.depths)) != len(self.depths):
             raise SettingsError(f"--depths lists a depth twice: {list(self.depths)}")
-        too_deep = [k for k in self.depths if k > self.min_moves]
-        if too_deep:
-            raise SettingsError(
-                f"--depths {too_deep[0]} is deeper than --min-moves {self.min_moves}: no "
-                "puzzle line would reach it"
-            )
 
     def thresholds(self) -> RefutationSettings:
         """Stockfish's thresholds and budget for

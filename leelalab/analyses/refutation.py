@@ -294,6 +294,7 @@ def measure_refutations(
     )
     summary["versions"] = versions()
     RefutationMeasure.from_json(summary).save(directory)
+    complete_run_record(directory)  # measure.h5 and measure.json are the run's outputs too
     return summary
 
 
