@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from leelalab.analyses.inside_settings import LensRunSettings
-from leelalab.analyses.run_records import complete_run_record
+from leelalab.analyses.run_records import save_summary
 from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding, policy_map
@@ -266,8 +266,7 @@ def run_lens_analysis(
         progress=progress,
         overwrite=overwrite,
     )
-    LensSummary.from_json(summarize_lens(path)).save(output)
-    complete_run_record(output)
+    save_summary(output, LensSummary.from_json(summarize_lens(path)))
     return path
 
 

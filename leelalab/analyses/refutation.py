@@ -28,7 +28,7 @@ import chess
 import numpy as np
 
 from leelalab.analyses.inside_settings import DEPTHS, RefutationSearchSettings
-from leelalab.analyses.run_records import complete_run_record
+from leelalab.analyses.run_records import save_summary
 from leelalab.analyses.strata import check_stratum, iter_stratum
 from leelalab.errors import LeelaLabError
 from leelalab.models.base import LeelaNetwork
@@ -178,8 +178,8 @@ def find_refutations(
             overwrite=overwrite,
         )
         analyses = oracle.analyses
-    RefutationSearch.from_json(summarize_search(path)).save(output)
-    complete_run_record(output, stockfish_analyses_this_session=analyses)
+    summary = RefutationSearch.from_json(summarize_search(path))
+    save_summary(output, summary, stockfish_analyses_this_session=analyses)
     return path
 
 
@@ -293,8 +293,8 @@ def measure_refutations(
         {"depths": depths, "networks": list(networks)},
     )
     summary["versions"] = versions()
-    RefutationMeasure.from_json(summary).save(directory)
-    complete_run_record(directory)  # measure.h5 and measure.json are the run's outputs too
+    # measure.h5 and measure.json are outputs of the run too (--overwrite removes them).
+    save_summary(directory, RefutationMeasure.from_json(summary))
     return summary
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from leelalab.runs.experiment import Results
 from leelalab.runs.records import read_run_record, write_run_record
 
 
@@ -21,3 +22,10 @@ def complete_run_record(output: str | os.PathLike[str], **fields: Any) -> Path:
         record.pop(key, None)
     record.update(fields)
     return write_run_record(output, record)
+
+
+def save_summary(output: str | os.PathLike[str], results: Results, **fields: Any) -> Path:
+    """Save a chunked run's summary into ``output`` and list it in the run record."""
+    path = results.save(output)
+    complete_run_record(output, **fields)
+    return path

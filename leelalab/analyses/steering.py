@@ -57,7 +57,7 @@ import numpy as np
 import torch
 
 from leelalab.analyses.inside_settings import SteeringConfig
-from leelalab.analyses.run_records import complete_run_record
+from leelalab.analyses.run_records import save_summary
 from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.squares import permutation
@@ -66,7 +66,7 @@ from leelalab.probing.lens import legal_masks, residual_width
 from leelalab.probing.probes import BilinearProbe, ProbeConfig, grouped_split, load_probe
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.runs.experiment import Results
-from leelalab.runs.records import format_name, read_run_record
+from leelalab.runs.records import format_name, read_json, read_run_record
 from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
 from leelalab.stats import bootstrap, proportion_ci
 
@@ -205,7 +205,10 @@ def _load_probes(directory: Path, layers: Sequence[int]) -> tuple[dict[int, Any]
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise SteeringError(f"{directory}: no config.json (a `leelalab probe train` directory?)")
-    config = ProbeConfig(**json.loads(config_path.read_text(encoding="utf-8")))
+    try:
+        config = ProbeConfig(**read_json(config_path, hint="a `leelalab probe train` directory"))
+    except TypeError as error:
+        raise SteeringError(f"{config_path}: not a probe configuration ({error})") from None
     if config.probe != "bilinear" or config.target != "move3_target":
         raise SteeringError(
             f"{directory}: steering needs the bilinear move3_target probe, not "
@@ -250,10 +253,7 @@ def held_out_puzzles(
     The split is :func:`grouped_split` over the puzzle ids of the store the probe was trained
     on (``run.json``) with the probe's first seed and test fraction.
     """
-    run_path = Path(probe_directory) / "run.json"
-    if not run_path.is_file():
-        raise SteeringError(f"{probe_directory}: no run.json to rebuild the probe's split")
-    run = json.loads(run_path.read_text(encoding="utf-8"))
+    run = read_run_record(probe_directory, hint="the probe's split cannot be rebuilt without it")
     store_settings = run.get("store_settings", {})
     puzzles = list(
         iter_dataset(
@@ -493,8 +493,7 @@ def run_steering(
         progress=progress,
         overwrite=overwrite,
     )
-    SteeringSummary.from_json(summarize_steering(path)).save(output)
-    complete_run_record(output)
+    save_summary(output, SteeringSummary.from_json(summarize_steering(path)))
     return path
 
 

@@ -60,6 +60,11 @@ def _fmt(estimate: dict[str, Any] | None, digits: int = 3) -> str:
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
+def _run_options(args: argparse.Namespace) -> dict[str, bool]:
+    """``progress`` and ``overwrite`` of every run, from ``--no-progress`` and ``--overwrite``."""
+    return {"progress": not args.no_progress, "overwrite": args.overwrite}
+
+
 def _add_directory(parser: argparse.ArgumentParser, help: str, dest: str = "directory") -> None:
     """The positional input directory, shown as ``DIR`` in every command."""
     parser.add_argument(dest, metavar="DIR", help=help)
@@ -73,9 +78,7 @@ def cmd_lens_train(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(TunedLensConfig, args)
     network = _load(args.net, args.device)
-    report = fit_tuned_lens(
-        network, args.output, settings, progress=not args.no_progress, overwrite=args.overwrite
-    )
+    report = fit_tuned_lens(network, args.output, settings, **_run_options(args))
     held = report["held_out"]
     print(
         f"held-out self-play positions: {report['held_out_positions']} of "
@@ -112,8 +115,7 @@ def cmd_lens_run(args: argparse.Namespace) -> int:
         args.output,
         settings,
         tuned_lens=args.tuned_lens,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
+        **_run_options(args),
     )
     for kind, summary in LensSummary.load(args.output).kinds().items():
         print(f"{kind} lens: rates with 95% Wilson intervals; emergence = first top-1 layer")
@@ -146,8 +148,7 @@ def cmd_refutations_find(args: argparse.Namespace) -> int:
         args.output,
         settings,
         stockfish=args.stockfish,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
+        **_run_options(args),
     )
     summary = RefutationSearch.load(args.output)
     rows = [["depth", "refutations", "matched pairs", "local controls", "statuses"]]
@@ -237,8 +238,7 @@ def cmd_future_board(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         input_format=args.input_format,
         hooks=args.hooks,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
+        **_run_options(args),
     )
     print("future board: accuracy on squares that change by ply k (arrivals), mean over seeds")
     horizons = [f"board_ply{k}" for k in config.horizons if k > 0]
@@ -273,8 +273,7 @@ def cmd_steer(args: argparse.Namespace) -> int:
         args.output,
         config,
         chunk_size=args.chunk_size,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
+        **_run_options(args),
     )
     summary = SteeringSummary.load(args.output)
     print(

@@ -39,6 +39,7 @@ from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.outputs import NetworkOutput
 from leelalab.probing.lens_settings import TunedLensConfig, TunedLensSettings
+from leelalab.runs.records import RecordError, read_json
 from leelalab.runs.results import RunDirectory, write_text_atomically
 
 LENS_FORMAT = "leelalab.tuned-lens/1"
@@ -373,9 +374,9 @@ def load_tuned_lens(
     if not config_path.is_file() or not weights.is_file():
         raise LensError(f"{directory}: no tuned lens ({CONFIG_FILE} + {WEIGHTS_FILE})")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise LensError(f"{config_path}: not JSON ({error})") from None
+        config = read_json(config_path, hint="a `leelalab lens train` directory")
+    except RecordError as error:
+        raise LensError(str(error)) from None
     if config.get("format") != LENS_FORMAT:
         raise LensError(f"{config_path}: not a leelalab tuned lens")
     if network is not None:
@@ -427,7 +428,7 @@ def _resume(directory: Path, lens: TunedLens) -> LensCheckpoint:
     meta_path, weights = directory / "checkpoint.json", directory / "checkpoint.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         return LensCheckpoint(lens, losses=[])
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json(meta_path, hint="pass --overwrite to start again")
     tensors = load_file(str(weights))
     lens.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("lens.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -455,11 +456,17 @@ def _save_positions(path: Path, boards: Sequence[chess.Board]) -> None:
 
 def _load_positions(path: Path) -> list[chess.Board]:
     boards = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        board = chess.Board(record["root"])
-        for uci in record["moves"]:
-            board.push_uci(uci)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            board = chess.Board(record["root"])
+            for uci in record["moves"]:
+                board.push_uci(uci)
+        except (ValueError, KeyError, TypeError) as error:
+            raise LensError(
+                f"{path}:{number}: not a self-play position ({type(error).__name__}); pass "
+                "--overwrite to generate them again"
+            ) from None
         boards.append(board)
     return boards
 
