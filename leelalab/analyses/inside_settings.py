@@ -59,13 +59,8 @@ class RefutationSearchSettings(Settings):
         :func:`~leelalab.puzzles.refutations.find_refutation`."""
         from leelalab.puzzles.refutations import RefutationSettings
 
-        return RefutationSettings(
-            win_cp=self.win_cp,
-            fail_cp=self.fail_cp,
-            same_cp=self.same_cp,
-            max_candidates=self.max_candidates,
-            nodes=self.nodes,
-        )
+        shared = ("win_cp", "fail_cp", "same_cp", "max_candidates", "nodes")
+        return RefutationSettings(**{name: getattr(self, name) for name in shared})
 
 
 @dataclass(frozen=True)
