@@ -69,7 +69,7 @@ class LensSummary(Results):
     ``unfiltered_by_line_length`` to ``Estimate.to_json`` dicts; ``tuned`` is None without
     a tuned lens."""
 
-    FORMAT = format_name("lens-summary")
+    FORMAT = format_name("lens")
     FILE = "summary.json"
     HINT = "a `leelalab lens run` directory"
 

@@ -61,7 +61,7 @@ class RefutationSearch(Results):
     """``summary.json`` of ``refutations find``: per depth, status counts, pairs found, edit
     kinds and edits evaluated (:func:`summarize_search`)."""
 
-    FORMAT = format_name("refutation-search")
+    FORMAT = format_name("refutations")
     FILE = "summary.json"
     HINT = FIND_HINT
 
@@ -74,7 +74,7 @@ class RefutationMeasure(Results):
     """``measure.json`` of ``refutations measure``: per network and depth, the 1st-move
     log-odds drop of refutations and controls and their paired difference."""
 
-    FORMAT = format_name("refutation-measure")
+    FORMAT = format_name("refutations-measure")
     FILE = "measure.json"
     HINT = "run `leelalab refutations measure` on the directory first"
 

@@ -175,7 +175,7 @@ class SteeringSummary(Results):
     """``summary.json`` of a steering run (:func:`summarize_steering`): per layer and scale,
     success of the probe direction and of random directions with intervals."""
 
-    FORMAT = format_name("steering-summary")
+    FORMAT = format_name("steering")
     FILE = "summary.json"
     HINT = "a `leelalab steer` directory"
 

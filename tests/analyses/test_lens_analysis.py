@@ -14,6 +14,7 @@ import torch
 from leelalab.analyses.lens_analysis import (
     GROUPS,
     LensRunSettings,
+    LensSummary,
     emergence,
     lens_chunk,
     puzzle_position,
@@ -158,3 +159,13 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
     again, _ = read_h5(resumed)
     for key in ("logit_rank", "tuned_rank", "logit_kl", "tuned_prob"):
         np.testing.assert_array_equal(again[key], arrays[key])
+
+
+def test_lens_summary_round_trips_and_omits_a_lens_not_run(tmp_path) -> None:
+    groups = {"all": {"n": 2, "final_top1": {"value": 0.5, "low": 0.1, "high": 0.9, "n": 2}}}
+    summary = LensSummary(layers=[-1, 0, 1], n_puzzles=2, logit={"groups": groups})
+    path = summary.save(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "leelalab.lens/1" and "tuned" not in data
+    assert LensSummary.load(tmp_path) == summary
+    assert list(LensSummary.load(path).kinds()) == ["logit"]
