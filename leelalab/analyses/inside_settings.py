@@ -64,6 +64,14 @@ class RefutationSearchSettings(Settings):
 
 
 @dataclass(frozen=True)
+class RefutationMeasureSettings(Settings):
+    """``leelalab refutations measure`` settings (the networks are inputs)."""
+
+    batch_size: int = setting(256, "positions per network forward", minimum=1)
+    seed: int = setting(0, "seed of the bootstrap intervals")
+
+
+@dataclass(frozen=True)
 class SteeringConfig(Settings):
     """Steering settings (validated on construction)."""
 
@@ -86,6 +94,7 @@ SteeringSettings = SteeringConfig
 
 __all__ = [
     "LensRunSettings",
+    "RefutationMeasureSettings",
     "RefutationSearchSettings",
     "SteeringConfig",
     "SteeringSettings",

@@ -27,7 +27,11 @@ from typing import Any
 import chess
 import numpy as np
 
-from leelalab.analyses.inside_settings import DEPTHS, RefutationSearchSettings
+from leelalab.analyses.inside_settings import (
+    DEPTHS,
+    RefutationMeasureSettings,
+    RefutationSearchSettings,
+)
 from leelalab.analyses.run_records import save_summary
 from leelalab.analyses.strata import check_stratum, iter_stratum
 from leelalab.errors import LeelaLabError
@@ -230,9 +234,7 @@ def _log_odds(p: float, eps: float = 1e-6) -> float:
 def measure_refutations(
     directory: str | os.PathLike[str],
     networks: Mapping[str, LeelaNetwork],
-    *,
-    batch_size: int = 256,
-    seed: int = 0,
+    settings: RefutationMeasureSettings | None = None,
 ) -> dict[str, Any]:
     """Run ``networks`` (label → network) on a :func:`find_refutations` directory.
 
@@ -240,6 +242,8 @@ def measure_refutations(
     and edited boards, NaN where there is no edit; whether the 1st move stays top-1) and
     ``measure.json`` (the summary returned).
     """
+    settings = settings or RefutationMeasureSettings()
+    batch_size, seed = settings.batch_size, settings.seed
     directory = Path(directory)
     arrays, depths = load_search(directory / RESULTS_FILE)
     n = len(arrays["puzzle_ids"])
@@ -348,6 +352,7 @@ def search_settings_of(directory: str | os.PathLike[str]) -> dict[str, Any]:
 __all__ = [
     "DEPTHS",
     "RefutationMeasure",
+    "RefutationMeasureSettings",
     "RefutationSearch",
     "RefutationSearchSettings",
     "RefutationSettings",

@@ -19,11 +19,11 @@ from typing import Any
 
 from leelalab.analyses.inside_settings import (
     LensRunSettings,
+    RefutationMeasureSettings,
     RefutationSearchSettings,
     SteeringConfig,
 )
 from leelalab.cli.common import (
-    add_batch_size,
     add_command,
     add_device,
     add_group,
@@ -31,7 +31,6 @@ from leelalab.cli.common import (
     add_no_progress,
     add_output,
     add_overwrite,
-    add_seed,
     network_from_dataset,
     note,
     positive_int,
@@ -190,11 +189,10 @@ def _measured_networks(args: argparse.Namespace, dataset: Path) -> dict[str, Any
 def cmd_refutations_measure(args: argparse.Namespace) -> int:
     from leelalab.analyses.refutation import measure_refutations, search_settings_of
 
+    settings = settings_from_args(RefutationMeasureSettings, args)
     run = search_settings_of(args.run_dir)
     networks = _measured_networks(args, Path(run["dataset"]))
-    summary = measure_refutations(
-        args.run_dir, networks, batch_size=args.batch_size, seed=args.seed
-    )
+    summary = measure_refutations(args.run_dir, networks, settings)
     print("1st-move log-odds drop (clean − edited), mean [95% bootstrap CI]; paired pairs only")
     rows = [["network", "depth", "pairs", "refutation", "control", "refutation − control"]]
     for label, entry in summary["networks"].items():
@@ -431,8 +429,7 @@ def _register_refutations(commands: Any) -> None:
         "--strong", "--net", dest="strong", help="strong network (default: the filter run's)"
     )
     measure.add_argument("--weak", help="weak network (default: the filter run's)")
-    add_batch_size(measure, 256)
-    add_seed(measure, "seed of the bootstrap intervals")
+    add_settings_options(measure, RefutationMeasureSettings)
     add_device(measure)
     measure.set_defaults(run=cmd_refutations_measure)
 
