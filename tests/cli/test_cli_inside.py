@@ -277,8 +277,8 @@ def runs(networks, filtered, tmp_path_factory) -> dict[str, Path]:
     return made
 
 
-def _commands(runs: dict[str, Path], networks: dict[str, Path], output: Path) -> dict[str, list]:
-    """Each run-directory command with its real inputs, writing to ``output``."""
+def _commands(runs: dict[str, Path], networks: dict[str, Path]) -> dict[str, list]:
+    """Each run-directory command with its real inputs (``--output`` added by the caller)."""
     net = str(networks["resnet"])
     quiet = "--no-progress"
     board = ["--horizons", "0", "1", "--seeds", "0", "--epochs", "1", "--no-square-concepts"]
@@ -290,15 +290,26 @@ def _commands(runs: dict[str, Path], networks: dict[str, Path], output: Path) ->
             *["steer", str(runs["dataset"]), "--probes", str(runs["probes"]), "--net", net],
             *["--limit", "2", "--scales", "1", "--targets", "1", "--random-directions", "1", quiet],
         ],
+        "refutations find": [
+            *["refutations", "find", str(runs["dataset"]), "--sample", "1", "--depths", "1"],
+            *["--min-moves", "3", "--max-candidates", "4", "--stratum", "all", quiet],
+        ],
     }
 
 
-@pytest.mark.parametrize("command", ["lens train", "lens run", "future-board", "steer"])
+@pytest.mark.parametrize(
+    "command", ["lens train", "lens run", "future-board", "steer", "refutations find"]
+)
 def test_overwrite_keeps_a_users_file_and_bad_input_keeps_the_output(
     command, runs, networks, tmp_path, capsys
 ) -> None:
     output = tmp_path / "out"
-    args = [*_commands(runs, networks, output)[command], "--output", str(output)]
+    args = [*_commands(runs, networks)[command], "--output", str(output)]
+    if command == "refutations find":
+        try:
+            args += ["--stockfish", find_stockfish()]
+        except StockfishError:
+            pytest.skip("Stockfish is not installed")
     if command == "lens train":
         args.append("--no-progress")
     assert main(args) == 0
@@ -313,6 +324,9 @@ def test_overwrite_keeps_a_users_file_and_bad_input_keeps_the_output(
         "lens run": [a if a != str(runs["dataset"]) else str(tmp_path / "nope") for a in args],
         "future-board": [a if a != str(runs["store"]) else str(tmp_path / "nope.h5") for a in args],
         "steer": [a if a != str(runs["probes"]) else str(tmp_path / "nope") for a in args],
+        "refutations find": [
+            a if a != str(runs["dataset"]) else str(tmp_path / "nope") for a in args
+        ],
     }[command]
     _one_line_error(main([*broken, "--overwrite"]), capsys)
     assert _files(output) == before
