@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,8 @@ import chess
 import numpy as np
 import torch
 
+from leelalab.analyses.inside_settings import LensRunSettings
+from leelalab.analyses.run_records import save_summary
 from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding, policy_map
@@ -49,12 +52,39 @@ from leelalab.probing.lens import (
     policy_kl,
 )
 from leelalab.puzzles.dataset import dataset_settings
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import format_name
+from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
 from leelalab.stats import mean_ci, proportion_ci
 
 RESULTS_FILE = "lens.h5"
 GROUPS = ("all", "structural", *STRATA, "strong-missed")
 LENS_KINDS = ("logit", "tuned")
+
+
+@dataclass
+class LensSummary(Results):
+    """``summary.json`` of a lens run: group-wise numbers per lens kind (see
+    :func:`summarize_lens`). ``logit`` / ``tuned`` map ``groups`` and
+    ``unfiltered_by_line_length`` to ``Estimate.to_json`` dicts; ``tuned`` is None without
+    a tuned lens."""
+
+    FORMAT = format_name("lens")
+    FILE = "summary.json"
+    HINT = "a `leelalab lens run` directory"
+
+    layers: list[int]
+    n_puzzles: int
+    logit: dict[str, Any] | None = None
+    tuned: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        # A lens kind that was not run is absent, as in files written before the format.
+        return {key: value for key, value in super().to_json().items() if value is not None}
+
+    def kinds(self) -> dict[str, dict[str, Any]]:
+        """``{"logit": …, "tuned": …}`` for the lens kinds of this run."""
+        return {kind: getattr(self, kind) for kind in LENS_KINDS if getattr(self, kind)}
 
 
 def _records(directory: Path, limit: int | None) -> list[dict[str, Any]]:
@@ -192,25 +222,27 @@ def run_lens_analysis(
     network: LeelaNetwork,
     directory: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: LensRunSettings | None = None,
     *,
     tuned_lens: str | os.PathLike[str] | None = None,
-    limit: int | None = None,
-    chunk_size: int = 256,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Lens arrays of every puzzle of a filter run, resumable in fixed chunks.
 
     Writes ``output/lens.h5`` (see :func:`lens_chunk`), ``output/summary.json``
-    (:func:`summarize_lens`) and ``output/run.json``.
+    (:class:`LensSummary`) and ``output/run.json``. Every input is checked before the output
+    is touched (``overwrite`` removes only what an earlier run wrote).
     """
+    settings = settings or LensRunSettings()
     directory, output = Path(directory), Path(output)
-    records = _records(directory, limit)
+    records = _records(directory, settings.limit)
     check_dataset_network(directory, network)
     tuned, tuned_sha = None, None
     if tuned_lens is not None:
         tuned, _ = load_tuned_lens(tuned_lens, network)
         tuned_sha = sha256_file(Path(tuned_lens) / "lens.safetensors")
-    settings = {
+    run_settings = {
         "analysis": "lens",
         "dataset": str(directory.resolve()),
         "dataset_sha256": sha256_file(directory / "dataset.jsonl"),
@@ -218,23 +250,23 @@ def run_lens_analysis(
         "network_sha256": network.sha256,
         "tuned_lens": str(Path(tuned_lens).resolve()) if tuned_lens else None,
         "tuned_lens_sha256": tuned_sha,
-        "limit": limit,
+        "limit": settings.limit,
         "layers": lens_layers(network),
         "history": "lc0",
     }
     path = run_in_chunks(
         records,
         output,
-        settings,
+        run_settings,
         lambda chunk: lens_chunk(network, chunk, tuned),
         results_file=RESULTS_FILE,
         attrs={"layers": lens_layers(network), "network": network.source or ""},
-        chunk_size=chunk_size,
+        chunk_size=settings.chunk_size,
         description="lens",
         progress=progress,
+        overwrite=overwrite,
     )
-    summary = summarize_lens(path)
-    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
+    save_summary(output, LensSummary.from_json(summarize_lens(path)))
     return path
 
 
@@ -325,11 +357,9 @@ def _length_bins(n_moves: np.ndarray) -> list[tuple[str, int, int]]:
     return [("1", 1, 2), ("3", 3, 4), ("5", 5, 6), ("7", 7, 8), ("9+", 9, 10_000)]
 
 
-def load_lens_results(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``lens.h5`` arrays and ``summary.json`` of a lens analysis directory."""
+def load_lens_results(directory: str | os.PathLike[str]) -> tuple[dict[str, Any], LensSummary]:
+    """``lens.h5`` arrays and the :class:`LensSummary` of a lens analysis directory."""
     directory = Path(directory)
+    summary = LensSummary.load(directory)
     arrays, _ = read_h5(directory / RESULTS_FILE)
-    summary_path = directory / "summary.json"
-    if not summary_path.is_file():
-        raise LeelaLabError(f"{directory}: no summary.json (run `leelalab lens run` first)")
-    return arrays, json.loads(summary_path.read_text(encoding="utf-8"))
+    return arrays, summary

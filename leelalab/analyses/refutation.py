@@ -19,14 +19,20 @@ import json
 import math
 import os
 import random
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import chess
 import numpy as np
 
+from leelalab.analyses.inside_settings import (
+    DEPTHS,
+    RefutationMeasureSettings,
+    RefutationSearchSettings,
+)
+from leelalab.analyses.run_records import save_summary
 from leelalab.analyses.strata import check_stratum, iter_stratum
 from leelalab.engines import CACHE_FILE
 from leelalab.errors import LeelaLabError
@@ -39,19 +45,49 @@ from leelalab.puzzles.refutations import (
     find_refutation,
     settings_record,
 )
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import RecordError, format_name, read_run_record
 from leelalab.runs.results import (
     read_h5,
     run_in_chunks,
     sha256_file,
     versions,
     write_h5_atomically,
-    write_text_atomically,
 )
 from leelalab.stats import mean_ci, proportion_ci
 
 RESULTS_FILE = "refutations.h5"
-DEPTHS = (1, 3, 5)
 ROLES = ("refutation", "control")
+FIND_HINT = "a `leelalab refutations find` directory"
+
+
+@dataclass
+class RefutationSearch(Results):
+    """``summary.json`` of ``refutations find``: per depth, status counts, pairs found, edit
+    kinds and edits evaluated (:func:`summarize_search`)."""
+
+    FORMAT = format_name("refutations")
+    FILE = "summary.json"
+    HINT = FIND_HINT
+
+    puzzles: int
+    depths: dict[str, Any]
+
+
+@dataclass
+class RefutationMeasure(Results):
+    """``measure.json`` of ``refutations measure``: per network and depth, the 1st-move
+    log-odds drop of refutations and controls and their paired difference."""
+
+    FORMAT = format_name("refutations-measure")
+    FILE = "measure.json"
+    HINT = "run `leelalab refutations measure` on the directory first"
+
+    puzzles: int
+    depths: list[int]
+    networks: dict[str, Any]
+    search: dict[str, Any]
+    versions: dict[str, str] | None = None
 
 
 def select_puzzles(
@@ -80,15 +116,9 @@ def select_puzzles(
 def find_refutations(
     directory: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: RefutationSearchSettings | None = None,
     *,
     stockfish: str | os.PathLike[str] | None = None,
-    depths: Sequence[int] = DEPTHS,
-    stratum: str = "unfiltered",
-    min_moves: int = 5,
-    sample: int | None = None,
-    seed: int = 0,
-    settings: RefutationSettings | None = None,
-    chunk_size: int = 8,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -96,26 +126,32 @@ def find_refutations(
 
     Writes ``output/refutations.h5`` (per puzzle: id, clean FEN, 1st move, and per depth the
     JSON record of :func:`leelalab.puzzles.refutations.find_refutation`), ``summary.json``
-    (status counts per depth), ``run.json`` and ``engine_cache.sqlite`` (every verdict,
-    :mod:`leelalab.engines`).
+    (:class:`RefutationSearch`), ``run.json`` and ``engine_cache.sqlite`` (every verdict,
+    :mod:`leelalab.engines`). The puzzles are selected (and the dataset checked) before the
+    output is touched.
     """
-    settings = settings or RefutationSettings()
+    settings = settings or RefutationSearchSettings()
     directory, output = Path(directory), Path(output)
     puzzles = select_puzzles(
-        directory, stratum=stratum, min_moves=min_moves, sample=sample, seed=seed
+        directory,
+        stratum=settings.stratum,
+        min_moves=settings.min_moves,
+        sample=settings.sample,
+        seed=settings.seed,
     )
-    started = time.perf_counter()
-    with StockfishOracle(stockfish, nodes=settings.nodes) as oracle:
+    thresholds = settings.thresholds()
+    depths, seed = settings.depths, settings.seed
+    with StockfishOracle(stockfish, nodes=thresholds.nodes) as oracle:
         run_settings = {
             "analysis": "refutations",
             "dataset": str(directory.resolve()),
             "dataset_sha256": sha256_file(directory / "dataset.jsonl"),
-            "stratum": stratum,
-            "min_moves": min_moves,
-            "sample": sample,
+            "stratum": settings.stratum,
+            "min_moves": settings.min_moves,
+            "sample": settings.sample,
             "seed": seed,
             "depths": list(depths),
-            "refutation_settings": settings_record(settings, oracle),
+            "refutation_settings": settings_record(thresholds, oracle),
         }
 
         def compute(chunk: list[DatasetPuzzle]) -> dict[str, Any]:
@@ -128,7 +164,7 @@ def find_refutations(
             }
             for k in depths:
                 arrays[f"k{k}"] = [
-                    json.dumps(find_refutation(p.puzzle, k, oracle, settings, seed=seed))
+                    json.dumps(find_refutation(p.puzzle, k, oracle, thresholds, seed=seed))
                     for p in chunk
                 ]
             return arrays
@@ -140,7 +176,7 @@ def find_refutations(
             compute,
             results_file=RESULTS_FILE,
             attrs={"depths": list(depths)},
-            chunk_size=chunk_size,
+            chunk_size=settings.chunk_size,
             description="refutations",
             progress=progress,
             overwrite=overwrite,
@@ -149,12 +185,8 @@ def find_refutations(
             before=lambda directory: oracle.stockfish.use_cache(directory / CACHE_FILE),
         )
         analyses = oracle.analyses
-    summary = summarize_search(path)
-    write_text_atomically(output / "summary.json", json.dumps(summary, indent=2))
-    run = json.loads((output / "run.json").read_text(encoding="utf-8"))
-    run["stockfish_analyses_this_session"] = analyses
-    run["seconds_this_session"] = round(time.perf_counter() - started, 2)
-    write_text_atomically(output / "run.json", json.dumps(run, indent=2))
+    summary = RefutationSearch.from_json(summarize_search(path))
+    save_summary(output, summary, stockfish_analyses_this_session=analyses)
     return path
 
 
@@ -205,9 +237,7 @@ def _log_odds(p: float, eps: float = 1e-6) -> float:
 def measure_refutations(
     directory: str | os.PathLike[str],
     networks: Mapping[str, LeelaNetwork],
-    *,
-    batch_size: int = 256,
-    seed: int = 0,
+    settings: RefutationMeasureSettings | None = None,
 ) -> dict[str, Any]:
     """Run ``networks`` (label → network) on a :func:`find_refutations` directory.
 
@@ -215,6 +245,8 @@ def measure_refutations(
     and edited boards, NaN where there is no edit; whether the 1st move stays top-1) and
     ``measure.json`` (the summary returned).
     """
+    settings = settings or RefutationMeasureSettings()
+    batch_size, seed = settings.batch_size, settings.seed
     directory = Path(directory)
     arrays, depths = load_search(directory / RESULTS_FILE)
     n = len(arrays["puzzle_ids"])
@@ -268,7 +300,8 @@ def measure_refutations(
         {"depths": depths, "networks": list(networks)},
     )
     summary["versions"] = versions()
-    write_text_atomically(directory / "measure.json", json.dumps(summary, indent=2))
+    # measure.h5 and measure.json are outputs of the run too (--overwrite removes them).
+    save_summary(directory, RefutationMeasure.from_json(summary))
     return summary
 
 
@@ -308,15 +341,23 @@ def _depth_summary(
 
 
 def search_settings_of(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    """The settings a refutation directory was made with (``run.json``)."""
-    path = Path(directory) / "run.json"
-    if not path.is_file():
-        raise LeelaLabError(f"{directory}: no run.json (run `leelalab refutations find` first)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """The settings a refutation directory was made with (``run.json``); one line when
+    ``directory`` is not a ``refutations find`` run."""
+    directory = Path(directory)
+    record = read_run_record(directory, hint=FIND_HINT)
+    if record.get("analysis") != "refutations" or not isinstance(record.get("dataset"), str):
+        raise RecordError(f"{directory} is not a `leelalab refutations find` directory")
+    if not (directory / RESULTS_FILE).is_file():
+        raise RecordError(f"{directory}: no {RESULTS_FILE} (the search did not finish)")
+    return record
 
 
 __all__ = [
     "DEPTHS",
+    "RefutationMeasure",
+    "RefutationMeasureSettings",
+    "RefutationSearch",
+    "RefutationSearchSettings",
     "RefutationSettings",
     "find_refutations",
     "load_search",

@@ -48,7 +48,7 @@ import os
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +56,18 @@ import chess
 import numpy as np
 import torch
 
+from leelalab.analyses.inside_settings import SteeringConfig
+from leelalab.analyses.run_records import save_summary
 from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.squares import permutation
 from leelalab.models.base import LeelaNetwork
-from leelalab.probing.lens import legal_masks
+from leelalab.probing.lens import legal_masks, residual_width
 from leelalab.probing.probes import BilinearProbe, ProbeConfig, grouped_split, load_probe
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import format_name, read_json, read_run_record
+from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
 from leelalab.stats import bootstrap, proportion_ci
 
 RESULTS_FILE = "steering.h5"
@@ -167,18 +171,18 @@ def steering_vector(
 
 
 @dataclass
-class SteeringConfig:
-    """Steering settings."""
+class SteeringSummary(Results):
+    """``summary.json`` of a steering run (:func:`summarize_steering`): per layer and scale,
+    success of the probe direction and of random directions with intervals."""
 
-    layers: list[int] | None = None
-    """Layers to steer after (default: every layer with a saved probe)."""
-    scales: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0, 4.0])
-    """Steering norms in units of the mean residual norm per square."""
-    targets_per_puzzle: int = 2
-    random_directions: int = 4
-    limit: int | None = 300
-    """Held-out puzzles steered at most (dataset order)."""
-    seed: int = 0
+    FORMAT = format_name("steering")
+    FILE = "summary.json"
+    HINT = "a `leelalab steer` directory"
+
+    puzzles: int
+    targets: int
+    config: dict[str, Any]
+    rows: list[dict[str, Any]]
 
 
 def _probe_layers(directory: Path) -> dict[int, str]:
@@ -201,7 +205,10 @@ def _load_probes(directory: Path, layers: Sequence[int]) -> tuple[dict[int, Any]
     config_path = directory / "config.json"
     if not config_path.is_file():
         raise SteeringError(f"{directory}: no config.json (a `leelalab probe train` directory?)")
-    config = ProbeConfig(**json.loads(config_path.read_text(encoding="utf-8")))
+    try:
+        config = ProbeConfig(**read_json(config_path, hint="a `leelalab probe train` directory"))
+    except TypeError as error:
+        raise SteeringError(f"{config_path}: not a probe configuration ({error})") from None
     if config.probe != "bilinear" or config.target != "move3_target":
         raise SteeringError(
             f"{directory}: steering needs the bilinear move3_target probe, not "
@@ -213,6 +220,31 @@ def _load_probes(directory: Path, layers: Sequence[int]) -> tuple[dict[int, Any]
     return probes, config
 
 
+def check_probe_network(directory: Path, probes: dict[int, Any], network: LeelaNetwork) -> None:
+    """One line naming the probe directory when its probes were trained on another network
+    (by the store's recorded sha256, else by the residual width)."""
+    try:
+        record = read_run_record(directory)
+    except LeelaLabError:
+        record = {}
+    store = record.get("store_settings") if isinstance(record.get("store_settings"), dict) else {}
+    trained_on, expected = store.get("network"), store.get("network_sha256")
+    if expected and network.sha256 and expected != network.sha256:
+        raise SteeringError(
+            f"{directory}: the probes were trained on {trained_on} (sha256 {expected[:12]}…), "
+            f"not {network.source} (sha256 {network.sha256[:12]}…); pass that network with "
+            "--net, or train probes on this one"
+        )
+    width = residual_width(network)
+    for layer, probe in probes.items():
+        if layer >= network.n_layers or probe.w_x.shape[-1] != width:
+            raise SteeringError(
+                f"{directory}: the probe of layer {layer} reads a {probe.w_x.shape[-1]}-wide "
+                f"residual stream of another network; {network.source} has {network.n_layers} "
+                f"layers of width {width}"
+            )
+
+
 def held_out_puzzles(
     dataset: str | os.PathLike[str], probe_directory: str | os.PathLike[str], config: ProbeConfig
 ) -> list[DatasetPuzzle]:
@@ -221,10 +253,7 @@ def held_out_puzzles(
     The split is :func:`grouped_split` over the puzzle ids of the store the probe was trained
     on (``run.json``) with the probe's first seed and test fraction.
     """
-    run_path = Path(probe_directory) / "run.json"
-    if not run_path.is_file():
-        raise SteeringError(f"{probe_directory}: no run.json to rebuild the probe's split")
-    run = json.loads(run_path.read_text(encoding="utf-8"))
+    run = read_run_record(probe_directory, hint="the probe's split cannot be rebuilt without it")
     store_settings = run.get("store_settings", {})
     puzzles = list(
         iter_dataset(
@@ -269,6 +298,90 @@ def _targets(
     return eligible[:count]
 
 
+@dataclass
+class _Job:
+    """One (puzzle row, target) to steer: the query square, s′, the consistent moves'
+    policy indices, their probability mass before steering and the top move's index."""
+
+    row: int
+    target: int
+    query: int
+    square: int
+    consistent: torch.Tensor
+    mass: float
+    top_index: int
+
+
+def _plan(
+    network: LeelaNetwork,
+    puzzles: Sequence[DatasetPuzzle],
+    clean_policy: torch.Tensor,
+    config: SteeringConfig,
+) -> tuple[list[_Job], list[str], np.ndarray]:
+    """The jobs of a chunk, each puzzle's top move and the chosen target squares."""
+    input_format = int(network.network_format.input)
+    boards = [p.clean_board for p in puzzles]
+    transforms = encoding.board_transforms(boards, input_format)
+    target_squares = np.full((len(puzzles), config.targets_per_puzzle), -1, dtype=np.int16)
+    jobs: list[_Job] = []
+    top_moves = []
+    for row, puzzle in enumerate(puzzles):
+        board, transform = boards[row], int(transforms[row])
+        moves, indices = policy_map.legal_moves_and_indices(board, transform)
+        best = int(clean_policy[row, indices].argmax())
+        top_moves.append(moves[best].uci())
+        query = puzzle.target_square(1, "model", input_format)
+        assert query is not None
+        reach = reachable_squares(board)
+        chosen = _targets(
+            puzzle, reach, moves[best], input_format, config.targets_per_puzzle, config.seed
+        )
+        for t, (square, consistent) in enumerate(chosen):
+            target_squares[row, t] = square
+            index = torch.tensor(
+                [policy_map.move_to_index(board, m, transform) for m in consistent]
+            )
+            mass = float(clean_policy[row, index].sum())
+            jobs.append(_Job(row, t, query, square, index, mass, int(indices[best])))
+    return jobs, top_moves, target_squares
+
+
+def _steered_residuals(
+    probe: BilinearProbe,
+    residuals: torch.Tensor,
+    jobs: Sequence[_Job],
+    config: SteeringConfig,
+    generator: torch.Generator,
+) -> tuple[list[torch.Tensor], list[tuple[_Job, int, int]]]:
+    """Per job, scale and direction (0: the probe's, then random ones) the steered residual
+    stream, and its ``(job, scale index, direction index)``."""
+    scales = config.scales
+    steered_all, keys = [], []
+    for row in sorted({job.row for job in jobs}):
+        row_jobs = [job for job in jobs if job.row == row]
+        residual, query = residuals[row], row_jobs[0].query
+        norm = float(residual.norm(dim=-1).mean())
+        probe_vectors = steering_vectors(
+            probe,
+            residual,
+            query,
+            [job.square for job in row_jobs for _ in scales],
+            [scale * norm for _ in row_jobs for scale in scales],
+        )
+        for j, job in enumerate(row_jobs):
+            noise = torch.randn(config.random_directions, residual.shape[-1], generator=generator)
+            units = noise / noise.norm(dim=1, keepdim=True)
+            for a, scale in enumerate(scales):
+                vectors = [probe_vectors[j * len(scales) + a]]
+                vectors += [scale * norm * unit.to(residual) for unit in units]
+                for d, vector in enumerate(vectors):
+                    steered = residual.clone()
+                    steered[query] = steered[query] + vector
+                    steered_all.append(steered)
+                    keys.append((job, a, d))
+    return steered_all, keys
+
+
 def _steer_chunk(
     network: LeelaNetwork,
     probes: dict[int, BilinearProbe],
@@ -282,87 +395,39 @@ def _steer_chunk(
     planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
     planes = planes.to(network.device, network.dtype)
     masks = torch.from_numpy(legal_masks(boards, input_format)).to(network.device)
-    transforms = encoding.board_transforms(boards, input_format)
     names = [network.residual_hook_name(layer) for layer in layers]
     with torch.no_grad():
         clean, cache = network.run_with_cache(planes, names_filter=names)
     clean_policy = torch.softmax(clean.policy_logits.masked_fill(~masks, float("-inf")), -1)
-    n, t_count = len(puzzles), config.targets_per_puzzle
-    directions = 1 + config.random_directions
-    shape = (n, t_count, len(layers), len(config.scales), directions)
+    shape = (len(puzzles), config.targets_per_puzzle, len(layers), len(config.scales))
+    shape += (1 + config.random_directions,)
     success = np.zeros(shape, dtype=bool)
     changed = np.zeros(shape, dtype=bool)
     mass_change = np.full(shape, np.nan, dtype=np.float32)
     probe_hit = np.zeros(shape, dtype=bool)
-    target_squares = np.full((n, t_count), -1, dtype=np.int16)
     generator = torch.Generator().manual_seed(config.seed)
-    # Per (row, target): the query, s′, the consistent moves' policy indices, the top index.
-    jobs: list[tuple[int, int, int, int, torch.Tensor, float, int]] = []
-    top_moves = []
-    for row, puzzle in enumerate(puzzles):
-        board, transform = boards[row], int(transforms[row])
-        moves, indices = policy_map.legal_moves_and_indices(board, transform)
-        best = int(clean_policy[row, indices].argmax())
-        top_moves.append(moves[best].uci())
-        query = puzzle.target_square(1, "model", input_format)
-        assert query is not None
-        reach = reachable_squares(board)
-        chosen = _targets(puzzle, reach, moves[best], input_format, t_count, config.seed)
-        for t, (square, consistent) in enumerate(chosen):
-            target_squares[row, t] = square
-            index = torch.tensor(
-                [policy_map.move_to_index(board, m, transform) for m in consistent]
-            )
-            mass = float(clean_policy[row, index].sum())
-            jobs.append((row, t, query, square, index, mass, int(indices[best])))
-    by_key = {(job[0], job[1]): job for job in jobs}
-    scales = config.scales
+    jobs, top_moves, target_squares = _plan(network, puzzles, clean_policy, config)
     for li, layer in enumerate(layers):
         residuals = cache[network.residual_hook_name(layer)]
-        steered_all, keys = [], []
-        for row in sorted({job[0] for job in jobs}):
-            row_jobs = [job for job in jobs if job[0] == row]
-            residual, query = residuals[row], row_jobs[0][2]
-            norm = float(residual.norm(dim=-1).mean())
-            probe_vectors = steering_vectors(
-                probes[layer],
-                residual,
-                query,
-                [job[3] for job in row_jobs for _ in scales],
-                [scale * norm for _ in row_jobs for scale in scales],
-            )
-            for j, (_, t, _, square, _, _, _) in enumerate(row_jobs):
-                noise = torch.randn(
-                    config.random_directions, residual.shape[-1], generator=generator
-                )
-                units = noise / noise.norm(dim=1, keepdim=True)
-                for a, scale in enumerate(scales):
-                    vectors = [probe_vectors[j * len(scales) + a]]
-                    vectors += [scale * norm * unit.to(residual) for unit in units]
-                    for d, vector in enumerate(vectors):
-                        steered = residual.clone()
-                        steered[query] = steered[query] + vector
-                        steered_all.append(steered)
-                        keys.append((row, t, a, d, query, square))
+        steered_all, keys = _steered_residuals(probes[layer], residuals, jobs, config, generator)
         for start in range(0, len(steered_all), batch_size):
             batch = torch.stack(steered_all[start : start + batch_size])
             batch_keys = keys[start : start + batch_size]
-            rows = torch.tensor([key[0] for key in batch_keys], device=network.device)
+            rows = torch.tensor([job.row for job, _, _ in batch_keys], device=network.device)
             with torch.no_grad():
                 out = network.run_from(layer, batch)
                 policy = torch.softmax(
                     out.policy_logits.masked_fill(~masks[rows], float("-inf")), -1
                 )
-                queries = torch.tensor([key[4] for key in batch_keys])
+                queries = torch.tensor([job.query for job, _, _ in batch_keys])
                 predicted = probes[layer](batch, queries).argmax(-1).tolist()
             tops = policy.argmax(-1).tolist()
-            for b, (row, t, a, d, _, square) in enumerate(batch_keys):
-                _, _, _, _, consistent_index, before_mass, top_index = by_key[row, t]
-                index = (row, t, li, a, d)
-                success[index] = tops[b] in set(consistent_index.tolist())
-                changed[index] = tops[b] != top_index
-                mass_change[index] = float(policy[b, consistent_index].sum()) - before_mass
-                probe_hit[index] = predicted[b] == square
+            for b, (job, a, d) in enumerate(batch_keys):
+                index = (job.row, job.target, li, a, d)
+                success[index] = tops[b] in set(job.consistent.tolist())
+                changed[index] = tops[b] != job.top_index
+                mass_change[index] = float(policy[b, job.consistent].sum()) - job.mass
+                probe_hit[index] = predicted[b] == job.square
     return {
         "puzzle_ids": [p.id for p in puzzles],
         "top_move": top_moves,
@@ -383,23 +448,26 @@ def run_steering(
     *,
     chunk_size: int = 16,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> Path:
     """Steer the network along the probe's directions on held-out puzzles (resumable).
 
     Writes ``output/steering.h5`` (per puzzle, target, layer, scale and direction — index 0 the
     probe's, then the random ones: success, top move changed, change of mass on the
-    consistent moves, probe predicts s′), ``summary.json`` and ``run.json``.
+    consistent moves, probe predicts s′), ``summary.json`` (:class:`SteeringSummary`) and
+    ``run.json``. The probes are checked against ``network`` before the output is touched.
     """
     config = config or SteeringConfig()
     dataset, probe_directory = Path(dataset), Path(probe_directory)
     layers = config.layers if config.layers is not None else sorted(_probe_layers(probe_directory))
     probes, probe_config = _load_probes(probe_directory, layers)
+    check_probe_network(probe_directory, probes, network)
     puzzles = held_out_puzzles(dataset, probe_directory, probe_config)
     if config.limit is not None:
         puzzles = puzzles[: config.limit]
     if not puzzles:
         raise SteeringError(f"{dataset}: no held-out puzzle with 3 moves to steer")
-    config = SteeringConfig(**{**asdict(config), "layers": list(layers)})
+    config = config.replace(layers=tuple(layers))
     settings = {
         "analysis": "steering",
         "dataset": str(dataset.resolve()),
@@ -423,9 +491,9 @@ def run_steering(
         chunk_size=chunk_size,
         description="steering",
         progress=progress,
+        overwrite=overwrite,
     )
-    summary = summarize_steering(path)
-    write_text_atomically(Path(output) / "summary.json", json.dumps(summary, indent=2))
+    save_summary(output, SteeringSummary.from_json(summarize_steering(path)))
     return path
 
 

@@ -31,9 +31,8 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +44,13 @@ from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
 from leelalab.lc0.squares import permutation
+from leelalab.probing.concept_settings import ConceptConfig, ConceptSettings
 from leelalab.probing.probes import grouped_split
-from leelalab.probing.store import ActivationStore
+from leelalab.probing.store import ActivationStore, match_hooks
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.results import sha256_file, versions, write_text_atomically
+from leelalab.runs.experiment import Results
+from leelalab.runs.records import format_name
+from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
 
 PIECE_CLASSES = (
     "empty",
@@ -172,23 +174,22 @@ class SquareClassifier(nn.Module):
 
 
 @dataclass
-class ConceptConfig:
-    """Concept and future-board probe settings."""
+class ConceptResults(Results):
+    """``results.json`` of ``leelalab future-board``: per hook and target, scores per seed,
+    mean ± std, the control task's, selectivity, and how many seeds' probes were degenerate
+    (predicted one class everywhere)."""
 
-    horizons: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
-    square_concepts: bool = True
-    board_concepts: bool = True
-    changed_weight: float = 10.0
-    """Loss weight of the squares whose content changes by ply k (future boards): without it
-    a linear probe learns to copy the current board, right on ~95% of the squares, and never
-    predicts an arrival (see the module docstring)."""
-    epochs: int = 4
-    batch_size: int = 64
-    lr: float = 1e-2
-    test_fraction: float = 0.3
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    control: bool = True
-    memory_budget_mb: int = 256
+    FORMAT = format_name("future-board")
+    FILE = "results.json"
+    HINT = "a `leelalab future-board` directory"
+
+    store: str
+    network: str | None
+    random_init: Any
+    puzzles: int
+    config: dict[str, Any]
+    classes: list[str]
+    results: list[dict[str, Any]]
 
 
 def _train_square_probe(
@@ -295,7 +296,12 @@ def _score_square_target(
     probe = _train_square_probe(store, hook, labels, train, target.classes, config, seed, reference)
     predicted, rows = _square_predictions(probe, store, hook, test)
     truth = labels[rows]
-    scores = {"accuracy": float(np.mean(predicted == truth))}
+    # A probe that collapsed to a constant predicts one class on every test square: its
+    # accuracies then measure the class's frequency, not what the activations hold.
+    scores = {
+        "accuracy": float(np.mean(predicted == truth)),
+        "predicted_classes": float(np.unique(predicted).size),
+    }
     if reference is not None:
         changed = truth != reference[rows]
         arrived = changed & (truth != 0)
@@ -343,10 +349,15 @@ def _score_board_target(
         total = np.sum((y_test - y_train.mean()) ** 2)
         return {"r2": float(1 - residual / total) if total > 0 else float("nan")}
     if np.unique(y_train).size < 2:
-        return {"balanced_accuracy": float("nan")}
+        # Nothing to learn (one class in training): undefined, not a degenerate probe.
+        return {"balanced_accuracy": float("nan"), "predicted_classes": float("nan")}
     model = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed)
     model.fit(x_train, y_train)
-    return {"balanced_accuracy": balanced_accuracy(y_test, model.predict(x_test))}
+    predicted = model.predict(x_test)
+    return {
+        "balanced_accuracy": balanced_accuracy(y_test, predicted),
+        "predicted_classes": float(np.unique(predicted).size),
+    }
 
 
 def _valid_rows(target: _Target) -> np.ndarray:
@@ -366,6 +377,65 @@ def _summarise(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     return summary
 
 
+def degenerate_seeds(scores: dict[str, Any]) -> int:
+    """How many seeds' probes predicted a single class on every test square or puzzle
+    (``predicted_classes`` of :func:`_summarise`'d scores; 0 for regressions)."""
+    per_seed = scores.get("predicted_classes", {}).get("per_seed", [])
+    return sum(1 for value in per_seed if value is not None and value <= 1)
+
+
+def _score_target(
+    target: _Target,
+    store: ActivationStore,
+    hook: str,
+    config: ConceptConfig,
+    bar: Any,
+) -> dict[str, Any]:
+    """One target's scores at one hook over every seed, with its control task."""
+    valid = _valid_rows(target)
+    real_scores: list[dict[str, float]] = []
+    control_scores: list[dict[str, float]] = []
+    counts = (0, 0)
+    for seed in config.seeds:
+        train, test = grouped_split(store.puzzle_ids, config.test_fraction, seed)
+        train, test = train[valid[train]], test[valid[test]]
+        counts = (int(train.size), int(test.size))
+        runs = [(target.labels, target.reference, real_scores)]
+        if config.control:
+            # The control moves whole targets between puzzles (with the current board they
+            # are compared with, so "changed squares" stay the same population).
+            order = row_control(store.puzzle_type, valid, seed)
+            reference = None if target.reference is None else target.reference[order]
+            runs.append((target.labels[order], reference, control_scores))
+        for labels, reference, into in runs:
+            if target.kind == "square":
+                scores = _score_square_target(
+                    target, labels, reference, store, hook, train, test, config, seed
+                )
+            else:
+                scores = _score_board_target(target, labels, store, hook, train, test, seed)
+            into.append(scores)
+        bar.update(1)
+    entry: dict[str, Any] = {
+        "kind": target.kind,
+        "scores": _summarise(real_scores),
+        "train_puzzles": counts[0],
+        "test_puzzles": counts[1],
+    }
+    entry["degenerate_seeds"] = degenerate_seeds(entry["scores"])
+    if control_scores:
+        entry["control"] = _summarise(control_scores)
+        entry["selectivity"] = {
+            key: (
+                None
+                if entry["scores"][key]["mean"] is None or entry["control"][key]["mean"] is None
+                else entry["scores"][key]["mean"] - entry["control"][key]["mean"]
+            )
+            for key in entry["scores"]
+        }
+    return entry
+
+
 def train_concept_probes(
     store_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -375,141 +445,83 @@ def train_concept_probes(
     input_format: int = 1,
     hooks: Sequence[str] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Future-board and static-concept probes at every hook of a store, with controls.
 
-    Writes ``output/results.json`` (per hook and target: scores per seed, mean ± std, the
-    control task's, selectivity; train/test puzzle counts), ``config.json`` and ``run.json``.
-    Resumable by hook: each finished hook is kept in ``output/layers/`` (``settings.json``
-    guards against resuming with another store or settings).
+    ``hooks``: names or globs (``blocks.*.hook_resid_post``) of the store's hooks (default:
+    all). Writes ``output/results.json`` (:class:`ConceptResults`: per hook and target,
+    scores per seed, mean ± std, the control task's, selectivity, degenerate seeds;
+    train/test puzzle counts), ``config.json`` and ``run.json``. Resumable by hook: each
+    finished hook is kept in ``output/layers/``; the directory follows
+    :class:`~leelalab.runs.results.RunDirectory` (another store or other settings are
+    refused unless ``overwrite``). Every input is checked before the output is touched.
     """
     config = config or ConceptConfig()
-    started = time.perf_counter()
     store = ActivationStore(store_path)
-    hooks = list(hooks) if hooks else store.hooks
+    if hooks:
+        hooks = match_hooks(store.hooks, hooks, f"{store.path} holds {store.hooks}")
+    else:
+        hooks = store.hooks
     for hook in hooks:
         store._check(hook)
     puzzles = store_puzzles(store, dataset, input_format)
     targets = _targets(puzzles, config, input_format)
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
-    total = len(hooks) * len(targets) * len(config.seeds)
-    bar = tqdm(total=total, desc="concept probes", unit="probe", disable=not progress)
-    results: list[dict[str, Any]] = []
-    done = _resumable(output, store, config, input_format)
-    for hook in hooks:
-        finished = done / f"{hook}.json"
-        if finished.is_file():
-            results.append(json.loads(finished.read_text(encoding="utf-8")))
-            bar.update(len(targets) * len(config.seeds))
-            continue
-        layer_results: dict[str, Any] = {"hook": hook, "targets": {}}
-        for target in targets:
-            valid = _valid_rows(target)
-            real_scores, control_scores = [], []
-            counts = (0, 0)
-            for seed in config.seeds:
-                train, test = grouped_split(store.puzzle_ids, config.test_fraction, seed)
-                train, test = train[valid[train]], test[valid[test]]
-                counts = (int(train.size), int(test.size))
-                runs = [(target.labels, target.reference, real_scores)]
-                if config.control:
-                    # The control moves whole targets between puzzles (with the current board
-                    # they are compared with, so "changed squares" stay the same population).
-                    order = row_control(store.puzzle_type, valid, seed)
-                    reference = None if target.reference is None else target.reference[order]
-                    runs.append((target.labels[order], reference, control_scores))
-                for labels, reference, into in runs:
-                    if target.kind == "square":
-                        scores = _score_square_target(
-                            target, labels, reference, store, hook, train, test, config, seed
-                        )
-                    else:
-                        scores = _score_board_target(target, labels, store, hook, train, test, seed)
-                    into.append(scores)
-                bar.update(1)
-            entry = {
-                "kind": target.kind,
-                "scores": _summarise(real_scores),
-                "train_puzzles": counts[0],
-                "test_puzzles": counts[1],
-            }
-            if control_scores:
-                entry["control"] = _summarise(control_scores)
-                entry["selectivity"] = {
-                    key: (
-                        None
-                        if entry["scores"][key]["mean"] is None
-                        or entry["control"][key]["mean"] is None
-                        else entry["scores"][key]["mean"] - entry["control"][key]["mean"]
-                    )
-                    for key in entry["scores"]
-                }
-            layer_results["targets"][target.name] = entry
-        write_text_atomically(finished, json.dumps(layer_results))
-        results.append(layer_results)
-    bar.close()
-    summary = {
-        "store": str(Path(store_path).resolve()),
-        "network": store.settings.get("network"),
-        "random_init": store.settings.get("random_init"),
-        "puzzles": store.n,
-        "config": asdict(config),
-        "classes": list(PIECE_CLASSES),
-        "results": results,
-    }
-    write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
-    write_text_atomically(output / "config.json", json.dumps(asdict(config), indent=2))
-    write_text_atomically(
-        output / "run.json",
-        json.dumps(
-            {
-                "store": str(Path(store_path).resolve()),
-                "store_settings": store.settings,
-                "input_format": input_format,
-                "config": asdict(config),
-                "hooks": hooks,
-                "seconds": round(time.perf_counter() - started, 2),
-                "versions": versions(),
-            },
-            indent=2,
-        ),
-    )
-    return summary
-
-
-def _resumable(
-    output: Path, store: ActivationStore, config: ConceptConfig, input_format: int
-) -> Path:
-    """``output/layers/`` holds one finished file per hook; ``settings.json`` makes sure a
-    resumed run has the same store and settings."""
     settings = {
         "store_settings": store.settings,
         "store_sha256": sha256_file(store.path),
         "config": asdict(config),
         "input_format": input_format,
     }
-    path = output / "settings.json"
-    if path.is_file():
-        if json.loads(path.read_text(encoding="utf-8")) != json.loads(json.dumps(settings)):
-            raise ConceptError(f"{output} holds probes of another store or settings")
-    else:
-        write_text_atomically(path, json.dumps(settings, indent=2))
-    layers = output / "layers"
-    layers.mkdir(exist_ok=True)
-    return layers
+    run = RunDirectory(output, settings, overwrite=overwrite, what="future-board run")
+    with run:
+        finished = run.path / "layers"
+        finished.mkdir(exist_ok=True)
+        bar = tqdm(
+            total=len(hooks) * len(targets) * len(config.seeds),
+            desc="concept probes",
+            unit="probe",
+            disable=not progress,
+        )
+        results: list[dict[str, Any]] = []
+        for hook in hooks:
+            path = finished / f"{hook}.json"
+            if path.is_file():
+                results.append(json.loads(path.read_text(encoding="utf-8")))
+                bar.update(len(targets) * len(config.seeds))
+                continue
+            layer_results = {
+                "hook": hook,
+                "targets": {t.name: _score_target(t, store, hook, config, bar) for t in targets},
+            }
+            write_text_atomically(path, json.dumps(layer_results))
+            results.append(layer_results)
+        bar.close()
+        summary = ConceptResults(
+            store=str(Path(store_path).resolve()),
+            network=store.settings.get("network"),
+            random_init=store.settings.get("random_init"),
+            puzzles=store.n,
+            config=asdict(config),
+            classes=list(PIECE_CLASSES),
+            results=results,
+        )
+        summary.save(run.path)
+        write_text_atomically(run.path / "config.json", json.dumps(asdict(config), indent=2))
+        run.write_record(store=str(Path(store_path).resolve()), hooks=hooks)
+    return summary.to_json()
 
 
 def load_concept_results(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(directory) / "results.json"
-    if not path.is_file():
-        raise ConceptError(f"{directory}: no results.json (run `leelalab future-board` first)")
-    return json.loads(path.read_text(encoding="utf-8"))
+    """``results.json`` of a ``leelalab future-board`` directory (one line when it is not)."""
+    return ConceptResults.load(directory).to_json()
 
 
 __all__ = [
     "PIECE_CLASSES",
     "ConceptConfig",
+    "ConceptResults",
+    "ConceptSettings",
     "ConceptError",
     "SquareClassifier",
     "balanced_accuracy",

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -39,7 +38,9 @@ from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.outputs import NetworkOutput
-from leelalab.runs.results import versions, write_text_atomically
+from leelalab.probing.lens_settings import TunedLensConfig, TunedLensSettings
+from leelalab.runs.records import RecordError, read_json
+from leelalab.runs.results import RunDirectory, write_text_atomically
 
 LENS_FORMAT = "leelalab.tuned-lens/1"
 WEIGHTS_FILE = "lens.safetensors"
@@ -108,7 +109,10 @@ def residual_streams(
     """One forward pass; the residual stream after each of ``layers`` (no autograd)."""
     names = {layer: network.residual_hook_name(layer) for layer in layers}
     with torch.no_grad():
-        final, cache = network.run_with_cache(planes, names_filter=list(set(names.values())))
+        # One name per hook, in layer order (a set's order would change with the hash seed).
+        final, cache = network.run_with_cache(
+            planes, names_filter=list(dict.fromkeys(names.values()))
+        )
     return final, {layer: cache[name] for layer, name in names.items()}
 
 
@@ -172,22 +176,14 @@ def wdl_kl(target: torch.Tensor, wdl: torch.Tensor, eps: float = 1e-7) -> torch.
     return terms.masked_fill(p <= 0, 0.0).sum(-1)
 
 
-@dataclass(frozen=True)
-class TunedLensConfig:
-    """Tuned lens training settings."""
+@dataclass
+class LensCheckpoint:
+    """Where training resumes: the lens and Adam state after ``start_epoch`` epochs."""
 
-    positions: int = 24_000
-    """Self-play positions generated (the games of about ``held_out_fraction`` of them held
-    out, see :func:`held_out_split`)."""
-    held_out_fraction: float = 0.1
-    epochs: int = 2
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    value_weight: float = 1.0
-    """Weight of the W/D/L KL relative to the policy KL."""
-    games_in_parallel: int = 128
-    max_plies: int = 160
-    seed: int = 0
+    lens: TunedLens
+    optimizer_state: dict[str, Any] | None = None
+    start_epoch: int = 0
+    losses: list[float] | None = None
 
 
 def _encoded(network: LeelaNetwork, boards: Sequence[chess.Board]) -> tuple[np.ndarray, np.ndarray]:
@@ -281,31 +277,31 @@ def train_tuned_lens(
     network: LeelaNetwork,
     planes: np.ndarray,
     masks: np.ndarray,
-    config: TunedLensConfig = TunedLensConfig(),
+    config: TunedLensConfig | None = None,
     *,
-    lens: TunedLens | None = None,
-    optimizer_state: dict[str, Any] | None = None,
-    start_epoch: int = 0,
+    start: LensCheckpoint | None = None,
     on_epoch_end: Any = None,
     progress: bool = True,
 ) -> tuple[TunedLens, list[float]]:
     """Train a tuned lens on encoded positions (``planes``, legal ``masks``).
 
     Epoch ``e`` visits the positions in an order seeded by ``(config.seed, e)``, so training
-    resumed at an epoch boundary (``lens``, ``optimizer_state``, ``start_epoch``) reproduces
-    an uninterrupted run. ``on_epoch_end(epoch, lens, optimizer, mean_loss)`` is called after
-    each epoch (checkpoints). Returns the lens and the mean loss of each epoch run here.
+    resumed at an epoch boundary (``start``: lens, Adam state and the epoch to start at)
+    reproduces an uninterrupted run. ``on_epoch_end(epoch, lens, optimizer, mean_loss)`` is
+    called after each epoch (checkpoints). Returns the lens and the mean loss of each epoch
+    run here.
     """
-    if lens is None:
-        lens = TunedLens(residual_width(network), network.n_layers)
-    lens = lens.to(network.device).train()
+    config = config or TunedLensConfig()
+    if start is None:
+        start = LensCheckpoint(TunedLens(residual_width(network), network.n_layers))
+    lens = start.lens.to(network.device).train()
     optimizer = torch.optim.Adam(lens.parameters(), lr=config.learning_rate)
-    if optimizer_state is not None:
-        optimizer.load_state_dict(optimizer_state)
+    if start.optimizer_state is not None:
+        optimizer.load_state_dict(start.optimizer_state)
     losses = []
     n = len(planes)
     with _FrozenNetwork(network):
-        for epoch in range(start_epoch, config.epochs):
+        for epoch in range(start.start_epoch, config.epochs):
             order = np.random.default_rng([config.seed, epoch]).permutation(n)
             total, batches = 0.0, 0
             bar = tqdm(
@@ -378,9 +374,9 @@ def load_tuned_lens(
     if not config_path.is_file() or not weights.is_file():
         raise LensError(f"{directory}: no tuned lens ({CONFIG_FILE} + {WEIGHTS_FILE})")
     try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise LensError(f"{config_path}: not JSON ({error})") from None
+        config = read_json(config_path, hint="a `leelalab lens train` directory")
+    except RecordError as error:
+        raise LensError(str(error)) from None
     if config.get("format") != LENS_FORMAT:
         raise LensError(f"{config_path}: not a leelalab tuned lens")
     if network is not None:
@@ -425,13 +421,14 @@ def _checkpoint(directory: Path, epoch: int, lens: TunedLens, optimizer: Any, lo
     write_text_atomically(directory / "checkpoint.json", json.dumps(meta))
 
 
-def _resume(directory: Path, lens: TunedLens) -> tuple[int, dict[str, Any] | None, list[float]]:
+def _resume(directory: Path, lens: TunedLens) -> LensCheckpoint:
+    """The last checkpoint in ``directory``, or a fresh start with ``lens``."""
     from safetensors.torch import load_file
 
     meta_path, weights = directory / "checkpoint.json", directory / "checkpoint.safetensors"
     if not meta_path.is_file() or not weights.is_file():
-        return 0, None, []
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        return LensCheckpoint(lens, losses=[])
+    meta = read_json(meta_path, hint="pass --overwrite to start again")
     tensors = load_file(str(weights))
     lens.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("lens.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
@@ -439,9 +436,10 @@ def _resume(directory: Path, lens: TunedLens) -> tuple[int, dict[str, Any] | Non
         if key.startswith("adam."):
             _, index, name = key.split(".", 2)
             state.setdefault(int(index), {})[name] = value
-    return (
-        int(meta["epoch"]) + 1,
+    return LensCheckpoint(
+        lens,
         {"state": state, "param_groups": meta["param_groups"]},
+        int(meta["epoch"]) + 1,
         [meta["loss"]],
     )
 
@@ -458,11 +456,17 @@ def _save_positions(path: Path, boards: Sequence[chess.Board]) -> None:
 
 def _load_positions(path: Path) -> list[chess.Board]:
     boards = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        record = json.loads(line)
-        board = chess.Board(record["root"])
-        for uci in record["moves"]:
-            board.push_uci(uci)
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            record = json.loads(line)
+            board = chess.Board(record["root"])
+            for uci in record["moves"]:
+                board.push_uci(uci)
+        except (ValueError, KeyError, TypeError) as error:
+            raise LensError(
+                f"{path}:{number}: not a self-play position ({type(error).__name__}); pass "
+                "--overwrite to generate them again"
+            ) from None
         boards.append(board)
     return boards
 
@@ -494,12 +498,54 @@ def held_out_split(
     return train, held, int(candidates.size - held.size)
 
 
+def _self_play(
+    network: LeelaNetwork, output: Path, config: TunedLensConfig, progress: bool
+) -> list[chess.Board]:
+    """The self-play positions of ``output/positions.jsonl``, generated once."""
+    from leelalab.training.distill import self_play_positions
+
+    positions_path = output / "positions.jsonl"
+    if positions_path.is_file():
+        return _load_positions(positions_path)
+    boards = self_play_positions(
+        network,
+        config.positions,
+        games_in_parallel=config.games_in_parallel,
+        max_plies=config.max_plies,
+        seed=config.seed,
+        progress=progress,
+    )
+    _save_positions(positions_path, boards)
+    return boards
+
+
+def _split_by_game(
+    boards: Sequence[chess.Board], path: Path, config: TunedLensConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Game ids, train and held-out indices and the dropped count (:func:`held_out_split`)."""
+    from leelalab.training.distill import self_play_game_ids
+
+    try:
+        games = self_play_game_ids(boards, config.games_in_parallel)
+    except ValueError as error:
+        raise LensError(f"{path}: {error}") from None
+    train, held, dropped = held_out_split(boards, games, config.held_out_fraction, config.seed)
+    if held.size == 0 or train.size == 0:
+        raise LensError(
+            f"{path}: too few for a held-out split by game ({len(boards)} positions "
+            f"in {len(np.unique(games))} games; every position of the held-out games also "
+            "occurs in a training game); generate more positions"
+        )
+    return games, train, held, dropped
+
+
 def fit_tuned_lens(
     network: LeelaNetwork,
     output: str | os.PathLike[str],
-    config: TunedLensConfig = TunedLensConfig(),
+    config: TunedLensConfig | None = None,
     *,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Generate self-play positions, train a tuned lens, evaluate it held out, save it.
 
@@ -508,104 +554,62 @@ def fit_tuned_lens(
     report: per layer, policy KL / W/D/L KL / top-1 agreement with the final output, for the
     logit lens and the tuned lens) and ``run.json``. The held-out positions come from games
     the lens never trained on and never occur in a training game (:func:`held_out_split`).
-    Resumable: positions are generated once,
-    and training restarts after the last finished epoch (``checkpoint.*``).
+    Resumable: positions are generated once, and training restarts after the last finished
+    epoch (``checkpoint.*``). The directory follows
+    :class:`~leelalab.runs.results.RunDirectory` (other settings refused unless
+    ``overwrite``, which removes only what the earlier run wrote).
     """
-    from leelalab.training.distill import self_play_game_ids, self_play_positions
-
-    started = time.perf_counter()
-    output = Path(output)
-    output.mkdir(parents=True, exist_ok=True)
+    config = config or TunedLensConfig()
     # The split is part of the settings: a run begun with another split must not resume.
     settings = {
         **asdict(config),
         "held_out_split": "by game and position",
         **_network_record(network),
     }
-    settings_path = output / "settings.json"
-    if settings_path.exists():
-        if json.loads(settings_path.read_text(encoding="utf-8")) != json.loads(
-            json.dumps(settings)
-        ):
-            raise LensError(f"{output} holds a lens run with other settings; use another --output")
-    else:
-        write_text_atomically(settings_path, json.dumps(settings, indent=2))
-    positions_path = output / "positions.jsonl"
-    if positions_path.is_file():
-        boards = _load_positions(positions_path)
-    else:
-        boards = self_play_positions(
-            network,
-            config.positions,
-            games_in_parallel=config.games_in_parallel,
-            max_plies=config.max_plies,
-            seed=config.seed,
-            progress=progress,
-        )
-        _save_positions(positions_path, boards)
-    try:
-        games = self_play_game_ids(boards, config.games_in_parallel)
-    except ValueError as error:
-        raise LensError(f"{positions_path}: {error}") from None
-    train, held, duplicates = held_out_split(boards, games, config.held_out_fraction, config.seed)
-    if held.size == 0 or train.size == 0:
-        raise LensError(
-            f"{positions_path}: too few for a held-out split by game ({len(boards)} positions "
-            f"in {len(np.unique(games))} games; every position of the held-out games also "
-            "occurs in a training game); generate more positions"
-        )
-    planes, masks = _encoded(network, boards)
-
-    torch.manual_seed(config.seed)
-    lens = TunedLens(residual_width(network), network.n_layers).to(network.device)
-    start_epoch, optimizer_state, losses = _resume(output, lens)
-    new_losses: list[float] = []
-    if start_epoch < config.epochs:
-        lens, new_losses = train_tuned_lens(
-            network,
-            planes[train],
-            masks[train],
-            config,
-            lens=lens,
-            optimizer_state=optimizer_state,
-            start_epoch=start_epoch,
-            on_epoch_end=lambda e, lens_, opt, loss: _checkpoint(output, e, lens_, opt, loss),
-            progress=progress,
-        )
-    report = {
-        "train_positions": int(train.size),
-        "held_out_positions": int(held.size),
-        "train_games": int(np.unique(games[train]).size),
-        "held_out_games": int(np.unique(games[held]).size),
-        # Positions of held-out games that also occur in training games (openings).
-        "held_out_dropped_as_in_training": duplicates,
-        "epoch_losses_this_session": new_losses or losses,
-        "held_out": {
-            "logit_lens": evaluate_lens(network, planes[held], masks[held], None),
-            "tuned_lens": evaluate_lens(network, planes[held], masks[held], lens),
-        },
-    }
-    save_tuned_lens(lens, output, network, {"training": asdict(config), "report": report})
-    write_text_atomically(
-        output / "run.json",
-        json.dumps(
-            {
-                **settings,
-                "report": report,
-                "seconds_this_session": round(time.perf_counter() - started, 1),
-                "versions": versions(),
+    run = RunDirectory(output, settings, overwrite=overwrite, what="lens run")
+    with run:
+        output = run.path
+        boards = _self_play(network, output, config, progress)
+        games, train, held, duplicates = _split_by_game(boards, output / "positions.jsonl", config)
+        planes, masks = _encoded(network, boards)
+        torch.manual_seed(config.seed)
+        start = _resume(output, TunedLens(residual_width(network), network.n_layers))
+        lens, new_losses = start.lens.to(network.device), []
+        if start.start_epoch < config.epochs:
+            lens, new_losses = train_tuned_lens(
+                network,
+                planes[train],
+                masks[train],
+                config,
+                start=start,
+                on_epoch_end=lambda e, lens_, opt, loss: _checkpoint(output, e, lens_, opt, loss),
+                progress=progress,
+            )
+        report = {
+            "train_positions": int(train.size),
+            "held_out_positions": int(held.size),
+            "train_games": int(np.unique(games[train]).size),
+            "held_out_games": int(np.unique(games[held]).size),
+            # Positions of held-out games that also occur in training games (openings).
+            "held_out_dropped_as_in_training": duplicates,
+            "epoch_losses_this_session": new_losses or start.losses,
+            "held_out": {
+                "logit_lens": evaluate_lens(network, planes[held], masks[held], None),
+                "tuned_lens": evaluate_lens(network, planes[held], masks[held], lens),
             },
-            indent=2,
-        ),
-    )
+        }
+        save_tuned_lens(lens, output, network, {"training": asdict(config), "report": report})
+        run.write_record(report=report)
     return report
 
 
 __all__ = [
+    "LensCheckpoint",
     "LensError",
     "LensOutputs",
     "TunedLens",
     "TunedLensConfig",
+    "TunedLensSettings",
     "evaluate_lens",
     "fit_tuned_lens",
     "heads_on",

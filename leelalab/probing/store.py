@@ -65,13 +65,16 @@ class ActivationStoreError(LeelaLabError):
 def resolve_hooks(network: LeelaNetwork, patterns: Sequence[str]) -> list[str]:
     """Hook names matching ``patterns`` (exact names or globs such as
     ``blocks.*.hook_resid_post``), in forward order."""
-    names = network.hook_names
+    return match_hooks(network.hook_names, patterns, "see `leelalab info` or `net.hook_names`")
+
+
+def match_hooks(names: Sequence[str], patterns: Sequence[str], hint: str) -> list[str]:
+    """The ``names`` matching ``patterns`` (exact names or globs), in their order; a pattern
+    that matches nothing is one :class:`ActivationStoreError` line ending in ``hint``."""
     chosen = [name for name in names if any(fnmatch.fnmatchcase(name, p) for p in patterns)]
     unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unmatched:
-        raise ActivationStoreError(
-            f"no hook point matches {unmatched}; see `leelalab info` or `net.hook_names`"
-        )
+        raise ActivationStoreError(f"no hook point matches {unmatched}; {hint}")
     return chosen
 
 
@@ -649,5 +652,6 @@ __all__ = [
     "cache_activations",
     "puzzle_type",
     "randomized_network",
+    "match_hooks",
     "resolve_hooks",
 ]

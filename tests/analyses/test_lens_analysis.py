@@ -13,6 +13,8 @@ import torch
 
 from leelalab.analyses.lens_analysis import (
     GROUPS,
+    LensRunSettings,
+    LensSummary,
     emergence,
     lens_chunk,
     puzzle_position,
@@ -109,8 +111,8 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
         network,
         directory,
         tmp_path / "whole",
+        LensRunSettings(chunk_size=16),
         tuned_lens=lens_directory,
-        chunk_size=16,
         progress=False,
     )
     arrays, _ = read_h5(path)
@@ -141,8 +143,8 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
             network,
             directory,
             tmp_path / "resumed",
+            LensRunSettings(chunk_size=16),
             tuned_lens=lens_directory,
-            chunk_size=16,
             progress=False,
         )
     monkeypatch.setattr(lens_analysis, "lens_chunk", real_chunk)
@@ -150,10 +152,20 @@ def test_run_is_resumable_and_summarised(filtered, tmp_path, monkeypatch) -> Non
         network,
         directory,
         tmp_path / "resumed",
+        LensRunSettings(chunk_size=16),
         tuned_lens=lens_directory,
-        chunk_size=16,
         progress=False,
     )
     again, _ = read_h5(resumed)
     for key in ("logit_rank", "tuned_rank", "logit_kl", "tuned_prob"):
         np.testing.assert_array_equal(again[key], arrays[key])
+
+
+def test_lens_summary_round_trips_and_omits_a_lens_not_run(tmp_path) -> None:
+    groups = {"all": {"n": 2, "final_top1": {"value": 0.5, "low": 0.1, "high": 0.9, "n": 2}}}
+    summary = LensSummary(layers=[-1, 0, 1], n_puzzles=2, logit={"groups": groups})
+    path = summary.save(tmp_path)
+    data = json.loads(path.read_text())
+    assert data["format"] == "leelalab.lens/1" and "tuned" not in data
+    assert LensSummary.load(tmp_path) == summary
+    assert list(LensSummary.load(path).kinds()) == ["logit"]

@@ -172,7 +172,7 @@ def test_overwrite_refuses_foreign_directories(tmp_path, filtered, networks, cap
     (foreign / "notes.txt").write_text("keep me")
     args = ["lens", "run", str(filtered), "--net", str(networks["resnet"]), "--output"]
     assert main([*args, str(foreign), "--overwrite", "--no-progress"]) == 1
-    assert "does not look like a leelalab result" in capsys.readouterr().err
+    assert "is not a leelalab output directory" in capsys.readouterr().err
     assert (foreign / "notes.txt").exists()
 
 
@@ -208,3 +208,279 @@ def test_inside_commands_have_help(capsys) -> None:
             main([*command, "--help"])
         assert exit_info.value.code == 0
         assert "usage: leelalab" in capsys.readouterr().out
+
+
+# One shape for every run (issue 26) and first-use errors (issue 20) ------------------------
+
+HEADER = "PuzzleId,FEN,Moves,Rating,RatingDeviation,Popularity,NbPlays,Themes,GameUrl,OpeningTags"
+
+
+def _one_line_error(code: int, capsys) -> str:
+    """The command failed with one line on stderr: no traceback, no internal error."""
+    error = capsys.readouterr().err
+    assert code != 0, error
+    assert len(error.strip().splitlines()) == 1, error
+    assert "Traceback" not in error and "internal error" not in error, error
+    return error
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(directory).as_posix(): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(networks, filtered, tmp_path_factory) -> dict[str, Path]:
+    """One output of each command (small), for the tests that feed them to other commands."""
+    root = tmp_path_factory.mktemp("runs")
+    net = str(networks["resnet"])
+    quiet = ["--no-progress"]
+    made = {"dataset": filtered, "store": root / "acts.h5"}
+    cache = ["activations", "cache", str(filtered), "--net", net, "--output", str(made["store"])]
+    assert main([*cache, *quiet]) == 0
+    made["lens-train"] = root / "lens-train"
+    train = ["lens", "train", "--net", net, "--output", str(made["lens-train"])]
+    assert main([*train, "--positions", "512", "--epochs", "1", *quiet]) == 0
+    made["lens"] = root / "lens"
+    assert (
+        main(["lens", "run", str(filtered), "--net", net, "--out", str(made["lens"]), *quiet]) == 0
+    )
+    made["future-board"] = root / "fb"
+    board = ["future-board", str(made["store"]), "--output", str(made["future-board"])]
+    board += ["--horizons", "0", "1", "--seeds", "0", "--epochs", "1", "--no-square-concepts"]
+    assert main([*board, "--no-board-concepts", *quiet]) == 0
+    made["probes"] = root / "probes"
+    probe = ["probe", "train", str(made["store"]), "--output", str(made["probes"]), "--seeds", "0"]
+    assert main([*probe, "--epochs", "1", "--no-control", *quiet]) == 0
+    made["steer"] = root / "steer"
+    steer = ["steer", str(filtered), "--probes", str(made["probes"]), "--net", net, "--limit", "2"]
+    steer += ["--scales", "1", "--targets", "1", "--random-directions", "1"]
+    assert main([*steer, "--output", str(made["steer"]), *quiet]) == 0
+    try:
+        stockfish = find_stockfish()
+    except EngineNotFoundError:
+        stockfish = None
+    if stockfish is not None:
+        made["refutations"] = root / "ref"
+        find = ["refutations", "find", str(filtered), "--output", str(made["refutations"])]
+        find += ["--stockfish", stockfish, "--sample", "1", "--depths", "1", "--min-moves", "3"]
+        assert main([*find, "--max-candidates", "4", "--stratum", "all", *quiet]) == 0
+        assert main(["refutations", "measure", str(made["refutations"])]) == 0
+    csv = root / "header-only.csv"
+    csv.write_text(HEADER + "\n")
+    made["empty"] = root / "empty"
+    empty = ["puzzles", "filter", "--input", str(csv), "--strong", net, "--weak"]
+    assert main([*empty, str(networks["weak"]), "--output", str(made["empty"]), *quiet]) == 0
+    return made
+
+
+def _commands(runs: dict[str, Path], networks: dict[str, Path]) -> dict[str, list]:
+    """Each run-directory command with its real inputs (``--output`` added by the caller)."""
+    net = str(networks["resnet"])
+    quiet = "--no-progress"
+    board = ["--horizons", "0", "1", "--seeds", "0", "--epochs", "1", "--no-square-concepts"]
+    return {
+        "lens train": ["lens", "train", "--net", net, "--positions", "512", "--epochs", "1"],
+        "lens run": ["lens", "run", str(runs["dataset"]), "--net", net, quiet],
+        "future-board": ["future-board", str(runs["store"]), *board, "--no-board-concepts", quiet],
+        "steer": [
+            *["steer", str(runs["dataset"]), "--probes", str(runs["probes"]), "--net", net],
+            *["--limit", "2", "--scales", "1", "--targets", "1", "--random-directions", "1", quiet],
+        ],
+        "refutations find": [
+            *["refutations", "find", str(runs["dataset"]), "--sample", "1", "--depths", "1"],
+            *["--min-moves", "3", "--max-candidates", "4", "--stratum", "all", quiet],
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    "command", ["lens train", "lens run", "future-board", "steer", "refutations find"]
+)
+def test_overwrite_keeps_a_users_file_and_bad_input_keeps_the_output(
+    command, runs, networks, tmp_path, capsys
+) -> None:
+    output = tmp_path / "out"
+    args = [*_commands(runs, networks)[command], "--output", str(output)]
+    if command == "refutations find":
+        try:
+            args += ["--stockfish", find_stockfish()]
+        except EngineNotFoundError:
+            pytest.skip("Stockfish is not installed")
+    if command == "lens train":
+        args.append("--no-progress")
+    assert main(args) == 0
+    (output / "notes.txt").write_text("mine")
+    assert main([*args, "--overwrite"]) == 0
+    assert (output / "notes.txt").read_text() == "mine"
+    capsys.readouterr()
+    before = _files(output)
+    # An input that does not exist (or a setting out of range): refused, output untouched.
+    broken = {
+        "lens train": [*args, "--held-out", "1.5"],
+        "lens run": [a if a != str(runs["dataset"]) else str(tmp_path / "nope") for a in args],
+        "future-board": [a if a != str(runs["store"]) else str(tmp_path / "nope.h5") for a in args],
+        "steer": [a if a != str(runs["probes"]) else str(tmp_path / "nope") for a in args],
+        "refutations find": [
+            a if a != str(runs["dataset"]) else str(tmp_path / "nope") for a in args
+        ],
+    }[command]
+    _one_line_error(main([*broken, "--overwrite"]), capsys)
+    assert _files(output) == before
+
+
+@pytest.mark.parametrize(
+    "command,source",
+    [
+        (["lens", "run"], "steer"),
+        (["lens", "run"], "empty"),
+        (["refutations", "find"], "lens"),
+        (["refutations", "find"], "empty"),
+        (["refutations", "measure"], "dataset"),
+        (["refutations", "measure"], "empty"),
+        (["steer"], "lens"),
+        (["steer"], "empty"),
+        (["future-board"], "lens"),
+        (["future-board"], "empty"),
+        (["plot", "lens"], "refutations"),
+        (["plot", "lens"], "steer"),
+        (["plot", "lens"], "empty"),
+        (["plot", "refutations"], "lens"),
+        (["plot", "future-board"], "lens"),
+        (["plot", "steering"], "lens"),
+        (["plot", "steering"], "empty"),
+    ],
+    ids=lambda value: value if isinstance(value, str) else " ".join(value),
+)
+def test_wrong_kind_and_empty_inputs_are_one_line(command, source, runs, tmp_path, capsys):
+    if source not in runs:
+        pytest.skip("Stockfish is not installed")
+    args = [*command, str(runs[source])]
+    if command[0] == "steer":
+        args += ["--probes", str(runs["probes"])]
+    if command != ["refutations", "measure"]:
+        args += ["--output", str(tmp_path / "o")]
+    if command[0] not in ("plot", "refutations") or command[1] == "find":
+        args.append("--no-progress")
+    code = main(args)
+    _one_line_error(code, capsys)
+    assert not (tmp_path / "o").exists()
+
+
+def test_plot_lens_of_a_truncated_summary_is_one_line(runs, tmp_path, capsys) -> None:
+    copy = tmp_path / "lens"
+    copy.mkdir()
+    for name, data in _files(runs["lens"]).items():
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        (copy / name).write_bytes(data)
+    summary = copy / "summary.json"
+    summary.write_bytes(summary.read_bytes()[:200])
+    error = _one_line_error(main(["plot", "lens", str(copy), "--out", str(tmp_path / "f")]), capsys)
+    assert f"{summary}: not valid JSON" in error
+
+
+def test_plot_refuses_an_existing_figure_without_overwrite(runs, tmp_path, capsys) -> None:
+    figures = tmp_path / "figures"
+    plot = ["plot", "lens", str(runs["lens"]), "--output", str(figures)]
+    assert main(plot) == 0
+    capsys.readouterr()
+    stamp = (figures / "lens_layers.png").stat().st_mtime_ns
+    error = _one_line_error(main(plot), capsys)
+    assert "lens_layers" in error and "--overwrite" in error
+    assert (figures / "lens_layers.png").stat().st_mtime_ns == stamp
+    assert main([*plot, "--overwrite"]) == 0
+
+
+def test_out_of_range_settings_are_refused_before_any_work(networks, filtered, tmp_path, capsys):
+    net = str(networks["resnet"])
+    cases = [
+        (["lens", "train", "--net", net, "--held-out", "1.5"], "--held-out"),
+        (["lens", "train", "--net", net, "--held-out", "0"], "--held-out"),
+        (["lens", "train", "--net", net, "--epochs", "0"], "--epochs"),
+        (["refutations", "find", str(filtered), "--depths", "2"], "--depths"),
+        (["refutations", "find", str(filtered), "--depths", "1", "1"], "--depths"),
+        (["steer", str(filtered), "--probes", str(tmp_path), "--scales", "-1"], "--scales"),
+        (["future-board", str(tmp_path / "s.h5"), "--epochs", "0"], "--epochs"),
+        (["lens", "run", str(filtered), "--chunk-size", "0"], "--chunk-size"),
+    ]
+    for args, option in cases:
+        error = _one_line_error(main([*args, "--output", str(tmp_path / "o")]), capsys)
+        assert option in error, error
+        assert not (tmp_path / "o").exists()
+
+
+def test_steer_refuses_probes_of_another_network(filtered, tmp_path, capsys) -> None:
+    probes = Path(__file__).resolve().parents[2] / "probes" / "maia-1900-move3-target"
+    steer = ["steer", str(filtered), "--probes", str(probes), "--net", "lab-t6-128"]
+    error = _one_line_error(main([*steer, "--output", str(tmp_path / "o")]), capsys)
+    assert str(probes) in error and "maia-1900" in error
+    assert not (tmp_path / "o").exists()
+
+
+def test_future_board_hooks_take_globs(runs, tmp_path, capsys) -> None:
+    board = ["future-board", str(runs["store"]), "--horizons", "0", "1", "--seeds", "0"]
+    board += ["--epochs", "1", "--no-square-concepts", "--no-board-concepts", "--no-progress"]
+    out = tmp_path / "glob"
+    assert main([*board, "--hooks", "blocks.*.hook_resid_post", "--output", str(out)]) == 0
+    hooks = [r["hook"] for r in json.loads((out / "results.json").read_text())["results"]]
+    assert hooks and all(h.startswith("blocks.") and h.endswith("hook_resid_post") for h in hooks)
+    capsys.readouterr()
+    code = main([*board, "--hooks", "nothing.*", "--output", str(tmp_path / "none")])
+    assert "nothing.*" in _one_line_error(code, capsys)
+
+
+def test_future_board_reports_a_probe_that_collapsed_to_one_class(
+    runs, tmp_path, capsys, monkeypatch
+) -> None:
+    """A probe predicting one class everywhere scores arrivals 0.000: it is reported as
+    degenerate, not as an accuracy."""
+    from leelalab.probing import concepts
+
+    real = concepts._square_predictions
+
+    def constant(probe, store, hook, rows):
+        predicted, order = real(probe, store, hook, rows)
+        return np.zeros_like(predicted), order
+
+    monkeypatch.setattr(concepts, "_square_predictions", constant)
+    board = ["future-board", str(runs["store"]), "--horizons", "0", "1", "--seeds", "0"]
+    board += ["--epochs", "1", "--no-square-concepts", "--no-board-concepts", "--no-progress"]
+    assert main([*board, "--output", str(tmp_path / "fb")]) == 0
+    out = capsys.readouterr().out
+    assert "degenerate: predicts one class" in out and "0.000" not in out
+    results = json.loads((tmp_path / "fb" / "results.json").read_text())
+    entry = results["results"][0]["targets"]["board_ply1"]
+    assert entry["degenerate_seeds"] == 1
+    # The real probes of the same run are not flagged.
+    real_run = json.loads((runs["future-board"] / "results.json").read_text())
+    flags = [r["targets"]["board_ply1"]["degenerate_seeds"] for r in real_run["results"]]
+    assert flags == [0] * len(flags)
+
+
+def test_lens_run_is_byte_identical_across_processes(networks, filtered, tmp_path) -> None:
+    """Two runs with the same settings in fresh interpreters (other hash seeds) write the
+    same bytes."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = []
+    for hash_seed in ("1", "2"):
+        output = tmp_path / f"run{hash_seed}"
+        code = (
+            "import sys; from leelalab.cli import main; "
+            f"sys.exit(main(['lens', 'run', {str(filtered)!r}, '--net', "
+            f"{str(networks['resnet'])!r}, '--output', {str(output)!r}, '--no-progress']))"
+        )
+        environment = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        environment["PYTHONPATH"] = os.pathsep.join(sys.path)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=environment, capture_output=True, text=True
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(output)
+    for name in ("lens.h5", "summary.json"):
+        assert (outputs[0] / name).read_bytes() == (outputs[1] / name).read_bytes(), name

@@ -67,7 +67,8 @@ def test_every_option_has_help_and_shows_its_default(name: str, parser) -> None:
         assert action.help, f"{name} {action.option_strings[0]} has no help text"
         default = action.default
         if default is not None and not isinstance(default, bool):
-            shown = " ".join(map(str, default)) if isinstance(default, list) else str(default)
+            several = isinstance(default, list | tuple)
+            shown = " ".join(map(str, default)) if several else str(default)
             # Compared without whitespace: help wraps long defaults, also after hyphens.
             compact = "".join(text.split())
             assert "".join(f"(default: {shown})".split()) in compact, (name, action.option_strings)

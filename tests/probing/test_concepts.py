@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from leelalab.errors import LeelaLabError
 from leelalab.probing.concepts import (
     PIECE_CLASSES,
     ConceptConfig,
@@ -168,7 +169,7 @@ def test_probes_find_a_planted_future_board_and_not_noise(planted, tmp_path) -> 
     (tmp_path / "out" / "layers" / "blocks.1.hook_resid_post.json").unlink()
     again = train_concept_probes(store, tmp_path / "out", config, progress=False)
     assert again["results"] == summary["results"]
-    with pytest.raises(ConceptError, match="another store or settings"):
+    with pytest.raises(LeelaLabError, match="other settings"):
         other = ConceptConfig(horizons=[0, 1], square_concepts=False, seeds=[0], epochs=6)
         train_concept_probes(store, tmp_path / "out", other, progress=False)
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from leelalab.errors import LeelaLabError
 from leelalab.lc0 import encoding
 from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transformer_weights
 from leelalab.models import build_network
@@ -171,7 +172,7 @@ def test_fit_saves_loads_and_resumes_to_the_same_lens(tmp_path, monkeypatch) -> 
     for key, value in whole.state_dict().items():
         torch.testing.assert_close(resumed.state_dict()[key], value, rtol=0, atol=0)
 
-    with pytest.raises(LensError, match="other settings"):
+    with pytest.raises(LeelaLabError, match="other settings"):
         fit_tuned_lens(network, tmp_path / "whole", TunedLensConfig(positions=50), progress=False)
     other = _resnet()
     other.sha256 = "b" * 64
