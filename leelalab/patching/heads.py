@@ -44,6 +44,7 @@ from leelalab.patching.pairs import (
     effects,
 )
 from leelalab.puzzles.dataset import DatasetPuzzle
+from leelalab.runs.records import format_name
 
 PIECE_TYPES = ("knight", "bishop", "rook", "queen", "king")
 
@@ -563,6 +564,10 @@ def percentile_curve(
 HEAD_PATCHING_FILE = "head_patching.h5"
 SINGLE_ENTRY_FILE = "single_entry.h5"
 HEAD_SEARCH_FILE = "head_search.h5"
+HEAD_PATCHING_FORMAT = format_name("head-patching")
+SINGLE_ENTRY_FORMAT = format_name("single-entry")
+HEAD_SEARCH_FORMAT = format_name("head-search")
+PIECE_MOVEMENT_FORMAT = format_name("piece-movement")
 PIECE_MOVEMENT_FILE = "piece_movement.h5"
 
 
@@ -608,7 +613,7 @@ def run_head_patching(
         return {**_flags(chunk), **values}
 
     attrs = {
-        "format": "leelalab.head_patching/1",
+        "format": HEAD_PATCHING_FORMAT,
         "sign_convention": SIGN_CONVENTION,
         "direction": direction,
         "layers": json.dumps(list(range(n_layers))),
@@ -685,7 +690,7 @@ def run_single_entry(
         compute,
         results_file=SINGLE_ENTRY_FILE,
         attrs={
-            "format": "leelalab.single_entry/1",
+            "format": SINGLE_ENTRY_FORMAT,
             "layer": layer,
             "head": head,
             "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
@@ -734,7 +739,7 @@ def run_head_search(
         compute,
         results_file=HEAD_SEARCH_FILE,
         attrs={
-            "format": "leelalab.head_search/1",
+            "format": HEAD_SEARCH_FORMAT,
             "layers": json.dumps(list(range(n_layers))),
             "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
         },
@@ -823,7 +828,7 @@ def run_piece_movement(
         compute,
         results_file=PIECE_MOVEMENT_FILE,
         attrs={
-            "format": "leelalab.piece_movement/1",
+            "format": PIECE_MOVEMENT_FORMAT,
             "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
             "scores": json.dumps(found.scores.tolist()),
         },

@@ -44,6 +44,7 @@ from leelalab.patching.pairs import (
 )
 from leelalab.puzzles.dataset import SQUARE_GROUPS, DatasetPuzzle
 from leelalab.runs.executor import LOCAL, Executor
+from leelalab.runs.records import format_name
 
 
 @dataclass
@@ -323,7 +324,10 @@ def load_pairs(
 # ----------------------------------------------------------------------------- runs on disk
 
 RESULTS_FILE = "patching.h5"
-RESULTS_FORMAT = "leelalab.patching.residual/1"
+RESULTS_FORMAT = format_name("residual-patching")
+"""Files written as ``leelalab.residual_patching/1`` or ``leelalab.patching.residual/1``
+(the same layout) read as this (:data:`~leelalab.runs.records.LEGACY_FORMATS`)."""
+RESULTS_HINT = "make it with `leelalab patch residual`"
 SIGN_CONVENTION = (
     "positive = the clean activation at the patched site supports the clean top move; "
     "noising: metric(clean) - metric(patched); denoising: metric(patched) - metric(corrupted); "
@@ -458,14 +462,14 @@ class PatchingResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PatchingResults:
-        from leelalab.runs.results import ResultsError, read_h5
+        """The results of a run directory (or its ``patching.h5``); a missing, truncated or
+        foreign file is one :class:`~leelalab.runs.records.RecordError` line."""
+        from leelalab.runs.records import read_result
 
         path = Path(path)
         if path.is_dir():
             path = path / RESULTS_FILE
-        arrays, attrs = read_h5(path)
-        if attrs.get("format") != RESULTS_FORMAT:
-            raise ResultsError(f"{path}: not a leelalab residual-patching results file")
+        arrays, attrs = read_result(path, RESULTS_FORMAT, hint=RESULTS_HINT)
         return cls(
             arrays, json.loads(attrs["layers"]), str(attrs["direction"]), str(attrs["network"])
         )

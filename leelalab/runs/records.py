@@ -44,6 +44,11 @@ LEGACY_FORMATS: dict[str, str] = {
     # Renamed without a version bump (issue 26): the dotted name is the same layout.
     "leelalab.residual_patching/1": "leelalab.residual-patching/1",
     "leelalab.patching.residual/1": "leelalab.residual-patching/1",
+    # Underscored kinds of the attention-head analyses (issue 26: kebab case).
+    "leelalab.head_patching/1": "leelalab.head-patching/1",
+    "leelalab.single_entry/1": "leelalab.single-entry/1",
+    "leelalab.head_search/1": "leelalab.head-search/1",
+    "leelalab.piece_movement/1": "leelalab.piece-movement/1",
 }
 """Older spellings of a format name → the current name of the same layout."""
 
