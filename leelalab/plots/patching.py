@@ -674,7 +674,9 @@ def plot_results_directory(
                 f"board_{puzzle}_{metric}",
             )
     if (directory / heads.HEAD_PATCHING_FILE).is_file():
-        arrays, attrs = read_result(directory / heads.HEAD_PATCHING_FILE, heads.HEAD_PATCHING_FORMAT)
+        arrays, attrs = read_result(
+            directory / heads.HEAD_PATCHING_FILE, heads.HEAD_PATCHING_FORMAT
+        )
         key = metric if metric in arrays else "log_odds"
         direction = str(attrs.get("direction", settings.get("direction", "")))
         save(

@@ -69,3 +69,45 @@ class ProbeSettings(Settings):
     @property
     def schedule(self) -> Schedule:
         return Schedule(self.epochs, self.batch_size, self.lr, self.memory_budget_mb)
+
+
+@dataclass(frozen=True)
+class ConceptSettings(Settings):
+    """Concept and future-board probe settings."""
+
+    horizons: tuple[int, ...] = setting(
+        (0, 1, 2, 3, 4), "future-board plies to probe (0 = the current board)", minimum=0
+    )
+    square_concepts: bool = setting(True, "probe the attacked-squares concepts")
+    board_concepts: bool = setting(True, "probe material, in-check and gives-check")
+    changed_weight: float = setting(
+        10.0, "loss weight of the squares whose content changes by ply k", minimum=1
+    )
+    """Loss weight of the squares whose content changes by ply k (future boards): without it
+    a linear probe learns to copy the current board, right on ~95% of the squares, and never
+    predicts an arrival (see :mod:`leelalab.probing.concepts`)."""
+    epochs: int = setting(4, "passes over the training puzzles", minimum=1)
+    batch_size: int = setting(64, "puzzles per optimisation step", minimum=1)
+    lr: float = setting(1e-2, "learning rate", minimum=0, exclusive_minimum=True)
+    test_fraction: float = setting(
+        0.3, "puzzles held out for testing", minimum=0, maximum=0.9, exclusive_minimum=True
+    )
+    seeds: tuple[int, ...] = setting((0, 1, 2), "one probe per seed, target and hook", minimum=0)
+    control: bool = setting(True, "train the control task (--no-control skips it)")
+    memory_budget_mb: int = setting(
+        256,
+        "RAM for blocks of activations read from the store",
+        minimum=1,
+        option="--memory-budget",
+        metavar="MB",
+    )
+
+    def check(self) -> None:
+        if not self.seeds:
+            raise SettingsError("--seeds needs at least one seed")
+        if not (self.horizons or self.square_concepts or self.board_concepts):
+            raise SettingsError("nothing to probe: give --horizons or keep a concept family")
+
+    @property
+    def schedule(self) -> Schedule:
+        return Schedule(self.epochs, self.batch_size, self.lr, self.memory_budget_mb)
