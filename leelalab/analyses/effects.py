@@ -54,6 +54,7 @@ def run_strata_patching(
     the patching results path. ``thresholds``: the corruption search's (default: the
     paper's)."""
     from leelalab.patching.residual import run_residual_patching
+    from leelalab.patching.settings import ResidualPatchingSettings
     from leelalab.puzzles.filter import corrupt_dataset
     from leelalab.runs.results import write_text_atomically
 
@@ -67,8 +68,8 @@ def run_strata_patching(
         strong,
         directory,
         output,
+        ResidualPatchingSettings(chunk_size=chunk_size),
         ids=union,
-        chunk_size=chunk_size,
         progress=progress,
         overwrite=overwrite,
     )

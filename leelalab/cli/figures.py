@@ -41,7 +41,7 @@ def write_figures(
     if out.exists() and not out.is_dir():
         raise LeelaLabError(f"{out} exists and is not a directory; choose another output")
     with tempfile.TemporaryDirectory(prefix="leelalab-figures-") as scratch:
-        drawn = draw(Path(scratch))
+        drawn = list(dict.fromkeys(draw(Path(scratch))))  # a later figure replaced an earlier
         targets = [out / path.relative_to(scratch) for path in drawn]
         existing = [str(target) for target in targets if target.exists()]
         if existing and not overwrite:
