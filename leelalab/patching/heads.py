@@ -868,8 +868,14 @@ def run_piece_movement(
     ChunkedRun(
         output, recorded | provenance | {"chunk_size": settings.chunk_size}, overwrite=overwrite
     )
-    found = piece_movement_heads(network, boards, threshold=threshold)
     puzzles = [p for p in load_dataset(dataset, limit=limit) if p.n_moves >= settings.min_moves]
+    if not boards:
+        raise LeelaLabError(f"{dataset}: no puzzle to score the heads on")
+    if not puzzles:
+        raise LeelaLabError(
+            f"{dataset}: no selected puzzle with at least {settings.min_moves} moves"
+        )
+    found = piece_movement_heads(network, boards, threshold=threshold)
 
     def write_heads(directory: Path) -> None:
         write_text_atomically(
