@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from leelalab.cli.common import (
     add_command,
@@ -28,21 +29,32 @@ from leelalab.cli.figures import add_figure_overwrite, write_figures
 from leelalab.errors import LeelaLabError
 from leelalab.runs.experiment import Settings, add_settings_options, settings_from_args
 
+T = TypeVar("T")
+
+
+def _run_on_dataset(
+    args: argparse.Namespace, run: Callable[..., T], settings: type[Settings], **extra: Any
+) -> T:
+    """``run(network, DIR, --output, settings, …)``: the settings from the options first
+    (out-of-range values are one line before the network loads), then the network."""
+    chosen = settings_from_args(settings, args)
+    return run(
+        network_from_dataset(args),
+        args.directory,
+        args.output,
+        chosen,
+        progress=not args.no_progress,
+        overwrite=args.overwrite,
+        **extra,
+    )
+
 
 def cmd_patch_residual(args: argparse.Namespace) -> int:
     from leelalab.patching.residual import PatchingResults, run_residual_patching
     from leelalab.patching.settings import ResidualPatchingSettings
 
-    settings = settings_from_args(ResidualPatchingSettings, args)
-    network = network_from_dataset(args)
-    path = run_residual_patching(
-        network,
-        args.directory,
-        args.output,
-        settings,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-        executor=executor_from(args),
+    path = _run_on_dataset(
+        args, run_residual_patching, ResidualPatchingSettings, executor=executor_from(args)
     )
     results = PatchingResults.load(path)
     subset = SUBSETS[args.subset]
@@ -68,15 +80,7 @@ def cmd_patch_heads(args: argparse.Namespace) -> int:
     from leelalab.patching.settings import HeadPatchingSettings
     from leelalab.runs.records import read_result
 
-    settings = settings_from_args(HeadPatchingSettings, args)
-    path = run_head_patching(
-        network_from_dataset(args),
-        args.directory,
-        args.output,
-        settings,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
+    path = _run_on_dataset(args, run_head_patching, HeadPatchingSettings)
     arrays, attrs = read_result(path, HEAD_PATCHING_FORMAT)
     ranking = rank_heads(arrays["log_odds"], json.loads(attrs["layers"]), top=args.top)
     _print_ranking(ranking, "head-output patching, log-odds effect")
@@ -124,15 +128,7 @@ def cmd_heads_single_entry(args: argparse.Namespace) -> int:
     from leelalab.patching.settings import SingleEntrySettings
     from leelalab.runs.records import read_result
 
-    settings = settings_from_args(SingleEntrySettings, args)
-    path = run_single_entry(
-        network_from_dataset(args),
-        args.directory,
-        args.output,
-        settings,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
+    path = _run_on_dataset(args, run_single_entry, SingleEntrySettings)
     arrays, _ = read_result(path, SINGLE_ENTRY_FORMAT)
     rows = _percentile_rows(
         arrays,
@@ -153,14 +149,7 @@ def cmd_heads_search(args: argparse.Namespace) -> int:
     from leelalab.patching.heads import run_head_search
     from leelalab.patching.settings import HeadSearchSettings
 
-    path, ranking = run_head_search(
-        network_from_dataset(args),
-        args.directory,
-        args.output,
-        settings_from_args(HeadSearchSettings, args),
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
+    path, ranking = _run_on_dataset(args, run_head_search, HeadSearchSettings)
     _print_ranking(ranking, "3rd→1st target entry ablation (log-odds reduction)")
     note(f"wrote {path}, ranking.json and run.json")
     return 0
@@ -171,16 +160,8 @@ def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
     from leelalab.patching.settings import PieceMovementSettings
     from leelalab.runs.records import read_result
 
-    settings = settings_from_args(PieceMovementSettings, args)
-    path, found = run_piece_movement(
-        network_from_dataset(args),
-        args.directory,
-        args.output,
-        settings,
-        progress=not args.no_progress,
-        overwrite=args.overwrite,
-    )
-    print(f"piece-movement heads (excess attention ≥ {settings.threshold}):")
+    path, found = _run_on_dataset(args, run_piece_movement, PieceMovementSettings)
+    print(f"piece-movement heads (excess attention ≥ {args.threshold}):")
     for piece in PIECE_TYPES:
         heads = found.heads(piece)
         listed = ", ".join(f"L{layer}H{head} ({score:.2f})" for layer, head, score in heads[:12])

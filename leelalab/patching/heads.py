@@ -613,15 +613,15 @@ def _dataset_run(
         run_record=chunks.run_record,
         chunk_size=chunks.chunk_size,
         description=chunks.description,
-        progress=chunks.progress,
-        overwrite=chunks.overwrite,
         before=chunks.before,
+        **chunks.options,
     )
 
 
 @dataclass
 class _Chunks:
-    """How a head experiment's chunks are computed and written."""
+    """How a head experiment's chunks are computed and written (``limit`` and
+    ``chunk_size`` from its settings; ``progress``/``overwrite`` from the call)."""
 
     compute: Callable[[list[DatasetPuzzle]], dict[str, np.ndarray | list[str]]]
     results_file: str
@@ -629,8 +629,7 @@ class _Chunks:
     description: str
     limit: int | None
     chunk_size: int
-    progress: bool
-    overwrite: bool
+    options: dict[str, bool]
     run_record: dict[str, object] = field(default_factory=dict)
     before: Callable[[Path], None] | None = None
 
@@ -688,8 +687,7 @@ def run_head_patching(
         "head patching",
         settings.limit,
         settings.chunk_size,
-        progress,
-        overwrite,
+        {"progress": progress, "overwrite": overwrite},
         run_record={"left_out": left_out, "heads": n_heads},
     )
     recorded = {"experiment": "head_patching", "direction": direction}
@@ -747,8 +745,7 @@ def run_single_entry(
         f"L{layer}H{head} entry ablation",
         settings.limit,
         settings.chunk_size,
-        progress,
-        overwrite,
+        {"progress": progress, "overwrite": overwrite},
     )
     return _dataset_run(network, dataset, output, puzzles, recorded, chunks)
 
@@ -789,8 +786,7 @@ def run_head_search(
         "head search",
         settings.limit,
         settings.chunk_size,
-        progress,
-        overwrite,
+        {"progress": progress, "overwrite": overwrite},
     )
     recorded = {"experiment": "head_search"}
     path = _dataset_run(network, dataset, output, puzzles, recorded, chunks)
@@ -895,8 +891,7 @@ def run_piece_movement(
         "piece-movement ablation",
         limit,
         settings.chunk_size,
-        progress,
-        overwrite,
+        {"progress": progress, "overwrite": overwrite},
         before=write_heads,
     )
     return _dataset_run(network, dataset, output, puzzles, recorded, chunks), found

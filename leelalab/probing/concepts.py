@@ -45,11 +45,10 @@ from tqdm.auto import tqdm
 from leelalab.errors import LeelaLabError
 from leelalab.lc0.squares import permutation
 from leelalab.probing.probes import grouped_split, store_hooks
-from leelalab.probing.settings import ConceptSettings
+from leelalab.probing.settings import ConceptSettings, UnversionedResults
 from leelalab.probing.store import ActivationStore
 from leelalab.probing.training import constant, fit_probe, map_rows
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.experiment import Results, SettingsError
 from leelalab.runs.records import format_name, read_json
 from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
 
@@ -359,7 +358,7 @@ def _selectivity(scores: dict[str, Any], control: dict[str, Any]) -> dict[str, f
 
 
 @dataclass
-class ConceptResults(Results):
+class ConceptResults(UnversionedResults):
     """``results.json`` of the concept probes: per hook and target, scores per seed, mean ±
     std, the control task's, selectivity, train/test puzzle counts, degenerate seeds."""
 
@@ -373,20 +372,6 @@ class ConceptResults(Results):
     config: dict[str, Any]
     classes: list[str]
     results: list[dict[str, Any]]
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ConceptResults:
-        """Results of a run directory; files from before results had a format load too."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / cls.FILE
-        data = read_json(path, hint=cls.HINT, what="results file")
-        if "format" in data:
-            read_json(path, expect_format=cls.FORMAT, hint=cls.HINT, what="results file")
-        try:
-            return cls.from_json(data)
-        except (KeyError, TypeError, ValueError) as error:
-            raise SettingsError(f"{path}: malformed concept-probe results ({error})") from None
 
 
 @dataclass

@@ -44,11 +44,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leelalab.probing.settings import _TARGET, ProbeError, ProbeSettings
+from leelalab.probing.settings import _TARGET, ProbeError, ProbeSettings, UnversionedResults
 from leelalab.probing.settings import PROBE_KINDS as PROBE_KINDS
 from leelalab.probing.store import ActivationStore, ActivationStoreError, resolve_hooks
 from leelalab.probing.training import constant, fit_probe, map_rows
-from leelalab.runs.experiment import Results, SettingsError
 from leelalab.runs.records import format_name, read_json
 from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
 from leelalab.stats import Estimate, proportion_ci
@@ -307,7 +306,7 @@ class LayerResult:
 
 
 @dataclass
-class ProbeResults(Results):
+class ProbeResults(UnversionedResults):
     """``results.json`` of ``probe train``: per hook, accuracies per seed, mean ± std,
     control, selectivity, the train/test puzzle counts and the degenerate seeds."""
 
@@ -320,20 +319,6 @@ class ProbeResults(Results):
     config: dict[str, Any]
     layers: list[int | None]
     results: list[dict[str, Any]]
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ProbeResults:
-        """Results of a probe directory; files from before results had a format load too."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / cls.FILE
-        data = read_json(path, hint=cls.HINT, what="results file")
-        if "format" in data:
-            read_json(path, expect_format=cls.FORMAT, hint=cls.HINT, what="results file")
-        try:
-            return cls.from_json(data)
-        except (KeyError, TypeError, ValueError) as error:
-            raise SettingsError(f"{path}: malformed probe results ({error})") from None
 
     def by_hook(self) -> dict[str, dict[str, Any]]:
         return {str(result["hook"]): result for result in self.results}
