@@ -292,27 +292,29 @@ def register(commands: Any, plot_commands: Any) -> None:
     _, head_commands = add_group(
         commands, "heads", "attention-head analyses (attention networks)", "heads_command"
     )
-    single = add_command(
-        head_commands,
-        "single-entry",
-        "zero one head's 3rd→1st target attention entry vs other entries",
-    )
-    _common(single, settings.SingleEntrySettings)
-    single.set_defaults(run=cmd_heads_single_entry)
-
-    search = add_command(
-        head_commands, "search", "the 3rd→1st target entry ablation in every head, ranked"
-    )
-    _common(search, settings.HeadSearchSettings)
-    search.set_defaults(run=cmd_heads_search)
-
-    piece = add_command(
-        head_commands,
-        "piece-movement",
-        "detect piece-movement heads and ablate their flow out of the 3rd target",
-    )
-    _common(piece, settings.PieceMovementSettings)
-    piece.set_defaults(run=cmd_heads_piece_movement)
+    for name, help, settings_class, run in (
+        (
+            "single-entry",
+            "zero one head's 3rd→1st target attention entry vs other entries",
+            settings.SingleEntrySettings,
+            cmd_heads_single_entry,
+        ),
+        (
+            "search",
+            "the 3rd→1st target entry ablation in every head, ranked",
+            settings.HeadSearchSettings,
+            cmd_heads_search,
+        ),
+        (
+            "piece-movement",
+            "detect piece-movement heads and ablate their flow out of the 3rd target",
+            settings.PieceMovementSettings,
+            cmd_heads_piece_movement,
+        ),
+    ):
+        command = add_command(head_commands, name, help)
+        _common(command, settings_class)
+        command.set_defaults(run=run)
 
     plot = add_command(plot_commands, "patching", "figures of patching / head results")
     plot.add_argument(

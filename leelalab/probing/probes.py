@@ -186,21 +186,6 @@ def train_probe(
     )
 
 
-def evaluate_probe(
-    probe: nn.Module,
-    store: ActivationStore,
-    hook: str,
-    labels: np.ndarray,
-    queries: np.ndarray | None,
-    rows: np.ndarray,
-    batch_size: int = 512,
-    *,
-    bar: Any = None,
-) -> float:
-    """Accuracy of ``probe`` on ``rows`` (masked rows excluded)."""
-    return _score(probe, store, hook, labels, queries, rows, bar).accuracy
-
-
 @dataclass(frozen=True)
 class Score:
     """A probe's test predictions summarised: right, scored, and whether it predicted one
@@ -215,7 +200,7 @@ class Score:
         return self.correct / self.total
 
 
-def _score(
+def score_probe(
     probe: nn.Module,
     store: ActivationStore,
     hook: str,
@@ -224,7 +209,7 @@ def _score(
     rows: np.ndarray,
     bar: Any = None,
 ) -> Score:
-    """Correct predictions and usable rows among ``rows``."""
+    """How ``probe`` does on ``rows`` (masked rows excluded): right, scored, constant."""
     rows = _usable_rows(rows, labels, queries)
     if rows.size == 0:
         raise ProbeError("no test puzzle has the target (and query) move")
@@ -413,7 +398,7 @@ def _train_hook(
                 )
         else:
             probe = train_probe(store, hook, labels, queries, train_rows, config, seed, bar=bar)
-            score = _score(probe, store, hook, labels, queries, test_rows, bar)
+            score = score_probe(probe, store, hook, labels, queries, test_rows, bar)
             if seed == config.seeds[0]:
                 _save_probe(save_file, probe, output, hook, config, seed)
                 _save_split(output, store, train_rows, config, seed)
@@ -422,7 +407,9 @@ def _train_hook(
                     store, hook, shuffled, queries, train_rows, config, seed, bar=bar
                 )
                 control.append(
-                    _score(control_probe, store, hook, shuffled, queries, test_rows, bar).accuracy
+                    score_probe(
+                        control_probe, store, hook, shuffled, queries, test_rows, bar
+                    ).accuracy
                 )
         accuracy.append(score.accuracy)
         if score.constant:
@@ -633,6 +620,6 @@ def evaluate_saved_probes(
             if config.query and config.probe == "bilinear"
             else None
         )
-        score = _score(probe, store, hook, labels, queries, rows)
+        score = score_probe(probe, store, hook, labels, queries, rows)
         correct[hook], evaluated[hook], accuracy[hook] = score.correct, score.total, score.accuracy
     return ProbeEvaluation(accuracy, correct, evaluated, int(rows.size), excluded)
