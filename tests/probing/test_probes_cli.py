@@ -143,3 +143,51 @@ def test_results_written_before_results_had_a_format_load(store, tmp_path) -> No
     loaded = ProbeResults.load(tmp_path / "p")
     assert loaded.results[0]["hook"] == HOOK0
     np.testing.assert_array_equal(loaded.results[0]["accuracy"], data["results"][0]["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """A dataset of real puzzle pairs, a tiny network and its activation store."""
+    from leelalab.lc0.weights import save_weights
+    from leelalab.lc0.weights.synthetic import random_resnet_weights
+    from leelalab.puzzles.dataset import write_pairs_dataset
+    from positions import corrupted_puzzles
+
+    directory = tmp_path_factory.mktemp("cached")
+    write_pairs_dataset(directory / "data", corrupted_puzzles(10, min_moves=3))
+    net = save_weights(random_resnet_weights(seed=4), directory / "net.pb.gz")
+    store = directory / "acts.h5"
+    args = ["activations", "cache", str(directory / "data"), "--net", str(net)]
+    assert main([*args, "--output", str(store), "--no-progress"]) == 0
+    return directory / "data", net, store
+
+
+def test_activations_cache_bad_input_leaves_the_store(cached, tmp_path, capsys) -> None:
+    data, net, store = cached
+    out = tmp_path / "acts.h5"
+    out.write_bytes(store.read_bytes())
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "dataset.jsonl").write_text("")
+    for source in (tmp_path / "nonexistent", empty, tmp_path):
+        args = ["activations", "cache", str(source), "--net", str(net), "--output", str(out)]
+        assert main([*args, "--overwrite", "--no-progress"]) == 1
+        _one_line_error(capsys)
+        assert out.read_bytes() == store.read_bytes()
+
+
+def test_future_board_overwrite_keeps_a_users_file(cached, tmp_path, capsys) -> None:
+    _, _, store = cached
+    out = tmp_path / "board"
+    args = ["future-board", str(store), "--output", str(out), "--no-progress", "--seeds", "0"]
+    args += ["--horizons", "1", "--no-square-concepts", "--no-board-concepts", "--epochs", "1"]
+    assert main(args) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main([*args, "--lr", "0.02"]) == 1
+    assert "--overwrite" in _one_line_error(capsys)
+    assert main([*args, "--lr", "0.02", "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "results.json").read_text())["config"]["lr"] == 0.02
+    assert main([*args, "--lr", "0", "--overwrite"]) == 1  # out of range: nothing removed
+    _one_line_error(capsys)
+    assert (out / "results.json").is_file() and (out / "notes.txt").is_file()
