@@ -569,10 +569,10 @@ def training_puzzle_ids(directory: str | os.PathLike[str]) -> set[str]:
             "older leelalab): retrain it with `leelalab probe train`, or evaluate on every "
             "puzzle knowingly with --include-training"
         )
-    try:
-        return set(json.loads(path.read_text(encoding="utf-8"))["train_puzzle_ids"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ProbeError(f"{path}: unreadable training split") from None
+    ids = read_json(path, what="training split").get("train_puzzle_ids")
+    if not isinstance(ids, list):
+        raise ProbeError(f"{path}: unreadable training split (no train_puzzle_ids list)")
+    return {str(i) for i in ids}
 
 
 def evaluate_saved_probes(

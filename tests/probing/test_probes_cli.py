@@ -191,3 +191,11 @@ def test_future_board_overwrite_keeps_a_users_file(cached, tmp_path, capsys) -> 
     assert main([*args, "--lr", "0", "--overwrite"]) == 1  # out of range: nothing removed
     _one_line_error(capsys)
     assert (out / "results.json").is_file() and (out / "notes.txt").is_file()
+
+
+def test_a_truncated_training_split_is_one_line(store, tmp_path, capsys) -> None:
+    assert _train(store, tmp_path / "p", "--hooks", HOOK0) == 0
+    split = tmp_path / "p" / "split.json"
+    split.write_text(split.read_text()[:40])
+    assert main(["probe", "eval", str(tmp_path / "p"), store]) == 1
+    assert str(split) in _one_line_error(capsys)
