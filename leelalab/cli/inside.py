@@ -228,7 +228,7 @@ def cmd_refutations_measure(args: argparse.Namespace) -> int:
 def cmd_future_board(args: argparse.Namespace) -> int:
     from leelalab.probing.concepts import ConceptConfig, train_concept_probes
 
-    output = Path(args.output)  # a RunDirectory: --overwrite keeps a user's files
+    output = _fresh_output(args.output, args.overwrite)
     config = ConceptConfig(
         horizons=args.horizons,
         square_concepts=not args.no_square_concepts,
@@ -247,19 +247,15 @@ def cmd_future_board(args: argparse.Namespace) -> int:
         input_format=args.input_format,
         hooks=args.hooks,
         progress=not args.no_progress,
-        overwrite=args.overwrite,
     )
     print("future board: accuracy on squares that change by ply k (arrivals), mean over seeds")
     horizons = [f"board_ply{k}" for k in config.horizons if k > 0]
     rows = [["hook"] + [f"ply {name[9:]}" for name in horizons]]
-    for result in summary.results:
+    for result in summary["results"]:
         cells = []
         for name in horizons:
-            entry = result["targets"][name]
-            scores = entry["scores"]["arrival_accuracy"]["mean"]
+            scores = result["targets"][name]["scores"]["arrival_accuracy"]["mean"]
             cells.append("-" if scores is None else f"{scores:.3f}")
-            if entry.get("constant_prediction_seeds"):
-                cells[-1] += " (constant prediction)"
         rows.append([result["hook"]] + cells)
     print_table(rows)
     note(f"wrote {output}/results.json, config.json and run.json")

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,13 +45,12 @@ from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
 from leelalab.lc0.squares import permutation
-from leelalab.probing.probes import grouped_split, store_hooks
-from leelalab.probing.settings import ConceptSettings, UnversionedResults
+from leelalab.probing.probes import grouped_split
+from leelalab.probing.settings import Schedule
 from leelalab.probing.store import ActivationStore
-from leelalab.probing.training import constant, fit_probe, map_rows
+from leelalab.probing.training import fit_probe, map_rows
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
-from leelalab.runs.records import format_name, read_json
-from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
+from leelalab.runs.results import sha256_file, versions, write_text_atomically
 
 PIECE_CLASSES = (
     "empty",
@@ -173,45 +173,57 @@ class SquareClassifier(nn.Module):
         return self.linear(x) + self.square_bias
 
 
-ConceptConfig = ConceptSettings
-"""The name concept-probe settings had before the experiment contract."""
+@dataclass
+class ConceptConfig:
+    """Concept and future-board probe settings."""
 
-
-@dataclass(frozen=True)
-class _Fit:
-    """One probe to fit: where its activations are, which rows train and test it, its seed."""
-
-    store: ActivationStore
-    hook: str
-    train: np.ndarray
-    test: np.ndarray
-    config: ConceptSettings
-    seed: int
+    horizons: list[int] = field(default_factory=lambda: [0, 1, 2, 3, 4])
+    square_concepts: bool = True
+    board_concepts: bool = True
+    changed_weight: float = 10.0
+    """Loss weight of the squares whose content changes by ply k (future boards): without it
+    a linear probe learns to copy the current board, right on ~95% of the squares, and never
+    predicts an arrival (see the module docstring)."""
+    epochs: int = 4
+    batch_size: int = 64
+    lr: float = 1e-2
+    test_fraction: float = 0.3
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    control: bool = True
+    memory_budget_mb: int = 256
 
 
 def _train_square_probe(
-    fit: _Fit, labels: np.ndarray, classes: int, reference: np.ndarray | None = None
+    store: ActivationStore,
+    hook: str,
+    labels: np.ndarray,
+    rows: np.ndarray,
+    classes: int,
+    config: ConceptConfig,
+    seed: int,
+    reference: np.ndarray | None = None,
 ) -> SquareClassifier:
     """Train a per-square classifier; with ``reference`` (the current board), squares whose
-    label differs from it weigh ``config.changed_weight`` times as much in the loss."""
-    weight = fit.config.changed_weight
+    label differs from it weigh ``config.changed_weight`` times as much in the loss.
+    Trained by the probes' one loop (:func:`~leelalab.probing.training.fit_probe`)."""
 
-    def loss(probe: nn.Module, x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
-        y = torch.from_numpy(labels[rows]).reshape(-1)
+    def loss(probe: nn.Module, x: torch.Tensor, batch_rows: np.ndarray) -> torch.Tensor:
+        y = torch.from_numpy(labels[batch_rows]).reshape(-1)
         losses = nn.functional.cross_entropy(probe(x).reshape(-1, classes), y, reduction="none")
-        if reference is not None and weight != 1:
-            changed = torch.from_numpy(labels[rows] != reference[rows])
-            losses = losses * (1 + (weight - 1) * changed.reshape(-1))
+        if reference is not None and config.changed_weight != 1:
+            changed = torch.from_numpy(labels[batch_rows] != reference[batch_rows])
+            losses = losses * (1 + (config.changed_weight - 1) * changed.reshape(-1))
         return losses.mean()
 
+    schedule = Schedule(config.epochs, config.batch_size, config.lr, config.memory_budget_mb)
     return fit_probe(
-        lambda: SquareClassifier(fit.store.widths[fit.hook], classes),
+        lambda: SquareClassifier(store.widths[hook], classes),
         loss,
-        fit.store,
-        fit.hook,
-        fit.train,
-        fit.config.schedule,
-        fit.seed,
+        store,
+        hook,
+        rows,
+        schedule,
+        seed,
     )
 
 
@@ -264,10 +276,18 @@ def _targets(
 
 
 def _score_square_target(
-    fit: _Fit, target: _Target, labels: np.ndarray, reference: np.ndarray | None
+    target: _Target,
+    labels: np.ndarray,
+    reference: np.ndarray | None,
+    store: ActivationStore,
+    hook: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    config: ConceptConfig,
+    seed: int,
 ) -> dict[str, float]:
-    probe = _train_square_probe(fit, labels, target.classes, reference)
-    predicted, rows = _square_predictions(probe, fit.store, fit.hook, fit.test)
+    probe = _train_square_probe(store, hook, labels, train, target.classes, config, seed, reference)
+    predicted, rows = _square_predictions(probe, store, hook, test)
     truth = labels[rows]
     scores = {"accuracy": float(np.mean(predicted == truth))}
     if reference is not None:
@@ -285,19 +305,20 @@ def _score_square_target(
         scores["copy_baseline_accuracy"] = float(np.mean(~changed))
     else:
         scores["balanced_accuracy"] = balanced_accuracy(truth.ravel(), predicted.ravel())
-        majority = np.bincount(labels[fit.train].ravel(), minlength=target.classes).argmax()
+        majority = np.bincount(labels[train].ravel(), minlength=target.classes).argmax()
         scores["majority_baseline_accuracy"] = float(np.mean(truth == majority))
-    return _with_degeneracy(scores, predicted)
-
-
-def _with_degeneracy(scores: dict[str, float], predicted: np.ndarray) -> dict[str, float]:
-    # Marked (and summarised apart) so that a probe collapsed to one class is reported as
-    # such, not as an accuracy.
-    scores[CONSTANT] = float(constant(predicted))
     return scores
 
 
-def _score_board_target(fit: _Fit, target: _Target, labels: np.ndarray) -> dict[str, float]:
+def _score_board_target(
+    target: _Target,
+    labels: np.ndarray,
+    store: ActivationStore,
+    hook: str,
+    train: np.ndarray,
+    test: np.ndarray,
+    seed: int,
+) -> dict[str, float]:
     try:
         from sklearn.linear_model import LogisticRegression, Ridge
         from sklearn.preprocessing import StandardScaler
@@ -305,8 +326,8 @@ def _score_board_target(fit: _Fit, target: _Target, labels: np.ndarray) -> dict[
         raise ConceptError(
             'board-level concept probes need the probe extra: pip install "leelalab[probe]"'
         ) from None
-    x_train, train_rows = _pooled(fit.store, fit.hook, fit.train)
-    x_test, test_rows = _pooled(fit.store, fit.hook, fit.test)
+    x_train, train_rows = _pooled(store, hook, train)
+    x_test, test_rows = _pooled(store, hook, test)
     scaler = StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     y_train, y_test = labels[train_rows], labels[test_rows]
@@ -317,10 +338,9 @@ def _score_board_target(fit: _Fit, target: _Target, labels: np.ndarray) -> dict[
         return {"r2": float(1 - residual / total) if total > 0 else float("nan")}
     if np.unique(y_train).size < 2:
         return {"balanced_accuracy": float("nan")}
-    model = LogisticRegression(max_iter=500, class_weight="balanced", random_state=fit.seed)
+    model = LogisticRegression(max_iter=500, class_weight="balanced", random_state=seed)
     model.fit(x_train, y_train)
-    predicted = model.predict(x_test)
-    return _with_degeneracy({"balanced_accuracy": balanced_accuracy(y_test, predicted)}, predicted)
+    return {"balanced_accuracy": balanced_accuracy(y_test, model.predict(x_test))}
 
 
 def _valid_rows(target: _Target) -> np.ndarray:
@@ -328,15 +348,9 @@ def _valid_rows(target: _Target) -> np.ndarray:
     return labels.min(axis=1) >= 0 if labels.ndim == 2 else np.isfinite(labels)
 
 
-CONSTANT = "constant_prediction"
-"""Per seed: whether the probe predicted one class for everything it was tested on."""
-
-
 def _summarise(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for key in per_seed[0]:
-        if key == CONSTANT:
-            continue
         values = np.array([scores[key] for scores in per_seed], dtype=np.float64)
         summary[key] = {
             "mean": float(np.nanmean(values)) if np.isfinite(values).any() else None,
@@ -346,167 +360,150 @@ def _summarise(per_seed: list[dict[str, float]]) -> dict[str, Any]:
     return summary
 
 
-def _selectivity(scores: dict[str, Any], control: dict[str, Any]) -> dict[str, float | None]:
-    return {
-        key: (
-            None
-            if scores[key]["mean"] is None or control[key]["mean"] is None
-            else scores[key]["mean"] - control[key]["mean"]
-        )
-        for key in scores
-    }
-
-
-@dataclass
-class ConceptResults(UnversionedResults):
-    """``results.json`` of the concept probes: per hook and target, scores per seed, mean ±
-    std, the control task's, selectivity, train/test puzzle counts, degenerate seeds."""
-
-    FORMAT = format_name("concept-probes")
-    HINT = "make it with `leelalab future-board`"
-
-    store: str
-    network: str | None
-    random_init: int | None
-    puzzles: int
-    config: dict[str, Any]
-    classes: list[str]
-    results: list[dict[str, Any]]
-
-
-@dataclass
-class _Run:
-    """What every probe of a concept run shares."""
-
-    store: ActivationStore
-    targets: list[_Target]
-    config: ConceptSettings
-    bar: Any
-
-
-def _probe_target(run: _Run, hook: str, target: _Target) -> dict[str, Any]:
-    """Every seed's probe (and control probe) of one target at one hook, summarised."""
-    config, store = run.config, run.store
-    valid = _valid_rows(target)
-    real_scores, control_scores = [], []
-    counts = (0, 0)
-    for seed in config.seeds:
-        train, test = grouped_split(store.puzzle_ids, config.test_fraction, seed)
-        train, test = train[valid[train]], test[valid[test]]
-        counts = (int(train.size), int(test.size))
-        fit = _Fit(store, hook, train, test, config, seed)
-        runs = [(target.labels, target.reference, real_scores)]
-        if config.control:
-            # The control moves whole targets between puzzles (with the current board
-            # they are compared with, so "changed squares" stay the same population).
-            order = row_control(store.puzzle_type, valid, seed)
-            reference = None if target.reference is None else target.reference[order]
-            runs.append((target.labels[order], reference, control_scores))
-        for labels, reference, into in runs:
-            if target.kind == "square":
-                into.append(_score_square_target(fit, target, labels, reference))
-            else:
-                into.append(_score_board_target(fit, target, labels))
-        run.bar.update(1)
-    entry: dict[str, Any] = {
-        "kind": target.kind,
-        "scores": _summarise(real_scores),
-        "train_puzzles": counts[0],
-        "test_puzzles": counts[1],
-    }
-    if control_scores:
-        entry["control"] = _summarise(control_scores)
-        entry["selectivity"] = _selectivity(entry["scores"], entry["control"])
-    entry["constant_prediction_seeds"] = [
-        seed for seed, scores in zip(config.seeds, real_scores, strict=True) if scores.get(CONSTANT)
-    ]
-    return entry
-
-
-def _probe_hook(run: _Run, hook: str, done: Path) -> dict[str, Any]:
-    """Every target at ``hook``, kept in ``done/<hook>.json`` (read back when there)."""
-    finished = done / f"{hook}.json"
-    if finished.is_file():
-        run.bar.update(len(run.targets) * len(run.config.seeds))
-        return dict(read_json(finished, what="finished hook"))
-    layer_results: dict[str, Any] = {"hook": hook, "targets": {}}
-    for target in run.targets:
-        layer_results["targets"][target.name] = _probe_target(run, hook, target)
-    write_text_atomically(finished, json.dumps(layer_results))
-    return layer_results
-
-
 def train_concept_probes(
     store_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    config: ConceptSettings | None = None,
+    config: ConceptConfig | None = None,
     *,
     dataset: str | os.PathLike[str] | None = None,
     input_format: int = 1,
     hooks: Sequence[str] | None = None,
     progress: bool = True,
-    overwrite: bool = False,
-) -> ConceptResults:
+) -> dict[str, Any]:
     """Future-board and static-concept probes at every hook of a store, with controls.
 
-    ``hooks``: names or globs of the store's hooks (all when None). Writes
-    ``output/results.json`` (:class:`ConceptResults`), ``config.json`` and ``run.json``.
-    The store, dataset and hooks are checked before ``output`` is touched; the directory
-    follows :class:`~leelalab.runs.results.RunDirectory` (other settings refused unless
-    ``overwrite``, which keeps a user's files). Resumable by hook: each finished hook is
-    kept in ``output/layers/``.
+    Writes ``output/results.json`` (per hook and target: scores per seed, mean ± std, the
+    control task's, selectivity; train/test puzzle counts), ``config.json`` and ``run.json``.
+    Resumable by hook: each finished hook is kept in ``output/layers/`` (``settings.json``
+    guards against resuming with another store or settings).
     """
-    config = config or ConceptSettings()
+    config = config or ConceptConfig()
+    started = time.perf_counter()
     store = ActivationStore(store_path)
-    hooks = store_hooks(store, hooks)
+    hooks = list(hooks) if hooks else store.hooks
     for hook in hooks:
         store._check(hook)
     puzzles = store_puzzles(store, dataset, input_format)
     targets = _targets(puzzles, config, input_format)
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    total = len(hooks) * len(targets) * len(config.seeds)
+    bar = tqdm(total=total, desc="concept probes", unit="probe", disable=not progress)
+    results: list[dict[str, Any]] = []
+    done = _resumable(output, store, config, input_format)
+    for hook in hooks:
+        finished = done / f"{hook}.json"
+        if finished.is_file():
+            results.append(json.loads(finished.read_text(encoding="utf-8")))
+            bar.update(len(targets) * len(config.seeds))
+            continue
+        layer_results: dict[str, Any] = {"hook": hook, "targets": {}}
+        for target in targets:
+            valid = _valid_rows(target)
+            real_scores, control_scores = [], []
+            counts = (0, 0)
+            for seed in config.seeds:
+                train, test = grouped_split(store.puzzle_ids, config.test_fraction, seed)
+                train, test = train[valid[train]], test[valid[test]]
+                counts = (int(train.size), int(test.size))
+                runs = [(target.labels, target.reference, real_scores)]
+                if config.control:
+                    # The control moves whole targets between puzzles (with the current board
+                    # they are compared with, so "changed squares" stay the same population).
+                    order = row_control(store.puzzle_type, valid, seed)
+                    reference = None if target.reference is None else target.reference[order]
+                    runs.append((target.labels[order], reference, control_scores))
+                for labels, reference, into in runs:
+                    if target.kind == "square":
+                        scores = _score_square_target(
+                            target, labels, reference, store, hook, train, test, config, seed
+                        )
+                    else:
+                        scores = _score_board_target(target, labels, store, hook, train, test, seed)
+                    into.append(scores)
+                bar.update(1)
+            entry = {
+                "kind": target.kind,
+                "scores": _summarise(real_scores),
+                "train_puzzles": counts[0],
+                "test_puzzles": counts[1],
+            }
+            if control_scores:
+                entry["control"] = _summarise(control_scores)
+                entry["selectivity"] = {
+                    key: (
+                        None
+                        if entry["scores"][key]["mean"] is None
+                        or entry["control"][key]["mean"] is None
+                        else entry["scores"][key]["mean"] - entry["control"][key]["mean"]
+                    )
+                    for key in entry["scores"]
+                }
+            layer_results["targets"][target.name] = entry
+        write_text_atomically(finished, json.dumps(layer_results))
+        results.append(layer_results)
+    bar.close()
+    summary = {
+        "store": str(Path(store_path).resolve()),
+        "network": store.settings.get("network"),
+        "random_init": store.settings.get("random_init"),
+        "puzzles": store.n,
+        "config": asdict(config),
+        "classes": list(PIECE_CLASSES),
+        "results": results,
+    }
+    write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
+    write_text_atomically(output / "config.json", json.dumps(asdict(config), indent=2))
+    write_text_atomically(
+        output / "run.json",
+        json.dumps(
+            {
+                "store": str(Path(store_path).resolve()),
+                "store_settings": store.settings,
+                "input_format": input_format,
+                "config": asdict(config),
+                "hooks": hooks,
+                "seconds": round(time.perf_counter() - started, 2),
+                "versions": versions(),
+            },
+            indent=2,
+        ),
+    )
+    return summary
+
+
+def _resumable(
+    output: Path, store: ActivationStore, config: ConceptConfig, input_format: int
+) -> Path:
+    """``output/layers/`` holds one finished file per hook; ``settings.json`` makes sure a
+    resumed run has the same store and settings."""
     settings = {
         "store_settings": store.settings,
         "store_sha256": sha256_file(store.path),
         "config": asdict(config),
         "input_format": input_format,
     }
-    directory = RunDirectory(output, settings, overwrite=overwrite, what="concept-probe run")
-    if directory.complete(ConceptResults.FILE):
-        return ConceptResults.load(directory.path)
-    total = len(hooks) * len(targets) * len(config.seeds)
-    bar = tqdm(total=total, desc="concept probes", unit="probe", disable=not progress)
-    run = _Run(store, targets, config, bar)
-    with directory:
-        done = directory.path / "layers"
-        done.mkdir(exist_ok=True)
-        results = [_probe_hook(run, hook, done) for hook in hooks]
-        bar.close()
-        summary = ConceptResults(
-            store=str(Path(store_path).resolve()),
-            network=store.settings.get("network"),
-            random_init=store.settings.get("random_init"),
-            puzzles=store.n,
-            config=config.to_json(),
-            classes=list(PIECE_CLASSES),
-            results=results,
-        )
-        summary.save(directory.path)
-        write_text_atomically(
-            directory.path / "config.json", json.dumps(config.to_json(), indent=2)
-        )
-        directory.write_record(inputs={"store": store_path}, input_format=input_format, hooks=hooks)
-    return summary
+    path = output / "settings.json"
+    if path.is_file():
+        if json.loads(path.read_text(encoding="utf-8")) != json.loads(json.dumps(settings)):
+            raise ConceptError(f"{output} holds probes of another store or settings")
+    else:
+        write_text_atomically(path, json.dumps(settings, indent=2))
+    layers = output / "layers"
+    layers.mkdir(exist_ok=True)
+    return layers
 
 
-def load_concept_results(directory: str | os.PathLike[str]) -> ConceptResults:
-    """The results of a concept-probe run directory (one line when missing or damaged)."""
-    return ConceptResults.load(directory)
+def load_concept_results(directory: str | os.PathLike[str]) -> dict[str, Any]:
+    path = Path(directory) / "results.json"
+    if not path.is_file():
+        raise ConceptError(f"{directory}: no results.json (run `leelalab future-board` first)")
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 __all__ = [
     "PIECE_CLASSES",
     "ConceptConfig",
-    "ConceptResults",
-    "ConceptSettings",
     "ConceptError",
     "SquareClassifier",
     "balanced_accuracy",

@@ -44,10 +44,11 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leelalab.probing.settings import _TARGET, ProbeError, ProbeSettings, UnversionedResults
+from leelalab.probing.settings import _TARGET, ProbeConfig, ProbeError, ProbeSettings
 from leelalab.probing.settings import PROBE_KINDS as PROBE_KINDS
 from leelalab.probing.store import ActivationStore, ActivationStoreError, resolve_hooks
 from leelalab.probing.training import constant, fit_probe, map_rows
+from leelalab.runs.experiment import Results, SettingsError
 from leelalab.runs.records import format_name, read_json
 from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
 from leelalab.stats import Estimate, proportion_ci
@@ -135,11 +136,6 @@ class LinearProbe(nn.Module):
 
     def forward(self, x: torch.Tensor, query: torch.Tensor | None = None) -> torch.Tensor:
         return x @ self.weight + self.square_bias
-
-
-ProbeConfig = ProbeSettings
-"""The name probe settings had before the experiment contract (``config.json`` files and
-:mod:`leelalab.analyses.steering` construct it from a JSON object)."""
 
 
 def _make_probe(config: ProbeConfig, d_model: int) -> nn.Module:
@@ -291,7 +287,7 @@ class LayerResult:
 
 
 @dataclass
-class ProbeResults(UnversionedResults):
+class ProbeResults(Results):
     """``results.json`` of ``probe train``: per hook, accuracies per seed, mean ± std,
     control, selectivity, the train/test puzzle counts and the degenerate seeds."""
 
@@ -304,6 +300,21 @@ class ProbeResults(UnversionedResults):
     config: dict[str, Any]
     layers: list[int | None]
     results: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ProbeResults:
+        """Results of a probe directory; a ``results.json`` written before results had a
+        format loads too (as this one), one of another format does not."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / cls.FILE
+        data = read_json(path, hint=cls.HINT, what="results file")
+        if "format" in data:
+            read_json(path, expect_format=cls.FORMAT, hint=cls.HINT, what="results file")
+        try:
+            return cls.from_json(data)
+        except (KeyError, TypeError, ValueError) as error:
+            raise SettingsError(f"{path}: malformed {cls.FORMAT} results ({error})") from None
 
     def by_hook(self) -> dict[str, dict[str, Any]]:
         return {str(result["hook"]): result for result in self.results}

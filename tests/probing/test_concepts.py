@@ -26,7 +26,6 @@ from leelalab.probing.concepts import (
 from leelalab.probing.store import STORE_FORMAT, ActivationStore, puzzle_type
 from leelalab.puzzles.dataset import DatasetPuzzle, load_dataset, write_pairs_dataset
 from leelalab.puzzles.reader import Puzzle, iter_puzzles, shipped_puzzles_path
-from leelalab.runs.records import RecordError
 
 MY_PAWN, MY_ROOK, MY_KING = 1, 4, 6
 THEIR_PAWN, THEIR_KNIGHT, THEIR_KING = 7, 8, 12
@@ -146,7 +145,7 @@ def test_probes_find_a_planted_future_board_and_not_noise(planted, tmp_path) -> 
         horizons=[0, 2], square_concepts=False, seeds=[0], epochs=6, lr=2e-2, control=True
     )
     summary = train_concept_probes(store, tmp_path / "out", config, progress=False)
-    by_hook = {r["hook"]: r["targets"] for r in summary.results}
+    by_hook = {r["hook"]: r["targets"] for r in summary["results"]}
     planted_board = by_hook["blocks.0.hook_resid_post"]["board_ply2"]
     noise_board = by_hook["blocks.1.hook_resid_post"]["board_ply2"]
     assert planted_board["scores"]["changed_accuracy"]["mean"] > 0.9
@@ -167,10 +166,9 @@ def test_probes_find_a_planted_future_board_and_not_noise(planted, tmp_path) -> 
     assert saved["classes"][0] == "empty" and (tmp_path / "out" / "run.json").is_file()
     # Finished hooks are kept: a rerun (or a resumed one) reads them back.
     (tmp_path / "out" / "layers" / "blocks.1.hook_resid_post.json").unlink()
-    (tmp_path / "out" / "results.json").unlink()  # as if interrupted after blocks.0
     again = train_concept_probes(store, tmp_path / "out", config, progress=False)
-    assert again.results == summary.results
-    with pytest.raises(RecordError, match=r"other settings \(differing: config\)"):
+    assert again["results"] == summary["results"]
+    with pytest.raises(ConceptError, match="another store or settings"):
         other = ConceptConfig(horizons=[0, 1], square_concepts=False, seeds=[0], epochs=6)
         train_concept_probes(store, tmp_path / "out", other, progress=False)
 
@@ -214,6 +212,6 @@ def test_weighting_changed_squares_lets_the_probe_predict_arrivals(planted, tmp_
             epochs=6,
         )
         summary = train_concept_probes(path, tmp_path / f"w{weight}", config, progress=False)
-        scores = summary.results[0]["targets"]["board_ply1"]["scores"]
+        scores = summary["results"][0]["targets"]["board_ply1"]["scores"]
         arrival[weight] = scores["arrival_accuracy"]["mean"]
     assert arrival[10.0] > arrival[1.0] + 0.2

@@ -1,4 +1,4 @@
-"""``probe train``/``probe eval``/``plot probes``/``future-board`` through the CLI: --hooks
+"""``probe train``/``probe eval``/``plot probes``/``activations cache`` through the CLI: --hooks
 globs, 'too few' test puzzles, degenerate (constant) probes, outputs kept and refused."""
 
 from __future__ import annotations
@@ -174,23 +174,6 @@ def test_activations_cache_bad_input_leaves_the_store(cached, tmp_path, capsys) 
         assert main([*args, "--overwrite", "--no-progress"]) == 1
         _one_line_error(capsys)
         assert out.read_bytes() == store.read_bytes()
-
-
-def test_future_board_overwrite_keeps_a_users_file(cached, tmp_path, capsys) -> None:
-    _, _, store = cached
-    out = tmp_path / "board"
-    args = ["future-board", str(store), "--output", str(out), "--no-progress", "--seeds", "0"]
-    args += ["--horizons", "1", "--no-square-concepts", "--no-board-concepts", "--epochs", "1"]
-    assert main(args) == 0
-    (out / "notes.txt").write_text("mine")
-    assert main([*args, "--lr", "0.02"]) == 1
-    assert "--overwrite" in _one_line_error(capsys)
-    assert main([*args, "--lr", "0.02", "--overwrite"]) == 0
-    assert (out / "notes.txt").read_text() == "mine"
-    assert json.loads((out / "results.json").read_text())["config"]["lr"] == 0.02
-    assert main([*args, "--lr", "0", "--overwrite"]) == 1  # out of range: nothing removed
-    _one_line_error(capsys)
-    assert (out / "results.json").is_file() and (out / "notes.txt").is_file()
 
 
 def test_a_truncated_training_split_is_one_line(store, tmp_path, capsys) -> None:
