@@ -492,7 +492,7 @@ def train_probes(
         )
         results.save(output)
         write_text_atomically(output / "config.json", json.dumps(config.to_json(), indent=2))
-        run_directory.write_record(inputs={"store": store_path})
+        run_directory.write_record()  # the store and its sha256 are among the settings
     return results
 
 
