@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -76,13 +75,17 @@ def cmd_patch_residual(args: argparse.Namespace) -> int:
 
 
 def cmd_patch_heads(args: argparse.Namespace) -> int:
-    from leelalab.patching.heads import HEAD_PATCHING_FORMAT, rank_heads, run_head_patching
+    from leelalab.patching.heads import (
+        HEAD_PATCHING_FORMAT,
+        HeadResults,
+        rank_heads,
+        run_head_patching,
+    )
     from leelalab.patching.settings import HeadPatchingSettings
-    from leelalab.runs.records import read_result
 
     path = _run_on_dataset(args, run_head_patching, HeadPatchingSettings)
-    arrays, attrs = read_result(path, HEAD_PATCHING_FORMAT)
-    ranking = rank_heads(arrays["log_odds"], json.loads(attrs["layers"]), top=args.top)
+    results = HeadResults.load(path, HEAD_PATCHING_FORMAT)
+    ranking = rank_heads(results.arrays["log_odds"], results.layers, top=args.top)
     _print_ranking(ranking, "head-output patching, log-odds effect")
     note(f"wrote {path} and run.json")
     return 0
@@ -124,12 +127,11 @@ def _percentile_rows(
 
 
 def cmd_heads_single_entry(args: argparse.Namespace) -> int:
-    from leelalab.patching.heads import SINGLE_ENTRY_FORMAT, run_single_entry
+    from leelalab.patching.heads import SINGLE_ENTRY_FORMAT, HeadResults, run_single_entry
     from leelalab.patching.settings import SingleEntrySettings
-    from leelalab.runs.records import read_result
 
     path = _run_on_dataset(args, run_single_entry, SingleEntrySettings)
-    arrays, _ = read_result(path, SINGLE_ENTRY_FORMAT)
+    arrays = HeadResults.load(path, SINGLE_ENTRY_FORMAT).arrays
     rows = _percentile_rows(
         arrays,
         ["mean", "median", "95th pct", "99th pct"],
@@ -156,9 +158,13 @@ def cmd_heads_search(args: argparse.Namespace) -> int:
 
 
 def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
-    from leelalab.patching.heads import PIECE_MOVEMENT_FORMAT, PIECE_TYPES, run_piece_movement
+    from leelalab.patching.heads import (
+        PIECE_MOVEMENT_FORMAT,
+        PIECE_TYPES,
+        HeadResults,
+        run_piece_movement,
+    )
     from leelalab.patching.settings import PieceMovementSettings
-    from leelalab.runs.records import read_result
 
     path, found = _run_on_dataset(args, run_piece_movement, PieceMovementSettings)
     print(f"piece-movement heads (excess attention ≥ {args.threshold}):")
@@ -166,7 +172,7 @@ def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
         heads = found.heads(piece)
         listed = ", ".join(f"L{layer}H{head} ({score:.2f})" for layer, head, score in heads[:12])
         print(f"  {piece:6s} {len(heads):3d}  {listed}")
-    arrays, _ = read_result(path, PIECE_MOVEMENT_FORMAT)
+    arrays = HeadResults.load(path, PIECE_MOVEMENT_FORMAT).arrays
     rows = _percentile_rows(
         arrays,
         ["puzzles", "mean", "95th pct"],

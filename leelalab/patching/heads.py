@@ -577,6 +577,44 @@ PIECE_MOVEMENT_FORMAT = format_name("piece-movement")
 PIECE_MOVEMENT_FILE = "piece_movement.h5"
 
 
+HEAD_FILES = {
+    HEAD_PATCHING_FORMAT: (HEAD_PATCHING_FILE, "patch heads"),
+    SINGLE_ENTRY_FORMAT: (SINGLE_ENTRY_FILE, "heads single-entry"),
+    HEAD_SEARCH_FORMAT: (HEAD_SEARCH_FILE, "heads search"),
+    PIECE_MOVEMENT_FORMAT: (PIECE_MOVEMENT_FILE, "heads piece-movement"),
+}
+"""Each head experiment's results format → the file it merges into, the command making it."""
+
+
+@dataclass
+class HeadResults:
+    """The merged results of a head experiment: arrays (axis 0 = puzzles) and attributes.
+
+    :meth:`load` takes a run directory or its results file and the expected format; a
+    missing, truncated or foreign file is one :class:`~leelalab.runs.records.RecordError`
+    line naming it.
+    """
+
+    format: str
+    arrays: dict[str, np.ndarray]
+    attrs: dict[str, object]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], format: str) -> HeadResults:
+        from leelalab.runs.records import read_result
+
+        name, command = HEAD_FILES[format]
+        path = Path(path)
+        if path.is_dir():
+            path = path / name
+        arrays, attrs = read_result(path, format, hint=f"make it with `leelalab {command}`")
+        return cls(format, arrays, attrs)
+
+    @property
+    def layers(self) -> list[int]:
+        return [int(x) for x in json.loads(str(self.attrs["layers"]))]
+
+
 def _flags(puzzles: Sequence[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
     return {
         "puzzle_ids": [p.id for p in puzzles],
@@ -765,7 +803,7 @@ def run_head_search(
     """:func:`head_search` over a dataset; writes ``head_search.h5`` and ``ranking.json``
     (``overwrite`` replaces a run with other settings)."""
     from leelalab.runs.records import read_run_record, write_run_record
-    from leelalab.runs.results import read_h5, write_text_atomically
+    from leelalab.runs.results import write_text_atomically
 
     settings = settings or HeadSearchSettings()
     n_layers, _ = require_attention(network)
@@ -790,8 +828,8 @@ def run_head_search(
     )
     recorded = {"experiment": "head_search"}
     path = _dataset_run(network, dataset, output, puzzles, recorded, chunks)
-    arrays, _ = read_h5(path)
-    ranking = rank_heads(arrays["effects"], list(range(n_layers)), top=settings.top)
+    effects = HeadResults.load(path, HEAD_SEARCH_FORMAT).arrays["effects"]
+    ranking = rank_heads(effects, list(range(n_layers)), top=settings.top)
     ranking_path = Path(output) / RANKING_FILE
     if not ranking_path.is_file() or json.loads(ranking_path.read_text()) != ranking:
         write_text_atomically(ranking_path, json.dumps(ranking, indent=2))

@@ -58,3 +58,30 @@ def test_the_old_file_plots(tmp_path) -> None:
     written = plot_results_directory(OLD, tmp_path / "figs")
     names = {path.name for path in written}
     assert "groups_log_odds_all.png" in names
+
+
+@pytest.mark.parametrize(
+    "old,current",
+    [
+        ("leelalab.head_patching/1", "leelalab.head-patching/1"),
+        ("leelalab.single_entry/1", "leelalab.single-entry/1"),
+        ("leelalab.head_search/1", "leelalab.head-search/1"),
+        ("leelalab.piece_movement/1", "leelalab.piece-movement/1"),
+    ],
+)
+def test_head_results_under_their_underscored_names_load(tmp_path, old, current) -> None:
+    from leelalab.patching.heads import HEAD_FILES, HeadResults
+
+    name, _ = HEAD_FILES[current]
+    effects = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    with h5py.File(tmp_path / name, "w") as handle:  # as the writer before issue 26 did
+        handle.create_dataset("effects", data=effects)
+        handle.attrs["format"] = old
+        handle.attrs["layers"] = "[0, 1, 2]"
+    results = HeadResults.load(tmp_path, current)
+    assert results.format == current and results.layers == [0, 1, 2]
+    np.testing.assert_array_equal(results.arrays["effects"], effects)
+    other = next(f for f in HEAD_FILES if f != current)
+    (tmp_path / HEAD_FILES[other][0]).write_bytes((tmp_path / name).read_bytes())
+    with pytest.raises(RecordError, match=f"expected {other}"):
+        HeadResults.load(tmp_path, other)
