@@ -8,12 +8,10 @@ import argparse
 from typing import Any
 
 from leelalab.cli.common import (
-    add_batch_size,
     add_command,
     add_device,
     add_executor,
     add_group,
-    add_limit,
     add_net,
     add_no_progress,
     add_output,
@@ -24,6 +22,7 @@ from leelalab.cli.common import (
     print_table,
 )
 from leelalab.cli.figures import add_figure_overwrite, write_figures
+from leelalab.probing.settings import CacheSettings
 from leelalab.runs.experiment import add_settings_options, settings_from_args
 
 HOOKS_HELP = "hook names or globs (leelalab info NET --hooks lists them)"
@@ -32,19 +31,14 @@ HOOKS_HELP = "hook names or globs (leelalab info NET --hooks lists them)"
 def cmd_activations_cache(args: argparse.Namespace) -> int:
     from leelalab.probing.store import ActivationStore, cache_activations
 
+    settings = settings_from_args(CacheSettings, args)
     network = network_from_dataset(args)
     path = cache_activations(
         network,
         args.directory,
         args.hooks,
         args.output,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        part_size=args.part_size,
-        limit=args.limit,
-        selected_only=args.selected_only,
-        min_moves=args.min_moves,
-        random_init=args.random_init,
+        settings,
         progress=not args.no_progress,
         overwrite=args.overwrite,
         executor=executor_from(args),
@@ -144,22 +138,7 @@ def register(commands: Any, plot_commands: Any) -> None:
     )
     add_output(cache, "the store, e.g. runs/acts.h5 (resumable)")
     add_overwrite(cache)
-    cache.add_argument(
-        "--dtype", choices=("float16", "float32"), default="float16", help="storage precision"
-    )
-    add_batch_size(cache, 64)
-    cache.add_argument("--part-size", type=int, default=512, help="puzzles per resumable part")
-    add_limit(cache, "at most this many puzzles (default: all)")
-    cache.add_argument("--selected-only", action="store_true", help="only selected puzzles")
-    cache.add_argument(
-        "--min-moves", type=int, default=1, help="only puzzles with at least this many moves"
-    )
-    cache.add_argument(
-        "--random-init",
-        type=int,
-        metavar="SEED",
-        help="cache a copy of the network re-initialised with this seed (the probe baseline)",
-    )
+    add_settings_options(cache, CacheSettings)
     add_device(cache)
     add_no_progress(cache)
     add_executor(cache)

@@ -19,6 +19,24 @@ class ProbeError(LeelaLabError):
 
 
 @dataclass(frozen=True)
+class CacheSettings(Settings):
+    """``activations cache``: what is cached, and how it is stored."""
+
+    dtype: str = setting("float16", "storage precision", choices=("float16", "float32"))
+    batch_size: int = setting(64, "positions per forward pass", minimum=1)
+    part_size: int = setting(512, "puzzles per resumable part", minimum=1)
+    limit: int | None = setting(None, "at most this many puzzles (default: all)", minimum=1)
+    selected_only: bool = setting(False, "only selected puzzles (default: all puzzles)")
+    min_moves: int = setting(1, "only puzzles with at least this many moves", minimum=1)
+    random_init: int | None = setting(
+        None,
+        "cache a copy of the network re-initialised with this seed (the probe baseline)",
+        minimum=0,
+        metavar="SEED",
+    )
+
+
+@dataclass(frozen=True)
 class Schedule:
     """How a probe is optimised: passes, minibatch size, learning rate, read-ahead memory."""
 
