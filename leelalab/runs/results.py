@@ -17,6 +17,7 @@ result removes what it created. Settings compare file hashes, not paths.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -61,6 +62,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+LOG = logging.getLogger("leelalab.runs")
+"""Resuming and keeping runs are told here (the command line shows INFO on stderr)."""
 Arrays = Mapping[str, np.ndarray | list[str]]
 
 
@@ -260,7 +263,10 @@ class RunDirectory:
 
     def complete(self, *names: str) -> bool:
         """Whether a resumed run already wrote ``run.json`` and ``names``: nothing to do."""
-        return self.resuming and all((self.path / n).is_file() for n in ("run.json", *names))
+        done = self.resuming and all((self.path / n).is_file() for n in ("run.json", *names))
+        if done:
+            LOG.info("%s holds this %s, complete with these settings: kept", self.path, self.what)
+        return done
 
     def __enter__(self) -> RunDirectory:
         if self.path.exists() and not self.resuming and any(self.path.iterdir()):
@@ -405,8 +411,13 @@ def run_in_chunks(
         computed = 0
         bar = tqdm(total=len(items), desc=description, unit="puzzle", disable=not progress)
 
+        starts = range(0, len(items), chunk_size)
+        finished = sum(run.done(number) for number in range(len(starts)))
+        if finished:
+            LOG.info("resuming %s: %d of %d chunks done", run.output, finished, len(starts))
+
         def pending() -> Iterator[tuple[int, list[T]]]:
-            for number, start in enumerate(range(0, len(items), chunk_size)):
+            for number, start in enumerate(starts):
                 chunk = list(items[start : start + chunk_size])
                 if run.done(number):
                     bar.update(len(chunk))

@@ -163,3 +163,25 @@ def test_chunked_run_without_with_creates_its_directory_on_first_write(tmp_path)
     run.write_chunk(0, {"x": np.arange(3)})
     assert run.done(0) and (tmp_path / "run" / "settings.json").is_file()
     assert ChunkedRun(tmp_path / "run", {"a": 1}).resuming
+
+
+def test_resuming_and_keeping_a_run_are_told(tmp_path, caplog) -> None:
+    output = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        run_in_chunks([1, 2, 3, 4, 5], output, {"a": 1}, _doubling([], fail_at=2), **OPTIONS)
+    with caplog.at_level("INFO", logger="leelalab"):
+        run_in_chunks([1, 2, 3, 4, 5], output, {"a": 1}, _doubling([]), **OPTIONS)
+        assert f"resuming {output}: 1 of 3 chunks done" in caplog.text
+        caplog.clear()
+        run_in_chunks([1, 2, 3, 4, 5], output, {"a": 1}, _doubling([]), **OPTIONS)
+        assert "complete with these settings: kept" in caplog.text
+
+
+def test_the_command_line_shows_the_library_notes_on_stderr(capsys) -> None:
+    import logging
+
+    from leelalab.cli.main import _show_notes
+
+    _show_notes()
+    logging.getLogger("leelalab.runs").info("resuming %s: %d of %d chunks done", "x", 1, 3)
+    assert capsys.readouterr().err == "leelalab: resuming x: 1 of 3 chunks done\n"
