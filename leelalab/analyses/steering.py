@@ -57,10 +57,9 @@ import numpy as np
 import torch
 
 from leelalab.errors import LeelaLabError
-from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.squares import permutation
 from leelalab.models.base import LeelaNetwork
-from leelalab.probing.lens import legal_masks
+from leelalab.models.batch import PositionBatch
 from leelalab.probing.probes import BilinearProbe, ProbeConfig, grouped_split, load_probe
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.runs.results import read_h5, run_in_chunks, sha256_file, write_text_atomically
@@ -278,11 +277,10 @@ def _steer_chunk(
 ) -> dict[str, Any]:
     layers = sorted(probes)
     input_format = int(network.network_format.input)
-    boards = [p.clean_board for p in puzzles]
-    planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
-    planes = planes.to(network.device, network.dtype)
-    masks = torch.from_numpy(legal_masks(boards, input_format)).to(network.device)
-    transforms = encoding.board_transforms(boards, input_format)
+    positions = PositionBatch.encode([p.clean_board for p in puzzles], input_format)
+    boards = positions.boards
+    planes = torch.from_numpy(positions.planes).to(network.device, network.dtype)
+    masks = positions.mask(network.device)
     names = [network.residual_hook_name(layer) for layer in layers]
     with torch.no_grad():
         clean, cache = network.run_with_cache(planes, names_filter=names)
@@ -300,8 +298,7 @@ def _steer_chunk(
     jobs: list[tuple[int, int, int, int, torch.Tensor, float, int]] = []
     top_moves = []
     for row, puzzle in enumerate(puzzles):
-        board, transform = boards[row], int(transforms[row])
-        moves, indices = policy_map.legal_moves_and_indices(board, transform)
+        board, moves, indices = boards[row], positions.moves[row], positions.indices[row]
         best = int(clean_policy[row, indices].argmax())
         top_moves.append(moves[best].uci())
         query = puzzle.target_square(1, "model", input_format)
@@ -310,9 +307,7 @@ def _steer_chunk(
         chosen = _targets(puzzle, reach, moves[best], input_format, t_count, config.seed)
         for t, (square, consistent) in enumerate(chosen):
             target_squares[row, t] = square
-            index = torch.tensor(
-                [policy_map.move_to_index(board, m, transform) for m in consistent]
-            )
+            index = torch.tensor([positions.move_index(row, m) for m in consistent])
             mass = float(clean_policy[row, index].sum())
             jobs.append((row, t, query, square, index, mass, int(indices[best])))
     by_key = {(job[0], job[1]): job for job in jobs}

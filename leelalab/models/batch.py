@@ -17,9 +17,10 @@ Numeric convention (the one used everywhere in leelalab):
 - :func:`legal_kl`: ``KL(p ‖ q) = Σ p (log p − log q)`` over the legal entries only (illegal
   entries are excluded, never ``0 · (−inf − −inf) = NaN``), in the inputs' dtype, not
   clamped: rounding can make it a few ulps negative for nearly equal distributions.
-- :meth:`PositionBatch.policies`: what ``leelalab eval`` reports, float64 probabilities
-  ``exp(l − max l) / Σ`` over the legal logits of each row (bit for bit what
-  :func:`leelalab.models.evaluation.legal_policy` returns).
+- :meth:`PositionBatch.probabilities` (and :meth:`~PositionBatch.policies`, what
+  ``leelalab eval`` reports): float64 probabilities ``exp(l − max l) / Σ`` over the legal
+  logits of each row, bit for bit what :func:`leelalab.models.evaluation.legal_policy`
+  returns.
 """
 
 from __future__ import annotations
@@ -126,29 +127,34 @@ class PositionBatch:
             return policy_map.index_to_move(self.boards[row], index, int(self.transforms[row]))
         return self.moves[row][int(hits[0])]
 
-    def policies(self, logits: np.ndarray) -> list[dict[str, float]]:
-        """Each board's legal-move probabilities, most likely first, keyed by UCI.
+    def probabilities(self, logits: np.ndarray) -> list[np.ndarray]:
+        """Each board's float64 legal-move probabilities, in :attr:`moves` order.
 
-        ``logits``: float32 ``[B, 1858]``. The softmax runs over all rows at once (one
-        gather, one ``exp``); sums stay per row so that they add in the same order as
-        :func:`leelalab.models.evaluation.legal_policy`, whose output this equals bit for bit.
+        ``logits``: float32 ``[B, 1858]``. ``exp(l − max l) / Σ`` over each row's legal
+        logits: the softmax runs over all rows at once (one gather, one ``exp``); the sums stay
+        per row, so that they add in the same order as
+        :func:`leelalab.models.evaluation.legal_policy`, which this equals bit for bit.
         """
         counts = [len(i) for i in self.indices]
         rows = np.repeat(np.arange(len(counts)), counts)
         legal = logits[rows, self._flat_indices].astype(np.float64)
-        starts = np.cumsum([0, *counts])
-        nonempty = [c > 0 for c in counts]
-        if any(nonempty):
+        starts = np.cumsum([0, *counts]).tolist()
+        nonempty = np.asarray(counts) > 0
+        if nonempty.any():
             maxima = np.zeros(len(counts))
-            maxima[nonempty] = np.maximum.reduceat(legal, starts[:-1][nonempty])
+            maxima[nonempty] = np.maximum.reduceat(legal, np.asarray(starts[:-1])[nonempty])
             legal = np.exp(legal - maxima[rows])
         out = []
-        for row, moves in enumerate(self.moves):
-            p = legal[starts[row] : starts[row + 1]]
-            if not moves:
-                out.append({})
-                continue
-            p = p / p.sum()
+        for start, stop in zip(starts[:-1], starts[1:], strict=True):
+            p = legal[start:stop]
+            out.append(p / p.sum() if stop > start else p)
+        return out
+
+    def policies(self, logits: np.ndarray) -> list[dict[str, float]]:
+        """Each board's legal-move probabilities (:meth:`probabilities`), most likely first,
+        keyed by UCI: the ``policy`` of ``leelalab eval``."""
+        out = []
+        for moves, p in zip(self.moves, self.probabilities(logits), strict=True):
             order = np.argsort(-p, kind="stable").tolist()
             values = p.tolist()
             out.append({moves[i].uci(): values[i] for i in order})
