@@ -11,6 +11,8 @@ the peers measured in this same run.
 - ``leelalab end to end``: ``evaluate(boards)``: encoding + forward + legal softmax;
 - ``leelalab eval (JSONL)``: what ``leelalab eval --positions`` does after start-up (the
   network is loaded once): read a JSONL file, encode, forward, legal softmax, write JSONL;
+  ``--compile`` and ``--backend ort`` variants too (the latter: the same pipeline around
+  onnxruntime's forward);
 - ``onnxruntime``: leelalab's own ONNX export (:func:`leelalab.inference.onnx.export_onnx`)
   of the same file, the ratios' reference; needs only the ``onnx`` extra;
 - ``onnxruntime, lc0 export``: lc0's own ``lc0 leela2onnx`` export, when the lc0 binary is
@@ -174,6 +176,11 @@ def main() -> None:
     planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
     run_onnx, onnx_reason = onnx_runner(network, args.threads)
     run_lc0_onnx, lc0_onnx_reason = lc0_onnx_runner(net_path, args.threads)
+    ort_network = None
+    if run_onnx is not None:
+        from leelalab.inference.networks import onnxruntime_network
+
+        ort_network = onnxruntime_network(net_path, threads=args.threads)
     run_lc0, lc0_reason = lc0_runner(net_path, boards)
 
     print(f"network: {net_path.name}   threads: {args.threads}   torch {torch.__version__}")
@@ -218,6 +225,14 @@ def main() -> None:
         peers["leelalab eval (JSONL)"] = lambda: write_evaluations(
             network, jsonl, evaluations, batch_size=batch, progress=False
         )
+        if not args.no_compile:
+            peers["leelalab eval --compile"] = lambda: write_evaluations(
+                network, jsonl, evaluations, batch_size=batch, compile=True, progress=False
+            )
+        if ort_network is not None:
+            peers["leelalab eval --backend ort"] = lambda: write_evaluations(
+                ort_network, jsonl, evaluations, batch_size=batch, progress=False
+            )
         peers["onnxruntime"] = (
             over_chunks(lambda i: run_onnx(chunks[i])) if run_onnx else (f"skipped: {onnx_reason}")
         )

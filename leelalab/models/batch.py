@@ -127,37 +127,56 @@ class PositionBatch:
             return policy_map.index_to_move(self.boards[row], index, int(self.transforms[row]))
         return self.moves[row][int(hits[0])]
 
-    def probabilities(self, logits: np.ndarray) -> list[np.ndarray]:
-        """Each board's float64 legal-move probabilities, in :attr:`moves` order.
+    @cached_property
+    def ucis(self) -> list[list[str]]:
+        """Each board's legal moves as UCI strings (python-chess's, ``e1g1`` for castling)."""
+        return [[move.uci() for move in moves] for moves in self.moves]
 
-        ``logits``: float32 ``[B, 1858]``. ``exp(l − max l) / Σ`` over each row's legal
-        logits: the softmax runs over all rows at once (one gather, one ``exp``); the sums stay
-        per row, so that they add in the same order as
-        :func:`leelalab.models.evaluation.legal_policy`, which this equals bit for bit.
-        """
+    def _probabilities(self, logits: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        """The flat float64 legal probabilities of every row, and the rows' start offsets."""
         counts = [len(i) for i in self.indices]
         rows = np.repeat(np.arange(len(counts)), counts)
         legal = logits[rows, self._flat_indices].astype(np.float64)
         starts = np.cumsum([0, *counts]).tolist()
         nonempty = np.asarray(counts) > 0
-        if nonempty.any():
-            maxima = np.zeros(len(counts))
-            maxima[nonempty] = np.maximum.reduceat(legal, np.asarray(starts[:-1])[nonempty])
-            legal = np.exp(legal - maxima[rows])
-        out = []
-        for start, stop in zip(starts[:-1], starts[1:], strict=True):
-            p = legal[start:stop]
-            out.append(p / p.sum() if stop > start else p)
-        return out
+        if not nonempty.any():
+            return legal, starts
+        maxima = np.zeros(len(counts))
+        maxima[nonempty] = np.maximum.reduceat(legal, np.asarray(starts[:-1])[nonempty])
+        exp = np.exp(legal - maxima[rows])
+        # One sum per row, each over its contiguous slice: numpy adds them in exactly the
+        # order legal_policy's ``p.sum()`` does (a reduceat would not).
+        sums = np.array([exp[a:b].sum() for a, b in zip(starts[:-1], starts[1:], strict=True)])
+        return exp / sums[rows], starts
+
+    def probabilities(self, logits: np.ndarray) -> list[np.ndarray]:
+        """Each board's float64 legal-move probabilities, in :attr:`moves` order.
+
+        ``logits``: float32 ``[B, 1858]``. ``exp(l − max l) / Σ`` over each row's legal
+        logits, computed for all rows at once (one gather, one ``exp``, one division); equal
+        bit for bit to :func:`leelalab.models.evaluation.legal_policy`.
+        """
+        flat, starts = self._probabilities(logits)
+        return [flat[a:b] for a, b in zip(starts[:-1], starts[1:], strict=True)]
 
     def policies(self, logits: np.ndarray) -> list[dict[str, float]]:
-        """Each board's legal-move probabilities (:meth:`probabilities`), most likely first,
-        keyed by UCI: the ``policy`` of ``leelalab eval``."""
+        """Each board's legal-move probabilities (:meth:`probabilities`), most likely first
+        (ties in move order), keyed by UCI: the ``policy`` of ``leelalab eval``."""
+        flat, starts = self._probabilities(logits)
+        counts = np.diff(starts)
+        width = int(counts.max(initial=0))
+        # One stable sort for the batch: rows padded with +inf sort their moves first.
+        keys = np.full((len(counts), width), np.inf)
+        rows = np.repeat(np.arange(len(counts)), counts)
+        columns = np.arange(len(flat)) - np.repeat(starts[:-1], counts)
+        keys[rows, columns] = -flat
+        orders = np.argsort(keys, axis=1, kind="stable").tolist()
+        values = flat.tolist()
         out = []
-        for moves, p in zip(self.moves, self.probabilities(logits), strict=True):
-            order = np.argsort(-p, kind="stable").tolist()
-            values = p.tolist()
-            out.append({moves[i].uci(): values[i] for i in order})
+        for ucis, order, start, count in zip(
+            self.ucis, orders, starts[:-1], counts.tolist(), strict=True
+        ):
+            out.append({ucis[i]: values[start + i] for i in order[:count]})
         return out
 
 

@@ -161,10 +161,14 @@ def iter_evaluate(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     input_format = int(network.network_format.input)
-    prepared = (
-        PositionBatch.encode(batch, input_format, history) for batch in _batches(boards, batch_size)
-    )
-    with Background(prepared) as batches, fast_thread_switches():
+
+    def prepared() -> Iterator[PositionBatch]:
+        for boards_of_batch in _batches(boards, batch_size):
+            batch = PositionBatch.encode(boards_of_batch, input_format, history)
+            batch.ucis  # noqa: B018 - the move strings too, off the forward pass's thread
+            yield batch
+
+    with Background(prepared()) as batches, fast_thread_switches():
         for batch in batches:
             output = run_network(network, batch.planes, compile=compile, pad_to=batch_size)
             policies = batch.policies(output.policy_logits.float().cpu().numpy())
