@@ -10,6 +10,7 @@ to move; Q = W − L; moves left in plies when the network has that head.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -154,9 +155,10 @@ def iter_evaluate(
 ) -> Iterator[Evaluation]:
     """Evaluate boards lazily, in input order; see :func:`evaluate`.
 
-    The next batch is read and encoded (:class:`PositionBatch`) in a background thread
-    while the network runs on the current one; an error while reading ``boards`` is raised
-    here, in order, after the evaluations before it.
+    When a core is left free by the forward pass (an accelerator, or fewer torch threads
+    than cores), the next batch is read and encoded (:class:`PositionBatch`) in a
+    background thread while the network runs on the current one. Either way an error while
+    reading ``boards`` is raised here, in order, after the evaluations before it.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -168,7 +170,11 @@ def iter_evaluate(
             batch.ucis  # noqa: B018 - the move strings too, off the forward pass's thread
             yield batch
 
-    with Background(prepared()) as batches, fast_thread_switches():
+    with contextlib.ExitStack() as stack:
+        batches: Iterable[PositionBatch] = prepared()
+        if _core_left_for_preparation(network.device):
+            batches = stack.enter_context(Background(iter(batches)))
+            stack.enter_context(fast_thread_switches())
         for batch in batches:
             output = run_network(network, batch.planes, compile=compile, pad_to=batch_size)
             policies = batch.policies(output.policy_logits.float().cpu().numpy())
@@ -180,6 +186,17 @@ def iter_evaluate(
             )
             for policy, (w, d, l), m in zip(policies, wdl, moves_left, strict=True):
                 yield Evaluation(policy=policy, wdl=(w, d, l), moves_left=m)
+
+
+def _core_left_for_preparation(device: torch.device) -> bool:
+    """Whether a preparation thread can run beside the forward pass: always on an
+    accelerator, and on CPU when torch's threads leave a core free. When they do not, the
+    two threads only contend for the cores and the GIL, and the run is slower (measured on
+    a 2-core machine, see the README's Benchmarks)."""
+    if device.type != "cpu":
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return torch.get_num_threads() < (cores or 1)
 
 
 def evaluate(
