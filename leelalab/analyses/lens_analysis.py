@@ -53,7 +53,7 @@ from leelalab.probing.lens import (
 from leelalab.puzzles.dataset import dataset_settings
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import format_name
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import ChunkPlan, read_h5, run_in_chunks, sha256_file
 from leelalab.stats import mean_ci, proportion_ci
 
 RESULTS_FILE = "lens.h5"
@@ -251,10 +251,12 @@ def run_lens_analysis(
         output,
         run_settings,
         lambda chunk: lens_chunk(network, chunk, tuned),
-        results_file=RESULTS_FILE,
-        attrs={"layers": lens_layers(network), "network": network.source or ""},
-        chunk_size=settings.chunk_size,
-        description="lens",
+        ChunkPlan(
+            results_file=RESULTS_FILE,
+            attrs={"layers": lens_layers(network), "network": network.source or ""},
+            chunk_size=settings.chunk_size,
+            description="lens",
+        ),
         progress=progress,
         overwrite=overwrite,
     )

@@ -67,7 +67,7 @@ from leelalab.probing.probes import BilinearProbe, ProbeConfig, grouped_split, l
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import format_name, read_json, read_run_record
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import ChunkPlan, read_h5, run_in_chunks, sha256_file
 from leelalab.stats import bootstrap, proportion_ci
 
 RESULTS_FILE = "steering.h5"
@@ -480,10 +480,12 @@ def run_steering(
         output,
         settings,
         lambda chunk: _steer_chunk(network, probes, chunk, config),
-        results_file=RESULTS_FILE,
-        attrs={"config": asdict(config)},
-        chunk_size=chunk_size,
-        description="steering",
+        ChunkPlan(
+            results_file=RESULTS_FILE,
+            attrs={"config": asdict(config)},
+            chunk_size=chunk_size,
+            description="steering",
+        ),
         progress=progress,
         overwrite=overwrite,
     )

@@ -35,6 +35,7 @@ from leelalab.models.evaluation import run_network
 from leelalab.runs.experiment import Settings, setting
 from leelalab.runs.records import read_run_record, write_run_record
 from leelalab.runs.results import (
+    ChunkPlan,
     read_h5,
     run_in_chunks,
     sha256_file,
@@ -93,10 +94,12 @@ def reference_outputs(
         output,
         settings,
         lambda rows: _reference_chunk(store, task, reference, rows),
-        results_file="outputs.h5",
-        attrs={"settings": json.dumps(settings)},
-        chunk_size=chunk_size,
-        description=f"reference {name}",
+        ChunkPlan(
+            results_file="outputs.h5",
+            attrs={"settings": json.dumps(settings)},
+            chunk_size=chunk_size,
+            description=f"reference {name}",
+        ),
         progress=progress,
     )
     arrays, _ = read_h5(path)
