@@ -30,17 +30,7 @@ import numpy as np
 import torch
 
 from leelalab.errors import LeelaLabError, UnsupportedNetworkError
-from leelalab.lc0.weights.enums import (
-    Activation,
-    DefaultActivation,
-    InputEmbedding,
-    InputFormat,
-    MovesLeftFormat,
-    NetworkStructure,
-    OutputFormat,
-    PolicyFormat,
-    ValueFormat,
-)
+from leelalab.lc0.weights.enums import Activation, InputEmbedding, NetworkStructure, PolicyFormat
 from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
 from leelalab.models import LeelaNetwork, NetworkOutput, build_network
 
@@ -252,7 +242,6 @@ def weights_from_onnx(model: Any, input_format: int = 1) -> Lc0Weights:
         w.update(_dense(graph, "/mlh/dense1", "ip1_mov_w", "ip1_mov_b"))
         w.update(_dense(graph, "/mlh/dense2", "ip2_mov_w", "ip2_mov_b"))
 
-    default = DefaultActivation.MISH if body == Activation.MISH else DefaultActivation.RELU
     ffn = smolgen = Activation.DEFAULT
     if transformer:
         ffn = graph.activation("/encoder0/ffn/dense1")
@@ -261,20 +250,19 @@ def weights_from_onnx(model: Any, input_format: int = 1) -> Lc0Weights:
         smolgen = Activation.DEFAULT if smolgen == body else smolgen
     wdl = "/output/wdl" in graph.outputs
     se = bool(w.get("residual")) and "se" in w["residual"][0]
-    network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL if wdl else OutputFormat.CLASSICAL,
-        network=NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT
+    network_format = NetworkFormat.build(
+        input_format,
+        NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT
         if transformer
         else (
             NetworkStructure.SE_WITH_HEADFORMAT
             if se
             else NetworkStructure.CLASSICAL_WITH_HEADFORMAT
         ),
-        policy=policy,
-        value=ValueFormat.WDL if wdl else ValueFormat.CLASSICAL,
-        moves_left=MovesLeftFormat.V1 if has_mlh else MovesLeftFormat.NONE,
-        default_activation=default,
+        policy,
+        wdl=wdl,
+        moves_left=has_mlh,
+        mish=body == Activation.MISH,
         smolgen_activation=smolgen,
         ffn_activation=ffn,
         input_embedding=InputEmbedding.PE_MAP if transformer else InputEmbedding.NONE,
