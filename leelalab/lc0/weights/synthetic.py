@@ -207,21 +207,17 @@ def random_resnet_weights(spec: ResNetSpec | None = None, /, **changes: Any) -> 
     if spec.moves_left:
         w["moves_left"] = g.conv_block(spec.filters, spec.moves_left_channels, 1)
         w.update(g.moves_left_mlp(spec.moves_left_channels, spec.moves_left_hidden))
-    network_format = NetworkFormat.build(
-        spec.input_format,
+    network = (
         NetworkStructure.SE_WITH_HEADFORMAT
         if spec.se_channels
-        else NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        {
-            "convolution": PolicyFormat.CONVOLUTION,
-            "classical": PolicyFormat.CLASSICAL,
-            "attention": PolicyFormat.ATTENTION,
-        }[spec.policy],
-        wdl=spec.value == "wdl",
-        moves_left=spec.moves_left,
-        mish=spec.activation == "mish",
+        else NetworkStructure.CLASSICAL_WITH_HEADFORMAT
     )
-    return _synthetic_weights(network_format, w, min_version=(0, 21, 0))
+    policy = {
+        "convolution": PolicyFormat.CONVOLUTION,
+        "classical": PolicyFormat.CLASSICAL,
+        "attention": PolicyFormat.ATTENTION,
+    }[spec.policy]
+    return _synthetic_weights(spec, w, network, policy, min_version=(0, 21, 0))
 
 
 TRANSFORMER_SHAPES: dict[str, dict[str, Any]] = {
@@ -332,27 +328,45 @@ def random_transformer_weights(
     if spec.moves_left:
         w["ip_mov_w"], w["ip_mov_b"] = g.dense(spec.d_model, spec.moves_left_channels)
         w.update(g.moves_left_mlp(spec.moves_left_channels, spec.moves_left_hidden))
-    network_format = NetworkFormat.build(
-        spec.input_format,
+    network = (
         NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
         if spec.multihead
-        else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
+        else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT
+    )
+    return _synthetic_weights(
+        spec,
+        w,
+        network,
         PolicyFormat.ATTENTION,
-        wdl=spec.value == "wdl",
-        moves_left=spec.moves_left,
-        mish=spec.activation == "mish",
+        min_version=(0, 30, 0),
         smolgen_activation=spec.smolgen_activation,
         ffn_activation=spec.ffn_activation,
         input_embedding=InputEmbedding.PE_DENSE
         if spec.embedding == "pe_dense"
         else InputEmbedding.PE_MAP,
     )
-    return _synthetic_weights(network_format, w, min_version=(0, 30, 0))
 
 
 def _synthetic_weights(
-    network_format: NetworkFormat, w: dict[str, Any], *, min_version: tuple[int, int, int]
+    spec: ResNetSpec | TransformerSpec,
+    w: dict[str, Any],
+    network: NetworkStructure,
+    policy: PolicyFormat,
+    *,
+    min_version: tuple[int, int, int],
+    **transformer: Any,
 ) -> Lc0Weights:
+    """``w`` under the header that ``spec``'s input, heads and activation give (``transformer``:
+    the activations and embedding only a transformer's header sets)."""
+    network_format = NetworkFormat.build(
+        spec.input_format,
+        network,
+        policy,
+        wdl=spec.value == "wdl",
+        moves_left=spec.moves_left,
+        mish=spec.activation == "mish",
+        **transformer,
+    )
     # LINEAR16 because lc0 v0.31, the reference, decodes only that (see the module docstring).
     return Lc0Weights(
         format=network_format,
