@@ -79,6 +79,36 @@ class NetworkFormat:
     input_embedding: InputEmbedding = InputEmbedding.NONE
 
     @classmethod
+    def build(
+        cls,
+        input_format: int,
+        network: NetworkStructure,
+        policy: PolicyFormat,
+        *,
+        wdl: bool,
+        moves_left: bool,
+        mish: bool,
+        smolgen_activation: Activation = Activation.DEFAULT,
+        ffn_activation: Activation = Activation.DEFAULT,
+        input_embedding: InputEmbedding = InputEmbedding.NONE,
+    ) -> NetworkFormat:
+        """The header of a network that a builder makes rather than reads: a WDL or classical
+        value head (``output`` and ``value`` agree), a moves-left head or none, and mish or
+        relu as the default activation."""
+        return cls(
+            input=InputFormat(input_format),
+            output=OutputFormat.WDL if wdl else OutputFormat.CLASSICAL,
+            network=network,
+            policy=policy,
+            value=ValueFormat.WDL if wdl else ValueFormat.CLASSICAL,
+            moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+            default_activation=DefaultActivation.MISH if mish else DefaultActivation.RELU,
+            smolgen_activation=smolgen_activation,
+            ffn_activation=ffn_activation,
+            input_embedding=input_embedding,
+        )
+
+    @classmethod
     def from_message(cls, message: dict[str, Any]) -> NetworkFormat:
         values: dict[str, Any] = {}
         for item in fields(cls):
