@@ -93,3 +93,33 @@ def test_plot_anomaly_draws_a_run_with_its_scores(tmp_path, capsys):
                        "histograms_backdoor_maia-1900-backdoor")
         for suffix in (".pdf", ".png")
     ]  # fmt: skip
+
+
+def _foreign_folder(folder: Path) -> Path:
+    """A leelalab output of another kind: a lens run's summary and record."""
+    folder.mkdir()
+    (folder / "summary.json").write_text(json.dumps({"format": "leelalab.lens/1"}))
+    (folder / "results.json").write_text(json.dumps({"format": "leelalab.future-board/1"}))
+    (folder / "run.json").write_text(json.dumps({"format": "leelalab.run/1", "command": "lens"}))
+    (folder / "settings.json").write_text(json.dumps({"stratum": "paper"}))
+    return folder
+
+
+@pytest.mark.parametrize("option", ["--search", "--stratum-search", "--dataset"])
+def test_plot_analyses_of_another_kind_of_folder_is_one_line(option, tmp_path, capsys):
+    wrong = _foreign_folder(tmp_path / "lens")
+    out = tmp_path / "figures"
+    code = main(["plot", "analyses", option, str(wrong), "--output", str(out)])
+    assert str(wrong) in _one_line_error(code, capsys)
+    assert not out.exists()
+
+
+def test_plot_training_of_another_commands_record_is_one_line(tmp_path, capsys):
+    network = tmp_path / "net.pb.gz"
+    network.write_bytes(b"weights")
+    record = tmp_path / "net.pb.gz.run.json"
+    record.write_text(json.dumps({"format": "leelalab.run/1", "command": "puzzles filter"}))
+    out = tmp_path / "figures" / "training.pdf"
+    code = main(["plot", "training", str(network), "--output", str(out)])
+    assert str(record) in _one_line_error(code, capsys)
+    assert not out.parent.exists()
