@@ -42,9 +42,10 @@ def _training(out: Path) -> Path:
 
 def _probes(out: Path) -> Path:
     from leelalab.plots.probes import plot_probe_results
+    from leelalab.probing.probes import ProbeResults
 
     names = ("lab-t6-128-move3-target", "lab-t6-128-random-init-move3-target")
-    plot_probe_results([REPO / "probes" / name for name in names], out)
+    plot_probe_results([ProbeResults.load(REPO / "probes" / name) for name in names], out)
     return out / "probe_accuracy.png"
 
 
