@@ -123,3 +123,27 @@ def test_plot_training_of_another_commands_record_is_one_line(tmp_path, capsys):
     code = main(["plot", "training", str(network), "--output", str(out)])
     assert str(record) in _one_line_error(code, capsys)
     assert not out.parent.exists()
+
+
+@pytest.mark.parametrize("damage", ["foreign", "truncated", "empty"])
+def test_plot_patching_of_another_kind_of_folder_is_one_line(damage, tmp_path, capsys):
+    run = tmp_path / "run"
+    if damage == "foreign":
+        _foreign_folder(run)
+    else:
+        run.mkdir()
+    if damage == "truncated":
+        (run / "patching.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    out = tmp_path / "figures"
+    code = main(["plot", "patching", str(run), "--output", str(out)])
+    error = _one_line_error(code, capsys)
+    assert str(run / "patching.h5" if damage == "truncated" else run) in error
+    assert not out.exists()
+
+
+def test_plot_probes_of_another_kind_of_folder_is_one_line(tmp_path, capsys):
+    wrong = _foreign_folder(tmp_path / "lens")
+    out = tmp_path / "figures"
+    code = main(["plot", "probes", str(wrong), "--output", str(out)])
+    assert str(wrong / "results.json") in _one_line_error(code, capsys)
+    assert not out.exists()
