@@ -273,7 +273,7 @@ def _write_results(directory: Path, results: PatchingResults) -> None:
     (directory / "settings.json").write_text(json.dumps(settings))
 
 
-def test_plot_results_directory_writes_the_shared_y_figure_and_common_ranges(
+def test_plot_patching_run_writes_the_shared_y_figure_and_common_ranges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_results(tmp_path / "res", _results())
@@ -288,7 +288,11 @@ def test_plot_results_directory_writes_the_shared_y_figure_and_common_ranges(
         return [Path(path).with_suffix(".pdf"), Path(path).with_suffix(".png")]
 
     monkeypatch.setattr(plots, "save_figure", record)
-    written = plots.plot_results_directory(tmp_path / "res", tmp_path / "figs")
+    from leelalab.patching.runs import load_patching_run
+
+    run = load_patching_run(tmp_path / "res")
+    assert run.clean_fens == {"p0": None}  # the recorded dataset is not there
+    written = plots.plot_patching_run(run, tmp_path / "figs")
     names = {path.name for path in written}
     assert {"groups_log_odds_subsets.pdf", "groups_log_odds_subsets.png"} <= names
     assert {"rank_target3_log_odds.png", "board_p0_log_odds.png"} <= names
