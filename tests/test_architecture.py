@@ -35,3 +35,14 @@ def test_every_subpackage_is_in_the_layers_contract() -> None:
     named = {name.strip() for layer in layers for name in layer.split("|")}
     subpackages = {f"leelalab.{path.parent.name}" for path in PACKAGE.glob("*/__init__.py")}
     assert subpackages <= named, subpackages - named
+
+
+def test_no_function_takes_more_than_eight_parameters_besides_its_settings() -> None:
+    # Issue 26: long parameter lists become a settings object (scripts/check_signatures.py).
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_signatures.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    too_many = [line for line in result.stdout.splitlines() if line.startswith("too many")]
+    assert result.returncode == 0 and not too_many, "\n".join(too_many)

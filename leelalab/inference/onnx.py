@@ -19,6 +19,7 @@ Needs the ``onnx`` extra: ``pip install "leelalab[onnx]"``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -268,6 +269,9 @@ def weights_from_onnx(model: Any, input_format: int = 1) -> Lc0Weights:
         wdl=wdl,
         moves_left=has_mlh,
         mish=body == Activation.MISH,
+    )
+    network_format = dataclasses.replace(
+        network_format,
         smolgen_activation=smolgen,
         ffn_activation=ffn,
         input_embedding=InputEmbedding.PE_MAP if transformer else InputEmbedding.NONE,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -287,13 +288,21 @@ def _curve_limits(tables: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
     return low - margin, high + margin
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What effect curves show: the metric, the patching direction, and how each group's
+    squares are reduced to one number (``max`` or ``mean``)."""
+
+    metric: str = "log_odds"
+    direction: str = "noising"
+    reduce: str = "max"
+
+
 def group_curves(
     curves: Mapping[str, Any],
     layers: Sequence[int],
     *,
-    metric: str = "log_odds",
-    direction: str = "noising",
-    reduce: str = "max",
+    measure: Measure = Measure(),
     title: str = "",
     groups: Sequence[str] = SQUARE_GROUPS,
     ylim: tuple[float, float] | None = None,
@@ -302,6 +311,7 @@ def group_curves(
     """Effect vs layer per square group, mean ± 2 SEM bands (``curves`` from
     :meth:`PatchingResults.group_table` / :func:`group_effects`); every group of ``groups``
     is in the legend with its number of puzzles."""
+    metric, direction, reduce = measure.metric, measure.direction, measure.reduce
     plt = _pyplot()
     with plt.rc_context(PAPER_STYLE):
         figure, ax = plt.subplots(figsize=(width, width * 0.6))
@@ -329,9 +339,7 @@ def subset_panels(
     layers: Sequence[int],
     counts: Mapping[str, int],
     *,
-    metric: str = "log_odds",
-    direction: str = "noising",
-    reduce: str = "max",
+    measure: Measure = Measure(),
     network: str | None = None,
     groups: Sequence[str] = SQUARE_GROUPS,
     columns: int = 4,
@@ -346,6 +354,7 @@ def subset_panels(
     The key of groups (colour and line style) is shared; under each panel, every group's
     number of puzzles in that subset, in the group's colour and order.
     """
+    metric, direction, reduce = measure.metric, measure.direction, measure.reduce
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
@@ -669,6 +678,7 @@ def plot_patching_run(
         results = run.residual
         network = network or results.network
         direction = results.direction
+        measure = Measure(metric, direction, reduce)
         heading = _heading(network, direction)
         masks = results.subsets()
         tables = {
@@ -678,15 +688,7 @@ def plot_patching_run(
         }
         counts = {subset: int(masks[subset].sum()) for subset in tables}
         save(
-            subset_panels(
-                tables,
-                results.layers,
-                counts,
-                metric=metric,
-                direction=direction,
-                reduce=reduce,
-                network=network,
-            ),
+            subset_panels(tables, results.layers, counts, measure=measure, network=network),
             f"groups_{metric}_subsets",
         )
         ylim = _curve_limits(list(tables.values()))
@@ -696,9 +698,7 @@ def plot_patching_run(
                 group_curves(
                     curves,
                     results.layers,
-                    metric=metric,
-                    direction=direction,
-                    reduce=reduce,
+                    measure=measure,
                     ylim=ylim,
                     title=f"{heading}\n{subset}: {counts[subset]} puzzles, mean ± 2 SEM of the "
                     f"{reduce} over each group's squares",

@@ -88,13 +88,11 @@ class NetworkFormat:
         wdl: bool,
         moves_left: bool,
         mish: bool,
-        smolgen_activation: Activation = Activation.DEFAULT,
-        ffn_activation: Activation = Activation.DEFAULT,
-        input_embedding: InputEmbedding = InputEmbedding.NONE,
     ) -> NetworkFormat:
         """The header of a network that a builder makes rather than reads: a WDL or classical
         value head (``output`` and ``value`` agree), a moves-left head or none, and mish or
-        relu as the default activation."""
+        relu as the default activation. An attention body's own fields (smolgen and FFN
+        activations, input embedding) are set on the result with ``dataclasses.replace``."""
         return cls(
             input=InputFormat(input_format),
             output=OutputFormat.WDL if wdl else OutputFormat.CLASSICAL,
@@ -103,9 +101,6 @@ class NetworkFormat:
             value=ValueFormat.WDL if wdl else ValueFormat.CLASSICAL,
             moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
             default_activation=DefaultActivation.MISH if mish else DefaultActivation.RELU,
-            smolgen_activation=smolgen_activation,
-            ffn_activation=ffn_activation,
-            input_embedding=input_embedding,
         )
 
     @classmethod

@@ -365,8 +365,8 @@ def _synthetic_weights(
         wdl=spec.value == "wdl",
         moves_left=spec.moves_left,
         mish=spec.activation == "mish",
-        **transformer,
     )
+    network_format = replace(network_format, **transformer)
     # LINEAR16 because lc0 v0.31, the reference, decodes only that (see the module docstring).
     return Lc0Weights(
         format=network_format,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
@@ -55,9 +56,11 @@ def test_built_header_other_choices_use_lc0_numbers() -> None:
     # NETWORK_ATTENTIONBODY_WITH_MULTIHEADFORMAT 7, POLICY_ATTENTION 3.
     built = NetworkFormat.build(
         3, NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT, PolicyFormat.ATTENTION,
-        wdl=False, moves_left=True, mish=True, ffn_activation=Activation.SWISH,
-        input_embedding=InputEmbedding.PE_DENSE,
+        wdl=False, moves_left=True, mish=True,
     )  # fmt: skip
+    built = dataclasses.replace(
+        built, ffn_activation=Activation.SWISH, input_embedding=InputEmbedding.PE_DENSE
+    )
     assert built.to_message() == {
         "input": 3, "output": 1, "network": 7, "policy": 3, "value": 1, "moves_left": 1,
         "default_activation": 1, "smolgen_activation": 0, "ffn_activation": 7,
