@@ -201,3 +201,18 @@ def test_a_json_file_cut_inside_a_string_is_called_truncated(tmp_path: Path) -> 
     path.write_text('{"format": "leelalab.lens/1", "name": "abc')
     with pytest.raises(RecordError, match="truncated"):
         read_json(path)
+
+
+def test_every_format_name_in_the_package_follows_the_scheme() -> None:
+    import re
+
+    package = Path(__file__).resolve().parents[2] / "leelalab"
+    written = set()
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        written |= set(re.findall(r'"(leelalab\.[A-Za-z0-9_.-]+/[0-9]+)"', text))
+        for kind, version in re.findall(r'format_name\("([^"]+)"(?:, ([0-9]+))?\)', text):
+            written.add(format_name(kind, int(version or 1)))
+    assert len(written) >= 20
+    for name in written:
+        assert name in LEGACY_FORMATS or canonical_format(name) == name, name
