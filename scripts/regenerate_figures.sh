@@ -14,8 +14,9 @@
 #            figures/lab-t6-128/{groups_log_odds_all,head_patching_log_odds,head_search,
 #            single_entry_L3H1}.
 # expensive  hours on 2 cores (README: search 95 min, refutations 61 min; measured here
-#            2026-12-08, niced on the shared machine: lab-t6-128 filter 270 s, lens train
-#            939 s, lens run 62 s, steer 1,116 s; future boards not measured): figures/analyses/{accuracy_by_depth,
+#            2026-12-08, niced on the shared machine: lab-t6-128 filter 270 s (123 s on a
+#            rerun), lens train 939 s (1,043 s), lens run 62 s (40 s), steer 1,116 s; future
+#            boards not measured): figures/analyses/{accuracy_by_depth,
 #            accuracy_by_rating,search_gain,search_by_stratum} and figures/lab-t6-128/
 #            {lens_layers,lens_emergence,refutation_depth,future_board,steering}. The
 #            commands for lab-t6-128 are the README's with `--net lab-t6-128` ("The commands
