@@ -28,7 +28,6 @@ import copy
 import fnmatch
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -320,7 +319,7 @@ def cache_activations(
                 indent=2,
             ),
         )
-    shutil.rmtree(parts_dir)
+    run_directory.discard()
     return output
 
 

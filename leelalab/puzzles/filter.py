@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import queue
-import shutil
 import sys
 import threading
 import time
@@ -806,7 +805,7 @@ def corrupt_dataset(
     text = _search_in_chunks(parts, job, selected, settings.chunk_size, progress, executor)
     target = directory / "corruptions.jsonl"
     write_text_atomically(target, text)
-    shutil.rmtree(parts.path, ignore_errors=True)  # a folder of ours: RunDirectory made it
+    parts.discard()
     found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
     counts = {"selected": len(selected), "corrupted": found}
     corruption = {

@@ -280,6 +280,16 @@ class RunDirectory:
         self.opened = True
         return self
 
+    def discard(self) -> None:
+        """Delete this folder once its results were merged elsewhere (a work folder of parts
+        or chunks): only what leelalab wrote in it goes, so a user's file stays, and with it
+        the folder. The one way a command removes its own work folder."""
+        if not self.path.is_dir():
+            return
+        remove_output(self.path)
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
+
     def write_record(self, **fields: Any) -> Path:
         """The run record (``run.json``): settings, ``fields``, seconds since construction."""
         return write_run_record(self.path, self.settings, started=self.started, **fields)

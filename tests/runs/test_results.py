@@ -163,3 +163,20 @@ def test_chunked_run_without_with_creates_its_directory_on_first_write(tmp_path)
     run.write_chunk(0, {"x": np.arange(3)})
     assert run.done(0) and (tmp_path / "run" / "settings.json").is_file()
     assert ChunkedRun(tmp_path / "run", {"a": 1}).resuming
+
+
+def test_discarding_a_work_folder_removes_only_what_leelalab_wrote(tmp_path) -> None:
+    work = tmp_path / "out.h5.parts"
+    with RunDirectory(work, {"seed": 0}) as run:
+        (work / "part-00000.h5").write_bytes(b"part")
+        (work / "chunks").mkdir()
+        (work / "chunks" / "00000.jsonl").write_text("{}\n")
+    run.discard()
+    assert not work.exists()
+    run.discard()  # gone already: nothing to do
+    # A user's file put into the work folder survives it, and keeps the folder.
+    with RunDirectory(work, {"seed": 0}) as run:
+        (work / "part-00000.h5").write_bytes(b"part")
+        (work / "notes.txt").write_text("mine")
+    run.discard()
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
