@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +28,8 @@ from leelalab.cli import main
 from leelalab.cli.main import build_parser
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights, random_transformer_weights
-from positions import PUZZLES_CSV
+from leelalab.puzzles.dataset import write_pairs_dataset
+from positions import PUZZLES_CSV, corrupted_puzzles
 
 CASE_SECONDS = 30
 """A guard, not a budget: every case should fail or finish in well under a second or two."""
@@ -63,7 +65,7 @@ NETWORK_OPTIONS = ("--net", "--weak", "--strong", "--teacher", "--source")
 FILE_OUTPUTS = {
     "eval": ".jsonl", "convert": ".pb.gz", "train": ".pb.gz", "distill": ".pb.gz",
     "plot training": ".png", "puzzles show": ".png", "puzzles export": ".csv",
-    "activations cache": ".h5", "analyze predictions": "",
+    "activations cache": ".h5",
 }  # fmt: skip
 """Commands whose --output (or output positional) is a file (or a file stem): its ending."""
 
@@ -282,22 +284,116 @@ def test_overwriting_commands_are_found() -> None:
     assert {"puzzles filter", "anomaly task", "anomaly run", "lens run"} <= set(OVERWRITING)
 
 
+@pytest.mark.parametrize("invalid", ["foreign", "missing"])
 @pytest.mark.parametrize("name", OVERWRITING)
 def test_overwrite_with_an_invalid_input_keeps_the_output(
-    name, foreign, request, tmp_path, capsys
+    name, invalid, foreign, request, tmp_path, capsys
 ) -> None:
     parser = LEAVES[name]
+    bad = str(foreign) if invalid == "foreign" else str(tmp_path / "does-not-exist")
     net = network_for(name, request)
     output = output_path(name, tmp_path)
     before = previous_output(output, name in FILE_OUTPUTS)
-    if input_slots(name, parser):
-        argv = argv_for(name, parser, str(foreign), net, output)
-    else:  # no input but networks: feed the network option the wrong-kind folder
-        argv = argv_for(name, parser, "", net, output)
-        argv[argv.index("--net") + 1] = str(foreign)  # pragma: no cover - none yet
+    writes_into_input = "--output" not in options(parser) and "output_positional" not in (
+        positionals(parser)
+    )
+    # A new command with --overwrite but no input known here: name its input in OPTION_INPUTS.
+    assert input_slots(name, parser), name
+    # puzzles corrupt writes into its input: the previous output is then the invalid input.
+    argv = argv_for(name, parser, str(output) if writes_into_input else bad, net, output)
     argv.append("--overwrite")
     capsys.readouterr()
     status = run_guarded(argv)
     assert_clean(argv, status, capsys.readouterr().err)
     assert status != 0, argv
     assert snapshot(output) == before, argv
+
+
+# A valid run with --overwrite into a previous output of the same command keeps a user's
+# file (the commands that run cheaply on tiny inputs; lens, future-board, steering,
+# refutations and anomaly runs have the same test beside their other CLI tests).
+
+
+@pytest.fixture(scope="module")
+def dataset(net, tmp_path_factory) -> Path:
+    """A small filter run: the shipped sample's first 20 puzzles, thresholds loose enough
+    that a random network selects most of them."""
+    directory = tmp_path_factory.mktemp("dataset") / "run"
+    args = ["puzzles", "filter", "--net", net, "--weak", net, "--input", str(PUZZLES_CSV)]
+    loose = ["--hard", "1", "--correct", "0", "--forcing", "0", "--limit", "20"]
+    assert main([*args, *loose, "--output", str(directory), "--no-progress"]) == 0
+    return directory
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory) -> Path:
+    """A dataset with corruptions (patching's input)."""
+    directory = tmp_path_factory.mktemp("pairs")
+    write_pairs_dataset(directory, corrupted_puzzles(4, min_moves=5))
+    return directory
+
+
+@pytest.fixture(scope="module")
+def store(net, dataset, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("store") / "acts.h5"
+    argv = ["activations", "cache", str(dataset), "--net", net, "--output", str(path)]
+    assert main([*argv, "--no-progress"]) == 0
+    return path
+
+
+def valid_runs(request, name: str, output: Path) -> list[str]:
+    fixture = request.getfixturevalue
+    net = str(fixture("net"))
+    quiet = "--no-progress"
+    return {
+        "puzzles corrupt": ["puzzles", "corrupt", str(output), "--net", net, "--weak", net, quiet],
+        "patch residual": [
+            *["patch", "residual", str(fixture("pairs")), "--net", net, "--layers", "0"],
+            *["--output", str(output), quiet],
+        ],
+        "activations cache": [
+            *["activations", "cache", str(fixture("dataset")), "--net", net, "--limit", "4"],
+            *["--output", str(output), quiet],
+        ],
+        "probe train": [
+            *["probe", "train", str(fixture("store")), "--seeds", "0", "--epochs", "1"],
+            *["--no-control", "--output", str(output), quiet],
+        ],
+        "analyze themes": [
+            *["analyze", "themes", str(fixture("dataset")), "--min-puzzles", "5"],
+            *["--output", str(output)],
+        ],
+        "analyze predictions": [
+            "analyze", "predictions", str(fixture("dataset")), "--output", str(output),
+        ],
+        "anomaly task": [
+            *["anomaly", "task", "ood", "--net", net, "--weak", net, "--trusted", "48"],
+            *["--pool", "16", "--test", "32", "--per-game", "4", "--max-plies", "24"],
+            *["--output", str(output), quiet],
+        ],
+    }[name]  # fmt: skip
+
+
+CHEAP = [
+    "puzzles corrupt", "patch residual", "activations cache", "probe train", "analyze themes",
+    "analyze predictions", "anomaly task",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_a_valid_overwrite_keeps_a_users_file(name, request, tmp_path, capsys) -> None:
+    if name == "puzzles corrupt":  # corrupt writes into its input: a copy of the dataset
+        output = tmp_path / "run"
+        shutil.copytree(request.getfixturevalue("dataset"), output)
+    else:
+        output = output_path(name, tmp_path)
+    argv = valid_runs(request, name, output)
+    assert run_guarded(argv) == 0, capsys.readouterr().err
+    notes = (output if output.is_dir() else output.parent) / "notes.txt"
+    notes.write_text("a user's notes\n")
+    assert run_guarded([*argv, "--overwrite"]) == 0, capsys.readouterr().err
+    assert notes.read_text() == "a user's notes\n"
+    assert run_guarded([*argv, "--overwrite"]) == 0, capsys.readouterr().err  # again
+    assert notes.read_text() == "a user's notes\n"
+    # Work folders of parts or chunks are discarded, the user's file kept.
+    assert not list(notes.parent.glob("*.parts")) and not list(notes.parent.glob("*.chunks"))
