@@ -20,6 +20,7 @@ import signal
 from collections.abc import Iterator
 from pathlib import Path
 
+import chess
 import h5py
 import numpy as np
 import pytest
@@ -366,6 +367,13 @@ def valid_runs(request, name: str, output: Path) -> list[str]:
         "analyze predictions": [
             "analyze", "predictions", str(fixture("dataset")), "--output", str(output),
         ],
+        "puzzles filter": [
+            *["puzzles", "filter", "--net", net, "--weak", net, "--input", str(PUZZLES_CSV)],
+            *["--limit", "3", "--output", str(output), quiet],
+        ],
+        "eval": ["eval", net, "--fen", chess.STARTING_FEN, "--output", str(output)],
+        "convert": ["convert", net, str(output)],
+        "puzzles export": ["puzzles", "export", str(fixture("dataset")), str(output)],
         "anomaly task": [
             *["anomaly", "task", "ood", "--net", net, "--weak", net, "--trusted", "48"],
             *["--pool", "16", "--test", "32", "--per-game", "4", "--max-plies", "24"],
@@ -373,6 +381,9 @@ def valid_runs(request, name: str, output: Path) -> list[str]:
         ],
     }[name]  # fmt: skip
 
+
+MORE = ["puzzles filter", "eval", "convert", "puzzles export"]
+"""Commands that are cheap too, whose valid --overwrite runs are tested elsewhere."""
 
 CHEAP = [
     "puzzles corrupt", "patch residual", "activations cache", "probe train", "analyze themes",
@@ -397,3 +408,23 @@ def test_a_valid_overwrite_keeps_a_users_file(name, request, tmp_path, capsys) -
     assert notes.read_text() == "a user's notes\n"
     # Work folders of parts or chunks are discarded, the user's file kept.
     assert not list(notes.parent.glob("*.parts")) and not list(notes.parent.glob("*.chunks"))
+
+
+@pytest.mark.parametrize("name", [n for n in CHEAP if n != "puzzles corrupt"] + MORE)
+def test_overwrite_never_replaces_what_is_not_a_leelalab_output(
+    name, request, tmp_path, capsys
+) -> None:
+    """An output path that holds a user's folder (for a command writing a file) or a user's
+    file (for a command writing a folder): --overwrite with a valid input keeps it."""
+    output = output_path(name, tmp_path)
+    if name in FILE_OUTPUTS:
+        output.mkdir()
+        (output / "notes.txt").write_text("a user's notes\n")
+    else:
+        output.write_text("a user's notes\n")
+    before = snapshot(output)
+    argv = [*valid_runs(request, name, output), "--overwrite"]
+    capsys.readouterr()
+    status = run_guarded(argv)
+    assert_clean(argv, status, capsys.readouterr().err)
+    assert snapshot(output) == before, argv
