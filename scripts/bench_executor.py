@@ -32,6 +32,7 @@ import torch
 
 from leelalab.inference.networks import load_network
 from leelalab.patching.residual import run_residual_patching
+from leelalab.patching.settings import ResidualPatchingSettings
 from leelalab.puzzles.dataset import random_edit_pairs, write_pairs_dataset
 from leelalab.puzzles.filter import filter_puzzles
 from leelalab.puzzles.reader import iter_puzzles, shipped_puzzles_path
@@ -93,7 +94,12 @@ def main() -> None:
         # (worker processes, imports, network loading), which longer jobs amortise.
         "start-up (filter, 16 puzzles)": filtering(16, 16),
         "patch residual": lambda executor, out: run_residual_patching(
-            strong, dataset, out, chunk_size=8, progress=False, executor=executor
+            strong,
+            dataset,
+            out,
+            ResidualPatchingSettings(chunk_size=8),
+            progress=False,
+            executor=executor,
         ),
     }
     results: dict[str, dict[str, list[float]]] = {job: {r: [] for r in runners} for job in jobs}

@@ -33,7 +33,7 @@ def block(containing: str) -> str:
 
 
 def test_the_readme_has_the_examples_this_test_runs() -> None:
-    assert len(python_blocks()) == 7
+    assert len(python_blocks()) == 8
 
 
 def test_quick_start_and_lower_level_pieces(maia_path: Path, tmp_path, monkeypatch) -> None:
@@ -122,3 +122,26 @@ def test_logit_and_tuned_lens_example(maia_path: Path) -> None:
     namespace: dict = {}
     exec(block("lens_outputs(net, planes)"), namespace)
     assert namespace["tuned"].policy_logits.shape == namespace["out"].policy_logits.shape
+
+
+def test_the_experiment_contract_example(tmp_path, monkeypatch) -> None:
+    from leelalab.analyses.themes import ThemeResults
+    from leelalab.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    save_weights(random_resnet_weights(blocks=1, filters=8, seed=3), "net.pb.gz")
+    loose = ["--hard", "1", "--correct", "0", "--forcing", "0", "--limit", "60"]
+    filter_args = ["puzzles", "filter", "--net", "net.pb.gz", "--weak", "net.pb.gz"]
+    assert main([*filter_args, *loose, "--output", "runs/sample", "--no-progress"]) == 0
+    namespace: dict = {}
+    exec(block("ThemeSettings(min_puzzles=5"), namespace)
+    again = namespace["again"]
+    assert isinstance(again, ThemeResults)
+    assert [a.network for a in again.analyses] == ["strong", "weak"]
+    assert again.analyses[0].n == namespace["results"].analyses[0].n > 0
+    record = (tmp_path / "runs" / "themes" / "run.json").read_text()
+    assert '"outputs"' in record and "themes.json" in record
+    from leelalab.runs.experiment import SettingsError
+
+    with pytest.raises(SettingsError, match="--min-puzzles must be at least 1"):
+        namespace["ThemeSettings"](min_puzzles=0)

@@ -111,6 +111,7 @@ def run_strata_patching(
     filter run, read only) into ``output``. ``thresholds``: the corruption search's
     (default: the paper's)."""
     from leelalab.patching.residual import run_residual_patching
+    from leelalab.patching.settings import ResidualPatchingSettings
     from leelalab.puzzles.filter import corrupt_dataset
     from leelalab.runs.records import write_text_atomically
     from leelalab.runs.results import RunDirectory, dataset_provenance
@@ -139,8 +140,8 @@ def run_strata_patching(
             strong,
             working,
             output / PATCHING_RUN,
+            ResidualPatchingSettings(chunk_size=settings.chunk_size),
             ids=union,
-            chunk_size=settings.chunk_size,
             progress=progress,
         )
         # Beside the patching results, where readers of them look for the sample.

@@ -8,12 +8,10 @@ import argparse
 from typing import Any
 
 from leelalab.cli.common import (
-    add_batch_size,
     add_command,
     add_device,
     add_executor,
     add_group,
-    add_limit,
     add_net,
     add_no_progress,
     add_output,
@@ -23,24 +21,24 @@ from leelalab.cli.common import (
     note,
     print_table,
 )
+from leelalab.cli.figures import add_figure_overwrite, write_figures
+from leelalab.probing.settings import CacheSettings
+from leelalab.runs.experiment import add_settings_options, settings_from_args
+
+HOOKS_HELP = "hook names or globs (leelalab info NET --hooks lists them)"
 
 
 def cmd_activations_cache(args: argparse.Namespace) -> int:
     from leelalab.probing.store import ActivationStore, cache_activations
 
+    settings = settings_from_args(CacheSettings, args)
     network = network_from_dataset(args)
     path = cache_activations(
         network,
         args.directory,
         args.hooks,
         args.output,
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        part_size=args.part_size,
-        limit=args.limit,
-        selected_only=args.selected_only,
-        min_moves=args.min_moves,
-        random_init=args.random_init,
+        settings,
         progress=not args.no_progress,
         overwrite=args.overwrite,
         executor=executor_from(args),
@@ -51,22 +49,10 @@ def cmd_activations_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_probe_train(args: argparse.Namespace) -> int:
-    from leelalab.probing.probes import ProbeConfig, train_probes
+    from leelalab.probing.probes import ProbeSettings, describe_accuracy, train_probes
 
-    config = ProbeConfig(
-        target=args.target,
-        query=None if args.query == "none" else args.query,
-        probe=args.probe,
-        rank=args.rank,
-        lr=args.lr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        test_fraction=args.test_fraction,
-        seeds=args.seeds,
-        control=not args.no_control,
-        memory_budget_mb=args.memory_budget,
-    )
-    summary = train_probes(
+    config = settings_from_args(ProbeSettings, args)
+    results = train_probes(
         args.store,
         args.output,
         config,
@@ -76,25 +62,25 @@ def cmd_probe_train(args: argparse.Namespace) -> int:
     )
     print(f"{config.probe} probe for {config.target}, {len(config.seeds)} seeds (mean ± std)")
     rows = [["hook", "accuracy", "control", "selectivity", "test puzzles"]]
-    for result in summary["results"]:
+    for result in results.results:
         control = result["control_mean"]
         rows.append(
             [
                 result["hook"],
-                f"{result['accuracy_mean']:.3f} ± {result['accuracy_std']:.3f}",
+                describe_accuracy(result),
                 "-" if control is None else f"{control:.3f} ± {result['control_std']:.3f}",
                 "-" if control is None else f"{result['selectivity']:.3f}",
                 str(result["test_puzzles"]),
             ]
         )
-    _print_rows(rows)
+    print_table(rows)
     weights = "" if config.probe == "logistic" else ", probe weights (.safetensors)"
-    print(f"wrote {args.output}/results.json, config.json, run.json{weights}")
+    note(f"wrote {args.output}/results.json, config.json, run.json{weights}")
     return 0
 
 
 def cmd_probe_eval(args: argparse.Namespace) -> int:
-    from leelalab.probing.probes import evaluate_saved_probes
+    from leelalab.probing.probes import MINIMUM_TEST_PUZZLES, evaluate_saved_probes
 
     evaluation = evaluate_saved_probes(
         args.probes, args.store, include_training=args.include_training
@@ -108,28 +94,26 @@ def cmd_probe_eval(args: argparse.Namespace) -> int:
     rows = [["hook", "accuracy", "95% CI", "puzzles"]]
     for hook in evaluation:
         estimate = evaluation.interval(hook)
-        rows.append(
-            [
-                hook,
-                f"{estimate.value:.3f}",
-                f"[{estimate.low:.3f}, {estimate.high:.3f}]",
-                str(evaluation.evaluated[hook]),
-            ]
-        )
-    _print_rows(rows)
+        if estimate.n < MINIMUM_TEST_PUZZLES:
+            cells = [estimate.describe(MINIMUM_TEST_PUZZLES), "-"]
+        else:
+            cells = [f"{estimate.value:.3f}", f"[{estimate.low:.3f}, {estimate.high:.3f}]"]
+        rows.append([hook, *cells, str(evaluation.evaluated[hook])])
+    print_table(rows)
     return 0
 
 
 def cmd_plot_probes(args: argparse.Namespace) -> int:
-    from leelalab.plots.probes import plot_probe_results
+    from leelalab.plots.probes import load_results, plot_probe_results
 
-    for path in plot_probe_results(args.results, args.output):
+    for directory in args.results:
+        load_results(directory)  # every input read before a figure is drawn
+    figures = write_figures(
+        args.output, args.overwrite, lambda folder: plot_probe_results(args.results, folder)
+    )
+    for path in figures:
         note(f"wrote {path}")
     return 0
-
-
-def _print_rows(rows: list[list[str]]) -> None:
-    print_table(rows)
 
 
 def register(commands: Any, plot_commands: Any) -> None:
@@ -142,32 +126,19 @@ def register(commands: Any, plot_commands: Any) -> None:
         "cache",
         "cache hook activations of a dataset's puzzle positions to HDF5",
     )
-    cache.add_argument("directory", help="a dataset directory (leelalab puzzles filter)")
+    cache.add_argument(
+        "directory", metavar="DIR", help="a dataset directory (leelalab puzzles filter)"
+    )
     add_net(cache, default=None, help="network (default: the dataset's strong network)")
     cache.add_argument(
         "--hooks",
         nargs="+",
         default=["blocks.*.hook_resid_post"],
-        help="hook names or globs (leelalab info NET --hooks lists them)",
+        help=HOOKS_HELP,
     )
     add_output(cache, "the store, e.g. runs/acts.h5 (resumable)")
     add_overwrite(cache)
-    cache.add_argument(
-        "--dtype", choices=("float16", "float32"), default="float16", help="storage precision"
-    )
-    add_batch_size(cache, 64)
-    cache.add_argument("--part-size", type=int, default=512, help="puzzles per resumable part")
-    add_limit(cache, "at most this many puzzles (default: all)")
-    cache.add_argument("--selected-only", action="store_true", help="only selected puzzles")
-    cache.add_argument(
-        "--min-moves", type=int, default=1, help="only puzzles with at least this many moves"
-    )
-    cache.add_argument(
-        "--random-init",
-        type=int,
-        metavar="SEED",
-        help="cache a copy of the network re-initialised with this seed (the probe baseline)",
-    )
+    add_settings_options(cache, CacheSettings)
     add_device(cache)
     add_no_progress(cache)
     add_executor(cache)
@@ -177,46 +148,21 @@ def register(commands: Any, plot_commands: Any) -> None:
         commands, "probe", "train and evaluate probes on an activation store", "probe_command"
     )
     train = add_command(probe_commands, "train", "train a probe per hook and seed")
-    train.add_argument("store", help="an activation store (leelalab activations cache)")
     train.add_argument(
-        "--target", default="move3_target", help="what to predict: move<k>_target|source, k=1..7"
-    )
-    train.add_argument(
-        "--query", default="move1_target", help="the bilinear probe's query square, or 'none'"
-    )
-    train.add_argument(
-        "--probe",
-        choices=("bilinear", "linear", "logistic"),
-        default="bilinear",
-        help="probe family",
+        "store", metavar="STORE", help="an activation store (leelalab activations cache)"
     )
     add_output(train, "probe directory, e.g. probes/NAME")
     add_overwrite(train)
-    train.add_argument("--hooks", nargs="+", help="hooks to probe (default: all in the store)")
-    train.add_argument("--rank", type=int, default=32, help="rank of the bilinear probe")
-    train.add_argument("--lr", type=float, default=1e-2, help="learning rate")
-    train.add_argument("--epochs", type=int, default=5, help="passes over the training puzzles")
-    add_batch_size(train, 64, "puzzles per optimisation step")
-    train.add_argument(
-        "--test-fraction", type=float, default=0.3, help="puzzles held out for testing"
-    )
-    train.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="one probe per seed and hook"
-    )
-    train.add_argument("--no-control", action="store_true", help="skip the control task")
-    train.add_argument(
-        "--memory-budget",
-        type=int,
-        default=256,
-        metavar="MB",
-        help="RAM for blocks of activations read from the store",
-    )
+    train.add_argument("--hooks", nargs="+", help=f"{HOOKS_HELP}; default: every hook in the store")
+    from leelalab.probing.settings import ProbeSettings
+
+    add_settings_options(train, ProbeSettings, defaults={"seeds": [0, 1, 2]})
     add_no_progress(train)
     train.set_defaults(run=cmd_probe_train)
 
     evaluate = add_command(probe_commands, "eval", "evaluate saved probes on a store")
-    evaluate.add_argument("probes", help="a probe directory (leelalab probe train)")
-    evaluate.add_argument("store", help="an activation store")
+    evaluate.add_argument("probes", metavar="DIR", help="a probe directory (leelalab probe train)")
+    evaluate.add_argument("store", metavar="STORE", help="an activation store")
     evaluate.add_argument(
         "--include-training",
         action="store_true",
@@ -225,6 +171,9 @@ def register(commands: Any, plot_commands: Any) -> None:
     evaluate.set_defaults(run=cmd_probe_eval)
 
     plot = add_command(plot_commands, "probes", "probe accuracy vs layer")
-    plot.add_argument("results", nargs="+", help="probe directories (trained, random-init, ...)")
+    plot.add_argument(
+        "results", metavar="DIR", nargs="+", help="probe directories (trained, random-init, ...)"
+    )
     add_output(plot, "figure directory (PDF + PNG)")
+    add_figure_overwrite(plot)
     plot.set_defaults(run=cmd_plot_probes)

@@ -23,8 +23,8 @@ import json
 import math
 import os
 import zlib
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import chess
@@ -43,7 +43,14 @@ from leelalab.patching.pairs import (
     clean_top_moves,
     effects,
 )
+from leelalab.patching.settings import (
+    HeadPatchingSettings,
+    HeadSearchSettings,
+    PieceMovementSettings,
+    SingleEntrySettings,
+)
 from leelalab.puzzles.dataset import DatasetPuzzle
+from leelalab.runs.records import format_name
 
 PIECE_TYPES = ("knight", "bishop", "rook", "queen", "king")
 
@@ -563,7 +570,49 @@ def percentile_curve(
 HEAD_PATCHING_FILE = "head_patching.h5"
 SINGLE_ENTRY_FILE = "single_entry.h5"
 HEAD_SEARCH_FILE = "head_search.h5"
+HEAD_PATCHING_FORMAT = format_name("head-patching")
+SINGLE_ENTRY_FORMAT = format_name("single-entry")
+HEAD_SEARCH_FORMAT = format_name("head-search")
+PIECE_MOVEMENT_FORMAT = format_name("piece-movement")
 PIECE_MOVEMENT_FILE = "piece_movement.h5"
+
+
+HEAD_FILES = {
+    HEAD_PATCHING_FORMAT: (HEAD_PATCHING_FILE, "patch heads"),
+    SINGLE_ENTRY_FORMAT: (SINGLE_ENTRY_FILE, "heads single-entry"),
+    HEAD_SEARCH_FORMAT: (HEAD_SEARCH_FILE, "heads search"),
+    PIECE_MOVEMENT_FORMAT: (PIECE_MOVEMENT_FILE, "heads piece-movement"),
+}
+"""Each head experiment's results format → the file it merges into, the command making it."""
+
+
+@dataclass
+class HeadResults:
+    """The merged results of a head experiment: arrays (axis 0 = puzzles) and attributes.
+
+    :meth:`load` takes a run directory or its results file and the expected format; a
+    missing, truncated or foreign file is one :class:`~leelalab.runs.records.RecordError`
+    line naming it.
+    """
+
+    format: str
+    arrays: dict[str, np.ndarray]
+    attrs: dict[str, object]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], format: str) -> HeadResults:
+        from leelalab.runs.records import read_result
+
+        name, command = HEAD_FILES[format]
+        path = Path(path)
+        if path.is_dir():
+            path = path / name
+        arrays, attrs = read_result(path, format, hint=f"make it with `leelalab {command}`")
+        return cls(format, arrays, attrs)
+
+    @property
+    def layers(self) -> list[int]:
+        return [int(x) for x in json.loads(str(self.attrs["layers"]))]
 
 
 def _flags(puzzles: Sequence[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
@@ -580,14 +629,69 @@ def _chunk_seed(seed: int, chunk: Sequence[DatasetPuzzle]) -> int:
     return (seed * 1_000_003 + zlib.crc32(chunk[0].id.encode())) % 2**32
 
 
+def _dataset_run(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    puzzles: Sequence[DatasetPuzzle],
+    recorded: dict[str, object],
+    chunks: _Chunks,
+) -> Path:
+    """:func:`~leelalab.runs.results.run_in_chunks` over ``puzzles`` with the settings every
+    head experiment records (its own ``recorded`` and the dataset's provenance)."""
+    from leelalab.runs.results import dataset_provenance, run_in_chunks
+
+    return run_in_chunks(
+        puzzles,
+        output,
+        recorded | dataset_provenance(network, Path(dataset), chunks.limit),
+        chunks.compute,
+        results_file=chunks.results_file,
+        attrs=chunks.attrs,
+        run_record=chunks.run_record,
+        chunk_size=chunks.chunk_size,
+        description=chunks.description,
+        before=chunks.before,
+        **chunks.options,
+    )
+
+
+@dataclass
+class _Chunks:
+    """How a head experiment's chunks are computed and written (``limit`` and
+    ``chunk_size`` from its settings; ``progress``/``overwrite`` from the call)."""
+
+    compute: Callable[[list[DatasetPuzzle]], dict[str, np.ndarray | list[str]]]
+    results_file: str
+    attrs: dict[str, object]
+    description: str
+    limit: int | None
+    chunk_size: int
+    options: dict[str, bool]
+    run_record: dict[str, object] = field(default_factory=dict)
+    before: Callable[[Path], None] | None = None
+
+
+def _selected_for_entries(
+    network: LeelaNetwork, dataset: Path, limit: int | None
+) -> list[DatasetPuzzle]:
+    from leelalab.puzzles.dataset import load_dataset
+
+    puzzles = usable_for_entries(load_dataset(dataset, limit=limit), network)
+    if not puzzles:
+        raise LeelaLabError(f"{dataset}: no selected puzzle with distinct 1st and 3rd targets")
+    return puzzles
+
+
+ENTRY_CONVENTION = "log-odds reduction of the clean top move (clean - ablated)"
+
+
 def run_head_patching(
     network: LeelaNetwork,
     dataset: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: HeadPatchingSettings | None = None,
     *,
-    direction: Direction = "noising",
-    limit: int | None = None,
-    chunk_size: int = 8,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
@@ -597,63 +701,51 @@ def run_head_patching(
     ``output`` is created; ``overwrite`` replaces a run with other settings."""
     from leelalab.patching.pairs import prepare_pairs
     from leelalab.patching.residual import SIGN_CONVENTION, load_pairs
-    from leelalab.runs.results import dataset_provenance, run_in_chunks
 
+    settings = settings or HeadPatchingSettings()
+    direction = settings.direction
     n_layers, n_heads = require_attention(network)
-    dataset = Path(dataset)
-    puzzles, left_out = load_pairs(network, dataset, limit)
+    puzzles, left_out = load_pairs(network, Path(dataset), settings.limit)
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         values = patch_heads_batch(network, prepare_pairs(network, chunk), direction=direction)
         return {**_flags(chunk), **values}
 
-    attrs = {
-        "format": "leelalab.head_patching/1",
+    attrs: dict[str, object] = {
+        "format": HEAD_PATCHING_FORMAT,
         "sign_convention": SIGN_CONVENTION,
         "direction": direction,
         "layers": json.dumps(list(range(n_layers))),
         "network": str(network.source),
     }
-    return run_in_chunks(
-        puzzles,
-        output,
-        {"experiment": "head_patching", "direction": direction}
-        | dataset_provenance(network, dataset, limit),
+    chunks = _Chunks(
         compute,
-        results_file=HEAD_PATCHING_FILE,
-        attrs=attrs,
+        HEAD_PATCHING_FILE,
+        attrs,
+        "head patching",
+        settings.limit,
+        settings.chunk_size,
+        {"progress": progress, "overwrite": overwrite},
         run_record={"left_out": left_out, "heads": n_heads},
-        chunk_size=chunk_size,
-        description="head patching",
-        progress=progress,
-        overwrite=overwrite,
     )
+    recorded = {"experiment": "head_patching", "direction": direction}
+    return _dataset_run(network, dataset, output, puzzles, recorded, chunks)
 
 
 def run_single_entry(
     network: LeelaNetwork,
     dataset: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: SingleEntrySettings,
     *,
-    layer: int,
-    head: int,
-    random_samples: int = 8,
-    seed: int = 0,
-    limit: int | None = None,
-    chunk_size: int = 32,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Path:
     """:func:`entry_ablation` of one head over a dataset's selected puzzles (no corruption
     needed), resumably; ``overwrite`` replaces a run with other settings."""
-    from leelalab.puzzles.dataset import load_dataset
-    from leelalab.runs.results import dataset_provenance, run_in_chunks
-
     require_attention(network)
-    dataset = Path(dataset)
-    puzzles = usable_for_entries(load_dataset(dataset, limit=limit), network)
-    if not puzzles:
-        raise LeelaLabError(f"{dataset}: no selected puzzle with distinct 1st and 3rd targets")
+    layer, head, seed = settings.layer, settings.head, settings.seed
+    puzzles = _selected_for_entries(network, Path(dataset), settings.limit)
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         result = entry_ablation(
@@ -661,7 +753,7 @@ def run_single_entry(
             chunk,
             layer,
             head,
-            random_samples=random_samples,
+            random_samples=settings.random_samples,
             seed=_chunk_seed(seed, chunk),
         )
         return {
@@ -671,132 +763,88 @@ def run_single_entry(
             "all_other": result.all_other,
         }
 
-    settings = {
+    recorded: dict[str, object] = {
         "experiment": "single_entry",
         "layer": layer,
         "head": head,
-        "random_samples": random_samples,
+        "random_samples": settings.random_samples,
         "seed": seed,
-    } | dataset_provenance(network, dataset, limit)
-    return run_in_chunks(
-        puzzles,
-        output,
-        settings,
+    }
+    attrs: dict[str, object] = {
+        "format": SINGLE_ENTRY_FORMAT,
+        "layer": layer,
+        "head": head,
+        "sign_convention": ENTRY_CONVENTION,
+    }
+    chunks = _Chunks(
         compute,
-        results_file=SINGLE_ENTRY_FILE,
-        attrs={
-            "format": "leelalab.single_entry/1",
-            "layer": layer,
-            "head": head,
-            "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
-        },
-        chunk_size=chunk_size,
-        description=f"L{layer}H{head} entry ablation",
-        progress=progress,
-        overwrite=overwrite,
+        SINGLE_ENTRY_FILE,
+        attrs,
+        f"L{layer}H{head} entry ablation",
+        settings.limit,
+        settings.chunk_size,
+        {"progress": progress, "overwrite": overwrite},
     )
+    return _dataset_run(network, dataset, output, puzzles, recorded, chunks)
+
+
+RANKING_FILE = "ranking.json"
 
 
 def run_head_search(
     network: LeelaNetwork,
     dataset: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: HeadSearchSettings | None = None,
     *,
-    limit: int | None = None,
-    chunk_size: int = 16,
-    top: int = 10,
     progress: bool = True,
     overwrite: bool = False,
 ) -> tuple[Path, list[dict[str, float]]]:
     """:func:`head_search` over a dataset; writes ``head_search.h5`` and ``ranking.json``
     (``overwrite`` replaces a run with other settings)."""
-    from leelalab.puzzles.dataset import load_dataset
-    from leelalab.runs.results import (
-        dataset_provenance,
-        read_h5,
-        run_in_chunks,
-        write_text_atomically,
-    )
+    from leelalab.runs.records import read_run_record, write_run_record
+    from leelalab.runs.results import write_text_atomically
 
+    settings = settings or HeadSearchSettings()
     n_layers, _ = require_attention(network)
-    dataset = Path(dataset)
-    puzzles = usable_for_entries(load_dataset(dataset, limit=limit), network)
-    if not puzzles:
-        raise LeelaLabError(f"{dataset}: no selected puzzle with distinct 1st and 3rd targets")
+    puzzles = _selected_for_entries(network, Path(dataset), settings.limit)
 
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         return {**_flags(chunk), "effects": head_search(network, chunk)}
 
-    path = run_in_chunks(
-        puzzles,
-        output,
-        {"experiment": "head_search"} | dataset_provenance(network, dataset, limit),
+    attrs: dict[str, object] = {
+        "format": HEAD_SEARCH_FORMAT,
+        "layers": json.dumps(list(range(n_layers))),
+        "sign_convention": ENTRY_CONVENTION,
+    }
+    chunks = _Chunks(
         compute,
-        results_file=HEAD_SEARCH_FILE,
-        attrs={
-            "format": "leelalab.head_search/1",
-            "layers": json.dumps(list(range(n_layers))),
-            "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
-        },
-        chunk_size=chunk_size,
-        description="head search",
-        progress=progress,
-        overwrite=overwrite,
+        HEAD_SEARCH_FILE,
+        attrs,
+        "head search",
+        settings.limit,
+        settings.chunk_size,
+        {"progress": progress, "overwrite": overwrite},
     )
-    arrays, _ = read_h5(path)
-    ranking = rank_heads(arrays["effects"], list(range(n_layers)), top=top)
-    write_text_atomically(Path(output) / "ranking.json", json.dumps(ranking, indent=2))
+    recorded = {"experiment": "head_search"}
+    path = _dataset_run(network, dataset, output, puzzles, recorded, chunks)
+    effects = HeadResults.load(path, HEAD_SEARCH_FORMAT).arrays["effects"]
+    ranking = rank_heads(effects, list(range(n_layers)), top=settings.top)
+    ranking_path = Path(output) / RANKING_FILE
+    if not ranking_path.is_file() or json.loads(ranking_path.read_text()) != ranking:
+        write_text_atomically(ranking_path, json.dumps(ranking, indent=2))
+        # Listed among the run's outputs, so that --overwrite removes it and nothing else.
+        record = read_run_record(output)
+        seconds = record.pop("seconds", None)
+        for key in ("format", "versions", "outputs"):
+            record.pop(key, None)
+        write_run_record(output, record, seconds=seconds)
     return path, ranking
 
 
-def run_piece_movement(
-    network: LeelaNetwork,
-    dataset: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    *,
-    threshold: float = 0.25,
-    scoring_positions: int = 512,
-    min_moves: int = 5,
-    seed: int = 0,
-    limit: int | None = None,
-    chunk_size: int = 32,
-    progress: bool = True,
-    overwrite: bool = False,
-) -> tuple[Path, PieceMovementHeads]:
-    """Detect piece-movement heads on the dataset's puzzle positions (all puzzles, first
-    ``scoring_positions``), write ``heads.json``, then ablate them on the selected puzzles
-    (``overwrite`` replaces a run with other settings)."""
-    from leelalab.puzzles.dataset import load_dataset
-    from leelalab.runs.results import (
-        ChunkedRun,
-        dataset_provenance,
-        run_in_chunks,
-        write_text_atomically,
-    )
-
-    require_attention(network)
-    dataset = Path(dataset)
-    boards = [
-        p.clean_board for p in load_dataset(dataset, selected_only=False, limit=scoring_positions)
-    ]
-    settings = {
-        "experiment": "piece_movement",
-        "threshold": threshold,
-        "scoring_positions": scoring_positions,
-        "min_moves": min_moves,
-        "seed": seed,
-    } | dataset_provenance(network, dataset, limit)
-    # Refuses a run with other settings before any work (nothing is created yet).
-    ChunkedRun(output, settings | {"chunk_size": chunk_size}, overwrite=overwrite)
-    found = piece_movement_heads(network, boards, threshold=threshold)
-    puzzles = [p for p in load_dataset(dataset, limit=limit) if p.n_moves >= min_moves]
-
-    def write_heads(directory: Path) -> None:
-        write_text_atomically(
-            directory / "heads.json",
-            json.dumps({"threshold": threshold, "heads": found.to_json()}, indent=2),
-        )
-
+def _piece_movement_compute(
+    network: LeelaNetwork, found: PieceMovementHeads, min_moves: int, seed: int
+) -> Callable[[list[DatasetPuzzle]], dict[str, np.ndarray | list[str]]]:
     def compute(chunk: list[DatasetPuzzle]) -> dict[str, np.ndarray | list[str]]:
         try:
             result = piece_movement_ablation(
@@ -816,21 +864,72 @@ def run_piece_movement(
             "random_square": result.random_square,
         }
 
-    path = run_in_chunks(
-        puzzles,
-        output,
-        settings,
-        compute,
-        results_file=PIECE_MOVEMENT_FILE,
-        attrs={
-            "format": "leelalab.piece_movement/1",
-            "sign_convention": "log-odds reduction of the clean top move (clean - ablated)",
-            "scores": json.dumps(found.scores.tolist()),
-        },
-        chunk_size=chunk_size,
-        description="piece-movement ablation",
-        progress=progress,
-        overwrite=overwrite,
+    return compute
+
+
+def run_piece_movement(
+    network: LeelaNetwork,
+    dataset: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    settings: PieceMovementSettings | None = None,
+    *,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> tuple[Path, PieceMovementHeads]:
+    """Detect piece-movement heads on the dataset's puzzle positions (all puzzles, first
+    ``scoring_positions``), write ``heads.json``, then ablate them on the selected puzzles
+    (``overwrite`` replaces a run with other settings)."""
+    from leelalab.puzzles.dataset import load_dataset
+    from leelalab.runs.results import ChunkedRun, dataset_provenance, write_text_atomically
+
+    settings = settings or PieceMovementSettings()
+    threshold, limit = settings.threshold, settings.limit
+    require_attention(network)
+    dataset = Path(dataset)
+    boards = [
+        p.clean_board
+        for p in load_dataset(dataset, selected_only=False, limit=settings.scoring_positions)
+    ]
+    recorded: dict[str, object] = {
+        "experiment": "piece_movement",
+        "threshold": threshold,
+        "scoring_positions": settings.scoring_positions,
+        "min_moves": settings.min_moves,
+        "seed": settings.seed,
+    }
+    # Refuses a run with other settings before any work (nothing is created yet).
+    provenance = dataset_provenance(network, dataset, limit)
+    ChunkedRun(
+        output, recorded | provenance | {"chunk_size": settings.chunk_size}, overwrite=overwrite
+    )
+    puzzles = [p for p in load_dataset(dataset, limit=limit) if p.n_moves >= settings.min_moves]
+    if not boards:
+        raise LeelaLabError(f"{dataset}: no puzzle to score the heads on")
+    if not puzzles:
+        raise LeelaLabError(
+            f"{dataset}: no selected puzzle with at least {settings.min_moves} moves"
+        )
+    found = piece_movement_heads(network, boards, threshold=threshold)
+
+    def write_heads(directory: Path) -> None:
+        write_text_atomically(
+            directory / "heads.json",
+            json.dumps({"threshold": threshold, "heads": found.to_json()}, indent=2),
+        )
+
+    attrs: dict[str, object] = {
+        "format": PIECE_MOVEMENT_FORMAT,
+        "sign_convention": ENTRY_CONVENTION,
+        "scores": json.dumps(found.scores.tolist()),
+    }
+    chunks = _Chunks(
+        _piece_movement_compute(network, found, settings.min_moves, settings.seed),
+        PIECE_MOVEMENT_FILE,
+        attrs,
+        "piece-movement ablation",
+        limit,
+        settings.chunk_size,
+        {"progress": progress, "overwrite": overwrite},
         before=write_heads,
     )
-    return path, found
+    return _dataset_run(network, dataset, output, puzzles, recorded, chunks), found

@@ -42,8 +42,10 @@ from leelalab.patching.pairs import (
     effects,
     prepare_pairs,
 )
+from leelalab.patching.settings import ResidualPatchingSettings
 from leelalab.puzzles.dataset import SQUARE_GROUPS, DatasetPuzzle
 from leelalab.runs.executor import LOCAL, Executor
+from leelalab.runs.records import format_name
 
 
 @dataclass
@@ -323,7 +325,10 @@ def load_pairs(
 # ----------------------------------------------------------------------------- runs on disk
 
 RESULTS_FILE = "patching.h5"
-RESULTS_FORMAT = "leelalab.patching.residual/1"
+RESULTS_FORMAT = format_name("residual-patching")
+"""Files written as ``leelalab.residual_patching/1`` or ``leelalab.patching.residual/1``
+(the same layout) read as this (:data:`~leelalab.runs.records.LEGACY_FORMATS`)."""
+RESULTS_HINT = "make it with `leelalab patch residual`"
 SIGN_CONVENTION = (
     "positive = the clean activation at the patched site supports the clean top move; "
     "noising: metric(clean) - metric(patched); denoising: metric(patched) - metric(corrupted); "
@@ -346,18 +351,17 @@ def run_residual_patching(
     network: LeelaNetwork,
     dataset: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    settings: ResidualPatchingSettings | None = None,
     *,
-    layers: Sequence[int] | None = None,
-    direction: Direction = "noising",
-    limit: int | None = None,
-    chunk_size: int = 8,
-    max_rows: int = 512,
-    progress: bool = True,
     ids: Collection[str] | None = None,
+    progress: bool = True,
     overwrite: bool = False,
     executor: Executor = LOCAL,
 ) -> Path:
     """Residual patching of every usable puzzle of a dataset directory; resumable.
+
+    ``settings``: layers, direction, limit, chunk size, rows per forward
+    (:class:`~leelalab.patching.settings.ResidualPatchingSettings`; defaults when None).
 
     ``ids`` patches the puzzles with these ids (selected by the filter or not, e.g. one
     stratum of :mod:`leelalab.analyses.strata`) instead of the selected ones.
@@ -371,20 +375,26 @@ def run_residual_patching(
     """
     from leelalab.runs.results import dataset_provenance, run_in_chunks
 
-    layers = list(range(network.n_layers)) if layers is None else [int(x) for x in layers]
+    settings = settings or ResidualPatchingSettings()
+    direction, limit = settings.direction, settings.limit
+    layers = (
+        list(range(network.n_layers))
+        if settings.layers is None
+        else [int(x) for x in settings.layers]
+    )
     for layer in layers:
         network._check_layer(layer)
     dataset_path = Path(dataset)
     puzzles, left_out = load_pairs(network, dataset_path, limit, ids=ids)
-    settings = {
+    recorded = {
         "experiment": "residual_patching",
         "layers": layers,
         "direction": direction,
     } | dataset_provenance(network, dataset_path, limit)
     if ids is not None:
-        settings["ids_sha256"] = hashlib.sha256(" ".join(sorted(set(ids))).encode()).hexdigest()
+        recorded["ids_sha256"] = hashlib.sha256(" ".join(sorted(set(ids))).encode()).hexdigest()
 
-    job = ResidualPatchingJob(network, layers, direction, max_rows)
+    job = ResidualPatchingJob(network, layers, direction, settings.max_rows)
     attrs = {
         "format": RESULTS_FORMAT,
         "sign_convention": SIGN_CONVENTION,
@@ -397,16 +407,16 @@ def run_residual_patching(
     path = run_in_chunks(
         puzzles,
         output,
-        settings,
+        recorded,
         job,
         results_file=RESULTS_FILE,
         attrs=attrs,
         run_record={
-            "format": RESULTS_FORMAT,
+            "results_format": RESULTS_FORMAT,
             "sign_convention": SIGN_CONVENTION,
             "left_out": left_out,
         },
-        chunk_size=chunk_size,
+        chunk_size=settings.chunk_size,
         description="residual patching",
         progress=progress,
         overwrite=overwrite,
@@ -458,14 +468,14 @@ class PatchingResults:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> PatchingResults:
-        from leelalab.runs.results import ResultsError, read_h5
+        """The results of a run directory (or its ``patching.h5``); a missing, truncated or
+        foreign file is one :class:`~leelalab.runs.records.RecordError` line."""
+        from leelalab.runs.records import read_result
 
         path = Path(path)
         if path.is_dir():
             path = path / RESULTS_FILE
-        arrays, attrs = read_h5(path)
-        if attrs.get("format") != RESULTS_FORMAT:
-            raise ResultsError(f"{path}: not a leelalab residual-patching results file")
+        arrays, attrs = read_result(path, RESULTS_FORMAT, hint=RESULTS_HINT)
         return cls(
             arrays, json.loads(attrs["layers"]), str(attrs["direction"]), str(attrs["network"])
         )

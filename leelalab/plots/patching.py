@@ -658,7 +658,7 @@ def plot_results_directory(
     """
     from leelalab.patching import heads
     from leelalab.patching.residual import RESULTS_FILE, PatchingResults
-    from leelalab.runs.results import read_h5
+    from leelalab.runs.records import read_result
 
     directory, out = Path(directory), Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -732,7 +732,9 @@ def plot_results_directory(
                 f"board_{puzzle}_{metric}",
             )
     if (directory / heads.HEAD_PATCHING_FILE).is_file():
-        arrays, attrs = read_h5(directory / heads.HEAD_PATCHING_FILE)
+        arrays, attrs = read_result(
+            directory / heads.HEAD_PATCHING_FILE, heads.HEAD_PATCHING_FORMAT
+        )
         key = metric if metric in arrays else "log_odds"
         direction = str(attrs.get("direction", settings.get("direction", "")))
         save(
@@ -747,7 +749,7 @@ def plot_results_directory(
             f"head_patching_{key}",
         )
     if (directory / heads.HEAD_SEARCH_FILE).is_file():
-        arrays, attrs = read_h5(directory / heads.HEAD_SEARCH_FILE)
+        arrays, attrs = read_result(directory / heads.HEAD_SEARCH_FILE, heads.HEAD_SEARCH_FORMAT)
         save(
             head_grid(
                 arrays["effects"],
@@ -759,7 +761,7 @@ def plot_results_directory(
             "head_search",
         )
     if (directory / heads.SINGLE_ENTRY_FILE).is_file():
-        arrays, attrs = read_h5(directory / heads.SINGLE_ENTRY_FILE)
+        arrays, attrs = read_result(directory / heads.SINGLE_ENTRY_FILE, heads.SINGLE_ENTRY_FORMAT)
         name = f"L{attrs['layer']}H{attrs['head']}"
         save(
             percentile_plot(
@@ -774,7 +776,7 @@ def plot_results_directory(
             f"single_entry_{name}",
         )
     if (directory / heads.PIECE_MOVEMENT_FILE).is_file():
-        arrays, _ = read_h5(directory / heads.PIECE_MOVEMENT_FILE)
+        arrays, _ = read_result(directory / heads.PIECE_MOVEMENT_FILE, heads.PIECE_MOVEMENT_FORMAT)
         save(
             percentile_plot(
                 {

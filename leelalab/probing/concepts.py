@@ -46,7 +46,9 @@ from leelalab.errors import LeelaLabError
 from leelalab.lc0.squares import permutation
 from leelalab.probing.concept_settings import ConceptConfig, ConceptSettings
 from leelalab.probing.probes import grouped_split
+from leelalab.probing.settings import Schedule
 from leelalab.probing.store import ActivationStore, match_hooks
+from leelalab.probing.training import fit_probe, map_rows
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import format_name
@@ -203,47 +205,39 @@ def _train_square_probe(
     reference: np.ndarray | None = None,
 ) -> SquareClassifier:
     """Train a per-square classifier; with ``reference`` (the current board), squares whose
-    label differs from it weigh ``config.changed_weight`` times as much in the loss."""
-    torch.manual_seed(seed)
-    probe = SquareClassifier(store.widths[hook], classes)
-    optimiser = torch.optim.Adam(probe.parameters(), lr=config.lr)
-    for epoch in range(config.epochs):
-        for x, batch_rows in store.iter_minibatches(
-            hook,
-            rows,
-            config.batch_size,
-            seed=seed * 1000 + epoch,
-            memory_budget_bytes=config.memory_budget_mb * 2**20,
-        ):
-            y = torch.from_numpy(labels[batch_rows]).reshape(-1)
-            losses = nn.functional.cross_entropy(probe(x).reshape(-1, classes), y, reduction="none")
-            if reference is not None and config.changed_weight != 1:
-                changed = torch.from_numpy(labels[batch_rows] != reference[batch_rows])
-                losses = losses * (1 + (config.changed_weight - 1) * changed.reshape(-1))
-            loss = losses.mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-    return probe.eval()
+    label differs from it weigh ``config.changed_weight`` times as much in the loss.
+    Trained by the probes' one loop (:func:`~leelalab.probing.training.fit_probe`)."""
+
+    def loss(probe: nn.Module, x: torch.Tensor, batch_rows: np.ndarray) -> torch.Tensor:
+        y = torch.from_numpy(labels[batch_rows]).reshape(-1)
+        losses = nn.functional.cross_entropy(probe(x).reshape(-1, classes), y, reduction="none")
+        if reference is not None and config.changed_weight != 1:
+            changed = torch.from_numpy(labels[batch_rows] != reference[batch_rows])
+            losses = losses * (1 + (config.changed_weight - 1) * changed.reshape(-1))
+        return losses.mean()
+
+    schedule = Schedule(config.epochs, config.batch_size, config.lr, config.memory_budget_mb)
+    return fit_probe(
+        lambda: SquareClassifier(store.widths[hook], classes),
+        loss,
+        store,
+        hook,
+        rows,
+        schedule,
+        seed,
+    )
 
 
 def _square_predictions(
     probe: SquareClassifier, store: ActivationStore, hook: str, rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    predictions, order = [], []
-    with torch.no_grad():
-        for x, batch_rows in store.iter_minibatches(hook, rows, 512, seed=None):
-            predictions.append(probe(x).argmax(-1).numpy())
-            order.append(batch_rows)
-    return np.concatenate(predictions), np.concatenate(order)
+    return map_rows(lambda x, _: probe(x).argmax(-1), store, hook, rows)
 
 
 def _pooled(store: ActivationStore, hook: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    features, order = [], []
-    for x, batch_rows in store.iter_minibatches(hook, rows, 512, seed=None):
-        features.append(torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=1).numpy())
-        order.append(batch_rows)
-    return np.concatenate(features), np.concatenate(order)
+    return map_rows(
+        lambda x, _: torch.cat([x.mean(dim=1), x.amax(dim=1)], dim=1), store, hook, rows
+    )
 
 
 def balanced_accuracy(truth: np.ndarray, predicted: np.ndarray) -> float:

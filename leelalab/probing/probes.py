@@ -33,7 +33,6 @@ import json
 import math
 import os
 import re
-import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,17 +43,34 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from leelalab.errors import LeelaLabError
-from leelalab.probing.store import ActivationStore
-from leelalab.runs.results import RunDirectory, sha256_file, versions, write_text_atomically
+from leelalab.probing.settings import _TARGET, ProbeConfig, ProbeError, ProbeSettings
+from leelalab.probing.settings import PROBE_KINDS as PROBE_KINDS
+from leelalab.probing.store import ActivationStore, ActivationStoreError, match_hooks
+from leelalab.probing.training import constant, fit_probe, map_rows
+from leelalab.runs.experiment import Results, SettingsError
+from leelalab.runs.records import format_name, read_json
+from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
 from leelalab.stats import Estimate, proportion_ci
 
-PROBE_KINDS = ("bilinear", "linear", "logistic")
-_TARGET = re.compile(r"^move([1-7])_(target|source)$")
+MINIMUM_TEST_PUZZLES = 30
+"""Below this many test puzzles an accuracy is reported as "too few": a 95% interval on
+fewer is wider than ±0.17, too wide to compare layers."""
 
 
-class ProbeError(LeelaLabError):
-    """Bad probe settings or files."""
+def store_hooks(store: ActivationStore, patterns: Sequence[str] | None) -> list[str]:
+    """The store's hooks matching ``patterns`` (names or globs such as
+    ``blocks.*.hook_resid_post``, as ``activations cache --hooks`` takes), in store order;
+    every hook when ``patterns`` is empty."""
+    if not patterns:
+        return list(store.hooks)
+    # The matching of `activations cache --hooks`, over the hooks this store holds.
+    try:
+        return match_hooks(list(store.hooks), patterns, f"the store holds {len(store.hooks)}")
+    except ActivationStoreError:
+        raise ProbeError(
+            f"{store.path}: no activations for some of {', '.join(patterns)} (the store "
+            f"holds {', '.join(store.hooks)})"
+        ) from None
 
 
 def target_labels(store: ActivationStore, target: str) -> np.ndarray:
@@ -120,33 +136,6 @@ class LinearProbe(nn.Module):
         return x @ self.weight + self.square_bias
 
 
-@dataclass
-class ProbeConfig:
-    """Probe and training settings (defaults: the paper's)."""
-
-    target: str = "move3_target"
-    query: str | None = "move1_target"
-    probe: str = "bilinear"
-    rank: int = 32
-    lr: float = 1e-2
-    epochs: int = 5
-    batch_size: int = 64
-    test_fraction: float = 0.3
-    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
-    control: bool = True
-    memory_budget_mb: int = 256
-    """RAM for activation blocks read from disk while training (bounds memory use)."""
-
-    def check(self) -> None:
-        if self.probe not in PROBE_KINDS:
-            raise ProbeError(f"probe must be one of {PROBE_KINDS}, not {self.probe!r}")
-        if self.probe == "bilinear" and self.query is None:
-            raise ProbeError("the bilinear probe needs a query square (e.g. move1_target)")
-        for name in (self.target, self.query):
-            if name is not None and _TARGET.match(name) is None:
-                raise ProbeError(f"unknown square {name!r}; use move<k>_target / move<k>_source")
-
-
 def _make_probe(config: ProbeConfig, d_model: int) -> nn.Module:
     if config.probe == "bilinear":
         return BilinearProbe(d_model, config.rank)
@@ -166,7 +155,7 @@ def train_probe(
     labels: np.ndarray,
     queries: np.ndarray | None,
     train_rows: np.ndarray,
-    config: ProbeConfig,
+    config: ProbeSettings,
     seed: int,
     *,
     bar: Any = None,
@@ -174,82 +163,70 @@ def train_probe(
     """Train a torch probe on ``train_rows`` streaming from the store (seeded).
 
     ``bar`` (a tqdm bar) advances by every minibatch's puzzles."""
-    torch.manual_seed(seed)
-    probe = _make_probe(config, store.widths[hook])
-    optimiser = torch.optim.Adam(probe.parameters(), lr=config.lr)
-    rows = _usable_rows(train_rows, labels, queries)
-    for epoch in range(config.epochs):
-        for x, batch_rows in store.iter_minibatches(
-            hook,
-            rows,
-            config.batch_size,
-            seed=seed * 1000 + epoch,
-            memory_budget_bytes=config.memory_budget_mb * 2**20,
-        ):
-            y = torch.from_numpy(labels[batch_rows])
-            q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
-            loss = nn.functional.cross_entropy(probe(x, q), y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            if bar is not None:
-                bar.update(len(batch_rows))
-    return probe.eval()
+
+    def loss(probe: nn.Module, x: torch.Tensor, rows: np.ndarray) -> torch.Tensor:
+        q = torch.from_numpy(queries[rows]) if queries is not None else None
+        return nn.functional.cross_entropy(probe(x, q), torch.from_numpy(labels[rows]))
+
+    return fit_probe(
+        lambda: _make_probe(config, store.widths[hook]),
+        loss,
+        store,
+        hook,
+        _usable_rows(train_rows, labels, queries),
+        config.schedule,
+        seed,
+        bar,
+    )
 
 
-def evaluate_probe(
+@dataclass(frozen=True)
+class Score:
+    """A probe's test predictions summarised: right, scored, and whether it predicted one
+    square for every puzzle (a degenerate fit)."""
+
+    correct: int
+    total: int
+    constant: bool
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.total
+
+
+def score_probe(
     probe: nn.Module,
     store: ActivationStore,
     hook: str,
     labels: np.ndarray,
     queries: np.ndarray | None,
     rows: np.ndarray,
-    batch_size: int = 512,
-    *,
     bar: Any = None,
-) -> float:
-    """Accuracy of ``probe`` on ``rows`` (masked rows excluded)."""
-    correct, total = _count_correct(probe, store, hook, labels, queries, rows, batch_size, bar)
-    return correct / total
-
-
-def _count_correct(
-    probe: nn.Module,
-    store: ActivationStore,
-    hook: str,
-    labels: np.ndarray,
-    queries: np.ndarray | None,
-    rows: np.ndarray,
-    batch_size: int = 512,
-    bar: Any = None,
-) -> tuple[int, int]:
-    """Correct predictions and usable rows among ``rows``."""
+) -> Score:
+    """How ``probe`` does on ``rows`` (masked rows excluded): right, scored, constant."""
     rows = _usable_rows(rows, labels, queries)
     if rows.size == 0:
         raise ProbeError("no test puzzle has the target (and query) move")
-    correct = 0
-    with torch.no_grad():
-        for x, batch_rows in store.iter_minibatches(hook, rows, batch_size, seed=None):
-            q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
-            prediction = probe(x, q).argmax(dim=1).numpy()
-            correct += int((prediction == labels[batch_rows]).sum())
-            if bar is not None:
-                bar.update(len(batch_rows))
-    return correct, int(rows.size)
+
+    def predict(x: torch.Tensor, batch_rows: np.ndarray) -> torch.Tensor:
+        q = torch.from_numpy(queries[batch_rows]) if queries is not None else None
+        return probe(x, q).argmax(dim=1)
+
+    predicted, order = map_rows(predict, store, hook, rows, bar=bar)
+    return Score(int((predicted == labels[order]).sum()), int(rows.size), constant(predicted))
 
 
 def _logistic_features(
     store: ActivationStore, hook: str, rows: np.ndarray, queries: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features of ``rows`` and the rows in the order of the features (file order)."""
-    features, order = [], []
-    for x, batch_rows in store.iter_minibatches(hook, rows, 512, seed=None):
+
+    def feature(x: torch.Tensor, batch_rows: np.ndarray) -> torch.Tensor:
         if queries is not None:
-            features.append(x[torch.arange(x.shape[0]), torch.from_numpy(queries[batch_rows])])
-        else:
-            features.append(x.mean(dim=1))
-        order.append(batch_rows)
-    return torch.cat(features).numpy(), np.concatenate(order)
+            return x[torch.arange(x.shape[0]), torch.from_numpy(queries[batch_rows])]
+        return x.mean(dim=1)
+
+    return map_rows(feature, store, hook, rows)
 
 
 def _logistic_accuracy(
@@ -261,7 +238,7 @@ def _logistic_accuracy(
     test_rows: np.ndarray,
     seed: int,
     bar: Any = None,
-) -> float:
+) -> Score:
     try:
         from sklearn.linear_model import LogisticRegression
     except ImportError:
@@ -276,7 +253,8 @@ def _logistic_accuracy(
     features, rows = _logistic_features(store, hook, test_rows, queries)
     if bar is not None:
         bar.update(train_rows.size + test_rows.size)
-    return float((model.predict(features) == labels[rows]).mean())
+    predicted = model.predict(features)
+    return Score(int((predicted == labels[rows]).sum()), int(rows.size), constant(predicted))
 
 
 @dataclass
@@ -286,6 +264,8 @@ class LayerResult:
     control_accuracy: list[float]
     train_puzzles: int
     test_puzzles: int
+    constant_seeds: list[int] = field(default_factory=list)
+    """Seeds whose probe predicted one square for every test puzzle (degenerate fits)."""
 
     def summary(self) -> dict[str, Any]:
         acc, ctl = np.array(self.accuracy), np.array(self.control_accuracy)
@@ -300,7 +280,55 @@ class LayerResult:
             "control_accuracy": self.control_accuracy,
             "train_puzzles": self.train_puzzles,
             "test_puzzles": self.test_puzzles,
+            "constant_prediction_seeds": self.constant_seeds,
         }
+
+
+@dataclass
+class ProbeResults(Results):
+    """``results.json`` of ``probe train``: per hook, accuracies per seed, mean ± std,
+    control, selectivity, the train/test puzzle counts and the degenerate seeds."""
+
+    FORMAT = format_name("probe-training")
+    HINT = "make it with `leelalab probe train`"
+
+    store: str
+    network: str | None
+    random_init: int | None
+    config: dict[str, Any]
+    layers: list[int | None]
+    results: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ProbeResults:
+        """Results of a probe directory; a ``results.json`` written before results had a
+        format loads too (as this one), one of another format does not."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / cls.FILE
+        data = read_json(path, hint=cls.HINT, what="results file")
+        if "format" in data:
+            read_json(path, expect_format=cls.FORMAT, hint=cls.HINT, what="results file")
+        try:
+            return cls.from_json(data)
+        except (KeyError, TypeError, ValueError) as error:
+            raise SettingsError(f"{path}: malformed {cls.FORMAT} results ({error})") from None
+
+    def by_hook(self) -> dict[str, dict[str, Any]]:
+        return {str(result["hook"]): result for result in self.results}
+
+
+def describe_accuracy(result: Mapping[str, Any], minimum: int = MINIMUM_TEST_PUZZLES) -> str:
+    """A hook's accuracy for a table: mean ± std over seeds, "too few" below ``minimum``
+    test puzzles, and marked when a seed's probe predicted a constant."""
+    tested = int(result["test_puzzles"])
+    if tested < minimum:
+        return f"too few (n={tested}; at least {minimum} needed)"
+    text = f"{result['accuracy_mean']:.3f} ± {result['accuracy_std']:.3f}"
+    degenerate = result.get("constant_prediction_seeds") or []
+    if degenerate:
+        text += f" (constant prediction: seed {', '.join(str(s) for s in degenerate)})"
+    return text
 
 
 def _layer_of(hook: str) -> int | None:
@@ -331,22 +359,97 @@ def _probe_work(
     return total * len(hooks)
 
 
+@dataclass
+class _ProbeInputs:
+    """What every probe of a run reads: the store, its hooks, the labels and queries."""
+
+    store: ActivationStore
+    hooks: list[str]
+    labels: np.ndarray
+    queries: np.ndarray | None
+
+
+def _probe_inputs(
+    store_path: str | os.PathLike[str], config: ProbeSettings, hooks: Sequence[str] | None
+) -> _ProbeInputs:
+    store = ActivationStore(store_path)
+    chosen = store_hooks(store, hooks)
+    for hook in chosen:
+        store._check(hook)
+    labels = target_labels(store, config.target)
+    queries = target_labels(store, config.query) if config.query else None
+    if config.probe == "linear":
+        queries = None
+    return _ProbeInputs(store, chosen, labels, queries)
+
+
+def _train_hook(
+    inputs: _ProbeInputs, hook: str, config: ProbeSettings, output: Path, bar: Any
+) -> LayerResult:
+    """Every seed's probe (and control probe) at ``hook``; saves the first seed's probe."""
+    from safetensors.torch import save_file
+
+    store, labels, queries = inputs.store, inputs.labels, inputs.queries
+    accuracy, control, degenerate = [], [], []
+    for seed in config.seeds:
+        bar.set_description(f"{config.probe} probe {hook} seed {seed}")
+        train_rows, test_rows = grouped_split(store.puzzle_ids, config.test_fraction, seed)
+        shuffled = control_labels(labels, store.puzzle_type, seed) if config.control else None
+        if config.probe == "logistic":
+            score = _logistic_accuracy(
+                store, hook, labels, queries, train_rows, test_rows, seed, bar
+            )
+            if shuffled is not None:
+                control.append(
+                    _logistic_accuracy(
+                        store, hook, shuffled, queries, train_rows, test_rows, seed, bar
+                    ).accuracy
+                )
+        else:
+            probe = train_probe(store, hook, labels, queries, train_rows, config, seed, bar=bar)
+            score = score_probe(probe, store, hook, labels, queries, test_rows, bar)
+            if seed == config.seeds[0]:
+                _save_probe(save_file, probe, output, hook, config, seed)
+                _save_split(output, store, train_rows, config, seed)
+            if shuffled is not None:
+                control_probe = train_probe(
+                    store, hook, shuffled, queries, train_rows, config, seed, bar=bar
+                )
+                control.append(
+                    score_probe(
+                        control_probe, store, hook, shuffled, queries, test_rows, bar
+                    ).accuracy
+                )
+        accuracy.append(score.accuracy)
+        if score.constant:
+            degenerate.append(seed)
+    return LayerResult(
+        hook,
+        accuracy,
+        control,
+        int(_usable_rows(train_rows, labels, queries).size),
+        int(_usable_rows(test_rows, labels, queries).size),
+        degenerate,
+    )
+
+
 def train_probes(
     store_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
-    config: ProbeConfig,
+    config: ProbeSettings,
     *,
     hooks: Sequence[str] | None = None,
     progress: bool = True,
     overwrite: bool = False,
-) -> dict[str, Any]:
+) -> ProbeResults:
     """Train and evaluate a probe per hook × seed (plus the control task); save results.
 
-    Writes into ``output/``: ``results.json`` (per hook: accuracies per seed, mean ± std,
-    control, selectivity), ``config.json``, ``settings.json``, and for torch probes the first
-    seed's weights per hook as ``<hook>.safetensors`` with ``split.json``, the ids of the
-    puzzles they trained on (:func:`evaluate_saved_probes` leaves those out); ``run.json``
-    records the store, versions and timing.
+    ``hooks``: names or globs (``blocks.*.hook_resid_post``) of the store's hooks; all
+    when None. Writes into ``output/``: ``results.json`` (:class:`ProbeResults`),
+    ``config.json``, ``settings.json``, and for torch probes the first seed's weights per
+    hook as ``<hook>.safetensors`` with ``split.json``, the ids of the puzzles they trained
+    on (:func:`evaluate_saved_probes` leaves those out); ``run.json`` records the store,
+    versions and timing.
 
     The store, hooks and settings are checked before ``output`` is created. A complete
     ``output`` with the same settings (store contents by hash) is returned as it is; other
@@ -354,108 +457,41 @@ def train_probes(
     leaves nothing behind, and a rerun redoes an incomplete one. The progress bar counts
     puzzles through every epoch of every probe.
     """
-    from safetensors.torch import save_file
-
-    config.check()
-    started = time.perf_counter()
-    store = ActivationStore(store_path)
-    hooks = list(hooks) if hooks else store.hooks
-    for hook in hooks:
-        store._check(hook)
-    labels = target_labels(store, config.target)
-    queries = target_labels(store, config.query) if config.query else None
-    if config.probe == "linear":
-        queries = None
+    inputs = _probe_inputs(store_path, config, hooks)
+    store = inputs.store
     output = Path(output)
     settings = {
         "store": str(Path(store_path).resolve()),
         "store_sha256": sha256_file(store_path),
         "store_settings": store.settings,
         "config": asdict(config),
-        "hooks": hooks,
+        "hooks": inputs.hooks,
     }
     run_directory = RunDirectory(output, settings, overwrite=overwrite, what="probe run")
-    if run_directory.complete("results.json"):
-        return dict(json.loads((output / "results.json").read_text(encoding="utf-8")))
-    results: list[LayerResult] = []
+    if run_directory.complete(ProbeResults.FILE):
+        return ProbeResults.load(output)
     bar = tqdm(
-        total=_probe_work(store, hooks, labels, queries, config),
+        total=_probe_work(store, inputs.hooks, inputs.labels, inputs.queries, config),
         desc=f"{config.probe} probes",
         unit="puzzle",
         unit_scale=True,
         disable=not progress,
     )
     with run_directory:
-        for hook in hooks:
-            accuracy, control = [], []
-            for seed in config.seeds:
-                bar.set_description(f"{config.probe} probe {hook} seed {seed}")
-                train_rows, test_rows = grouped_split(store.puzzle_ids, config.test_fraction, seed)
-                if config.probe == "logistic":
-                    accuracy.append(
-                        _logistic_accuracy(
-                            store, hook, labels, queries, train_rows, test_rows, seed, bar
-                        )
-                    )
-                    if config.control:
-                        shuffled = control_labels(labels, store.puzzle_type, seed)
-                        control.append(
-                            _logistic_accuracy(
-                                store, hook, shuffled, queries, train_rows, test_rows, seed, bar
-                            )
-                        )
-                else:
-                    probe = train_probe(
-                        store, hook, labels, queries, train_rows, config, seed, bar=bar
-                    )
-                    accuracy.append(
-                        evaluate_probe(probe, store, hook, labels, queries, test_rows, bar=bar)
-                    )
-                    if seed == config.seeds[0]:
-                        _save_probe(save_file, probe, output, hook, config, seed)
-                        _save_split(output, store, train_rows, config, seed)
-                    if config.control:
-                        shuffled = control_labels(labels, store.puzzle_type, seed)
-                        control_probe = train_probe(
-                            store, hook, shuffled, queries, train_rows, config, seed, bar=bar
-                        )
-                        control.append(
-                            evaluate_probe(
-                                control_probe, store, hook, shuffled, queries, test_rows, bar=bar
-                            )
-                        )
-            results.append(
-                LayerResult(
-                    hook,
-                    accuracy,
-                    control,
-                    int(_usable_rows(train_rows, labels, queries).size),
-                    int(_usable_rows(test_rows, labels, queries).size),
-                )
-            )
+        layers = [_train_hook(inputs, hook, config, output, bar) for hook in inputs.hooks]
         bar.close()
-        summary = {
-            "store": str(Path(store_path).resolve()),
-            "network": store.settings.get("network"),
-            "random_init": store.settings.get("random_init"),
-            "config": asdict(config),
-            "layers": [_layer_of(r.hook) for r in results],
-            "results": [r.summary() for r in results],
-        }
-        write_text_atomically(output / "results.json", json.dumps(summary, indent=2))
-        write_text_atomically(output / "config.json", json.dumps(asdict(config), indent=2))
-        write_text_atomically(
-            output / "run.json",
-            json.dumps(
-                {
-                    **settings,
-                    "seconds": round(time.perf_counter() - started, 2),
-                    "versions": versions(),
-                },
-                indent=2,
-            ),
+        results = ProbeResults(
+            store=str(Path(store_path).resolve()),
+            network=store.settings.get("network"),
+            random_init=store.settings.get("random_init"),
+            config=config.to_json(),
+            layers=[_layer_of(r.hook) for r in layers],
+            results=[r.summary() for r in layers],
         )
-    return summary
+        results.save(output)
+        write_text_atomically(output / "config.json", json.dumps(config.to_json(), indent=2))
+        run_directory.write_record()  # the store and its sha256 are among the settings
+    return results
 
 
 def _save_probe(
@@ -498,7 +534,7 @@ def load_probe(directory: str | os.PathLike[str], hook: str) -> tuple[nn.Module,
     config_path, weights = directory / "config.json", directory / f"{hook}.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ProbeError(f"{directory}: no saved probe for {hook!r} (config.json + .safetensors)")
-    config = ProbeConfig(**json.loads(config_path.read_text(encoding="utf-8")))
+    config = ProbeSettings.from_json(read_json(config_path, what="probe config"))
     tensors = load_file(str(weights))
     d_model = tensors["w_x"].shape[1] if config.probe == "bilinear" else tensors["weight"].shape[0]
     probe = _make_probe(config, d_model)
@@ -542,10 +578,10 @@ def training_puzzle_ids(directory: str | os.PathLike[str]) -> set[str]:
             "older leelalab): retrain it with `leelalab probe train`, or evaluate on every "
             "puzzle knowingly with --include-training"
         )
-    try:
-        return set(json.loads(path.read_text(encoding="utf-8"))["train_puzzle_ids"])
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
-        raise ProbeError(f"{path}: unreadable training split") from None
+    ids = read_json(path, what="training split").get("train_puzzle_ids")
+    if not isinstance(ids, list):
+        raise ProbeError(f"{path}: unreadable training split (no train_puzzle_ids list)")
+    return {str(i) for i in ids}
 
 
 def evaluate_saved_probes(
@@ -593,6 +629,6 @@ def evaluate_saved_probes(
             if config.query and config.probe == "bilinear"
             else None
         )
-        correct[hook], evaluated[hook] = _count_correct(probe, store, hook, labels, queries, rows)
-        accuracy[hook] = correct[hook] / evaluated[hook]
+        score = score_probe(probe, store, hook, labels, queries, rows)
+        correct[hook], evaluated[hook], accuracy[hook] = score.correct, score.total, score.accuracy
     return ProbeEvaluation(accuracy, correct, evaluated, int(rows.size), excluded)

@@ -30,6 +30,7 @@ import json
 import os
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,15 +43,15 @@ from leelalab.errors import LeelaLabError
 from leelalab.inference.jobs import NetworkJob, NetworkSpec
 from leelalab.lc0 import encoding
 from leelalab.models.base import LeelaNetwork
+from leelalab.probing.settings import CacheSettings
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
+from leelalab.runs.records import write_run_record
 from leelalab.runs.results import (
     RunDirectory,
     same_settings,
     settings_difference,
     sha256_file,
-    versions,
-    write_text_atomically,
 )
 
 STORE_FORMAT = "leelalab.activations/1"
@@ -235,17 +236,12 @@ def cache_activations(
     dataset: str | os.PathLike[str],
     hooks: Sequence[str],
     output: str | os.PathLike[str],
+    settings: CacheSettings | None = None,
     *,
-    dtype: str = "float16",
-    batch_size: int = 64,
-    part_size: int = 512,
-    limit: int | None = None,
-    selected_only: bool = False,
-    min_moves: int = 1,
-    random_init: int | None = None,
     progress: bool = True,
     overwrite: bool = False,
     executor: Executor = LOCAL,
+    **options: Any,
 ) -> Path:
     """Cache ``hooks`` activations of ``network`` on a dataset's clean puzzle positions.
 
@@ -256,13 +252,21 @@ def cache_activations(
 
     Args:
         hooks: hook names or glob patterns.
-        dtype: ``"float16"`` (half the disk, ample for probes) or ``"float32"``.
-        part_size: puzzles per resumable part (and the unit of RAM use while copying).
-        selected_only: only the puzzles that passed every filter (default: all puzzles).
-        min_moves: skip puzzles with fewer moves after the opponent's first.
-        random_init: cache a randomly initialised copy of the network (this seed) instead.
+        settings: dtype (``"float16"``, half the disk and ample for probes, or
+            ``"float32"``), batch and part sizes (a part is the unit of resuming and of RAM
+            use while copying), limit, selected-only, minimum moves after the opponent's
+            first, and ``random_init`` (cache a randomly initialised copy of the network,
+            this seed) — :class:`~leelalab.probing.settings.CacheSettings`; ``options``
+            override its fields by name.
         overwrite: replace a store (or interrupted parts) made with other settings.
     """
+    settings = replace(settings or CacheSettings(), **options)
+    dtype, limit, min_moves = settings.dtype, settings.limit, settings.min_moves
+    selected_only, part_size, random_init = (
+        settings.selected_only,
+        settings.part_size,
+        settings.random_init,
+    )
     if dtype not in DTYPES:
         raise ActivationStoreError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
     started = time.perf_counter()
@@ -278,7 +282,7 @@ def cache_activations(
     total = sum(len(part) for part in _parts(dataset, selected_only, limit, min_moves, part_size))
     if total == 0:
         raise ActivationStoreError(f"{dataset}: no puzzle with at least {min_moves} moves")
-    settings = {
+    recorded = {
         "format": STORE_FORMAT,
         "dataset": str(dataset.resolve()),
         "dataset_sha256": sha256_file(dataset / "dataset.jsonl"),
@@ -293,32 +297,21 @@ def cache_activations(
         "part_size": part_size,
         "puzzles": total,
     }
-    if _existing_store(output, settings, overwrite):
+    if _existing_store(output, recorded, overwrite):
         return output
     parts_dir = output.with_name(output.name + ".parts")
     run_directory = RunDirectory(
-        parts_dir, settings, overwrite=overwrite, what="interrupted activation caching"
+        parts_dir, recorded, overwrite=overwrite, what="interrupted activation caching"
     )
     with run_directory:
         if overwrite:
             output.unlink(missing_ok=True)
             output.with_name(output.name + ".run.json").unlink(missing_ok=True)
-        job = CachingJob(network, hook_names, dtype, batch_size, random_init, original)
+        job = CachingJob(network, hook_names, dtype, settings.batch_size, random_init, original)
         computed = _cache_parts(
-            job, dataset, output, parts_dir, settings, total, progress, executor
+            job, dataset, output, parts_dir, recorded, total, progress, executor
         )
-        write_text_atomically(
-            output.with_name(output.name + ".run.json"),
-            json.dumps(
-                {
-                    **settings,
-                    "puzzles_computed_this_session": computed,
-                    "seconds_this_session": round(time.perf_counter() - started, 2),
-                    "versions": versions(),
-                },
-                indent=2,
-            ),
-        )
+        write_run_record(output, recorded, started=started, puzzles_computed_this_session=computed)
     run_directory.discard()
     return output
 

@@ -47,6 +47,11 @@ LEGACY_FORMATS: dict[str, str] = {
     # The search-versus-pattern analyses' results before the scheme.
     "leelalab.analyses.search/1": "leelalab.search-budgets/1",
     "leelalab.analyses.coupling/1": "leelalab.coupling/1",
+    # Underscored kinds of the attention-head analyses (issue 26: kebab case).
+    "leelalab.head_patching/1": "leelalab.head-patching/1",
+    "leelalab.single_entry/1": "leelalab.single-entry/1",
+    "leelalab.head_search/1": "leelalab.head-search/1",
+    "leelalab.piece_movement/1": "leelalab.piece-movement/1",
 }
 """Older spellings of a format name → the current name of the same layout."""
 

@@ -87,3 +87,131 @@ def test_missing_dataset_is_a_one_line_error(resnet, tmp_path, capsys) -> None:
     args = ["patch", "residual", str(tmp_path / "nope"), "--net", str(resnet)]
     assert main([*args, "--output", str(tmp_path / "o")]) == 1
     assert "no dataset.jsonl" in capsys.readouterr().err
+
+
+# --- outputs and inputs (issue 26: one output life cycle; issue 20: one-line errors) -------
+
+
+def _snapshot(directory: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("leelalab: error")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def empty_dataset(tmp_path_factory, resnet) -> Path:
+    """A dataset built from a header-only CSV: no puzzle at all."""
+    directory = tmp_path_factory.mktemp("empty")
+    csv = directory / "header.csv"
+    csv.write_text("PuzzleId,FEN,Moves,Rating,RatingDeviation,Popularity,NbPlays,Themes\n")
+    args = ["puzzles", "filter", "--input", str(csv), "--strong", str(resnet)]
+    assert main([*args, "--weak", str(resnet), "--output", str(directory / "ds")]) == 0
+    return directory / "ds"
+
+
+def test_overwrite_keeps_a_users_file(dataset, resnet, transformer, tmp_path, capsys) -> None:
+    out = tmp_path / "res"
+    args = ["patch", "residual", str(dataset), "--net", str(resnet), "--output", str(out)]
+    assert main([*args, "--no-progress"]) == 0
+    (out / "notes.txt").write_text("mine")
+    assert main([*args, "--no-progress", "--direction", "denoising"]) == 1
+    assert "--overwrite" in _one_line_error(capsys)
+    assert main([*args, "--no-progress", "--direction", "denoising", "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
+    assert PatchingResults.load(out).direction == "denoising"
+    # heads search writes ranking.json after its chunks: still the run's, not the user's.
+    search = tmp_path / "search"
+    common = ["heads", "search", str(dataset), "--net", str(transformer), "--no-progress"]
+    assert main([*common, "--output", str(search)]) == 0
+    (search / "notes.txt").write_text("mine")
+    assert main([*common, "--output", str(search), "--limit", "3", "--overwrite"]) == 0
+    assert (search / "notes.txt").read_text() == "mine"
+    assert "ranking.json" in json.loads((search / "run.json").read_text())["outputs"]
+    assert json.loads((search / ".leelalab-foreign.json").read_text()) == ["notes.txt"]
+
+
+def test_an_invalid_input_never_deletes_the_output(dataset, resnet, tmp_path, capsys) -> None:
+    out = tmp_path / "res"
+    args = ["patch", "residual", "--net", str(resnet), "--output", str(out), "--no-progress"]
+    assert main([*args, str(dataset)]) == 0
+    before = _snapshot(out)
+    assert main([*args, str(tmp_path / "nonexistent"), "--overwrite"]) == 1
+    assert "no dataset.jsonl" in _one_line_error(capsys)
+    assert main([*args, str(dataset), "--chunk-size", "0", "--overwrite"]) == 1
+    assert "--chunk-size must be at least 1" in _one_line_error(capsys)
+    assert main([*args, str(dataset), "--layers", "7", "--overwrite"]) == 1
+    _one_line_error(capsys)
+    assert _snapshot(out) == before
+
+
+def test_single_entry_without_a_layer_is_one_line(dataset, transformer, tmp_path, capsys):
+    args = ["heads", "single-entry", str(dataset), "--net", str(transformer), "--head", "1"]
+    assert main([*args, "--output", str(tmp_path / "o")]) == 1
+    assert "--layer is required" in _one_line_error(capsys)
+    assert not (tmp_path / "o").exists()
+
+
+COMMANDS = {
+    "patch residual": ["patch", "residual"],
+    "patch heads": ["patch", "heads"],
+    "heads single-entry": ["heads", "single-entry", "--layer", "0", "--head", "0"],
+    "heads search": ["heads", "search"],
+    "heads piece-movement": ["heads", "piece-movement"],
+}
+
+
+@pytest.mark.parametrize("command", list(COMMANDS))
+@pytest.mark.parametrize("kind", ["wrong-kind", "empty"])
+def test_wrong_kind_and_empty_inputs_are_one_line(
+    command, kind, dataset, empty_dataset, transformer, tmp_path, capsys
+) -> None:
+    if kind == "wrong-kind":
+        # A results directory where a dataset belongs.
+        source = tmp_path / "results"
+        args = ["patch", "heads", str(dataset), "--net", str(transformer), "--no-progress"]
+        assert main([*args, "--output", str(source), "--limit", "2"]) == 0
+        capsys.readouterr()
+    else:
+        source = empty_dataset
+    out = tmp_path / "out"
+    args = [*COMMANDS[command], str(source), "--net", str(transformer), "--no-progress"]
+    assert main([*args, "--output", str(out)]) != 0
+    _one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["wrong-kind", "empty", "truncated"])
+def test_plot_patching_inputs_are_one_line(kind, dataset, empty_dataset, tmp_path, capsys):
+    source = {"wrong-kind": dataset, "empty": empty_dataset, "truncated": tmp_path / "t"}[kind]
+    if kind == "truncated":
+        source.mkdir()
+        old = Path(__file__).parents[1] / "patching" / "data" / "residual-old-name"
+        (source / "patching.h5").write_bytes((old / "patching.h5").read_bytes()[:3000])
+    assert main(["plot", "patching", str(source), "--output", str(tmp_path / "f")]) != 0
+    _one_line_error(capsys)
+    assert not (tmp_path / "f").exists()
+
+
+def test_plot_patching_refuses_to_replace_figures_without_overwrite(tmp_path, capsys) -> None:
+    old = str(Path(__file__).parents[1] / "patching" / "data" / "residual-old-name")
+    figures = tmp_path / "figs"
+    assert main(["plot", "patching", old, "--output", str(figures)]) == 0
+    (figures / "notes.txt").write_text("mine")
+    png = figures / "groups_log_odds_all.png"
+    png.write_bytes(b"an older figure")
+    assert main(["plot", "patching", old, "--output", str(figures)]) == 1
+    assert "pass --overwrite" in _one_line_error(capsys)
+    assert png.read_bytes() == b"an older figure"
+    assert main(["plot", "patching", old, "--output", str(figures), "--overwrite"]) == 0
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert (figures / "notes.txt").read_text() == "mine"

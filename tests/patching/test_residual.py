@@ -22,6 +22,7 @@ from leelalab.patching.residual import (
     rank_statistics,
     run_residual_patching,
 )
+from leelalab.patching.settings import ResidualPatchingSettings
 from leelalab.puzzles.dataset import SQUARE_GROUPS, write_pairs_dataset
 from positions import corrupted_puzzles
 
@@ -147,7 +148,11 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch) -> 
     network = build_network(random_resnet_weights(blocks=2, filters=8, seed=5)).eval()
     write_pairs_dataset(tmp_path / "data", corrupted_puzzles(7, seed=1))
     whole = run_residual_patching(
-        network, tmp_path / "data", tmp_path / "whole", chunk_size=2, progress=False
+        network,
+        tmp_path / "data",
+        tmp_path / "whole",
+        ResidualPatchingSettings(chunk_size=2),
+        progress=False,
     )
 
     import leelalab.patching.residual as module
@@ -164,12 +169,20 @@ def test_interrupted_run_resumes_to_identical_results(tmp_path, monkeypatch) -> 
     monkeypatch.setattr(module, "patch_residual_batch", failing)
     with pytest.raises(KeyboardInterrupt):
         run_residual_patching(
-            network, tmp_path / "data", tmp_path / "resumed", chunk_size=2, progress=False
+            network,
+            tmp_path / "data",
+            tmp_path / "resumed",
+            ResidualPatchingSettings(chunk_size=2),
+            progress=False,
         )
     assert len(list((tmp_path / "resumed" / "chunks").glob("*.h5"))) == 2
     monkeypatch.setattr(module, "patch_residual_batch", original)
     resumed = run_residual_patching(
-        network, tmp_path / "data", tmp_path / "resumed", chunk_size=2, progress=False
+        network,
+        tmp_path / "data",
+        tmp_path / "resumed",
+        ResidualPatchingSettings(chunk_size=2),
+        progress=False,
     )
     first, second = _arrays(whole), _arrays(resumed)
     assert first.keys() == second.keys()
@@ -192,13 +205,17 @@ def test_resuming_with_other_settings_is_refused(tmp_path) -> None:
     run_residual_patching(network, tmp_path / "data", tmp_path / "out", progress=False)
     with pytest.raises(ResultsError, match=r"other settings \(differing: direction\)"):
         run_residual_patching(
-            network, tmp_path / "data", tmp_path / "out", direction="denoising", progress=False
+            network,
+            tmp_path / "data",
+            tmp_path / "out",
+            ResidualPatchingSettings(direction="denoising"),
+            progress=False,
         )
     path = run_residual_patching(
         network,
         tmp_path / "data",
         tmp_path / "out",
-        direction="denoising",
+        ResidualPatchingSettings(direction="denoising"),
         progress=False,
         overwrite=True,
     )

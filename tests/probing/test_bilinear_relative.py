@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from leelalab.probing.probes import ProbeConfig, train_probes
+from leelalab.probing.probes import ProbeConfig, ProbeResults, train_probes
 from leelalab.probing.store import STORE_FORMAT
 
 D = 64  # as maia; the relation needs enough channels to stand out of the noise
@@ -62,8 +62,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return _relational_store(tmp_path_factory.mktemp("relational") / "acts.h5")
 
 
-def _result(summary: dict) -> dict:
-    (result,) = summary["results"]
+def _result(summary: ProbeResults) -> dict:
+    (result,) = summary.results
     return result
 
 

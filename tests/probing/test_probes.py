@@ -20,6 +20,7 @@ from leelalab.probing.probes import (
     train_probes,
 )
 from leelalab.probing.store import STORE_FORMAT, ActivationStore
+from leelalab.runs.experiment import SettingsError
 
 D = 16
 
@@ -62,7 +63,7 @@ def store(tmp_path_factory) -> str:
 
 
 def _by_hook(summary) -> dict[str, dict]:
-    return {r["hook"]: r for r in summary["results"]}
+    return summary.by_hook()
 
 
 def test_bilinear_probe_finds_a_planted_signal_and_not_noise(store, tmp_path) -> None:
@@ -102,7 +103,7 @@ def test_same_seed_same_result(store, tmp_path) -> None:
     second = train_probes(
         store, tmp_path / "b", config, hooks=["blocks.0.hook_resid_post"], progress=False
     )
-    assert first["results"] == second["results"]
+    assert first.results == second.results
     from safetensors.numpy import load_file
 
     a = load_file(tmp_path / "a" / "blocks.0.hook_resid_post.safetensors")
@@ -134,9 +135,13 @@ def test_targets_and_bad_settings(store) -> None:
     with pytest.raises(ProbeError, match="unknown target"):
         target_labels(opened, "move9_target")
     with pytest.raises(ProbeError, match="query"):
-        ProbeConfig(query=None).check()
-    with pytest.raises(ProbeError, match="probe must be"):
-        ProbeConfig(probe="mlp").check()
+        ProbeConfig(query=None)
+    with pytest.raises(SettingsError, match="--probe must be one of"):
+        ProbeConfig(probe="mlp")
+    with pytest.raises(SettingsError, match="--test-fraction must be at most 0.9"):
+        ProbeConfig(test_fraction=1.5)
+    with pytest.raises(SettingsError, match="--epochs must be at least 1"):
+        ProbeConfig(epochs=0)
 
 
 def test_cli_train_eval_plot(store, tmp_path, capsys) -> None:
@@ -248,5 +253,5 @@ def test_probe_output_directory_life_cycle(store, tmp_path, monkeypatch) -> None
         train_probes(store, out, other, hooks=hooks, progress=False)
     monkeypatch.setattr(module, "train_probe", original)
     replaced = train_probes(store, out, other, hooks=hooks, progress=False, overwrite=True)
-    assert replaced["config"]["seeds"] == [1]
+    assert replaced.config["seeds"] == [1]
     assert json.loads((out / "split.json").read_text())["seed"] == 1

@@ -16,6 +16,7 @@ from leelalab.inference.networks import load_network
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from leelalab.patching.residual import run_residual_patching
+from leelalab.patching.settings import ResidualPatchingSettings
 from leelalab.probing.store import cache_activations
 from leelalab.puzzles.corruptions import CorruptionThresholds
 from leelalab.puzzles.dataset import write_pairs_dataset
@@ -119,7 +120,7 @@ def test_patching_and_caching_on_ray_equal_the_local_run(nets, ray_instance, tmp
             strong,
             dataset,
             tmp_path / f"patch-{name}",
-            chunk_size=3,
+            ResidualPatchingSettings(chunk_size=3),
             progress=False,
             executor=executor,
         )
@@ -146,11 +147,18 @@ def test_a_worker_killed_mid_run_changes_nothing(nets, ray_instance, tmp_path, m
     strong, _ = nets
     dataset = tmp_path / "dataset"
     write_pairs_dataset(dataset, corrupted_puzzles(10))
-    run_residual_patching(strong, dataset, tmp_path / "local", chunk_size=2, progress=False)
+    run_residual_patching(
+        strong, dataset, tmp_path / "local", ResidualPatchingSettings(chunk_size=2), progress=False
+    )
     marker = tmp_path / "killed"
     monkeypatch.setenv(FAULT_VARIABLE, f"2:{marker}")
     run_residual_patching(
-        strong, dataset, tmp_path / "ray", chunk_size=2, progress=False, executor=RAY
+        strong,
+        dataset,
+        tmp_path / "ray",
+        ResidualPatchingSettings(chunk_size=2),
+        progress=False,
+        executor=RAY,
     )
     assert marker.exists(), "no worker was killed"
     assert_same_h5(tmp_path / "local" / "patching.h5", tmp_path / "ray" / "patching.h5")
@@ -167,16 +175,25 @@ def test_an_interrupted_ray_run_resumes_like_a_local_one(nets, ray_instance, tmp
     strong, _ = nets
     dataset = tmp_path / "dataset"
     write_pairs_dataset(dataset, corrupted_puzzles(10))
-    local = run_residual_patching(strong, dataset, tmp_path / "local", chunk_size=2, progress=False)
+    local = run_residual_patching(
+        strong, dataset, tmp_path / "local", ResidualPatchingSettings(chunk_size=2), progress=False
+    )
     # A local run stopped after two chunks, finished on Ray.
     partial = tmp_path / "resumed"
-    run_residual_patching(strong, dataset, partial, chunk_size=2, limit=4, progress=False)
+    run_residual_patching(
+        strong, dataset, partial, ResidualPatchingSettings(chunk_size=2, limit=4), progress=False
+    )
     (partial / "patching.h5").unlink()
     (partial / "run.json").unlink()
     settings = (partial / "settings.json").read_text().replace('"limit": 4', '"limit": null')
     (partial / "settings.json").write_text(settings)
     resumed = run_residual_patching(
-        strong, dataset, partial, chunk_size=2, progress=False, executor=RAY
+        strong,
+        dataset,
+        partial,
+        ResidualPatchingSettings(chunk_size=2),
+        progress=False,
+        executor=RAY,
     )
     assert_same_h5(local, resumed)
 

@@ -13,6 +13,7 @@ decodes LINEAR16) be the reference for float-encoded files too.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -139,73 +140,88 @@ class _Generator:
         return head
 
 
-def random_resnet_weights(
-    *,
-    blocks: int = 2,
-    filters: int = 8,
-    se_channels: int = 4,
-    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE,
-    policy: Literal["convolution", "classical", "attention"] = "convolution",
-    policy_encoders: int = 0,
-    value: Literal["wdl", "classical"] = "wdl",
-    moves_left: bool = True,
-    activation: Literal["relu", "mish"] = "relu",
-    policy_channels: int = 8,
-    value_channels: int = 8,
-    value_hidden: int = 16,
-    moves_left_channels: int = 4,
-    moves_left_hidden: int = 8,
-    seed: int = 0,
-    grid: bool = False,
-) -> Lc0Weights:
-    """A random lc0 ResNet (SE when ``se_channels > 0``) with the given heads and formats."""
-    g = _Generator(seed, grid)
-    w: dict[str, Any] = {"input": g.conv_block(112, filters, 3)}
+@dataclass(frozen=True)
+class ResNetSpec:
+    """What :func:`random_resnet_weights` builds: body, heads, formats and seed (``grid``:
+    see the module docstring)."""
+
+    blocks: int = 2
+    filters: int = 8
+    se_channels: int = 4
+    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE
+    policy: Literal["convolution", "classical", "attention"] = "convolution"
+    policy_encoders: int = 0
+    value: Literal["wdl", "classical"] = "wdl"
+    moves_left: bool = True
+    activation: Literal["relu", "mish"] = "relu"
+    policy_channels: int = 8
+    value_channels: int = 8
+    value_hidden: int = 16
+    moves_left_channels: int = 4
+    moves_left_hidden: int = 8
+    seed: int = 0
+    grid: bool = False
+
+
+def random_resnet_weights(spec: ResNetSpec | None = None, /, **changes: Any) -> Lc0Weights:
+    """A random lc0 ResNet (SE when ``se_channels > 0``) with the given heads and formats.
+
+    Pass a ``ResNetSpec``, or its fields as keywords (they override ``spec``'s).
+    """
+    spec = replace(spec or ResNetSpec(), **changes)
+    g = _Generator(spec.seed, spec.grid)
+    w: dict[str, Any] = {"input": g.conv_block(112, spec.filters, 3)}
     residual = []
-    for _ in range(blocks):
+    for _ in range(spec.blocks):
         block: dict[str, Any] = {
-            "conv1": g.conv_block(filters, filters, 3),
-            "conv2": g.conv_block(filters, filters, 3),
+            "conv1": g.conv_block(spec.filters, spec.filters, 3),
+            "conv2": g.conv_block(spec.filters, spec.filters, 3),
         }
-        if se_channels:
-            w1, b1 = g.dense(filters, se_channels)
-            w2, b2 = g.dense(se_channels, 2 * filters)
+        if spec.se_channels:
+            w1, b1 = g.dense(spec.filters, spec.se_channels)
+            w2, b2 = g.dense(spec.se_channels, 2 * spec.filters)
             block["se"] = {"w1": w1, "b1": b1, "w2": w2, "b2": b2}
         residual.append(block)
     w["residual"] = residual
-    if policy == "convolution":
-        w["policy1"] = g.conv_block(filters, filters, 3)
-        w["policy"] = g.conv_block(filters, 80, 3, batch_norm=False)
-    elif policy == "attention":
+    if spec.policy == "convolution":
+        w["policy1"] = g.conv_block(spec.filters, spec.filters, 3)
+        w["policy"] = g.conv_block(spec.filters, 80, 3, batch_norm=False)
+    elif spec.policy == "attention":
         # T78/T79 style: SELU tokens on the ResNet body, optional policy encoder layers.
-        w.update(g.attention_policy(filters, policy_channels * 2, policy_channels, policy_encoders))
+        w.update(
+            g.attention_policy(
+                spec.filters, spec.policy_channels * 2, spec.policy_channels, spec.policy_encoders
+            )
+        )
     else:
-        w["policy"] = g.conv_block(filters, policy_channels, 1)
-        w["ip_pol_w"], w["ip_pol_b"] = g.dense(policy_channels * 64, 1858)
-    w["value"] = g.conv_block(filters, value_channels, 1)
-    w["ip1_val_w"], w["ip1_val_b"] = g.dense(value_channels * 64, value_hidden)
-    w["ip2_val_w"], w["ip2_val_b"] = g.dense(value_hidden, 3 if value == "wdl" else 1)
-    if moves_left:
-        w["moves_left"] = g.conv_block(filters, moves_left_channels, 1)
-        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(moves_left_channels * 64, moves_left_hidden)
-        w["ip2_mov_w"], _ = g.dense(moves_left_hidden, 1)
+        w["policy"] = g.conv_block(spec.filters, spec.policy_channels, 1)
+        w["ip_pol_w"], w["ip_pol_b"] = g.dense(spec.policy_channels * 64, 1858)
+    w["value"] = g.conv_block(spec.filters, spec.value_channels, 1)
+    w["ip1_val_w"], w["ip1_val_b"] = g.dense(spec.value_channels * 64, spec.value_hidden)
+    w["ip2_val_w"], w["ip2_val_b"] = g.dense(spec.value_hidden, 3 if spec.value == "wdl" else 1)
+    if spec.moves_left:
+        w["moves_left"] = g.conv_block(spec.filters, spec.moves_left_channels, 1)
+        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(
+            spec.moves_left_channels * 64, spec.moves_left_hidden
+        )
+        w["ip2_mov_w"], _ = g.dense(spec.moves_left_hidden, 1)
         # A positive bias keeps the final ReLU active, so tests compare real values, not 0 == 0.
         w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
     network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL if value == "wdl" else OutputFormat.CLASSICAL,
+        input=InputFormat(spec.input_format),
+        output=OutputFormat.WDL if spec.value == "wdl" else OutputFormat.CLASSICAL,
         network=NetworkStructure.SE_WITH_HEADFORMAT
-        if se_channels
+        if spec.se_channels
         else NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
         policy={
             "convolution": PolicyFormat.CONVOLUTION,
             "classical": PolicyFormat.CLASSICAL,
             "attention": PolicyFormat.ATTENTION,
-        }[policy],
-        value=ValueFormat.WDL if value == "wdl" else ValueFormat.CLASSICAL,
-        moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+        }[spec.policy],
+        value=ValueFormat.WDL if spec.value == "wdl" else ValueFormat.CLASSICAL,
+        moves_left=MovesLeftFormat.V1 if spec.moves_left else MovesLeftFormat.NONE,
         default_activation=DefaultActivation.MISH
-        if activation == "mish"
+        if spec.activation == "mish"
         else DefaultActivation.RELU,
     )
     return Lc0Weights(
@@ -235,32 +251,39 @@ TRANSFORMER_SHAPES: dict[str, dict[str, Any]] = {
 """Keyword arguments of :func:`random_transformer_weights` for benchmark-sized networks."""
 
 
+@dataclass(frozen=True)
+class TransformerSpec:
+    """What :func:`random_transformer_weights` builds (its docstring explains ``smolgen``,
+    ``multihead`` and ``embedding``)."""
+
+    layers: int = 2
+    d_model: int = 32
+    heads: int = 4
+    ffn_size: int = 64
+    embedding: Literal["pe_map", "pe_dense"] = "pe_map"
+    gates: bool = True
+    smolgen: tuple[int, int, int] | None = (4, 16, 8)
+    policy_tokens: int = 32
+    policy_size: int = 16
+    value: Literal["wdl", "classical"] = "wdl"
+    value_channels: int = 8
+    value_hidden: int = 128
+    moves_left: bool = True
+    moves_left_channels: int = 8
+    moves_left_hidden: int = 32
+    activation: Literal["relu", "mish"] = "relu"
+    ffn_activation: Activation = Activation.DEFAULT
+    smolgen_activation: Activation = Activation.DEFAULT
+    multihead: bool = False
+    dense_size: int = 16
+    embedding_ffn_size: int = 64
+    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE
+    seed: int = 0
+    grid: bool = False
+
+
 def random_transformer_weights(
-    *,
-    layers: int = 2,
-    d_model: int = 32,
-    heads: int = 4,
-    ffn_size: int = 64,
-    embedding: Literal["pe_map", "pe_dense"] = "pe_map",
-    gates: bool = True,
-    smolgen: tuple[int, int, int] | None = (4, 16, 8),
-    policy_tokens: int = 32,
-    policy_size: int = 16,
-    value: Literal["wdl", "classical"] = "wdl",
-    value_channels: int = 8,
-    value_hidden: int = 128,
-    moves_left: bool = True,
-    moves_left_channels: int = 8,
-    moves_left_hidden: int = 32,
-    activation: Literal["relu", "mish"] = "relu",
-    ffn_activation: Activation = Activation.DEFAULT,
-    smolgen_activation: Activation = Activation.DEFAULT,
-    multihead: bool = False,
-    dense_size: int = 16,
-    embedding_ffn_size: int = 64,
-    input_format: InputFormat | int = InputFormat.CLASSICAL_112_PLANE,
-    seed: int = 0,
-    grid: bool = False,
+    spec: TransformerSpec | None = None, /, **changes: Any
 ) -> Lc0Weights:
     """A random lc0 attention-body network.
 
@@ -271,63 +294,73 @@ def random_transformer_weights(
             structure 7; single-head files use structure 6.
         embedding: ``"pe_map"`` (T80/T82/BT2) or ``"pe_dense"`` (BT3/BT4; always multihead
             in practice, and lc0 v0.31 cannot run it).
+
+    Pass a ``TransformerSpec``, or its fields as keywords (they override ``spec``'s).
     """
-    g = _Generator(seed, grid)
+    spec = replace(spec or TransformerSpec(), **changes)
+    g = _Generator(spec.seed, spec.grid)
     w: dict[str, Any] = {}
-    inputs = 112 + (dense_size if embedding == "pe_dense" else 64)
-    w["ip_emb_w"], w["ip_emb_b"] = g.dense(inputs, d_model)
-    if embedding == "pe_dense":
-        w["ip_emb_preproc_w"], w["ip_emb_preproc_b"] = g.dense(64 * 12, 64 * dense_size)
-        w["ip_emb_ln_gammas"], w["ip_emb_ln_betas"] = g.norm(d_model)
+    inputs = 112 + (spec.dense_size if spec.embedding == "pe_dense" else 64)
+    w["ip_emb_w"], w["ip_emb_b"] = g.dense(inputs, spec.d_model)
+    if spec.embedding == "pe_dense":
+        w["ip_emb_preproc_w"], w["ip_emb_preproc_b"] = g.dense(64 * 12, 64 * spec.dense_size)
+        w["ip_emb_ln_gammas"], w["ip_emb_ln_betas"] = g.norm(spec.d_model)
         ffn: dict[str, Any] = {}
-        ffn["dense1_w"], ffn["dense1_b"] = g.dense(d_model, embedding_ffn_size)
-        ffn["dense2_w"], ffn["dense2_b"] = g.dense(embedding_ffn_size, d_model)
+        ffn["dense1_w"], ffn["dense1_b"] = g.dense(spec.d_model, spec.embedding_ffn_size)
+        ffn["dense2_w"], ffn["dense2_b"] = g.dense(spec.embedding_ffn_size, spec.d_model)
         w["ip_emb_ffn"] = ffn
-        w["ip_emb_ffn_ln_gammas"], w["ip_emb_ffn_ln_betas"] = g.norm(d_model)
-    if gates:
-        w["ip_mult_gate"] = g.uniform(d_model * 64, 0.5, 1.5)
-        w["ip_add_gate"] = g.normal(d_model * 64, 0.1)
-    w["encoder"] = [g.encoder_layer(d_model, heads, ffn_size, smolgen) for _ in range(layers)]
-    w["headcount"] = heads
-    if smolgen is not None:
-        w["smolgen_w"] = g.normal(4096 * smolgen[2], smolgen[2] ** -0.5)
-    outputs = 3 if value == "wdl" else 1
-    if multihead:
-        shared_w, shared_b = g.dense(d_model, policy_tokens)
+        w["ip_emb_ffn_ln_gammas"], w["ip_emb_ffn_ln_betas"] = g.norm(spec.d_model)
+    if spec.gates:
+        w["ip_mult_gate"] = g.uniform(spec.d_model * 64, 0.5, 1.5)
+        w["ip_add_gate"] = g.normal(spec.d_model * 64, 0.1)
+    w["encoder"] = [
+        g.encoder_layer(spec.d_model, spec.heads, spec.ffn_size, spec.smolgen)
+        for _ in range(spec.layers)
+    ]
+    w["headcount"] = spec.heads
+    if spec.smolgen is not None:
+        w["smolgen_w"] = g.normal(4096 * spec.smolgen[2], spec.smolgen[2] ** -0.5)
+    outputs = 3 if spec.value == "wdl" else 1
+    if spec.multihead:
+        shared_w, shared_b = g.dense(spec.d_model, spec.policy_tokens)
         w["policy_heads"] = {
             "ip_pol_w": shared_w,
             "ip_pol_b": shared_b,
-            "vanilla": g.attention_policy(None, policy_tokens, policy_size),
-            "optimistic_st": g.attention_policy(None, policy_tokens, policy_size),
+            "vanilla": g.attention_policy(None, spec.policy_tokens, spec.policy_size),
+            "optimistic_st": g.attention_policy(None, spec.policy_tokens, spec.policy_size),
         }
         w["value_heads"] = {
-            "winner": g.token_value_head(d_model, value_channels, value_hidden, outputs),
-            "q": g.token_value_head(d_model, value_channels, value_hidden, outputs),
+            "winner": g.token_value_head(
+                spec.d_model, spec.value_channels, spec.value_hidden, outputs
+            ),
+            "q": g.token_value_head(spec.d_model, spec.value_channels, spec.value_hidden, outputs),
         }
     else:
-        w.update(g.attention_policy(d_model, policy_tokens, policy_size))
-        w.update(g.token_value_head(d_model, value_channels, value_hidden, outputs))
-    if moves_left:
-        w["ip_mov_w"], w["ip_mov_b"] = g.dense(d_model, moves_left_channels)
-        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(64 * moves_left_channels, moves_left_hidden)
-        w["ip2_mov_w"], _ = g.dense(moves_left_hidden, 1)
+        w.update(g.attention_policy(spec.d_model, spec.policy_tokens, spec.policy_size))
+        w.update(g.token_value_head(spec.d_model, spec.value_channels, spec.value_hidden, outputs))
+    if spec.moves_left:
+        w["ip_mov_w"], w["ip_mov_b"] = g.dense(spec.d_model, spec.moves_left_channels)
+        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(
+            64 * spec.moves_left_channels, spec.moves_left_hidden
+        )
+        w["ip2_mov_w"], _ = g.dense(spec.moves_left_hidden, 1)
         w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
     network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL if value == "wdl" else OutputFormat.CLASSICAL,
+        input=InputFormat(spec.input_format),
+        output=OutputFormat.WDL if spec.value == "wdl" else OutputFormat.CLASSICAL,
         network=NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
-        if multihead
+        if spec.multihead
         else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
         policy=PolicyFormat.ATTENTION,
-        value=ValueFormat.WDL if value == "wdl" else ValueFormat.CLASSICAL,
-        moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+        value=ValueFormat.WDL if spec.value == "wdl" else ValueFormat.CLASSICAL,
+        moves_left=MovesLeftFormat.V1 if spec.moves_left else MovesLeftFormat.NONE,
         default_activation=DefaultActivation.MISH
-        if activation == "mish"
+        if spec.activation == "mish"
         else DefaultActivation.RELU,
-        smolgen_activation=smolgen_activation,
-        ffn_activation=ffn_activation,
+        smolgen_activation=spec.smolgen_activation,
+        ffn_activation=spec.ffn_activation,
         input_embedding=InputEmbedding.PE_DENSE
-        if embedding == "pe_dense"
+        if spec.embedding == "pe_dense"
         else InputEmbedding.PE_MAP,
     )
     return Lc0Weights(
