@@ -227,6 +227,27 @@ def mimic(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def truncated(tmp_path_factory) -> Path:
+    """The same names, each cut off mid-record (an interrupted copy)."""
+    folder = tmp_path_factory.mktemp("truncated")
+    for name in MIMICKED:
+        (folder / name).write_text('{"id": "00001", "format": "leelalab.')
+    return folder
+
+
+@pytest.fixture(scope="module")
+def foreign_h5(foreign) -> Path:
+    """An HDF5 file of another kind, given where a file (an activation store) goes."""
+    return foreign / "data.h5"
+
+
+@pytest.fixture(scope="module")
+def foreign_json(foreign) -> Path:
+    """A JSON file of another kind, given where a folder or a file goes."""
+    return foreign / "results.json"
+
+
+@pytest.fixture(scope="module")
 def export_run(net, empty_dataset, tmp_path_factory) -> Path:
     """Another command's output: an export of the empty dataset (not a filter run)."""
     output = tmp_path_factory.mktemp("export") / "exported"
@@ -247,7 +268,10 @@ def test_the_walk_finds_every_group() -> None:
     assert len(WITH_INPUTS) >= 35, WITH_INPUTS
 
 
-@pytest.mark.parametrize("bad", ["foreign", "mimic", "empty_dataset", "export_run"])
+@pytest.mark.parametrize(
+    "bad",
+    ["foreign", "mimic", "truncated", "foreign_h5", "foreign_json", "empty_dataset", "export_run"],
+)
 @pytest.mark.parametrize("name", WITH_INPUTS)
 def test_every_command_fails_in_one_line(name, bad, request, tmp_path, capsys) -> None:
     net = network_for(name, request)
@@ -428,3 +452,19 @@ def test_overwrite_never_replaces_what_is_not_a_leelalab_output(
     status = run_guarded(argv)
     assert_clean(argv, status, capsys.readouterr().err)
     assert snapshot(output) == before, argv
+
+
+def test_the_check_rejects_tracebacks_internal_and_usage_errors(capsys) -> None:
+    with pytest.raises(AssertionError):
+        assert_clean(["x"], 1, "leelalab: internal error: KeyError: 'layers' (set ...)\n")
+    with pytest.raises(AssertionError):
+        assert_clean(["x"], 1, "Traceback (most recent call last):\nleelalab: error: x\n")
+    with pytest.raises(AssertionError):
+        assert_clean(["x"], 1, "leelalab: error: one\nleelalab: error: two\n")
+    capsys.readouterr()
+    status = run_guarded(["puzzles", "filter"])  # no --output: argparse's usage and error
+    err = capsys.readouterr().err
+    assert status == 2
+    with pytest.raises(AssertionError):
+        assert_clean(["puzzles", "filter"], status, err)
+    assert_clean(["x"], 1, "leelalab: error: /some/dir: not a filtered dataset\n")
