@@ -70,6 +70,12 @@ FILE_OUTPUTS = {
 }  # fmt: skip
 """Commands whose --output (or output positional) is a file (or a file stem): its ending."""
 
+FOLDER_BEFORE_INPUTS = {
+    "plot anomaly": "plotsres pending: it makes the figure folder before reading the runs "
+    "(branch plotsres reads every run first; drop this entry when it is merged)",
+}
+"""Commands known to create their output before their inputs fail (fixed on another branch)."""
+
 ATTENTION_ONLY = ("patch heads", "heads ")
 """Commands that need an attention-body network (given a tiny transformer)."""
 
@@ -275,10 +281,15 @@ def test_the_walk_finds_every_group() -> None:
 @pytest.mark.parametrize("name", WITH_INPUTS)
 def test_every_command_fails_in_one_line(name, bad, request, tmp_path, capsys) -> None:
     net = network_for(name, request)
-    argv = argv_for(name, LEAVES[name], bad_inputs(request, bad), net, output_path(name, tmp_path))
+    output = output_path(name, tmp_path)
+    argv = argv_for(name, LEAVES[name], bad_inputs(request, bad), net, output)
     capsys.readouterr()
     status = run_guarded(argv)
     assert_clean(argv, status, capsys.readouterr().err)
+    if status != 0:  # a refused input leaves nothing behind
+        if name in FOLDER_BEFORE_INPUTS and output.exists():
+            pytest.xfail(FOLDER_BEFORE_INPUTS[name])
+        assert not output.exists() and not output.with_name(output.name + ".parts").exists()
 
 
 def previous_output(output: Path, file_output: bool) -> dict[str, bytes]:
