@@ -479,3 +479,29 @@ def test_the_check_rejects_tracebacks_internal_and_usage_errors(capsys) -> None:
     with pytest.raises(AssertionError):
         assert_clean(["puzzles", "filter"], status, err)
     assert_clean(["x"], 1, "leelalab: error: /some/dir: not a filtered dataset\n")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "foreign"])
+def test_damaged_probe_weights_are_one_line(damage, net, dataset, store, tmp_path, capsys):
+    # Found by the walk: a truncated .safetensors was an internal error in probe eval and steer.
+    from safetensors.numpy import save_file
+
+    probes = tmp_path / "probes"
+    train = ["probe", "train", str(store), "--seeds", "0", "--epochs", "1", "--no-control"]
+    assert main([*train, "--output", str(probes), "--no-progress"]) == 0
+    for weights in probes.glob("*.safetensors"):
+        if damage == "truncated":
+            weights.write_bytes(weights.read_bytes()[:100])
+        else:
+            save_file({"other": np.zeros(3, dtype=np.float32)}, str(weights))
+    steer = ["steer", str(dataset), "--probes", str(probes), "--net", net, "--limit", "3"]
+    for argv in (
+        ["probe", "eval", str(probes), str(store)],
+        [*steer, "--output", str(tmp_path / "steer"), "--no-progress"],
+    ):
+        capsys.readouterr()
+        assert run_guarded(argv) == 1
+        err = capsys.readouterr().err
+        assert_clean(argv, 1, err)
+        assert ".safetensors" in err, err
+    assert not (tmp_path / "steer").exists()
