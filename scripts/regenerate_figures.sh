@@ -44,15 +44,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from leelalab.anomaly.evaluation import load_results
+from leelalab.anomaly.results import AnomalyResults
 from leelalab.plots.anomaly import auroc_figure, coverage_risk_figure
 from leelalab.plots.boards import save_figure
 
 out = Path("anomaly/figures")
-runs = [load_results(f"anomaly/maia-1900-{task}") for task in ("backdoor", "mechanism", "ood")]
+tasks = ("backdoor", "mechanism", "ood")
+runs = [AnomalyResults.load(f"anomaly/maia-1900-{task}") for task in tasks]
 for results in runs:
     # The committed names come from run directories named after their task.
-    save_figure(auroc_figure(results), out / f"anomaly_auroc_{results['task']}_{results['task']}")
+    save_figure(auroc_figure(results), out / f"anomaly_auroc_{results.task}_{results.task}")
     plt.close("all")
 save_figure(coverage_risk_figure(runs), out / "anomaly_coverage_risk")
 EOF

@@ -74,3 +74,14 @@ def test_the_rmtree_check_sees_both_spellings(tmp_path) -> None:
     source = tmp_path / "m.py"
     source.write_text("import shutil\nfrom shutil import rmtree\nshutil.rmtree('a')\nrmtree('b')\n")
     assert _rmtree_calls(source) == [3, 4]
+
+
+def test_no_function_takes_more_than_eight_parameters_besides_its_settings() -> None:
+    # Issue 26: long parameter lists become a settings object (scripts/check_signatures.py).
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "check_signatures.py"
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    too_many = [line for line in result.stdout.splitlines() if line.startswith("too many")]
+    assert result.returncode == 0 and not too_many, "\n".join(too_many)

@@ -112,7 +112,7 @@ def run_coupling(
     """Network values along every structural line, Stockfish on a sample; resumable.
     Returns the merged ``coupling.h5``."""
     from leelalab.analyses.outputs import run_job_in_chunks
-    from leelalab.runs.results import sha256_file
+    from leelalab.runs.results import ChunkPlan, sha256_file
 
     binary = find_stockfish(settings.stockfish)
     directory, output = Path(directory), Path(output)
@@ -139,13 +139,15 @@ def run_coupling(
         rows,
         output,
         record,
-        chunk_size=settings.chunk_size,
+        ChunkPlan(
+            chunk_size=settings.chunk_size,
+            results_file=RESULTS_FILE,
+            attrs={"format": RESULTS_FORMAT, "stockfish": job.engine_id, "limit": job.limit},
+            run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
+            description="coupling",
+        ),
         progress=progress,
         overwrite=overwrite,
-        results_file=RESULTS_FILE,
-        attrs={"format": RESULTS_FORMAT, "stockfish": job.engine_id, "limit": job.limit},
-        run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
-        description="coupling",
     )
 
 

@@ -41,11 +41,10 @@ from leelalab.analyses.inside_settings import LensRunSettings
 from leelalab.analyses.run_records import save_summary
 from leelalab.analyses.strata import STRATA, strata_of
 from leelalab.errors import LeelaLabError
-from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
+from leelalab.models.batch import PositionBatch
 from leelalab.probing.lens import (
     TunedLens,
-    legal_masks,
     lens_layers,
     lens_outputs,
     load_tuned_lens,
@@ -54,7 +53,7 @@ from leelalab.probing.lens import (
 from leelalab.puzzles.dataset import dataset_settings
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import format_name
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import ChunkPlan, read_h5, run_in_chunks, sha256_file
 from leelalab.stats import mean_ci, proportion_ci
 
 RESULTS_FILE = "lens.h5"
@@ -153,16 +152,13 @@ def lens_chunk(
     tuned: TunedLens | None = None,
 ) -> dict[str, Any]:
     """The per-puzzle lens arrays of one chunk (axis 0 = puzzles, axis 1 = layers)."""
-    input_format = int(network.network_format.input)
-    boards = [puzzle_position(r) for r in records]
-    planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
-    masks = torch.from_numpy(legal_masks(boards, input_format)).to(network.device)
-    transforms = encoding.board_transforms(boards, input_format)
+    positions = PositionBatch.encode(
+        [puzzle_position(r) for r in records], int(network.network_format.input)
+    )
+    planes = torch.from_numpy(positions.planes)
+    masks = positions.mask(network.device)
     solution = torch.tensor(
-        [
-            policy_map.move_to_index(b, r["moves"][1], int(t))
-            for b, r, t in zip(boards, records, transforms, strict=True)
-        ],
+        [positions.move_index(row, r["moves"][1]) for row, r in enumerate(records)],
         device=network.device,
     )
     arrays: dict[str, Any] = {}
@@ -172,7 +168,7 @@ def lens_chunk(
         out = lens_outputs(network, planes, tuned=lens)
         masked = out.policy_logits.masked_fill(~masks, float("-inf"))
         probs = torch.softmax(masked, dim=-1)  # (layers, batch, 1858)
-        batch = torch.arange(len(boards), device=network.device)
+        batch = torch.arange(len(positions), device=network.device)
         solution_prob = probs[:, batch, solution]  # (layers, batch)
         rank = (probs > solution_prob[..., None]).sum(-1)
         top = masked.argmax(-1)
@@ -183,11 +179,8 @@ def lens_chunk(
             ]
         )
         top_moves = [
-            [
-                policy_map.index_to_move(boards[b], int(top[layer, b]), int(transforms[b])).uci()
-                for layer in range(len(out.layers))
-            ]
-            for b in range(len(boards))
+            [positions.move_at(b, index).uci() for index in top[:, b].tolist()]
+            for b in range(len(positions))
         ]
         arrays[f"{kind}_rank"] = rank.T.cpu().numpy().astype(np.int16)
         arrays[f"{kind}_prob"] = solution_prob.T.cpu().numpy().astype(np.float32)
@@ -197,8 +190,7 @@ def lens_chunk(
         if kind == "logit":
             final = out.final.policy_logits.masked_fill(~masks, float("-inf")).argmax(-1)
             final_top = [
-                policy_map.index_to_move(boards[b], int(final[b]), int(transforms[b])).uci()
-                for b in range(len(boards))
+                positions.move_at(b, index).uci() for b, index in enumerate(final.tolist())
             ]
     groups = [_group_flags(r, t) for r, t in zip(records, final_top, strict=True)]
     arrays.update(
@@ -259,10 +251,12 @@ def run_lens_analysis(
         output,
         run_settings,
         lambda chunk: lens_chunk(network, chunk, tuned),
-        results_file=RESULTS_FILE,
-        attrs={"layers": lens_layers(network), "network": network.source or ""},
-        chunk_size=settings.chunk_size,
-        description="lens",
+        ChunkPlan(
+            results_file=RESULTS_FILE,
+            attrs={"layers": lens_layers(network), "network": network.source or ""},
+            chunk_size=settings.chunk_size,
+            description="lens",
+        ),
         progress=progress,
         overwrite=overwrite,
     )

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from leelalab.runs.results import ChunkPlan
 
 
 def run_job_in_chunks(
@@ -14,16 +18,14 @@ def run_job_in_chunks(
     items: Sequence[Any],
     output: str | os.PathLike[str],
     settings: Mapping[str, Any],
+    plan: ChunkPlan,
     *,
-    chunk_size: int,
     progress: bool,
     overwrite: bool,
-    **options: Any,
 ) -> Path:
     """:func:`~leelalab.runs.results.run_in_chunks` of a job that keeps a cache in the run
-    directory (``job.open_cache(directory)``) and engines to close (``job.close()``), which
-    it does however the run ends. ``options``: ``results_file``, ``attrs``, ``run_record``,
-    ``description``."""
+    directory (``job.open_cache(directory)``, opened once it exists) and engines to close
+    (``job.close()``), which it does however the run ends."""
     from leelalab.runs.results import run_in_chunks
 
     try:
@@ -32,11 +34,9 @@ def run_job_in_chunks(
             output,
             settings,
             job,
-            chunk_size=chunk_size,
+            replace(plan, before=job.open_cache),
             progress=progress,
             overwrite=overwrite,
-            before=job.open_cache,
-            **options,
         )
     finally:
         job.close()

@@ -48,6 +48,7 @@ from leelalab.puzzles.refutations import (
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import RecordError, format_name, read_run_record
 from leelalab.runs.results import (
+    ChunkPlan,
     read_h5,
     run_in_chunks,
     sha256_file,
@@ -174,15 +175,15 @@ def find_refutations(
             output,
             run_settings,
             compute,
-            results_file=RESULTS_FILE,
-            attrs={"depths": list(depths)},
-            chunk_size=settings.chunk_size,
-            description="refutations",
+            ChunkPlan(
+                results_file=RESULTS_FILE,
+                attrs={"depths": list(depths)},
+                chunk_size=settings.chunk_size,
+                description="refutations",
+                before=lambda directory: oracle.stockfish.use_cache(directory / CACHE_FILE),
+            ),
             progress=progress,
             overwrite=overwrite,
-            # The cache lives in the run directory: opened once it exists (and survives an
-            # --overwrite that replaces the directory).
-            before=lambda directory: oracle.stockfish.use_cache(directory / CACHE_FILE),
         )
         analyses = oracle.analyses
     summary = RefutationSearch.from_json(summarize_search(path))

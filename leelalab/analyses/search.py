@@ -231,7 +231,7 @@ def run_search_budgets(
     from leelalab.analyses.outputs import run_job_in_chunks
     from leelalab.inference.networks import resolve_network
     from leelalab.runs.records import amend_run_record
-    from leelalab.runs.results import read_h5, sha256_file
+    from leelalab.runs.results import ChunkPlan, read_h5, sha256_file
 
     binary = find_lc0(settings.lc0)
     dataset, output = Path(dataset), Path(output)
@@ -257,13 +257,15 @@ def run_search_budgets(
         sample.records,
         output,
         record,
-        chunk_size=settings.chunk_size,
+        ChunkPlan(
+            chunk_size=settings.chunk_size,
+            results_file=RESULTS_FILE,
+            attrs=attrs,
+            run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
+            description="lc0 searches",
+        ),
         progress=progress,
         overwrite=overwrite,
-        results_file=RESULTS_FILE,
-        attrs=attrs,
-        run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
-        description="lc0 searches",
     )
     arrays, _ = read_h5(path)
     benchmark = benchmark_table(arrays, sorted(paths), settings.budgets, reference or {})

@@ -59,15 +59,15 @@ import torch
 from leelalab.analyses.inside_settings import SteeringConfig
 from leelalab.analyses.run_records import save_summary
 from leelalab.errors import LeelaLabError
-from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.squares import permutation
 from leelalab.models.base import LeelaNetwork
-from leelalab.probing.lens import legal_masks, residual_width
+from leelalab.models.batch import PositionBatch
+from leelalab.probing.lens import residual_width
 from leelalab.probing.probes import BilinearProbe, ProbeConfig, grouped_split, load_probe
 from leelalab.puzzles.dataset import DatasetPuzzle, iter_dataset
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import format_name, read_json, read_run_record
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import ChunkPlan, read_h5, run_in_chunks, sha256_file
 from leelalab.stats import bootstrap, proportion_ci
 
 RESULTS_FILE = "steering.h5"
@@ -313,21 +313,18 @@ class _Job:
 
 
 def _plan(
-    network: LeelaNetwork,
+    positions: PositionBatch,
     puzzles: Sequence[DatasetPuzzle],
     clean_policy: torch.Tensor,
     config: SteeringConfig,
 ) -> tuple[list[_Job], list[str], np.ndarray]:
     """The jobs of a chunk, each puzzle's top move and the chosen target squares."""
-    input_format = int(network.network_format.input)
-    boards = [p.clean_board for p in puzzles]
-    transforms = encoding.board_transforms(boards, input_format)
+    input_format = positions.input_format
     target_squares = np.full((len(puzzles), config.targets_per_puzzle), -1, dtype=np.int16)
     jobs: list[_Job] = []
     top_moves = []
     for row, puzzle in enumerate(puzzles):
-        board, transform = boards[row], int(transforms[row])
-        moves, indices = policy_map.legal_moves_and_indices(board, transform)
+        board, moves, indices = positions.boards[row], positions.moves[row], positions.indices[row]
         best = int(clean_policy[row, indices].argmax())
         top_moves.append(moves[best].uci())
         query = puzzle.target_square(1, "model", input_format)
@@ -338,9 +335,7 @@ def _plan(
         )
         for t, (square, consistent) in enumerate(chosen):
             target_squares[row, t] = square
-            index = torch.tensor(
-                [policy_map.move_to_index(board, m, transform) for m in consistent]
-            )
+            index = torch.tensor([positions.move_index(row, m) for m in consistent])
             mass = float(clean_policy[row, index].sum())
             jobs.append(_Job(row, t, query, square, index, mass, int(indices[best])))
     return jobs, top_moves, target_squares
@@ -391,10 +386,9 @@ def _steer_chunk(
 ) -> dict[str, Any]:
     layers = sorted(probes)
     input_format = int(network.network_format.input)
-    boards = [p.clean_board for p in puzzles]
-    planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
-    planes = planes.to(network.device, network.dtype)
-    masks = torch.from_numpy(legal_masks(boards, input_format)).to(network.device)
+    positions = PositionBatch.encode([p.clean_board for p in puzzles], input_format)
+    planes = torch.from_numpy(positions.planes).to(network.device, network.dtype)
+    masks = positions.mask(network.device)
     names = [network.residual_hook_name(layer) for layer in layers]
     with torch.no_grad():
         clean, cache = network.run_with_cache(planes, names_filter=names)
@@ -406,7 +400,7 @@ def _steer_chunk(
     mass_change = np.full(shape, np.nan, dtype=np.float32)
     probe_hit = np.zeros(shape, dtype=bool)
     generator = torch.Generator().manual_seed(config.seed)
-    jobs, top_moves, target_squares = _plan(network, puzzles, clean_policy, config)
+    jobs, top_moves, target_squares = _plan(positions, puzzles, clean_policy, config)
     for li, layer in enumerate(layers):
         residuals = cache[network.residual_hook_name(layer)]
         steered_all, keys = _steered_residuals(probes[layer], residuals, jobs, config, generator)
@@ -486,10 +480,12 @@ def run_steering(
         output,
         settings,
         lambda chunk: _steer_chunk(network, probes, chunk, config),
-        results_file=RESULTS_FILE,
-        attrs={"config": asdict(config)},
-        chunk_size=chunk_size,
-        description="steering",
+        ChunkPlan(
+            results_file=RESULTS_FILE,
+            attrs={"config": asdict(config)},
+            chunk_size=chunk_size,
+            description="steering",
+        ),
         progress=progress,
         overwrite=overwrite,
     )

@@ -45,8 +45,9 @@ from tqdm.auto import tqdm
 
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.positions import Task
-from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0 import policy_map
 from leelalab.models.base import LeelaNetwork
+from leelalab.models.batch import PositionBatch, legal_kl
 from leelalab.probing.store import LENS_COLUMN, RowStore, RowView
 from leelalab.runs.experiment import Settings, setting
 from leelalab.runs.records import write_run_record
@@ -106,25 +107,6 @@ def layer_order(hook: str) -> tuple[int, str]:
     if label.endswith(" head"):
         return (10_000 + HEAD_HOOKS.index(hook) if hook in HEAD_HOOKS else 10_500, hook)
     return (20_000, hook)
-
-
-def legal_kl(log_p: torch.Tensor, log_q: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
-    """KL(p || q) per row, both already log-softmaxed over the legal moves."""
-    terms = torch.where(legal, log_p.exp() * (log_p - log_q), torch.zeros_like(log_p))
-    return terms.sum(1).clamp_min(0.0)
-
-
-def legal_log_softmax(logits: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
-    return torch.log_softmax(logits.masked_fill(~legal, float("-inf")), 1).masked_fill(~legal, 0)
-
-
-def legal_masks(boards: Sequence[Any], input_format: int) -> np.ndarray:
-    transforms = encoding.board_transforms(list(boards), input_format)
-    mask = np.zeros((len(boards), policy_map.NUM_MOVES), dtype=bool)
-    for row, board in enumerate(boards):
-        _, indices = policy_map.legal_moves_and_indices(board, int(transforms[row]))
-        mask[row, indices] = True
-    return mask
 
 
 def task_sha256(task: Task) -> str:
@@ -234,23 +216,25 @@ def _compute_chunk(
     input_format = int(network.network_format.input)
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, len(rows), batch_size):
-        boards = task.boards(rows[start : start + batch_size])
-        planes = torch.from_numpy(encoding.encode_boards(boards, input_format, "lc0"))
-        planes = planes.to(network.device, network.dtype)
+        positions = PositionBatch.encode(
+            task.boards(rows[start : start + batch_size]), input_format
+        )
+        planes = torch.from_numpy(positions.planes).to(network.device, network.dtype)
         if network.prefers_channels_last:
             planes = planes.contiguous(memory_format=torch.channels_last)
-        legal = torch.from_numpy(legal_masks(boards, input_format))
+        legal = positions.mask()
         with torch.no_grad():
             output, cache = network.run_with_cache(planes, names_filter=hooks)
-            final = legal_log_softmax(output.policy_logits.float().cpu(), legal)
+            final = positions.log_probs(output.policy_logits.float().cpu())
             kls = []
             if lens_hooks:
                 # Every lens layer in one call of the heads (one large batch).
                 stacked = torch.cat([cache[hook] for hook in lens_hooks])
                 lens = network.run_from(network.n_layers - 1, stacked).policy_logits.float().cpu()
                 for number in range(len(lens_hooks)):
-                    part = lens[number * len(boards) : (number + 1) * len(boards)]
-                    kls.append(legal_kl(final, legal_log_softmax(part, legal), legal))
+                    part = lens[number * len(positions) : (number + 1) * len(positions)]
+                    # Clamped: a score of 0 for an unchanged policy, never a rounding −1e-9.
+                    kls.append(legal_kl(final, positions.log_probs(part), legal).clamp_min(0.0))
         batch = {
             "policy_logits": output.policy_logits.float().cpu().numpy(),
             "legal": np.packbits(legal.numpy(), axis=1),
@@ -452,9 +436,6 @@ __all__ = [
     "extract_features",
     "features_path",
     "layer_order",
-    "legal_kl",
-    "legal_log_softmax",
-    "legal_masks",
     "residual_hooks",
     "short_layer",
     "task_sha256",

@@ -24,7 +24,7 @@ from leelalab.anomaly.positions import Task
 from leelalab.anomaly.stockfish import BLUNDER_WIN_CHANCE_LOSS, CachedStockfish, win_chance_loss
 from leelalab.engines import CACHE_FILE
 from leelalab.lc0 import encoding, policy_map
-from leelalab.runs.results import read_h5, run_in_chunks
+from leelalab.runs.results import ChunkPlan, read_h5, run_in_chunks
 
 
 def network_top_moves(store: FeatureStore, task: Task, rows: np.ndarray) -> list[str]:
@@ -93,10 +93,12 @@ def harm_labels(
             task.directory / "harm" / key,
             settings,
             compute,
-            results_file="harm.h5",
-            attrs={"settings": json.dumps(settings)},
-            chunk_size=chunk_size,
-            description="stockfish",
+            ChunkPlan(
+                results_file="harm.h5",
+                attrs={"settings": json.dumps(settings)},
+                chunk_size=chunk_size,
+                description="stockfish",
+            ),
             progress=progress,
         )
     arrays, _ = read_h5(path)

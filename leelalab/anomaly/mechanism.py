@@ -38,7 +38,7 @@ from leelalab.engines import CACHE_FILE
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.puzzles.reader import SkipReport, iter_puzzles, shipped_puzzles_path
-from leelalab.runs.results import read_h5, run_in_chunks, sha256_file
+from leelalab.runs.results import ChunkPlan, read_h5, run_in_chunks, sha256_file
 
 PIECE_VALUES = {chess.KNIGHT: 3, chess.BISHOP: 3, chess.ROOK: 5, chess.QUEEN: 9}
 
@@ -137,9 +137,13 @@ def _network_solves(
 
     tops = read_h5(
         run_in_chunks(
-            rows, work, base, network_moves, results_file="moves.h5", attrs={},
-            chunk_size=1024, description="network", progress=progress,
-        )
+rows,
+work,
+base,
+network_moves,
+ChunkPlan(results_file="moves.h5", attrs={}, chunk_size=1024, description="network"),
+progress=progress,
+)
     )[0]["top"]  # fmt: skip
     return [r for r, top in zip(rows, tops, strict=True) if top == r["move"]]
 
@@ -168,10 +172,13 @@ def _confirmed_by_stockfish(
 
         labels = read_h5(
             run_in_chunks(
-                solved, output / "work" / "stockfish", chunk_settings, label,
-                results_file="labels.h5", attrs={}, chunk_size=128, description="stockfish",
-                progress=progress,
-            )
+solved,
+output / "work" / "stockfish",
+chunk_settings,
+label,
+ChunkPlan(results_file="labels.h5", attrs={}, chunk_size=128, description="stockfish"),
+progress=progress,
+)
         )[0]  # fmt: skip
         engine_name = engine.name
     confirmed = []

@@ -25,15 +25,17 @@ import torch
 from tqdm.auto import tqdm
 
 from leelalab.anomaly.errors import AnomalyError
-from leelalab.anomaly.features import FeatureStore, legal_kl, legal_log_softmax, task_sha256
+from leelalab.anomaly.features import FeatureStore, task_sha256
 from leelalab.anomaly.positions import Task
-from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0 import policy_map
 from leelalab.lc0.weights.file import save_weights
 from leelalab.models.base import LeelaNetwork
+from leelalab.models.batch import PositionBatch, legal_kl, legal_log_softmax
 from leelalab.models.evaluation import run_network
 from leelalab.runs.experiment import Settings, setting
 from leelalab.runs.records import read_run_record, write_run_record
 from leelalab.runs.results import (
+    ChunkPlan,
     read_h5,
     run_in_chunks,
     sha256_file,
@@ -50,22 +52,17 @@ def _reference_chunk(
     packed = store.read("outputs/legal", index)
     legal = torch.from_numpy(np.unpackbits(packed, axis=1)[:, : policy_map.NUM_MOVES].astype(bool))
     wdl_m = store.read("outputs/wdl", index)
-    boards = task.boards(rows)
-    input_format = int(reference.network_format.input)
-    planes = encoding.encode_boards(boards, input_format, "lc0")
-    output = run_network(reference, planes)
-    logits = output.policy_logits.float().cpu()
+    positions = PositionBatch.encode(task.boards(rows), int(reference.network_format.input))
+    output = run_network(reference, positions.planes)
     log_p = legal_log_softmax(logits_m, legal)
-    log_q = legal_log_softmax(logits, legal)
-    transforms = encoding.board_transforms(boards, input_format)
-    tops = []
-    for row, board in enumerate(boards):
-        best = int(log_q[row].masked_fill(~legal[row], float("-inf")).argmax())
-        tops.append(policy_map.index_to_move(board, best, int(transforms[row])).uci())
+    log_q = legal_log_softmax(output.policy_logits.float().cpu(), legal)
+    best = log_q.argmax(1).tolist()
+    tops = [positions.move_at(row, index).uci() for row, index in enumerate(best)]
     wdl = output.wdl.float().cpu().numpy()
     q_m, q = wdl_m[:, 0] - wdl_m[:, 2], wdl[:, 0] - wdl[:, 2]
     return {
-        "kl": legal_kl(log_p, log_q, legal).numpy().astype(np.float64),
+        # Clamped: a score of 0 for an unchanged policy, never a rounding −1e-9.
+        "kl": legal_kl(log_p, log_q, legal).clamp_min(0.0).numpy().astype(np.float64),
         "dq": np.abs(q_m - q).astype(np.float64),
         "q": q.astype(np.float64),
         "top": tops,
@@ -97,10 +94,12 @@ def reference_outputs(
         output,
         settings,
         lambda rows: _reference_chunk(store, task, reference, rows),
-        results_file="outputs.h5",
-        attrs={"settings": json.dumps(settings)},
-        chunk_size=chunk_size,
-        description=f"reference {name}",
+        ChunkPlan(
+            results_file="outputs.h5",
+            attrs={"settings": json.dumps(settings)},
+            chunk_size=chunk_size,
+            description=f"reference {name}",
+        ),
         progress=progress,
     )
     arrays, _ = read_h5(path)
@@ -166,8 +165,11 @@ def distil_student(
 
     def loss_of(index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         out = student(planes[index])
-        log_probs = legal_log_softmax(out.policy_logits, mask[index])
-        policy_loss = -(policy[index] * log_probs).sum(1).mean()
+        legal = mask[index]
+        log_probs = legal_log_softmax(out.policy_logits, legal)
+        # Cross-entropy over the legal moves (0 · −inf would be NaN on the illegal ones).
+        cross = torch.where(legal, policy[index] * log_probs, torch.zeros_like(log_probs))
+        policy_loss = -cross.sum(1).mean()
         value_loss = -(wdl[index] * torch.log(out.wdl.clamp_min(1e-7))).sum(1).mean()
         return policy_loss + value_loss, log_probs, out.wdl
 

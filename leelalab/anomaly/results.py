@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from leelalab.runs.experiment import Results
 from leelalab.runs.records import RecordError, canonical_format, format_name, read_json
 
@@ -70,4 +72,76 @@ def load_results(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return AnomalyResults.load(directory).to_json()
 
 
-__all__ = ["MINIMUM_CLASS_SIZE", "AnomalyResults", "load_results"]
+SCORES_FILE = "scores.h5"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnomalyScores:
+    """The per-position test scores of a run (``RUN/scores.h5``) that the histograms show:
+    whether each test position is anomalous, and each detector's layer-mean score."""
+
+    labels: np.ndarray
+    """(positions,) bool: anomalous."""
+    scores: dict[str, np.ndarray]
+    """Detector name → (positions,) standardised score, mean over layers."""
+
+
+def load_scores(path: str | os.PathLike[str]) -> AnomalyScores:
+    """The scores of a run directory (or its ``scores.h5``); one :class:`RecordError` line
+    naming the file when it is missing, not HDF5, truncated or lacks a dataset."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / SCORES_FILE
+    hint = "run `leelalab anomaly run TASK --output RUN` (it writes scores.h5 beside results.json)"
+    if not path.is_file():
+        raise RecordError(f"{path}: no such scores file; {hint}")
+    import h5py  # lazily: the tables read results without h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            labels = np.asarray(handle["labels"][()]).astype(bool)
+            group = handle["scores"]
+            if not isinstance(group, h5py.Group):
+                raise KeyError("scores")
+            scores = {name: np.asarray(group[f"{name}/aggregate:mean"][()]) for name in group}
+    except KeyError as error:
+        raise RecordError(f"{path}: not the scores of an anomaly run (no {error})") from None
+    except OSError as error:
+        raise RecordError(f"{path}: not a readable HDF5 file ({error})") from None
+    for name, values in scores.items():
+        if values.shape != labels.shape:
+            raise RecordError(
+                f"{path}: {name} has {values.shape[0] if values.ndim else 0} scores for "
+                f"{labels.shape[0] if labels.ndim else 0} labels"
+            )
+    return AnomalyScores(labels=labels, scores=scores)
+
+
+@dataclasses.dataclass(frozen=True)
+class AnomalyRun:
+    """One anomaly run directory, loaded: its name, results and scores (what its figures
+    draw)."""
+
+    name: str
+    results: AnomalyResults
+    scores: AnomalyScores
+
+
+def load_run(directory: str | os.PathLike[str]) -> AnomalyRun:
+    """``results.json`` and ``scores.h5`` of a run directory; one line when either is
+    missing, truncated or of another kind."""
+    directory = Path(directory)
+    results = AnomalyResults.load(directory)
+    return AnomalyRun(name=directory.name, results=results, scores=load_scores(directory))
+
+
+__all__ = [
+    "MINIMUM_CLASS_SIZE",
+    "SCORES_FILE",
+    "AnomalyResults",
+    "AnomalyRun",
+    "AnomalyScores",
+    "load_results",
+    "load_run",
+    "load_scores",
+]

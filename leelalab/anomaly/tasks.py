@@ -50,7 +50,7 @@ from leelalab.inference.networks import bundled_network_name, network_reference
 from leelalab.models.base import LeelaNetwork
 from leelalab.models.evaluation import evaluate
 from leelalab.runs.records import write_run_record
-from leelalab.runs.results import RunDirectory, read_h5, run_in_chunks
+from leelalab.runs.results import ChunkPlan, RunDirectory, read_h5, run_in_chunks
 from leelalab.stats import proportion_ci
 
 
@@ -263,10 +263,7 @@ def _game_positions(
         work / name,
         {**common, "name": name, "per_game": per_game, "min_ply": min_ply},
         compute,
-        results_file="positions.h5",
-        attrs={},
-        chunk_size=1,
-        description=f"{name} games",
+        ChunkPlan(results_file="positions.h5", attrs={}, chunk_size=1, description=f"{name} games"),
         progress=progress,
     )
     arrays, _ = read_h5(path)

@@ -345,8 +345,14 @@ def _dataset_figures(args: argparse.Namespace, network: str) -> list[tuple[str, 
     rows = four_predictions(args.dataset, patching, seed=args.seed)
     figures = [("predictions", plots.prediction_panel(rows, title=f"Four predictions — {network}"))]
     if patching is not None:
+        from leelalab.analyses.predictions import unfiltered_sample
+        from leelalab.patching.residual import PatchingResults
+
         figure = plots.strata_patching_curves(
-            patching, table, title=f"Residual patching per stratum — {network}"
+            PatchingResults.load(patching),
+            table,
+            title=f"Residual patching per stratum — {network}",
+            sample=unfiltered_sample(patching),
         )
         figures.append(("strata_patching", figure))
     if args.coupling:

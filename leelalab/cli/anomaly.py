@@ -199,9 +199,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_anomaly(args: argparse.Namespace) -> int:
+    from leelalab.anomaly.results import load_run
     from leelalab.plots.anomaly import plot_anomaly_runs
 
-    for path in plot_anomaly_runs(args.runs, args.output):
+    # Every run is read before the figure folder is made.
+    runs = [load_run(run) for run in args.runs]
+    for path in plot_anomaly_runs(runs, args.output):
         note(f"wrote {path}")
     return 0
 

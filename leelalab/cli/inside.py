@@ -312,21 +312,28 @@ def check_figures(directory: str | Path, names: Sequence[str], *, overwrite: boo
         raise LeelaLabError(f"{existing[0]} exists; pass --overwrite to replace it")
 
 
-def _plotted(args: argparse.Namespace, results: Any, figures: Sequence[str]) -> None:
-    """Check a plot's input (its results file and run record) and its output."""
+def _plotted(args: argparse.Namespace, results: Any, figures: Sequence[str]) -> tuple[Any, dict]:
+    """A plot's input, loaded (its results and run record; one line when either is missing,
+    truncated or of another kind), after its output was checked."""
     from leelalab.runs.records import read_run_record
 
-    results.load(args.run_dir)
-    read_run_record(args.run_dir, hint=results.HINT)
+    loaded = results.load(args.run_dir)
+    record = read_run_record(args.run_dir, hint=results.HINT)
     check_figures(args.output, figures, overwrite=args.overwrite)
+    return loaded, record
+
+
+def _recorded_network(record: dict[str, Any]) -> str | None:
+    network = record.get("network")
+    return network if isinstance(network, str) else None
 
 
 def cmd_plot_lens(args: argparse.Namespace) -> int:
     from leelalab.analyses.lens_analysis import LensSummary
     from leelalab.plots.inside import plot_lens
 
-    _plotted(args, LensSummary, ("lens_layers", "lens_emergence"))
-    for path in plot_lens(args.run_dir, args.output):
+    summary, record = _plotted(args, LensSummary, ("lens_layers", "lens_emergence"))
+    for path in plot_lens(summary, args.output, network=_recorded_network(record)):
         note(f"wrote {path}")
     return 0
 
@@ -336,8 +343,11 @@ def cmd_plot_refutations(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_refutations
 
     search_settings_of(args.run_dir)
-    _plotted(args, RefutationMeasure, ("refutation_depth",))
-    for path in plot_refutations(args.run_dir, args.output):
+    measure, record = _plotted(args, RefutationMeasure, ("refutation_depth",))
+    settings = record.get("refutation_settings")
+    limit = settings.get("limit", "") if isinstance(settings, dict) else ""
+    stratum = record.get("stratum", "")
+    for path in plot_refutations(measure, args.output, stratum=stratum, limit=limit):
         note(f"wrote {path}")
     return 0
 
@@ -346,10 +356,9 @@ def cmd_plot_future_board(args: argparse.Namespace) -> int:
     from leelalab.plots.inside import plot_future_board
     from leelalab.probing.concepts import ConceptResults
 
-    _plotted(args, ConceptResults, ("future_board",))
-    if args.random_init is not None:
-        ConceptResults.load(args.random_init)
-    for path in plot_future_board(args.run_dir, args.output, random_init=args.random_init):
+    results, _ = _plotted(args, ConceptResults, ("future_board",))
+    random_init = None if args.random_init is None else ConceptResults.load(args.random_init)
+    for path in plot_future_board(results, args.output, random_init=random_init):
         note(f"wrote {path}")
     return 0
 
@@ -358,8 +367,8 @@ def cmd_plot_steering(args: argparse.Namespace) -> int:
     from leelalab.analyses.steering import SteeringSummary
     from leelalab.plots.inside import plot_steering
 
-    _plotted(args, SteeringSummary, ("steering",))
-    for path in plot_steering(args.run_dir, args.output):
+    summary, record = _plotted(args, SteeringSummary, ("steering",))
+    for path in plot_steering(summary, args.output, network=_recorded_network(record)):
         note(f"wrote {path}")
     return 0
 

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from leelalab.cli.common import HelpFormatter, add_group, resolve_positional_aliases
 from leelalab.errors import LeelaLabError
@@ -63,6 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     resolve_positional_aliases(parser, args)
     networks.check(parser, args)
+    _show_notes()
     try:
         return int(args.run(args))
     except LeelaLabError as error:
@@ -84,6 +86,29 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _show_notes() -> None:
+    """The library's notes (``logging``, e.g. "resuming …") as ``leelalab: …`` on stderr."""
+    import logging
+
+    class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+        """Writes to whatever ``sys.stderr`` is when a note is written."""
+
+        @property  # type: ignore[override]
+        def stream(self) -> TextIO:
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value: object) -> None:
+            pass
+
+    logger = logging.getLogger("leelalab")
+    if not any(isinstance(h, logging.StreamHandler) for h in logger.handlers):
+        handler = StderrHandler()
+        handler.setFormatter(logging.Formatter("leelalab: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _one_line(error: BaseException, limit: int = 500) -> str:

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import chess
 
@@ -25,6 +25,10 @@ from leelalab.cli.common import (
     print_table,
 )
 from leelalab.errors import PositionError
+
+if TYPE_CHECKING:
+    from leelalab.lc0.encoding import HistoryMode
+    from leelalab.models.base import LeelaNetwork
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -110,38 +114,75 @@ def cmd_eval(args: argparse.Namespace) -> int:
     output = Path(args.output)
     if output.exists() and not args.overwrite:
         raise PositionError(f"{output} exists; pass --overwrite to replace it")
+    count = write_evaluations(
+        network,
+        args.positions,
+        output,
+        history=args.history,
+        batch_size=args.batch_size,
+        compile=args.compile,
+        progress=not args.no_progress,
+    )
+    note(f"wrote {count} evaluations to {output}")
+    return 0
+
+
+def _json_line_writer() -> Any:
+    """``record -> bytes`` of one JSONL line: orjson when installed (several times faster),
+    else the standard library. Both write the same fields and values; only the bytes of the
+    numbers differ (orjson writes ``0.00001`` where json writes ``1e-05``)."""
+    try:
+        import orjson
+    except ImportError:
+        return lambda record: (json.dumps(record) + "\n").encode()
+    return lambda record: orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def write_evaluations(
+    network: LeelaNetwork,
+    positions: str | Path,
+    output: Path,
+    *,
+    history: HistoryMode = "lc0",
+    batch_size: int = 256,
+    compile: bool = False,
+    progress: bool = True,
+) -> int:
+    """``leelalab eval --positions``: evaluate a JSONL file of positions into ``output`` (one
+    record per input line, written to ``OUTPUT.partial`` and renamed at the end); returns the
+    number of positions."""
     from tqdm.auto import tqdm
 
+    from leelalab.models.evaluation import iter_evaluate
     from leelalab.puzzles.positions import count_positions, read_positions
 
+    line = _json_line_writer()
     partial = output.with_name(output.name + ".partial")
     count = 0
     try:
-        with partial.open("w", encoding="utf-8") as handle:
-            boards = read_positions(args.positions)
+        with partial.open("wb") as handle:
             evaluations = iter_evaluate(
                 network,
-                boards,
-                history=args.history,
-                batch_size=args.batch_size,
-                compile=args.compile,
+                read_positions(positions),
+                history=history,
+                batch_size=batch_size,
+                compile=compile,
             )
             bar = tqdm(
                 evaluations,
                 desc="eval",
                 unit="pos",
-                total=count_positions(args.positions),
-                disable=args.no_progress,
+                total=count_positions(positions) if progress else None,
+                disable=not progress,
                 delay=1.0,  # no bar for runs that end, or fail, at once
             )
             for evaluation in bar:
-                handle.write(json.dumps(evaluation.to_json()) + "\n")
+                handle.write(line(evaluation.to_json()))
                 count += 1
         partial.replace(output)
     finally:
         partial.unlink(missing_ok=True)
-    note(f"wrote {count} evaluations to {output}")
-    return 0
+    return count
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -25,7 +25,6 @@ from leelalab.cli.common import (
     print_table,
 )
 from leelalab.cli.figures import add_figure_overwrite, write_figures
-from leelalab.errors import LeelaLabError
 from leelalab.runs.experiment import Settings, add_settings_options, settings_from_args
 
 T = TypeVar("T")
@@ -188,17 +187,17 @@ def cmd_heads_piece_movement(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_patching(args: argparse.Namespace) -> int:
-    from leelalab.plots.patching import plot_results_directory
+    from leelalab.patching.runs import load_patching_run
+    from leelalab.plots.patching import plot_patching_run
 
-    for directory in args.results:
-        if not Path(directory).is_dir():
-            raise LeelaLabError(f"{directory}: no such results directory")
+    # Every input is read before the figure folder is touched.
+    runs = [load_patching_run(directory, puzzles=args.puzzle) for directory in args.results]
 
     def draw(folder: Path) -> list[Path]:
         written: list[Path] = []
-        for directory in args.results:
-            written += plot_results_directory(
-                directory, folder, metric=args.metric, reduce=args.reduce, puzzles=args.puzzle
+        for run in runs:
+            written += plot_patching_run(
+                run, folder, metric=args.metric, reduce=args.reduce, puzzles=args.puzzle
             )
         return written
 

@@ -104,12 +104,13 @@ def cmd_probe_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_plot_probes(args: argparse.Namespace) -> int:
-    from leelalab.plots.probes import load_results, plot_probe_results
+    from leelalab.plots.probes import plot_probe_results
+    from leelalab.probing.probes import ProbeResults
 
-    for directory in args.results:
-        load_results(directory)  # every input read before a figure is drawn
+    # Every input is read before the figure folder is touched.
+    runs = [ProbeResults.load(directory) for directory in args.results]
     figures = write_figures(
-        args.output, args.overwrite, lambda folder: plot_probe_results(args.results, folder)
+        args.output, args.overwrite, lambda folder: plot_probe_results(runs, folder)
     )
     for path in figures:
         note(f"wrote {path}")

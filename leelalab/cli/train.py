@@ -95,10 +95,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_plot_training(args: argparse.Namespace) -> int:
     from leelalab.plots.boards import save_figure
-    from leelalab.plots.training import load_run, training_figure
+    from leelalab.plots.training import training_figure
+    from leelalab.training.records import load_training_run
 
     output = check_figure_output(args.output, overwrite=args.overwrite)
-    figure = training_figure(load_run(args.network_run), title=args.title or "")
+    figure = training_figure(load_training_run(args.network_run), title=args.title or "")
     for path in save_figure(figure, make_parent(output)):
         note(f"wrote {path}")
     return 0

@@ -28,7 +28,7 @@ from leelalab.engines.limits import Limit
 
 CACHE_FILE = "engine_cache.sqlite"
 """The cache's file name in a run or task directory."""
-CACHE_FORMAT = "leelalab.engines.cache/1"
+CACHE_FORMAT = "leelalab.engine-cache/1"
 
 
 def position_key(board: chess.Board) -> str:

@@ -19,6 +19,7 @@ Needs the ``onnx`` extra: ``pip install "leelalab[onnx]"``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -30,17 +31,7 @@ import numpy as np
 import torch
 
 from leelalab.errors import LeelaLabError, UnsupportedNetworkError
-from leelalab.lc0.weights.enums import (
-    Activation,
-    DefaultActivation,
-    InputEmbedding,
-    InputFormat,
-    MovesLeftFormat,
-    NetworkStructure,
-    OutputFormat,
-    PolicyFormat,
-    ValueFormat,
-)
+from leelalab.lc0.weights.enums import Activation, InputEmbedding, NetworkStructure, PolicyFormat
 from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
 from leelalab.models import LeelaNetwork, NetworkOutput, build_network
 
@@ -157,6 +148,21 @@ def _count(graph: _Graph, pattern: str) -> int:
     return max(found) + 1 if found else 0
 
 
+def _scalar_head(
+    graph: _Graph, transformer: bool, onnx_name: str, conv_name: str, key: str
+) -> dict[str, Any]:
+    """The value or moves-left head: a token embedding (transformer) or a 1x1 convolution
+    (ResNet), then two dense layers; ``key`` is lc0's infix (``ip1_{key}_w``...)."""
+    w: dict[str, Any] = {}
+    if transformer:
+        w.update(_dense(graph, f"/{onnx_name}/embed", f"ip_{key}_w", f"ip_{key}_b"))
+    else:
+        w[conv_name] = _conv(graph, f"/{onnx_name}/conv")
+    w.update(_dense(graph, f"/{onnx_name}/dense1", f"ip1_{key}_w", f"ip1_{key}_b"))
+    w.update(_dense(graph, f"/{onnx_name}/dense2", f"ip2_{key}_w", f"ip2_{key}_b"))
+    return w
+
+
 def weights_from_onnx(model: Any, input_format: int = 1) -> Lc0Weights:
     """Map an lc0-made ONNX ``ModelProto`` back to lc0 weights (see the module docstring)."""
     if model.producer_name == "leelalab":
@@ -237,22 +243,11 @@ def weights_from_onnx(model: Any, input_format: int = 1) -> Lc0Weights:
     else:
         raise UnsupportedNetworkError("unrecognised policy head in the ONNX graph")
 
-    if transformer:
-        w.update(_dense(graph, "/value/embed", "ip_val_w", "ip_val_b"))
-    else:
-        w["value"] = _conv(graph, "/value/conv")
-    w.update(_dense(graph, "/value/dense1", "ip1_val_w", "ip1_val_b"))
-    w.update(_dense(graph, "/value/dense2", "ip2_val_w", "ip2_val_b"))
+    w.update(_scalar_head(graph, transformer, "value", "value", "val"))
     has_mlh = graph.has("/mlh/dense1/matmul/w")
     if has_mlh:
-        if transformer:
-            w.update(_dense(graph, "/mlh/embed", "ip_mov_w", "ip_mov_b"))
-        else:
-            w["moves_left"] = _conv(graph, "/mlh/conv")
-        w.update(_dense(graph, "/mlh/dense1", "ip1_mov_w", "ip1_mov_b"))
-        w.update(_dense(graph, "/mlh/dense2", "ip2_mov_w", "ip2_mov_b"))
+        w.update(_scalar_head(graph, transformer, "mlh", "moves_left", "mov"))
 
-    default = DefaultActivation.MISH if body == Activation.MISH else DefaultActivation.RELU
     ffn = smolgen = Activation.DEFAULT
     if transformer:
         ffn = graph.activation("/encoder0/ffn/dense1")
@@ -261,20 +256,22 @@ def weights_from_onnx(model: Any, input_format: int = 1) -> Lc0Weights:
         smolgen = Activation.DEFAULT if smolgen == body else smolgen
     wdl = "/output/wdl" in graph.outputs
     se = bool(w.get("residual")) and "se" in w["residual"][0]
-    network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL if wdl else OutputFormat.CLASSICAL,
-        network=NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT
+    network_format = NetworkFormat.build(
+        input_format,
+        NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT
         if transformer
         else (
             NetworkStructure.SE_WITH_HEADFORMAT
             if se
             else NetworkStructure.CLASSICAL_WITH_HEADFORMAT
         ),
-        policy=policy,
-        value=ValueFormat.WDL if wdl else ValueFormat.CLASSICAL,
-        moves_left=MovesLeftFormat.V1 if has_mlh else MovesLeftFormat.NONE,
-        default_activation=default,
+        policy,
+        wdl=wdl,
+        moves_left=has_mlh,
+        mish=body == Activation.MISH,
+    )
+    network_format = dataclasses.replace(
+        network_format,
         smolgen_activation=smolgen,
         ffn_activation=ffn,
         input_embedding=InputEmbedding.PE_MAP if transformer else InputEmbedding.NONE,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,17 +51,6 @@ def _insert(tree: dict[str, Any], path: str, value: Any) -> None:
             node[key] = [] if following.isdigit() else {}
         node = node[key]
     node[parts[-1]] = value
-
-
-def _walk(node: Any, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-    if isinstance(node, np.ndarray):
-        yield prefix, node
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            yield from _walk(value, f"{prefix}.{key}" if prefix else key)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            yield from _walk(value, f"{prefix}.{index}")
 
 
 def save_safetensors(network: LeelaNetwork, path: str | os.PathLike[str]) -> Path:
@@ -111,9 +99,10 @@ def load_safetensors_network(path: str | os.PathLike[str]) -> LeelaNetwork:
             f"{path}: malformed leelalab metadata or keys ({error})"
         ) from None
     check_network_format(network_format)
-    for name, values in _walk(tree):
+    weights = Lc0Weights(format=network_format, weights=tree, source=str(path))
+    for name, values in weights.layers():
         if not np.isfinite(values).all():
             raise NonFiniteWeightsError(f"{path}: layer '{name}' holds NaN or infinite values")
-    network = build_network(Lc0Weights(format=network_format, weights=tree, source=str(path)))
+    network = build_network(weights)
     network.source = str(path)
     return network

@@ -419,7 +419,11 @@ def board_transforms(boards: Sequence[chess.Board], input_format: int) -> np.nda
 
 
 def encode_boards(
-    boards: Sequence[chess.Board], input_format: int = 1, history: HistoryMode = "lc0"
+    boards: Sequence[chess.Board],
+    input_format: int = 1,
+    history: HistoryMode = "lc0",
+    *,
+    transforms: np.ndarray | None = None,
 ) -> np.ndarray:
     """Encodes a batch of positions (with their move stacks) as lc0 input planes.
 
@@ -427,6 +431,8 @@ def encode_boards(
         boards: B positions; history comes from ``board.root()`` and ``board.move_stack``.
         input_format: lc0 input format (1, 2, 3, 4, 5, 132 or 133).
         history: ``"lc0"``, ``"none"`` or ``"repeat"`` (see the module docstring).
+        transforms: the boards' :func:`board_transforms`, when the caller has them already
+            (canonical formats only read them; computed here when ``None``).
 
     Returns:
         float32 [B, 112, 8, 8], indexed [board, plane, rank, file] in the side-to-move frame
@@ -442,7 +448,10 @@ def encode_boards(
     for board in boards:
         masks, current = _history_planes(board, fmt, history)
         rows.append((masks + _aux_planes(board, current, fmt), current.rule50, not current.white))
-    transforms = board_transforms(boards, fmt) if fmt.is_canonical else None
+    if not fmt.is_canonical:
+        transforms = None
+    elif transforms is None:
+        transforms = board_transforms(boards, fmt)
     return _rows_to_planes(rows, transforms, fmt)
 
 

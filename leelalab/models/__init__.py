@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 
 from leelalab.errors import (
@@ -32,19 +35,8 @@ def check_network(weights: Lc0Weights) -> None:
 
     Raises what :func:`build_network` raises, naming ``weights.source``.
     """
-    source = weights.source
-    try:
-        with torch.device("meta"):
-            _build(weights)
-    except LeelaLabError as error:
-        if source:
-            raise name_source(error, source) from None
-        raise
-    except (ArithmeticError, IndexError, KeyError, RuntimeError, TypeError, ValueError) as error:
-        raise CorruptWeightsError(
-            f"{source or 'network'}: the layers do not fit together "
-            f"({type(error).__name__}: {error}); if lc0 runs this file, please report a bug"
-        ) from error
+    with _errors_naming(weights.source), torch.device("meta"):
+        _build(weights)
 
 
 def build_network(weights: Lc0Weights) -> LeelaNetwork:
@@ -56,12 +48,18 @@ def build_network(weights: Lc0Weights) -> LeelaNetwork:
 
     Error messages start with ``weights.source`` when it is set.
     """
-    source = weights.source
-    try:
+    with _errors_naming(weights.source):
         # A dry run on the meta device first: every layer size is checked against the file
         # before any memory is allocated, so a corrupt size cannot ask for terabytes.
         check_network(weights)
         return _build(weights)
+
+
+@contextmanager
+def _errors_naming(source: str | None) -> Iterator[None]:
+    """Errors out of building a network as one line that starts with ``source`` when set."""
+    try:
+        yield
     except LeelaLabError as error:
         if source:
             raise name_source(error, source) from None

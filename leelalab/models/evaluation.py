@@ -10,6 +10,7 @@ to move; Q = W − L; moves left in plies when the network has that head.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -20,9 +21,11 @@ import numpy as np
 import torch
 
 from leelalab.errors import NonFiniteOutputError
-from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0 import policy_map
 from leelalab.lc0.encoding import HistoryMode
+from leelalab.models.batch import PositionBatch
 from leelalab.models.outputs import NetworkOutput
+from leelalab.runs.background import Background, fast_thread_switches
 
 if TYPE_CHECKING:
     from leelalab.models.base import LeelaNetwork
@@ -150,23 +153,50 @@ def iter_evaluate(
     batch_size: int = 256,
     compile: bool = False,
 ) -> Iterator[Evaluation]:
-    """Evaluate boards lazily, in input order; see :func:`evaluate`."""
+    """Evaluate boards lazily, in input order; see :func:`evaluate`.
+
+    When a core is left free by the forward pass (an accelerator, or fewer torch threads
+    than cores), the next batch is read and encoded (:class:`PositionBatch`) in a
+    background thread while the network runs on the current one. Either way an error while
+    reading ``boards`` is raised here, in order, after the evaluations before it.
+    """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     input_format = int(network.network_format.input)
-    for batch in _batches(boards, batch_size):
-        planes = encoding.encode_boards(batch, input_format, history)
-        transforms = encoding.board_transforms(batch, input_format)
-        output = run_network(network, planes, compile=compile, pad_to=batch_size)
-        logits = output.policy_logits.float().cpu().numpy()
-        wdl = output.wdl.double().cpu().numpy()
-        moves_left = None if output.moves_left is None else output.moves_left.float().cpu().numpy()
-        for i, board in enumerate(batch):
-            yield Evaluation(
-                policy=legal_policy(board, logits[i], int(transforms[i])),
-                wdl=(float(wdl[i, 0]), float(wdl[i, 1]), float(wdl[i, 2])),
-                moves_left=None if moves_left is None else float(moves_left[i]),
+
+    def prepared() -> Iterator[PositionBatch]:
+        for boards_of_batch in _batches(boards, batch_size):
+            batch = PositionBatch.encode(boards_of_batch, input_format, history)
+            batch.ucis  # noqa: B018 - the move strings too, off the forward pass's thread
+            yield batch
+
+    with contextlib.ExitStack() as stack:
+        batches: Iterable[PositionBatch] = prepared()
+        if _core_left_for_preparation(network.device):
+            batches = stack.enter_context(Background(iter(batches)))
+            stack.enter_context(fast_thread_switches())
+        for batch in batches:
+            output = run_network(network, batch.planes, compile=compile, pad_to=batch_size)
+            policies = batch.policies(output.policy_logits.float().cpu().numpy())
+            wdl = output.wdl.double().cpu().numpy().tolist()
+            moves_left = (
+                [None] * len(batch)
+                if output.moves_left is None
+                else output.moves_left.float().cpu().numpy().tolist()
             )
+            for policy, (w, d, l), m in zip(policies, wdl, moves_left, strict=True):
+                yield Evaluation(policy=policy, wdl=(w, d, l), moves_left=m)
+
+
+def _core_left_for_preparation(device: torch.device) -> bool:
+    """Whether a preparation thread can run beside the forward pass: always on an
+    accelerator, and on CPU when torch's threads leave a core free. When they do not, the
+    two threads only contend for the cores and the GIL, and the run is slower (measured on
+    a 2-core machine, see the README's Benchmarks)."""
+    if device.type != "cpu":
+        return True
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return torch.get_num_threads() < (cores or 1)
 
 
 def evaluate(

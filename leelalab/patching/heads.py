@@ -639,19 +639,21 @@ def _dataset_run(
 ) -> Path:
     """:func:`~leelalab.runs.results.run_in_chunks` over ``puzzles`` with the settings every
     head experiment records (its own ``recorded`` and the dataset's provenance)."""
-    from leelalab.runs.results import dataset_provenance, run_in_chunks
+    from leelalab.runs.results import ChunkPlan, dataset_provenance, run_in_chunks
 
     return run_in_chunks(
         puzzles,
         output,
         recorded | dataset_provenance(network, Path(dataset), chunks.limit),
         chunks.compute,
-        results_file=chunks.results_file,
-        attrs=chunks.attrs,
-        run_record=chunks.run_record,
-        chunk_size=chunks.chunk_size,
-        description=chunks.description,
-        before=chunks.before,
+        ChunkPlan(
+            results_file=chunks.results_file,
+            attrs=chunks.attrs,
+            run_record=chunks.run_record,
+            chunk_size=chunks.chunk_size,
+            description=chunks.description,
+            before=chunks.before,
+        ),
         **chunks.options,
     )
 

@@ -30,9 +30,10 @@ import numpy as np
 import torch
 
 from leelalab.errors import LeelaLabError
-from leelalab.lc0 import encoding, policy_map, squares
+from leelalab.lc0 import encoding, squares
 from leelalab.lc0.weights.enums import InputFormat
 from leelalab.models.base import LeelaNetwork, NetworkOutput
+from leelalab.models.batch import PositionBatch, legal_kl, legal_log_softmax
 from leelalab.puzzles.dataset import DatasetPuzzle
 
 Direction = Literal["noising", "denoising"]
@@ -91,33 +92,17 @@ def prepare_pairs(network: LeelaNetwork, puzzles: Sequence[DatasetPuzzle]) -> Pr
     if missing:
         raise LeelaLabError(f"puzzles without a corruption: {', '.join(missing[:5])}")
     fmt = int(network.network_format.input)
-    clean = [p.clean_board for p in puzzles]
-    corrupted = [p.corrupted_board for p in puzzles]
-    assert all(board is not None for board in corrupted)
+    clean = PositionBatch.encode([p.clean_board for p in puzzles], fmt)
+    corrupted = PositionBatch.encode([p.corrupted_board for p in puzzles], fmt)  # type: ignore[misc]
     device = network.device
-
-    def planes(boards: list) -> torch.Tensor:
-        return torch.from_numpy(encoding.encode_boards(boards, fmt, "lc0")).to(device)
-
-    def legal(boards: list) -> torch.Tensor:
-        transforms = encoding.board_transforms(boards, fmt)
-        masks = [policy_map.legal_mask(b, int(t)) for b, t in zip(boards, transforms, strict=True)]
-        return torch.from_numpy(np.stack(masks)).to(device)
-
     return PreparedPairs(
         list(puzzles),
-        planes(clean),
-        planes(corrupted),  # type: ignore[arg-type]
-        legal(clean),
-        legal(corrupted),  # type: ignore[arg-type]
-        np.stack([squares.permutation(board, fmt) for board in clean]),
+        torch.from_numpy(clean.planes).to(device),
+        torch.from_numpy(corrupted.planes).to(device),
+        clean.mask(device),
+        corrupted.mask(device),
+        np.stack([squares.permutation(board, fmt) for board in clean.boards]),
     )
-
-
-def legal_log_softmax(logits: torch.Tensor, legal: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities over the legal moves (−inf elsewhere), in float64 for stable metrics."""
-    masked = logits.double().masked_fill(~legal, float("-inf"))
-    return torch.log_softmax(masked, dim=-1)
 
 
 def log_odds(log_probs: torch.Tensor, move_index: torch.Tensor) -> torch.Tensor:
@@ -128,10 +113,8 @@ def log_odds(log_probs: torch.Tensor, move_index: torch.Tensor) -> torch.Tensor:
 
 
 def kl_divergence(base_log_probs: torch.Tensor, log_probs: torch.Tensor) -> torch.Tensor:
-    """``KL(base ‖ other)`` per row over the base's legal moves."""
-    p = base_log_probs.exp()
-    terms = torch.where(p > 0, p * (base_log_probs - log_probs), torch.zeros_like(p))
-    return terms.sum(dim=-1)
+    """``KL(base ‖ other)`` per row over the base's legal moves (its finite entries)."""
+    return legal_kl(base_log_probs, log_probs, torch.isfinite(base_log_probs))
 
 
 @dataclass
@@ -144,14 +127,15 @@ class RunMetrics:
 
     @classmethod
     def of(cls, output: NetworkOutput, legal: torch.Tensor, move_index: torch.Tensor) -> RunMetrics:
-        log_probs = legal_log_softmax(output.policy_logits, legal)
+        # float64: the effects are differences of nearly equal log-odds
+        log_probs = legal_log_softmax(output.policy_logits.double(), legal)
         wdl = output.wdl.double()
         return cls(log_probs, log_odds(log_probs, move_index), wdl[:, 0] - wdl[:, 2])
 
 
 def clean_top_moves(output: NetworkOutput, clean_legal: torch.Tensor) -> torch.Tensor:
     """The clean run's most likely legal move (policy index) per row."""
-    return legal_log_softmax(output.policy_logits, clean_legal).argmax(dim=-1)
+    return legal_log_softmax(output.policy_logits.double(), clean_legal).argmax(dim=-1)
 
 
 def effects(

@@ -373,7 +373,7 @@ def run_residual_patching(
     follows :func:`~leelalab.runs.results.run_in_chunks` (``overwrite`` replaces a run with
     other settings).
     """
-    from leelalab.runs.results import dataset_provenance, run_in_chunks
+    from leelalab.runs.results import ChunkPlan, dataset_provenance, run_in_chunks
 
     settings = settings or ResidualPatchingSettings()
     direction, limit = settings.direction, settings.limit
@@ -409,15 +409,17 @@ def run_residual_patching(
         output,
         recorded,
         job,
-        results_file=RESULTS_FILE,
-        attrs=attrs,
-        run_record={
-            "results_format": RESULTS_FORMAT,
-            "sign_convention": SIGN_CONVENTION,
-            "left_out": left_out,
-        },
-        chunk_size=settings.chunk_size,
-        description="residual patching",
+        ChunkPlan(
+            results_file=RESULTS_FILE,
+            attrs=attrs,
+            run_record={
+                "results_format": RESULTS_FORMAT,
+                "sign_convention": SIGN_CONVENTION,
+                "left_out": left_out,
+            },
+            chunk_size=settings.chunk_size,
+            description="residual patching",
+        ),
         progress=progress,
         overwrite=overwrite,
         executor=executor,

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,7 +28,6 @@ from leelalab.analyses.predictions import (
     MoveLift,
     Prediction,
     PuzzleTable,
-    unfiltered_sample,
 )
 from leelalab.analyses.search import (
     DEPTH_BINS,
@@ -42,6 +41,9 @@ from leelalab.analyses.strata import STRATA
 from leelalab.analyses.themes import ThemeAnalysis
 from leelalab.plots.boards import PAPER_STYLE, _pyplot
 from leelalab.stats import Estimate
+
+if TYPE_CHECKING:
+    from leelalab.patching.residual import PatchingResults
 
 STRATUM_COLORS = {
     "paper": "#e69f00",
@@ -156,23 +158,29 @@ def _wrap(text: str, width: int) -> str:
 
 
 def strata_patching_curves(
-    results_path: Any, table: PuzzleTable, *, title: str, groups: Sequence[str] = ()
+    results: PatchingResults,
+    table: PuzzleTable,
+    *,
+    title: str,
+    groups: Sequence[str] = (),
+    sample: Collection[str] | None = None,
 ) -> Any:
-    """Mean ± 95% CI (bootstrap) per layer of each square group's effect, per stratum."""
-    from leelalab.patching.residual import PatchingResults
+    """Mean ± 95% CI (bootstrap) per layer of each square group's effect, per stratum.
+    ``sample``: the unfiltered sample's puzzle ids written beside strata-patching results
+    (:func:`~leelalab.analyses.predictions.unfiltered_sample`); the unfiltered and
+    weak-solved strata are then drawn from it, as in prediction 1."""
     from leelalab.plots.patching import GROUP_COLORS, GROUP_LABELS
     from leelalab.puzzles.dataset import SQUARE_GROUPS
     from leelalab.stats import mean_ci
 
     plt = _pyplot()
     groups = list(groups) or ["target_1", "target_3", "corrupted", "other"]
-    results = PatchingResults.load(results_path)
     effects = results.effects("log_odds")
     position = {pid: i for i, pid in enumerate(table.ids)}
     rows = np.array([position.get(str(pid), -1) for pid in results.arrays["puzzle_ids"]])
     layers = results.layers
     # The unfiltered (and weak-solved) strata by their random sample, as in prediction 1.
-    sampled = unfiltered_sample(results_path)
+    sampled = None if sample is None else {str(pid) for pid in sample}
     in_sample = np.array([str(pid) in (sampled or ()) for pid in results.arrays["puzzle_ids"]])
     handles: dict[str, Any] = {}
     with plt.rc_context(PAPER_STYLE):

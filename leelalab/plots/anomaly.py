@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
-from leelalab.anomaly.evaluation import load_results
 from leelalab.anomaly.features import layer_order, short_layer
+from leelalab.anomaly.results import AnomalyResults, AnomalyRun, AnomalyScores
 from leelalab.errors import LeelaLabError
 from leelalab.plots.boards import PAPER_STYLE, _pyplot, save_figure
 
@@ -52,14 +51,14 @@ TASK_TITLES = {
 }
 
 
-def _network_name(results: dict[str, Any]) -> str:
-    return Path(str(results["network"])).name.removesuffix(".pb.gz")
+def _network_name(results: AnomalyResults) -> str:
+    return Path(str(results.network)).name.removesuffix(".pb.gz")
 
 
-def _title(results: dict[str, Any]) -> str:
-    test = results["test"]
+def _title(results: AnomalyResults) -> str:
+    test = results.test
     return (
-        f"{TASK_TITLES.get(results['task'], results['task'])}\n{_network_name(results)}; "
+        f"{TASK_TITLES.get(results.task, results.task)}\n{_network_name(results)}; "
         f"test n={test['positions']} ({test['anomalous']} anomalous)"
     )
 
@@ -69,11 +68,11 @@ def _tick(hook: str) -> str:
     return label.removeprefix("block ").replace(" head", "\nhead")
 
 
-def auroc_figure(results: dict[str, Any], *, width: float = 6.2) -> Any:
+def auroc_figure(results: AnomalyResults, *, width: float = 6.2) -> Any:
     """AUROC (bootstrap 95% CI) per layer for every detector; output-level detectors at
     "output"; the supervised probe dashed; chance at 0.5."""
     plt = _pyplot()
-    detectors = results["detectors"]
+    detectors = results.detectors
     hooks: list[str] = []
     for entry in detectors.values():
         for layer in entry["layers"]:
@@ -113,19 +112,17 @@ def auroc_figure(results: dict[str, Any], *, width: float = 6.2) -> Any:
     return figure
 
 
-def histogram_figure(run: str | os.PathLike[str], results: dict[str, Any]) -> Any:
+def histogram_figure(results: AnomalyResults, scores: AnomalyScores) -> Any:
     """Per detector, histograms of the layer-mean standardised score, normal vs anomalous."""
     plt = _pyplot()
-    with h5py.File(Path(run) / "scores.h5", "r") as handle:
-        labels = handle["labels"][()].astype(bool)
-        scores = {name: handle[f"scores/{name}/aggregate:mean"][()] for name in handle["scores"]}
-    names = [name for name in results["detectors"] if name in scores]
+    labels = scores.labels
+    names = [name for name in results.detectors if name in scores.scores]
     columns = 4
     rows = int(np.ceil(len(names) / columns))
     with plt.rc_context(PAPER_STYLE):
         figure, axes = plt.subplots(rows, columns, figsize=(7.0, 1.45 * rows + 0.5), squeeze=False)
         for ax, name in zip(axes.flat, names, strict=False):
-            values = scores[name]
+            values = scores.scores[name]
             low, high = np.quantile(values, [0.005, 0.995])
             bins = np.linspace(low, high if high > low else low + 1, 31)
             for mask, label, color in (
@@ -136,7 +133,7 @@ def histogram_figure(run: str | os.PathLike[str], results: dict[str, Any]) -> An
                     np.clip(values[mask], bins[0], bins[-1]), bins=bins, density=True, alpha=0.55,
                     color=color, label=f"{label} (n={int(mask.sum())})",
                 )  # fmt: skip
-            auroc = results["detectors"][name]["aggregate"]["mean"]["auroc"]["value"]
+            auroc = results.detectors[name]["aggregate"]["mean"]["auroc"]["value"]
             ax.set_title(f"{name}  AUROC {auroc:.2f}", fontsize=6.5)
             ax.tick_params(labelsize=5.5)
             ax.spines[["top", "right"]].set_visible(False)
@@ -153,7 +150,7 @@ def histogram_figure(run: str | os.PathLike[str], results: dict[str, Any]) -> An
 
 
 def coverage_risk_figure(
-    runs: Sequence[dict[str, Any]], *, detectors: Sequence[str] = HEADLINE
+    runs: Sequence[AnomalyResults], *, detectors: Sequence[str] = HEADLINE
 ) -> Any:
     """The headline: per task, selective risk of "answer with M unless the detector flags"
     against coverage, with "always M" and "always m" (weak, student) as points at coverage
@@ -167,7 +164,7 @@ def coverage_risk_figure(
         width = 2.5 * len(runs) + 0.4 + legend_width
         figure, axes = plt.subplots(1, len(runs), figsize=(width, 3.3), squeeze=False, sharex=True)
         for ax, results in zip(axes[0], runs, strict=True):
-            section = results.get("coverage_risk")
+            section = results.coverage_risk
             if not section:
                 ax.text(0.5, 0.5, "no harm labels\n(run with --depth)", ha="center", va="center")
                 continue
@@ -184,7 +181,7 @@ def coverage_risk_figure(
                 if name not in section["curves"]:
                     continue
                 curve = section["curves"][name]
-                supervised = results["detectors"][name]["supervised"]
+                supervised = results.detectors[name]["supervised"]
                 ax.plot(
                     curve["coverage"], curve["risk"], color=DETECTOR_COLORS.get(name, "#444444"),
                     lw=1.0, ls="--" if supervised else "-",
@@ -206,15 +203,15 @@ def coverage_risk_figure(
             ax.set_ylim(bottom=0)
             ax.set_xlabel("coverage (share answered)")
             ax.spines[["top", "right"]].set_visible(False)
-            test = results["test"]
+            test = results.test
             ax.set_title(
-                f"{TASK_TITLES.get(results['task'], results['task'])}\nM = "
+                f"{TASK_TITLES.get(results.task, results.task)}\nM = "
                 f"{_network_name(results)}; n={test['positions']}, {test['anomalous']} anomalous",
                 fontsize=6.5,
             )
         axes[0][0].set_ylabel("risk: blunders among answered")
         handles, labels = axes[0][0].get_legend_handles_labels()
-        harm = runs[0].get("coverage_risk") or {}
+        harm = runs[0].coverage_risk or {}
         text = (
             "Distillation versus MAD: answer with M unless the detector flags (layer-mean score), "
             f"or always answer with m. Harm: {harm.get('harm', '')}"
@@ -235,10 +232,8 @@ def coverage_risk_figure(
     return figure
 
 
-def plot_anomaly_runs(
-    runs: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
-) -> list[Path]:
-    """Every figure for the given run directories: per run AUROC-by-layer and histograms,
+def plot_anomaly_runs(runs: Sequence[AnomalyRun], out: str | os.PathLike[str]) -> list[Path]:
+    """Every figure for the given (loaded) runs: per run AUROC-by-layer and histograms,
     and one coverage–risk figure over all runs."""
     if not runs:
         raise LeelaLabError("give at least one anomaly run directory")
@@ -246,18 +241,15 @@ def plot_anomaly_runs(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    loaded = []
     for run in runs:
-        results = load_results(run)
-        loaded.append(results)
-        stem = f"{results['task']}_{Path(run).name}"
+        stem = f"{run.results.task}_{run.name}"
         for figure, name in (
-            (auroc_figure(results), "auroc"),
-            (histogram_figure(run, results), "histograms"),
+            (auroc_figure(run.results), "auroc"),
+            (histogram_figure(run.results, run.scores), "histograms"),
         ):
             paths += save_figure(figure, out / f"anomaly_{name}_{stem}")
             plt.close(figure)
-    figure = coverage_risk_figure(loaded)
+    figure = coverage_risk_figure([run.results for run in runs])
     paths += save_figure(figure, out / "anomaly_coverage_risk")
     plt.close(figure)
     return paths

@@ -3,15 +3,19 @@ refutation-depth curve, layer × horizon future-board heatmaps, steering bars.""
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from leelalab.errors import LeelaLabError
 from leelalab.plots.boards import PAPER_STYLE, _pyplot, save_figure
+
+if TYPE_CHECKING:
+    from leelalab.analyses.lens_analysis import LensSummary
+    from leelalab.analyses.refutation import RefutationMeasure
+    from leelalab.analyses.steering import SteeringSummary
+    from leelalab.probing.concepts import ConceptResults
 
 BLUE, ORANGE, GREEN, GREY, PURPLE, RED = (
     "#0072b2",
@@ -32,12 +36,6 @@ GROUP_COLORS = {
 }
 
 
-def _json(path: Path, hint: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise LeelaLabError(f"{path.parent}: no {path.name} ({hint})")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
 def _interval(estimates: list[dict[str, Any] | None]) -> tuple[np.ndarray, np.ndarray]:
     """Values and asymmetric error bars (2, n) of a list of ``Estimate.to_json`` dicts."""
     value = np.array([np.nan if e is None or e["value"] is None else e["value"] for e in estimates])
@@ -46,24 +44,23 @@ def _interval(estimates: list[dict[str, Any] | None]) -> tuple[np.ndarray, np.nd
     return value, np.vstack([value - low, high - value])
 
 
-def _network_name(run: dict[str, Any]) -> str:
-    network = run.get("network") or ""
-    return Path(str(network)).name.replace(".pb.gz", "") or "network"
+def _network_name(network: str | None) -> str:
+    """The name a figure shows for a network source as its run record holds it."""
+    return Path(str(network or "")).name.replace(".pb.gz", "") or "network"
 
 
 # lens -------------------------------------------------------------------------------------
 
 
-def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
+def lens_figures(summary: LensSummary, *, network: str | None = None) -> dict[str, Any]:
     """``lens_layers`` (KL to the output and solution top-1 by layer) and ``lens_emergence``
-    (layer of emergence vs line length; found-then-lost and forgotten rates per group)."""
-    directory = Path(directory)
-    summary = _json(directory / "summary.json", "run `leelalab lens run` first")
-    run = _json(directory / "run.json", "run `leelalab lens run` first")
-    layers = summary["layers"]
+    (layer of emergence vs line length; found-then-lost and forgotten rates per group).
+    ``network``: the run's network as its run record names it (the titles show its name)."""
+    layers = summary.layers
     labels = ["in" if layer == -1 else str(layer) for layer in layers]
-    name = _network_name(run)
-    kinds = [kind for kind in ("logit", "tuned") if kind in summary]
+    name = _network_name(network)
+    lenses = summary.kinds()
+    kinds = list(lenses)
     plt = _pyplot()
     figures = {}
     with plt.rc_context(PAPER_STYLE):
@@ -72,7 +69,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
         # The lens is told by line style in both panels (solid logit, dashed tuned): on the
         # right, colours are puzzle groups, so they cannot also mean the lens here.
         for kind, style in zip(kinds, ("-", "--"), strict=False):
-            groups = summary[kind]["groups"]
+            groups = lenses[kind]["groups"]
             value, error = _interval(groups["all"]["kl_by_layer"])
             kl_ax.errorbar(
                 x + (0.08 if style == "--" else 0),
@@ -93,7 +90,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
         kl_ax.legend(frameon=False, fontsize=6)
         shown = ("paper", "unfiltered", "weak-solved", "strong-missed")
         for kind, style in zip(kinds, ("-", "--"), strict=False):
-            groups = summary[kind]["groups"]
+            groups = lenses[kind]["groups"]
             for group in shown:
                 value, error = _interval(groups[group]["top1_by_layer"])
                 top_ax.errorbar(
@@ -107,7 +104,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
                     capsize=1.5,
                     lw=1,
                 )
-        groups = summary[kinds[0]]["groups"]
+        groups = lenses[kinds[0]]["groups"]
         for group in shown:
             top_ax.plot(
                 [], [], color=GROUP_COLORS[group], label=f"{group} (n={groups[group]['n']})"
@@ -128,7 +125,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
 
         figure, (em_ax, rate_ax) = plt.subplots(1, 2, figsize=(8.0, 2.8))
         for offset, (kind, color) in enumerate(zip(kinds, (BLUE, ORANGE), strict=False)):
-            by_length = summary[kind]["unfiltered_by_line_length"]
+            by_length = lenses[kind]["unfiltered_by_line_length"]
             bins = [b for b in by_length if by_length[b]["n"] > 0]
             value, error = _interval([by_length[b]["emergence_layer_mean"] for b in bins])
             em_ax.errorbar(
@@ -152,7 +149,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
         width = 0.2
         bars = [("found_then_lost", "found then lost"), ("forgotten", "forgotten (lost at end)")]
         for k, kind in enumerate(kinds):
-            groups = summary[kind]["groups"]
+            groups = lenses[kind]["groups"]
             for j, (key, text) in enumerate(bars):
                 value, error = _interval([groups[g][key] for g in groups_shown])
                 position = np.arange(len(groups_shown)) + (2 * k + j - 1.5) * width
@@ -169,7 +166,7 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
         rate_ax.set_xticks(
             np.arange(len(groups_shown)),
             [
-                f"{g.replace('-', '-' + chr(10))}\n(n={summary[kinds[0]]['groups'][g]['n']})"
+                f"{g.replace('-', '-' + chr(10))}\n(n={lenses[kinds[0]]['groups'][g]['n']})"
                 for g in groups_shown
             ],
             fontsize=6.5,
@@ -185,21 +182,21 @@ def lens_figures(directory: str | os.PathLike[str]) -> dict[str, Any]:
     return figures
 
 
-def plot_lens(directory: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
-    return _save(lens_figures(directory), out)
+def plot_lens(
+    summary: LensSummary, out: str | os.PathLike[str], *, network: str | None = None
+) -> list[Path]:
+    return _save(lens_figures(summary, network=network), out)
 
 
 # refutations ------------------------------------------------------------------------------
 
 
-def refutation_figure(directory: str | os.PathLike[str]) -> Any:
+def refutation_figure(measure: RefutationMeasure, *, stratum: str = "", limit: str = "") -> Any:
     """1st-move log-odds drop vs refutation depth: refutation, control and their paired
-    difference for each measured network."""
-    directory = Path(directory)
-    measure = _json(directory / "measure.json", "run `leelalab refutations measure` first")
-    run = _json(directory / "run.json", "run `leelalab refutations find` first")
+    difference for each measured network. ``stratum`` and ``limit`` (Stockfish's) are the
+    search's, as its run record holds them (for the title)."""
     plt = _pyplot()
-    depths = [int(k) for k in measure["depths"]]
+    depths = [int(k) for k in measure.depths]
     from matplotlib.lines import Line2D
 
     with plt.rc_context(PAPER_STYLE):
@@ -207,10 +204,10 @@ def refutation_figure(directory: str | os.PathLike[str]) -> Any:
         # One colour = one network in both panels; on the left, the line style and the
         # marker's fill tell refutations (solid, filled) from controls (dashed, open).
         roles = {"refutation": ("-", "full"), "control": ("--", "none")}
-        for number, (label, entry) in enumerate(measure["networks"].items()):
+        for number, (label, entry) in enumerate(measure.networks.items()):
             color = REFUTATION_COLORS.get(label, (GREEN, PURPLE)[number % 2])
             marker = {"strong": "o", "weak": "s"}.get(label, "^")
-            name = _network_name(entry)
+            name = _network_name(entry.get("network"))
             paired = [entry["depths"][str(k)]["paired"] for k in depths]
             counts = ", ".join(f"k={k}: {p['n']}" for k, p in zip(depths, paired, strict=True))
             for role, (ls, fill) in roles.items():
@@ -254,18 +251,24 @@ def refutation_figure(directory: str | os.PathLike[str]) -> Any:
         drop_ax.set_title("refutations vs matched controls")
         diff_ax.set_ylabel("refutation − control (paired)")
         diff_ax.set_title("sensitivity to refutations at depth k")
-        settings = run.get("refutation_settings", {})
         figure.suptitle(
-            f"refutation depth: {measure['puzzles']} {run.get('stratum', '')} puzzles, "
-            f"Stockfish {settings.get('limit', '')}; mean ± 95% bootstrap CI",
+            f"refutation depth: {measure.puzzles} {stratum} puzzles, "
+            f"Stockfish {limit}; mean ± 95% bootstrap CI",
             fontsize=8,
         )
         figure.tight_layout()
     return figure
 
 
-def plot_refutations(directory: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
-    return _save({"refutation_depth": refutation_figure(directory)}, out)
+def plot_refutations(
+    measure: RefutationMeasure,
+    out: str | os.PathLike[str],
+    *,
+    stratum: str = "",
+    limit: str = "",
+) -> list[Path]:
+    figure = refutation_figure(measure, stratum=stratum, limit=limit)
+    return _save({"refutation_depth": figure}, out)
 
 
 # future board -----------------------------------------------------------------------------
@@ -286,25 +289,18 @@ def arrival_scale_top(grids: list[np.ndarray]) -> float:
     return round(min(1.0, max(0.05, float(np.ceil(round(top / 0.05, 9))) * 0.05)), 2)
 
 
-def future_board_figure(
-    directory: str | os.PathLike[str], random_init: str | os.PathLike[str] | None = None
-) -> Any:
+def future_board_figure(results: ConceptResults, random_init: ConceptResults | None = None) -> Any:
     """Heatmaps (horizon × layer) of arrival accuracy for the trained network, the control
     task and the random-init network, and static-concept curves by layer."""
-    results = _json(Path(directory) / "results.json", "run `leelalab future-board` first")
-    random = (
-        _json(Path(random_init) / "results.json", "run `leelalab future-board` on it")
-        if random_init
-        else None
-    )
-    horizons = [k for k in results["config"]["horizons"] if k > 0]
-    layers = [_layer_label(r["hook"]) for r in results["results"]]
+    random = random_init
+    horizons = [k for k in results.config["horizons"] if k > 0]
+    layers = [_layer_label(r["hook"]) for r in results.results]
     panels = [("trained network", results, "arrival_accuracy", "scores")]
     panels.append(("control task (targets permuted)", results, "arrival_accuracy", "control"))
     if random is not None:
         panels.append(("random-init network", random, "arrival_accuracy", "scores"))
     plt = _pyplot()
-    name = Path(str(results.get("network") or "")).name.replace(".pb.gz", "")
+    name = Path(str(results.network or "")).name.replace(".pb.gz", "")
     with plt.rc_context(PAPER_STYLE):
         figure = plt.figure(figsize=(2.1 * len(panels) + 3.4, 2.9), constrained_layout=True)
         grid = figure.add_gridspec(1, len(panels) + 2, width_ratios=[1] * len(panels) + [0.06, 1.5])
@@ -314,7 +310,7 @@ def future_board_figure(
         grids = []
         for _, source, metric, key in panels:
             grid = np.full((len(horizons), len(layers)), np.nan)
-            for j, layer in enumerate(source["results"]):
+            for j, layer in enumerate(source.results):
                 for i, k in enumerate(horizons):
                     entry = layer["targets"].get(f"board_ply{k}", {}).get(key)
                     value = entry.get(metric, {}).get("mean") if entry else None
@@ -356,13 +352,13 @@ def future_board_figure(
             ("gives_check", "balanced_accuracy", "1st move gives check (bal. acc.)", RED),
         ]
         x = np.arange(len(layers))
-        seeds = len(results["config"]["seeds"])
+        seeds = len(results.config["seeds"])
         for target, metric, text, color in concepts:
             for source, ls in ((results, "-"), (random, "--")):
-                if source is None or target not in source["results"][0]["targets"]:
+                if source is None or target not in source.results[0]["targets"]:
                     continue
-                mean = [r["targets"][target]["scores"][metric]["mean"] for r in source["results"]]
-                std = [r["targets"][target]["scores"][metric]["std"] for r in source["results"]]
+                mean = [r["targets"][target]["scores"][metric]["mean"] for r in source.results]
+                std = [r["targets"][target]["scores"][metric]["std"] for r in source.results]
                 # One seed has no spread: no error bars rather than bars of zero width.
                 std = None if seeds == 1 else [np.nan if v is None else v for v in std]
                 ax.errorbar(
@@ -388,7 +384,7 @@ def future_board_figure(
         ax.spines[["top", "right"]].set_visible(False)
         spread = "1 seed, no spread" if seeds == 1 else f"mean of {seeds} seeds, bars ± std"
         figure.suptitle(
-            f"{name}: future board after k plies (13 classes per square), {results['puzzles']} "
+            f"{name}: future board after k plies (13 classes per square), {results.puzzles} "
             f"puzzles, 30% held out, {spread}",
             fontsize=7,
         )
@@ -396,25 +392,23 @@ def future_board_figure(
 
 
 def plot_future_board(
-    directory: str | os.PathLike[str],
+    results: ConceptResults,
     out: str | os.PathLike[str],
     *,
-    random_init: str | os.PathLike[str] | None = None,
+    random_init: ConceptResults | None = None,
 ) -> list[Path]:
-    return _save({"future_board": future_board_figure(directory, random_init)}, out)
+    return _save({"future_board": future_board_figure(results, random_init)}, out)
 
 
 # steering ---------------------------------------------------------------------------------
 
 
-def steering_figure(directory: str | os.PathLike[str]) -> Any:
+def steering_figure(summary: SteeringSummary, *, network: str | None = None) -> Any:
     """Per scale, bars by layer: success of the probe direction vs random directions of the
-    same norm (95% bootstrap CIs over puzzles), with the probe's own hit rate as dots."""
-    directory = Path(directory)
-    summary = _json(directory / "summary.json", "run `leelalab steer` first")
-    run = _json(directory / "run.json", "run `leelalab steer` first")
-    scales = summary["config"]["scales"]
-    layers = summary["config"]["layers"]
+    same norm (95% bootstrap CIs over puzzles), with the probe's own hit rate as dots.
+    ``network``: the run's network as its run record names it (the title shows its name)."""
+    scales = summary.config["scales"]
+    layers = summary.config["layers"]
     plt = _pyplot()
     with plt.rc_context(PAPER_STYLE):
         figure, axes = plt.subplots(
@@ -423,7 +417,7 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
         axes = np.atleast_1d(axes)
         width = 0.38
         for ax, scale in zip(axes, scales, strict=True):
-            rows = [r for r in summary["rows"] if r["scale"] == scale]
+            rows = [r for r in summary.rows if r["scale"] == scale]
             rows.sort(key=lambda r: layers.index(r["layer"]))
             x = np.arange(len(rows))
             for offset, key, color, text in (
@@ -448,10 +442,10 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
             loc="lower center",
             ncol=3,
         )
-        name = _network_name(run)
+        name = _network_name(network)
         figure.suptitle(
             f"{name}: steering the 1st-move square towards '3rd-move target = s′' — "
-            f"{summary['puzzles']} held-out puzzles, {summary['targets']} targets; "
+            f"{summary.puzzles} held-out puzzles, {summary.targets} targets; "
             "mean ± 95% CI",
             fontsize=7,
         )
@@ -459,8 +453,10 @@ def steering_figure(directory: str | os.PathLike[str]) -> Any:
     return figure
 
 
-def plot_steering(directory: str | os.PathLike[str], out: str | os.PathLike[str]) -> list[Path]:
-    return _save({"steering": steering_figure(directory)}, out)
+def plot_steering(
+    summary: SteeringSummary, out: str | os.PathLike[str], *, network: str | None = None
+) -> list[Path]:
+    return _save({"steering": steering_figure(summary, network=network)}, out)
 
 
 def _save(figures: dict[str, Any], out: str | os.PathLike[str]) -> list[Path]:

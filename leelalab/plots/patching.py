@@ -8,7 +8,8 @@
   95% Wilson intervals and the chance level;
 - :func:`head_grid` — the layers × heads grid of head patching or head search (Fig. 4);
 - :func:`percentile_plot` — percentile curves with confidence bands (Figs. 5 and 7);
-- :func:`plot_results_directory` — every figure a results directory supports.
+- :func:`plot_patching_run` — every figure a loaded run supports
+  (:func:`~leelalab.patching.runs.load_patching_run` loads one).
 
 Colours keep one meaning everywhere (:data:`GROUP_COLORS`, shared with
 :data:`leelalab.plots.boards.COLORS`): 1st-move target blue, 3rd-move target orange, corrupted
@@ -22,8 +23,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import chess
 import numpy as np
@@ -41,6 +43,9 @@ from leelalab.plots.boards import (
     save_figure,
 )
 from leelalab.puzzles.dataset import SQUARE_GROUPS
+
+if TYPE_CHECKING:  # the patching modules import torch; figures need only the loaded run
+    from leelalab.patching.runs import PatchingRun
 
 GROUP_COLORS = {
     "corrupted": COLORS["corrupted"],
@@ -283,13 +288,21 @@ def _curve_limits(tables: Sequence[Mapping[str, Any]]) -> tuple[float, float]:
     return low - margin, high + margin
 
 
+@dataclass(frozen=True)
+class Measure:
+    """What effect curves show: the metric, the patching direction, and how each group's
+    squares are reduced to one number (``max`` or ``mean``)."""
+
+    metric: str = "log_odds"
+    direction: str = "noising"
+    reduce: str = "max"
+
+
 def group_curves(
     curves: Mapping[str, Any],
     layers: Sequence[int],
     *,
-    metric: str = "log_odds",
-    direction: str = "noising",
-    reduce: str = "max",
+    measure: Measure = Measure(),
     title: str = "",
     groups: Sequence[str] = SQUARE_GROUPS,
     ylim: tuple[float, float] | None = None,
@@ -298,6 +311,7 @@ def group_curves(
     """Effect vs layer per square group, mean ± 2 SEM bands (``curves`` from
     :meth:`PatchingResults.group_table` / :func:`group_effects`); every group of ``groups``
     is in the legend with its number of puzzles."""
+    metric, direction, reduce = measure.metric, measure.direction, measure.reduce
     plt = _pyplot()
     with plt.rc_context(PAPER_STYLE):
         figure, ax = plt.subplots(figsize=(width, width * 0.6))
@@ -325,9 +339,7 @@ def subset_panels(
     layers: Sequence[int],
     counts: Mapping[str, int],
     *,
-    metric: str = "log_odds",
-    direction: str = "noising",
-    reduce: str = "max",
+    measure: Measure = Measure(),
     network: str | None = None,
     groups: Sequence[str] = SQUARE_GROUPS,
     columns: int = 4,
@@ -342,6 +354,7 @@ def subset_panels(
     The key of groups (colour and line style) is shared; under each panel, every group's
     number of puzzles in that subset, in the group's colour and order.
     """
+    metric, direction, reduce = measure.metric, measure.direction, measure.reduce
     plt = _pyplot()
     from matplotlib.lines import Line2D
 
@@ -631,50 +644,41 @@ def _layers_attr(attrs: Mapping[str, Any]) -> list[int]:
     return [int(x) for x in json.loads(attrs["layers"])]
 
 
-def _settings(directory: Path) -> dict[str, Any]:
-    """The run's recorded settings (network source, direction, ...), or ``{}``."""
-    try:
-        settings = json.loads((directory / "settings.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return settings if isinstance(settings, dict) else {}
-
-
-def plot_results_directory(
-    directory: str | os.PathLike[str],
+def plot_patching_run(
+    run: PatchingRun,
     out: str | os.PathLike[str],
     *,
     metric: str = "log_odds",
     reduce: str = "max",
     puzzles: Sequence[str] = (),
 ) -> list[Path]:
-    """Every figure the results in ``directory`` support; returns the written files.
+    """Every figure the loaded results of a run support; returns the written files.
 
     Residual patching gives ``groups_<metric>_subsets`` (every subset, one panel each, shared
     y-axis), ``groups_<metric>_<subset>`` per subset (all on the same y-range),
-    ``rank_target3_<metric>`` and ``board_<puzzle>_<metric>``; head analyses give their grids
-    and percentile plots. The network's name and the direction come from the run's
-    ``settings.json`` (or the results file).
+    ``rank_target3_<metric>`` and ``board_<puzzle>_<metric>`` (``puzzles``, default the first
+    patched one; load the run with the same ``puzzles`` for their clean positions); head
+    analyses give their grids and percentile plots. The network's name and the direction
+    come from the run's recorded settings (or the results).
     """
     from leelalab.patching import heads
-    from leelalab.patching.residual import RESULTS_FILE, PatchingResults
-    from leelalab.runs.records import read_result
 
-    directory, out = Path(directory), Path(out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     plt = _pyplot()
     written: list[Path] = []
-    settings = _settings(directory)
-    network = settings.get("network")
+    settings = run.settings
+    network = run.network
 
     def save(figure: Any, name: str) -> None:
         written.extend(save_figure(figure, out / name))
         plt.close(figure)
 
-    if (directory / RESULTS_FILE).is_file():
-        results = PatchingResults.load(directory)
+    if run.residual is not None:
+        results = run.residual
         network = network or results.network
         direction = results.direction
+        measure = Measure(metric, direction, reduce)
         heading = _heading(network, direction)
         masks = results.subsets()
         tables = {
@@ -684,15 +688,7 @@ def plot_results_directory(
         }
         counts = {subset: int(masks[subset].sum()) for subset in tables}
         save(
-            subset_panels(
-                tables,
-                results.layers,
-                counts,
-                metric=metric,
-                direction=direction,
-                reduce=reduce,
-                network=network,
-            ),
+            subset_panels(tables, results.layers, counts, measure=measure, network=network),
             f"groups_{metric}_subsets",
         )
         ylim = _curve_limits(list(tables.values()))
@@ -702,9 +698,7 @@ def plot_results_directory(
                 group_curves(
                     curves,
                     results.layers,
-                    metric=metric,
-                    direction=direction,
-                    reduce=reduce,
+                    measure=measure,
                     ylim=ylim,
                     title=f"{heading}\n{subset}: {counts[subset]} puzzles, mean ± 2 SEM of the "
                     f"{reduce} over each group's squares",
@@ -726,15 +720,14 @@ def plot_results_directory(
         ids = list(results.arrays["puzzle_ids"])
         chosen = list(puzzles) or ids[:1]
         for puzzle in chosen:
-            fen = _clean_fen(directory, puzzle)
+            fen = run.clean_fens.get(str(puzzle))
             save(
                 board_heatmaps(results, puzzle, metric=metric, fen=fen, network=network),
                 f"board_{puzzle}_{metric}",
             )
-    if (directory / heads.HEAD_PATCHING_FILE).is_file():
-        arrays, attrs = read_result(
-            directory / heads.HEAD_PATCHING_FILE, heads.HEAD_PATCHING_FORMAT
-        )
+    head_patching = run.heads.get(heads.HEAD_PATCHING_FORMAT)
+    if head_patching is not None:
+        arrays, attrs = head_patching.arrays, head_patching.attrs
         key = metric if metric in arrays else "log_odds"
         direction = str(attrs.get("direction", settings.get("direction", "")))
         save(
@@ -748,8 +741,9 @@ def plot_results_directory(
             ),
             f"head_patching_{key}",
         )
-    if (directory / heads.HEAD_SEARCH_FILE).is_file():
-        arrays, attrs = read_result(directory / heads.HEAD_SEARCH_FILE, heads.HEAD_SEARCH_FORMAT)
+    head_search = run.heads.get(heads.HEAD_SEARCH_FORMAT)
+    if head_search is not None:
+        arrays, attrs = head_search.arrays, head_search.attrs
         save(
             head_grid(
                 arrays["effects"],
@@ -760,8 +754,9 @@ def plot_results_directory(
             ),
             "head_search",
         )
-    if (directory / heads.SINGLE_ENTRY_FILE).is_file():
-        arrays, attrs = read_result(directory / heads.SINGLE_ENTRY_FILE, heads.SINGLE_ENTRY_FORMAT)
+    single_entry = run.heads.get(heads.SINGLE_ENTRY_FORMAT)
+    if single_entry is not None:
+        arrays, attrs = single_entry.arrays, single_entry.attrs
         name = f"L{attrs['layer']}H{attrs['head']}"
         save(
             percentile_plot(
@@ -775,8 +770,9 @@ def plot_results_directory(
             ),
             f"single_entry_{name}",
         )
-    if (directory / heads.PIECE_MOVEMENT_FILE).is_file():
-        arrays, _ = read_result(directory / heads.PIECE_MOVEMENT_FILE, heads.PIECE_MOVEMENT_FORMAT)
+    piece_movement = run.heads.get(heads.PIECE_MOVEMENT_FORMAT)
+    if piece_movement is not None:
+        arrays = piece_movement.arrays
         save(
             percentile_plot(
                 {
@@ -790,19 +786,5 @@ def plot_results_directory(
             "piece_movement",
         )
     if not written:
-        raise LeelaLabError(f"{directory}: no patching or head-analysis results to plot")
+        raise LeelaLabError(f"{run.name}: no patching or head-analysis results to plot")
     return written
-
-
-def _clean_fen(directory: Path, puzzle: str) -> str | None:
-    """The clean position of ``puzzle`` from the dataset the results came from, if found."""
-    from leelalab.puzzles.dataset import load_dataset
-
-    try:
-        settings = json.loads((directory / "settings.json").read_text(encoding="utf-8"))
-        for item in load_dataset(settings["dataset"], selected_only=False):
-            if item.id == puzzle:
-                return item.clean_board.fen()
-    except (OSError, KeyError, LeelaLabError, ValueError):
-        return None
-    return None

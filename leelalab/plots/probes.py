@@ -7,62 +7,49 @@ types) is the dashed line of the same colour, with the same marker. Legends name
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from leelalab.errors import LeelaLabError
 from leelalab.plots.boards import PAPER_STYLE, _pyplot, network_name
 
+if TYPE_CHECKING:  # the probes module imports torch; a figure needs only the results
+    from leelalab.probing.probes import ProbeResults
+
 PALETTE = ["#0072b2", "#999999", "#e69f00", "#009e73", "#cc79a7", "#d55e00"]
 MARKERS = ["o", "s", "^", "D", "v", "P"]
 
 
-def load_results(directory: str | os.PathLike[str]) -> dict[str, Any]:
-    path = Path(directory) / "results.json"
-    if not path.is_file():
-        raise LeelaLabError(f"{directory}: no results.json (run `leelalab probe train` first)")
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-        results["results"], results["config"], results["layers"]  # noqa: B018 - required keys
-    except (ValueError, KeyError, TypeError) as error:
-        raise LeelaLabError(f"{path}: not a probe results file ({error})") from None
-    return results
-
-
-def run_label(results: dict[str, Any]) -> str:
+def run_label(results: ProbeResults) -> str:
     """``maia-1900`` or ``maia-1900, random init (seed 0)``: the network a probe read."""
-    source = str(results.get("network") or "")
+    source = str(results.network or "")
     if " (random init" in source:  # older records append this to the path
         source = source.split(" (random init", 1)[0]
     name = network_name(source or None)
-    seed = results.get("random_init")
+    seed = results.random_init
     return f"{name}, random init (seed {seed})" if seed is not None else f"{name}, trained"
 
 
-def _layers(results: dict[str, Any]) -> list[int]:
-    return [layer if layer is not None else index for index, layer in enumerate(results["layers"])]
+def _layers(results: ProbeResults) -> list[int]:
+    return [layer if layer is not None else index for index, layer in enumerate(results.layers)]
 
 
 def _shared(values: Sequence[Any]) -> Any:
     return values[0] if all(value == values[0] for value in values) else None
 
 
-def accuracy_figure(
-    directories: Sequence[str | os.PathLike[str]], *, width: float = 5.2, title: str = ""
-) -> Any:
-    """Test accuracy vs layer, mean ± std over seeds, one colour per results directory, each
+def accuracy_figure(runs: Sequence[ProbeResults], *, width: float = 5.2, title: str = "") -> Any:
+    """Test accuracy vs layer, mean ± std over seeds, one colour per results (probe run), each
     with its control task dashed, and the chance level (1/64). The x-axis holds every run's
     layers; the y-axis runs from 0 to just above the highest error bar."""
     plt = _pyplot()
-    runs = [load_results(directory) for directory in directories]
     if not runs:
         raise LeelaLabError("give at least one probe results directory")
-    configs = [run["config"] for run in runs]
+    configs = [run.config for run in runs]
     probe = _shared([config.get("probe") for config in configs])
     target = _shared([config.get("target") for config in configs])
     query = _shared([config.get("query") for config in configs])
@@ -75,16 +62,16 @@ def accuracy_figure(
         for number, run in enumerate(runs):
             layers = _layers(run)
             all_layers.update(layers)
-            rows = run["results"]
+            rows = run.results
             tests.update(int(row["test_puzzles"]) for row in rows if "test_puzzles" in row)
-            seeds.add(len(run["config"].get("seeds", [])))
+            seeds.add(len(run.config.get("seeds", [])))
             color = PALETTE[number % len(PALETTE)]
             marker = MARKERS[number % len(MARKERS)]
             label = run_label(run)
             if probe is None:
-                label += f" ({run['config'].get('probe')})"
+                label += f" ({run.config.get('probe')})"
             if target is None or query is None:
-                label += f", {run['config'].get('target')} at {run['config'].get('query')}"
+                label += f", {run.config.get('target')} at {run.config.get('query')}"
             mean = np.array([row["accuracy_mean"] for row in rows], dtype=float)
             std = np.array([row["accuracy_std"] for row in rows], dtype=float)
             ax.errorbar(
@@ -152,16 +139,14 @@ def accuracy_figure(
     return figure
 
 
-def plot_probe_results(
-    directories: Sequence[str | os.PathLike[str]], out: str | os.PathLike[str]
-) -> list[Path]:
+def plot_probe_results(runs: Sequence[ProbeResults], out: str | os.PathLike[str]) -> list[Path]:
     from leelalab.plots.boards import save_figure
 
-    if not directories:
+    if not runs:
         raise LeelaLabError("give at least one probe results directory")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figure = accuracy_figure(directories)
+    figure = accuracy_figure(runs)
     paths = save_figure(figure, out / "probe_accuracy")
     _pyplot().close(figure)
     return paths

@@ -2,49 +2,21 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-from leelalab.errors import LeelaLabError
 from leelalab.plots.boards import PAPER_STYLE, _pyplot
-from leelalab.runs.records import read_json
 from leelalab.stats import proportion_ci
+from leelalab.training.records import TrainingRun
 
 
-def load_run(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A network's ``.run.json``, given it, the network file, or a bundled network's name."""
-    path = Path(path)
-    if path.is_dir():
-        raise LeelaLabError(
-            f"{path} is a directory; give the network `leelalab train` wrote, or its .run.json"
-        )
-    if not path.name.endswith(".run.json"):
-        if not path.exists():
-            from leelalab.inference.networks import resolve_network
-
-            path = resolve_network(path)
-        path = Path(f"{path}.run.json")
-    hint = "give a network that `leelalab train` wrote, or its .run.json"
-    if not path.is_file():
-        raise LeelaLabError(
-            f"{path}: no such run record (not the run.json of a `leelalab train` run)"
-        )
-    run = read_json(path, hint=hint, what="run record")
-    try:
-        run["report"]["history"]
-    except (KeyError, TypeError):
-        raise LeelaLabError(f"{path}: not the run.json of a `leelalab train` run") from None
-    return run
-
-
-def training_figure(run: dict[str, Any], *, title: str = "", width: float = 7.0) -> Any:
+def training_figure(run: TrainingRun, *, title: str = "", width: float = 7.0) -> Any:
     """Two panels over epochs: held-out top-1 agreement (95% Wilson band) and KL / losses."""
     plt = _pyplot()
     from matplotlib.ticker import MaxNLocator
 
-    history = run["report"]["history"]
-    held = run["report"]["held_out"]["positions"]
+    history = run.history
+    held = run.held_out_positions
     epochs = [h["epoch"] for h in history]
     top1 = [h["held_out_top1"] for h in history]
     bands = [proportion_ci(round(t * held), held) for t in top1]
@@ -81,14 +53,14 @@ def training_figure(run: dict[str, Any], *, title: str = "", width: float = 7.0)
         for ax in (left, right):
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         right.legend(frameon=False)
-        config = run["config"]
+        config = run.config
         student = config["student"]
         shape = (
             f"{student['layers']} layers x {student['d_model']} x {student['heads']} heads"
             if student["family"] == "transformer"
             else f"{student['blocks']} blocks x {student['filters']} filters"
         )
-        teacher = Path(run["teacher"]["source"] or "teacher").name
+        teacher = Path(run.teacher or "teacher").name
         figure.suptitle(
             title
             or f"{shape} student of {teacher}: {config['epochs']} epochs x "

@@ -35,8 +35,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from leelalab.errors import LeelaLabError
-from leelalab.lc0 import encoding, policy_map
 from leelalab.models.base import LeelaNetwork
+from leelalab.models.batch import PositionBatch, legal_kl, legal_log_softmax
 from leelalab.models.outputs import NetworkOutput
 from leelalab.probing.lens_settings import TunedLensConfig, TunedLensSettings
 from leelalab.runs.records import RecordError, read_json, read_safetensors
@@ -144,29 +144,12 @@ def lens_outputs(
     return LensOutputs(layers, torch.stack(policies), torch.stack(wdls), final)
 
 
-def legal_masks(boards: Sequence[chess.Board], input_format: int) -> np.ndarray:
-    """``[batch, 1858]`` bool: the policy entries of each board's legal moves."""
-    transforms = encoding.board_transforms(boards, input_format)
-    masks = np.zeros((len(boards), policy_map.NUM_MOVES), dtype=bool)
-    for row, (board, transform) in enumerate(zip(boards, transforms, strict=True)):
-        masks[row, policy_map.legal_moves_and_indices(board, int(transform))[1]] = True
-    return masks
-
-
-def legal_log_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Log-probabilities over the legal moves (``-inf`` elsewhere); ``mask`` broadcasts."""
-    return torch.log_softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
-
-
 def policy_kl(
     target_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tensor
 ) -> torch.Tensor:
-    """``KL(target ‖ lens)`` over legal moves, per position (nats)."""
-    target = legal_log_softmax(target_logits, mask)
-    log_q = legal_log_softmax(logits, mask)
-    p = target.exp()
-    terms = p * (target - log_q)
-    return terms.masked_fill(~mask.expand_as(terms), 0.0).sum(-1)
+    """``KL(target ‖ lens)`` over legal moves, per position (nats); see
+    :mod:`leelalab.models.batch` for the numeric convention."""
+    return legal_kl(legal_log_softmax(target_logits, mask), legal_log_softmax(logits, mask), mask)
 
 
 def wdl_kl(target: torch.Tensor, wdl: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
@@ -188,12 +171,12 @@ class LensCheckpoint:
 
 def _encoded(network: LeelaNetwork, boards: Sequence[chess.Board]) -> tuple[np.ndarray, np.ndarray]:
     """Planes (uint8 when exact, which they are for lc0's integer planes) and legal masks."""
-    input_format = int(network.network_format.input)
-    planes = encoding.encode_boards(boards, input_format, "lc0")
+    batch = PositionBatch.encode(boards, int(network.network_format.input))
+    planes = batch.planes
     compact = planes.astype(np.uint8)
     if np.array_equal(compact.astype(np.float32), planes):
         planes = compact
-    return planes, legal_masks(boards, input_format)
+    return planes, batch.legal
 
 
 def _batch_losses(
@@ -612,8 +595,6 @@ __all__ = [
     "fit_tuned_lens",
     "heads_on",
     "held_out_split",
-    "legal_log_softmax",
-    "legal_masks",
     "lens_layers",
     "lens_outputs",
     "load_tuned_lens",

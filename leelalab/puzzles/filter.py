@@ -24,13 +24,9 @@ sha256, thresholds, history modes, versions, stage counts, timing).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import queue
-import sys
-import threading
 import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -56,6 +52,7 @@ from leelalab.puzzles.reader import (
     sample_puzzles,
 )
 from leelalab.puzzles.settings import CorruptSettings, FilterSettings, Thresholds
+from leelalab.runs.background import Background, fast_thread_switches
 from leelalab.runs.executor import LOCAL, Executor, map_chunks
 from leelalab.runs.records import RecordError, amend_run_record, read_json, read_run_record
 from leelalab.runs.results import (
@@ -128,8 +125,8 @@ def evaluate_lines_together(
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
     results = [[LineEvaluation() for _ in puzzles] for _ in networks]
-    background = _Background(_prepared_batches(networks, puzzles, batch_size))
-    with background, _fast_thread_switches():
+    background = Background(_prepared_batches(networks, puzzles, batch_size))
+    with background, fast_thread_switches():
         for batch in background:
             _evaluate_batch(networks, batch, results)
     return results
@@ -249,76 +246,6 @@ def _evaluate_batch(
             line.pv_probs.append(line_probability[offset])
             line.top_moves.append(batch.legal_moves[offset][top[offset]].uci())
             line.wdl.append(wdl[offset])
-
-
-@contextlib.contextmanager
-def _fast_thread_switches() -> Iterator[None]:
-    """The preparation thread is pure Python and would hold the GIL for the default 5 ms
-    switch interval, stalling the forward pass between kernels (torch releases the GIL in
-    them); a short interval hands it back quickly. Restored on exit."""
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch_interval, _SWITCH_INTERVAL))
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(switch_interval)
-
-
-_SWITCH_INTERVAL = 0.0005
-_DONE = object()
-
-
-class _Background:
-    """Iterates ``items`` computed in a daemon thread, up to ``ahead`` items before use.
-
-    Python-side preparation then overlaps the forward passes. An exception in the thread is
-    raised by the iteration; :meth:`close` (or leaving the ``with`` block) stops the thread.
-    """
-
-    def __init__(self, items: Iterator[Any], ahead: int = 2) -> None:
-        self._items = items
-        self._buffer: queue.Queue[Any] = queue.Queue(maxsize=ahead)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="leelalab-prepare", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._buffer.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _work(self) -> None:
-        try:
-            for item in self._items:
-                if not self._put((item, None)):
-                    return
-        except BaseException as error:  # handed to the consumer
-            self._put((_DONE, error))
-            return
-        self._put((_DONE, None))
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            item, error = self._buffer.get()
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def __enter__(self) -> _Background:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def puzzle_filters(
@@ -594,8 +521,8 @@ def _filter_chunks(
 
     results: list[list[LineEvaluation]] = []
     start, chunk, positions, path = 0, [], [], chunks_dir
-    background = _Background(work())
-    with background, _fast_thread_switches():
+    background = Background(work())
+    with background, fast_thread_switches():
         for kind, item in background:
             if kind == "batch":
                 _evaluate_batch(networks, item, results)

@@ -17,10 +17,12 @@ result removes what it created. Settings compare file hashes, not paths.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,6 +47,7 @@ from leelalab.runs.records import (
 )
 
 __all__ = [
+    "ChunkPlan",
     "ChunkedRun",
     "ResultsError",
     "RunDirectory",
@@ -61,6 +64,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+LOG = logging.getLogger("leelalab.runs")
+"""Resuming and keeping runs are told here (the command line shows INFO on stderr)."""
 Arrays = Mapping[str, np.ndarray | list[str]]
 
 
@@ -260,7 +265,10 @@ class RunDirectory:
 
     def complete(self, *names: str) -> bool:
         """Whether a resumed run already wrote ``run.json`` and ``names``: nothing to do."""
-        return self.resuming and all((self.path / n).is_file() for n in ("run.json", *names))
+        done = self.resuming and all((self.path / n).is_file() for n in ("run.json", *names))
+        if done:
+            LOG.info("%s holds this %s, complete with these settings: kept", self.path, self.what)
+        return done
 
     def __enter__(self) -> RunDirectory:
         if self.path.exists() and not self.resuming and any(self.path.iterdir()):
@@ -371,20 +379,37 @@ class ChunkedRun(RunDirectory):
         return self.write_record(**record)
 
 
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What a chunked run writes, besides its chunks.
+
+    Attributes:
+        results_file: the merged HDF5 file's name in the output directory.
+        attrs: its attributes (JSON-able; ``format`` names the layout).
+        run_record: fields the run record adds to the settings.
+        chunk_size: items per chunk (the unit of resuming; recorded with the settings).
+        description: the progress bar's label.
+        before: called with the output directory once it exists, before the first chunk
+            (side files, an engine cache).
+    """
+
+    results_file: str
+    attrs: Mapping[str, Any] = field(default_factory=dict)
+    run_record: Mapping[str, Any] = field(default_factory=dict)
+    chunk_size: int = 8
+    description: str = ""
+    before: Callable[[Path], None] | None = None
+
+
 def run_in_chunks(
     items: Sequence[T],
     output: str | os.PathLike[str],
     settings: Mapping[str, Any],
     compute: Callable[[list[T]], Arrays] | ChunkJob,
+    plan: ChunkPlan,
     *,
-    results_file: str,
-    attrs: Mapping[str, Any],
-    run_record: Mapping[str, Any] = {},
-    chunk_size: int = 8,
-    description: str = "",
     progress: bool = True,
     overwrite: bool = False,
-    before: Callable[[Path], None] | None = None,
     executor: Executor = LOCAL,
 ) -> Path:
     """Run ``compute`` over fixed chunks of ``items``, resumably; merge; write ``run.json``.
@@ -392,31 +417,37 @@ def run_in_chunks(
     ``compute(chunk)`` (a function, or a :class:`~leelalab.runs.executor.ChunkJob` whose
     ``compute(state, chunk)`` a Ray worker can run) returns arrays whose axis 0 is the
     chunk's items. Chunks run on ``executor``; the merged file does not depend on it.
+    ``plan`` names the merged file and what the record adds (:class:`ChunkPlan`).
     Returns the merged results file's path.
 
     The output directory follows :class:`RunDirectory`: the same settings resume (a
     complete run is returned as it is), other settings are refused unless ``overwrite``,
     and a run that fails before its first chunk leaves nothing behind.
-    ``before(output)`` runs once the directory exists, before the first chunk (side files).
     """
+    results_file, chunk_size = plan.results_file, plan.chunk_size
     started = time.perf_counter()
     executor.check_available()
     run = ChunkedRun(output, {**settings, "chunk_size": chunk_size}, overwrite=overwrite)
     if run.complete(results_file):
         return run.output / results_file
     with run:
-        if before is not None:
-            before(run.output)
+        if plan.before is not None:
+            plan.before(run.output)
         job = (
             compute
             if isinstance(compute, ChunkJob)
             else FunctionJob(compute, "its chunks are computed by a local function")
         )
         computed = 0
-        bar = tqdm(total=len(items), desc=description, unit="puzzle", disable=not progress)
+        bar = tqdm(total=len(items), desc=plan.description, unit="puzzle", disable=not progress)
+
+        starts = range(0, len(items), chunk_size)
+        finished = sum(run.done(number) for number in range(len(starts)))
+        if finished:
+            LOG.info("resuming %s: %d of %d chunks done", run.output, finished, len(starts))
 
         def pending() -> Iterator[tuple[int, list[T]]]:
-            for number, start in enumerate(range(0, len(items), chunk_size)):
+            for number, start in enumerate(starts):
                 chunk = list(items[start : start + chunk_size])
                 if run.done(number):
                     bar.update(len(chunk))
@@ -432,10 +463,10 @@ def run_in_chunks(
 
         map_chunks(job, pending(), write, executor)
         bar.close()
-        path = run.merge(results_file, attrs)
+        path = run.merge(results_file, plan.attrs)
         run.write_run_json(
             {
-                **run_record,
+                **plan.run_record,
                 "items": len(items),
                 "items_computed_this_session": computed,
                 "seconds": round(time.perf_counter() - started, 2),

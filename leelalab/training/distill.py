@@ -20,10 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from leelalab.lc0 import encoding, policy_map
+from leelalab.lc0 import policy_map
 from leelalab.lc0.weights import enums
 from leelalab.lc0.weights.file import NetworkFormat, save_weights
 from leelalab.models.base import LeelaNetwork
+from leelalab.models.batch import PositionBatch
 from leelalab.models.evaluation import run_network
 from leelalab.models.resnet import ResNet, ResNetShape
 from leelalab.runs.records import sha256_file, write_run_record
@@ -64,16 +65,14 @@ def self_play_positions(
     games = [chess.Board() for _ in range(games_in_parallel)]
     bar = tqdm(total=count, desc="self-play", unit="pos", disable=not progress)
     while len(positions) < count:
-        planes = encoding.encode_boards(games, input_format, "lc0")
-        transforms = encoding.board_transforms(games, input_format)
-        logits = run_network(teacher, planes).policy_logits.float().cpu().numpy()
+        batch = PositionBatch.encode(games, input_format)
+        logits = run_network(teacher, batch.planes).policy_logits.float().cpu().numpy()
+        probabilities = batch.probabilities(logits)
         for index, board in enumerate(games):
             positions.append(board.copy(stack=7))
             bar.update(1)
-            moves, indices = policy_map.legal_moves_and_indices(board, int(transforms[index]))
-            legal = logits[index, indices].astype(np.float64)
-            probabilities = np.exp(legal - legal.max())
-            board.push(moves[int(rng.choice(len(moves), p=probabilities / probabilities.sum()))])
+            moves = batch.moves[index]
+            board.push(moves[int(rng.choice(len(moves), p=probabilities[index]))])
             if board.is_game_over(claim_draw=False) or board.ply() >= max_plies:
                 games[index] = chess.Board()
     bar.close()
@@ -120,22 +119,15 @@ def distillation_targets(
     input_format = int(teacher.network_format.input)
     planes_all, policy_all, mask_all, wdl_all = [], [], [], []
     for start in range(0, len(boards), batch):
-        chunk = boards[start : start + batch]
-        planes = encoding.encode_boards(chunk, input_format, "lc0")
-        transforms = encoding.board_transforms(chunk, input_format)
-        output = run_network(teacher, planes)
+        positions = PositionBatch.encode(boards[start : start + batch], input_format)
+        output = run_network(teacher, positions.planes)
         logits = output.policy_logits.float().cpu().numpy()
-        policy = np.zeros((len(chunk), policy_map.NUM_MOVES), np.float32)
-        mask = np.zeros((len(chunk), policy_map.NUM_MOVES), bool)
-        for i, board in enumerate(chunk):
-            _, indices = policy_map.legal_moves_and_indices(board, int(transforms[i]))
-            legal = logits[i, indices].astype(np.float64)
-            p = np.exp(legal - legal.max())
-            policy[i, indices] = p / p.sum()
-            mask[i, indices] = True
-        planes_all.append(planes)
+        policy = np.zeros((len(positions), policy_map.NUM_MOVES), np.float32)
+        for i, p in enumerate(positions.probabilities(logits)):
+            policy[i, positions.indices[i]] = p
+        planes_all.append(positions.planes)
         policy_all.append(policy)
-        mask_all.append(mask)
+        mask_all.append(positions.legal)
         wdl_all.append(output.wdl.float().cpu().numpy())
     return (
         np.concatenate(planes_all),

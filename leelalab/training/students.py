@@ -25,15 +25,7 @@ import torch
 from torch import nn
 
 from leelalab.errors import LeelaLabError
-from leelalab.lc0.weights.enums import (
-    DefaultActivation,
-    InputFormat,
-    MovesLeftFormat,
-    NetworkStructure,
-    OutputFormat,
-    PolicyFormat,
-    ValueFormat,
-)
+from leelalab.lc0.weights.enums import NetworkStructure, PolicyFormat
 from leelalab.lc0.weights.file import NetworkFormat
 from leelalab.lc0.weights.synthetic import random_transformer_weights
 from leelalab.models.attention_policy import AttentionPolicyHead
@@ -154,18 +146,15 @@ def new_student(config: StudentConfig, input_format: int = 1, *, seed: int = 0) 
 
 
 def _new_resnet(config: StudentConfig, input_format: int) -> ResNet:
-    network_format = NetworkFormat(
-        input=InputFormat(input_format),
-        output=OutputFormat.WDL,
-        network=NetworkStructure.SE_WITH_HEADFORMAT
+    network_format = NetworkFormat.build(
+        input_format,
+        NetworkStructure.SE_WITH_HEADFORMAT
         if config.se_channels
         else NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        policy=PolicyFormat.CONVOLUTION,
-        value=ValueFormat.WDL,
-        moves_left=MovesLeftFormat.V1 if config.moves_left else MovesLeftFormat.NONE,
-        default_activation=DefaultActivation.MISH
-        if config.activation == "mish"
-        else DefaultActivation.RELU,
+        PolicyFormat.CONVOLUTION,
+        wdl=True,
+        moves_left=config.moves_left,
+        mish=config.activation == "mish",
     )
     shape = ResNetShape(
         filters=config.filters,

@@ -16,13 +16,12 @@ from leelalab.anomaly.features import (
     FeatureView,
     default_hooks,
     extract_features,
-    legal_masks,
     residual_hooks,
     write_features,
 )
 from leelalab.anomaly.positions import load_task, position_of, write_task
 from leelalab.inference.networks import load_network
-from leelalab.lc0 import encoding
+from leelalab.lc0 import encoding, policy_map
 from leelalab.lc0.weights import save_weights
 from leelalab.lc0.weights.synthetic import random_resnet_weights
 from positions import random_playout_boards
@@ -75,7 +74,7 @@ def test_features_equal_run_with_cache_and_a_direct_lens(network, task) -> None:
         rtol=1e-5,
         atol=1e-6,
     )
-    legal = legal_masks(boards, 1)
+    legal = np.stack([policy_map.legal_mask(board) for board in boards])  # format 1: no transform
     unpacked = np.unpackbits(store.read("outputs/legal", rows), axis=1)[:, :1858].astype(bool)
     np.testing.assert_array_equal(unpacked, legal)
     # The lens at one hook, computed here from scratch over each board's legal moves.

@@ -95,6 +95,29 @@ def test_eval_positions_contract(tiny_net: Path, tmp_path: Path) -> None:
     assert "b7b8q" in records[3]["policy"] and "b7b8n" in records[3]["policy"]
 
 
+def test_eval_positions_same_records_with_and_without_orjson(
+    tiny_net: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """orjson (when installed) and the standard library write the same fields and values in
+    the same order; without orjson the lines are exactly ``json.dumps`` of the records."""
+    pytest.importorskip("orjson")
+    source = tmp_path / "in.jsonl"
+    lines = [{"fen": START, "moves": ["e2e4"]}, {"fen": "8/1P4k1/8/8/8/8/5K2/8 w - - 0 60"}]
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    fast, plain = tmp_path / "fast.jsonl", tmp_path / "plain.jsonl"
+    base = ["eval", str(tiny_net), "--positions", str(source), "--no-progress", "--output"]
+    assert main([*base, str(fast)]) == 0
+    monkeypatch.setitem(sys.modules, "orjson", None)  # import orjson now raises ImportError
+    assert main([*base, str(plain)]) == 0
+    fast_records = [json.loads(line) for line in fast.read_text().splitlines()]
+    plain_lines = plain.read_text().splitlines()
+    assert fast_records == [json.loads(line) for line in plain_lines]
+    assert [list(r["policy"]) for r in fast_records] == [
+        list(json.loads(line)["policy"]) for line in plain_lines
+    ]
+    assert plain_lines == [json.dumps(record) for record in fast_records]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

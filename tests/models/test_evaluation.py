@@ -134,3 +134,28 @@ def test_the_guard_checks_every_output(tiny) -> None:
         with pytest.raises(NonFiniteOutputError, match="for 1 of 1"):
             check_finite(tiny, output._replace(**{field: values}))
     check_finite(tiny, output)
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_iter_evaluate_is_in_order_and_raises_input_errors_in_place(
+    tiny, background: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With or without the preparation thread: same evaluations, and an error while reading
+    the boards comes after the evaluations of the boards before it."""
+    from leelalab.models import evaluation as module
+
+    monkeypatch.setattr(module, "_core_left_for_preparation", lambda device: background)
+    boards = puzzle_line_boards(7)
+
+    def reader():
+        yield from boards
+        raise ValueError("line 8 is bad")
+
+    seen = []
+    with pytest.raises(ValueError, match="line 8 is bad"):
+        for evaluation in iter_evaluate(tiny, reader(), batch_size=3):
+            seen.append(evaluation)
+    expected = evaluate(tiny, boards, batch_size=3)
+    assert len(seen) == 6  # the third batch never ran: its reading failed
+    assert [e.policy for e in seen] == [e.policy for e in expected[:6]]
+    assert [e.wdl for e in seen] == [e.wdl for e in expected[:6]]

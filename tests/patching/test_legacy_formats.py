@@ -53,9 +53,10 @@ def test_a_damaged_or_foreign_file_is_one_line(tmp_path, damage) -> None:
 
 def test_the_old_file_plots(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    from leelalab.plots.patching import plot_results_directory
+    from leelalab.patching.runs import load_patching_run
+    from leelalab.plots.patching import plot_patching_run
 
-    written = plot_results_directory(OLD, tmp_path / "figs")
+    written = plot_patching_run(load_patching_run(OLD), tmp_path / "figs")
     names = {path.name for path in written}
     assert "groups_log_odds_all.png" in names
 

@@ -261,18 +261,16 @@ def test_prediction_bars_keep_n_off_the_error_bars() -> None:
     plt.close(figure)
 
 
-def test_strata_patching_with_an_empty_stratum(tmp_path) -> None:
+def test_strata_patching_with_an_empty_stratum() -> None:
     """The legend is the figure's (it used to sit on the last panel, which may be empty: no
     legend and a matplotlib warning); the empty panel says so and keeps the layer axis."""
-    import json
     import types
     import warnings
 
     import matplotlib.pyplot as plt
 
-    from leelalab.patching.residual import RESULTS_FILE, RESULTS_FORMAT
+    from leelalab.patching.residual import PatchingResults
     from leelalab.puzzles.dataset import SQUARE_GROUPS
-    from leelalab.runs.results import write_h5_atomically
 
     layers, puzzles = [0, 1, 2], 6
     groups = np.full((puzzles, 64), SQUARE_GROUPS.index("other"), dtype=np.int8)
@@ -289,17 +287,7 @@ def test_strata_patching_with_an_empty_stratum(tmp_path) -> None:
         "clean_log_odds": np.full(puzzles, 3.0),
         "corrupted_log_odds": np.full(puzzles, -1.0),
     }
-    (tmp_path / "run").mkdir()
-    write_h5_atomically(
-        tmp_path / "run" / RESULTS_FILE,
-        arrays,
-        {
-            "format": RESULTS_FORMAT,
-            "direction": "noising",
-            "layers": json.dumps(layers),
-            "network": "maia-1900",
-        },
-    )
+    results = PatchingResults(arrays, layers, "noising", "maia-1900")
     ids = [f"p{i}" for i in range(puzzles)]
     strata = {
         "paper": np.array([True, True, True, False, False, False]),
@@ -309,7 +297,7 @@ def test_strata_patching_with_an_empty_stratum(tmp_path) -> None:
     table = types.SimpleNamespace(ids=ids, strata=strata)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        figure = strata_patching_curves(tmp_path / "run", table, title="maia-1900")
+        figure = strata_patching_curves(results, table, title="maia-1900")
         figure.canvas.draw()
     (legend,) = figure.legends
     assert {t.get_text() for t in legend.get_texts()} == {
@@ -322,4 +310,10 @@ def test_strata_patching_with_an_empty_stratum(tmp_path) -> None:
     assert "n=0" in empty.get_title()
     assert [t.get_text() for t in empty.texts] == ["no puzzles (n = 0)"]
     assert empty.get_xlim() == (0, 2)
+    plt.close(figure)
+    # With the strata-patching sample, the unfiltered stratum is its sampled puzzles only;
+    # the paper's stratum is not sampled.
+    figure = strata_patching_curves(results, table, title="maia-1900", sample={"p0", "p4"})
+    assert "(n=3 puzzles)" in figure.axes[0].get_title()
+    assert "(n=2 puzzles)" in figure.axes[1].get_title()
     plt.close(figure)

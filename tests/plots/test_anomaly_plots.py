@@ -10,7 +10,7 @@ pytest.importorskip("matplotlib", reason="needs the viz extra")
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from leelalab.anomaly.evaluation import load_results  # noqa: E402
+from leelalab.anomaly.results import AnomalyResults  # noqa: E402
 from leelalab.plots.anomaly import coverage_risk_figure  # noqa: E402
 
 RUNS = Path(__file__).resolve().parents[2] / "anomaly"
@@ -29,7 +29,7 @@ def _plot_share(figure) -> float:
 @pytest.mark.parametrize("tasks", [["backdoor"], ["backdoor", "ood"]])
 def test_coverage_risk_with_few_runs_keeps_a_large_plot_area(tasks: list[str]) -> None:
     """With one run the four-column legend made the image 3× as wide as its one panel."""
-    runs = [load_results(RUNS / f"maia-1900-{task}") for task in tasks]
+    runs = [AnomalyResults.load(RUNS / f"maia-1900-{task}") for task in tasks]
     figure = coverage_risk_figure(runs)
     assert _plot_share(figure) > 0.27  # before: 0.12 (one run), 0.23 (two)
     legend_texts = [t.get_text() for t in figure.legends[0].get_texts()]
@@ -38,7 +38,9 @@ def test_coverage_risk_with_few_runs_keeps_a_large_plot_area(tasks: list[str]) -
 
 
 def test_coverage_risk_with_three_runs_keeps_its_legend_below() -> None:
-    runs = [load_results(RUNS / f"maia-1900-{task}") for task in ("backdoor", "mechanism", "ood")]
+    runs = [
+        AnomalyResults.load(RUNS / f"maia-1900-{task}") for task in ("backdoor", "mechanism", "ood")
+    ]
     figure = coverage_risk_figure(runs)
     assert figure.legends[0]._ncols == 4
     assert _plot_share(figure) > 0.27  # before: 0.12 (one run), 0.23 (two)

@@ -21,6 +21,7 @@ pytest.importorskip("matplotlib", reason="needs the viz extra")
 import matplotlib.pyplot as plt  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from leelalab.anomaly.results import AnomalyResults  # noqa: E402
 from leelalab.plots.boards import save_figure  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,25 +32,26 @@ MAX_DIFFERENT = 0.002
 
 
 def _training(out: Path) -> Path:
-    from leelalab.plots.training import load_run, training_figure
+    from leelalab.plots.training import training_figure
+    from leelalab.training.records import load_training_run
 
-    save_figure(training_figure(load_run("lab-t6-128"), title=""), out / "training.pdf")
+    run = load_training_run("lab-t6-128")
+    save_figure(training_figure(run, title=""), out / "training.pdf")
     return out / "training.png"
 
 
 def _probes(out: Path) -> Path:
     from leelalab.plots.probes import plot_probe_results
+    from leelalab.probing.probes import ProbeResults
 
     names = ("lab-t6-128-move3-target", "lab-t6-128-random-init-move3-target")
-    plot_probe_results([REPO / "probes" / name for name in names], out)
+    plot_probe_results([ProbeResults.load(REPO / "probes" / name) for name in names], out)
     return out / "probe_accuracy.png"
 
 
-def _anomaly_runs() -> list[dict]:
-    from leelalab.anomaly.evaluation import load_results
-
+def _anomaly_runs() -> list[AnomalyResults]:
     tasks = ("backdoor", "mechanism", "ood")
-    return [load_results(REPO / "anomaly" / f"maia-1900-{task}") for task in tasks]
+    return [AnomalyResults.load(REPO / "anomaly" / f"maia-1900-{task}") for task in tasks]
 
 
 def _coverage_risk(out: Path) -> Path:
@@ -63,7 +65,7 @@ def _auroc(task: str) -> Callable[[Path], Path]:
     def draw(out: Path) -> Path:
         from leelalab.plots.anomaly import auroc_figure
 
-        (results,) = [r for r in _anomaly_runs() if r["task"] == task]
+        (results,) = [r for r in _anomaly_runs() if r.task == task]
         name = f"anomaly_auroc_{task}_{task}"
         save_figure(auroc_figure(results), out / name)
         return out / f"{name}.png"

@@ -3,9 +3,6 @@ refutation figure, a fitted colour scale and honest seed counts in the future-bo
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 
 pytest.importorskip("matplotlib", reason="needs the viz extra")
@@ -13,14 +10,18 @@ pytest.importorskip("matplotlib", reason="needs the viz extra")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.colors import to_hex  # noqa: E402
 
+from leelalab.analyses.lens_analysis import LensSummary  # noqa: E402
+from leelalab.analyses.refutation import RefutationMeasure  # noqa: E402
+from leelalab.analyses.steering import SteeringSummary  # noqa: E402
 from leelalab.plots import inside  # noqa: E402
+from leelalab.probing.concepts import ConceptResults  # noqa: E402
 
 
 def _estimate(value: float) -> dict[str, float]:
     return {"value": value, "low": value - 0.1, "high": value + 0.1, "n": 50}
 
 
-def _refutation_run(directory: Path) -> Path:
+def _refutation_measure() -> RefutationMeasure:
     depths = ["1", "3", "5"]
     networks = {
         label: {
@@ -39,12 +40,7 @@ def _refutation_run(directory: Path) -> Path:
         }
         for label, name, scale in (("strong", "maia-1900", 2), ("weak", "weak-maia-1900", 1))
     }
-    directory.mkdir()
-    measure = {"depths": depths, "puzzles": 400, "networks": networks}
-    (directory / "measure.json").write_text(json.dumps(measure))
-    run = {"stratum": "unfiltered", "refutation_settings": {"limit": "10000 nodes"}}
-    (directory / "run.json").write_text(json.dumps(run))
-    return directory
+    return RefutationMeasure(puzzles=400, depths=depths, networks=networks, search={})
 
 
 def _colours(ax) -> dict[str, set[str]]:
@@ -56,9 +52,11 @@ def _colours(ax) -> dict[str, set[str]]:
     return found
 
 
-def test_refutation_figure_gives_each_network_one_colour_in_both_panels(tmp_path: Path) -> None:
+def test_refutation_figure_gives_each_network_one_colour_in_both_panels() -> None:
     """Orange used to mean 'refutation' on the left and 'weak network' on the right."""
-    figure = inside.refutation_figure(_refutation_run(tmp_path / "ref"))
+    figure = inside.refutation_figure(
+        _refutation_measure(), stratum="unfiltered", limit="10000 nodes"
+    )
     drop, diff = figure.axes
     meaning: dict[str, str] = {}
     for ax in (drop, diff):
@@ -74,7 +72,7 @@ def test_refutation_figure_gives_each_network_one_colour_in_both_panels(tmp_path
     plt.close(figure)
 
 
-def _future_board_run(directory: Path, seeds: list[int], top: float) -> Path:
+def _future_board_results(seeds: list[int], top: float) -> ConceptResults:
     hooks = ["input.hook_out", "blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
 
     def scores(value: float) -> dict:
@@ -96,19 +94,19 @@ def _future_board_run(directory: Path, seeds: list[int], top: float) -> Path:
         }
         for j, hook in enumerate(hooks)
     ]
-    directory.mkdir()
-    document = {
-        "config": {"horizons": [0, 1, 2], "seeds": seeds},
-        "network": "/w/lab-t6-128.pb.gz",
-        "puzzles": 4935,
-        "results": results,
-    }
-    (directory / "results.json").write_text(json.dumps(document))
-    return directory
+    return ConceptResults(
+        store="/s",
+        network="/w/lab-t6-128.pb.gz",
+        random_init=None,
+        puzzles=4935,
+        config={"horizons": [0, 1, 2], "seeds": seeds},
+        classes=[],
+        results=results,
+    )
 
 
-def test_future_board_scale_fits_the_values_and_is_stated(tmp_path: Path) -> None:
-    figure = inside.future_board_figure(_future_board_run(tmp_path / "fb", [0, 1], 0.42))
+def test_future_board_scale_fits_the_values_and_is_stated() -> None:
+    figure = inside.future_board_figure(_future_board_results([0, 1], 0.42))
     images = [image for ax in figure.axes for image in ax.images]
     assert images and all(image.norm.vmax == pytest.approx(0.45) for image in images)
     label = " ".join(ax.get_ylabel() for ax in figure.axes)
@@ -117,8 +115,8 @@ def test_future_board_scale_fits_the_values_and_is_stated(tmp_path: Path) -> Non
     plt.close(figure)
 
 
-def test_future_board_with_one_seed_says_so(tmp_path: Path) -> None:
-    figure = inside.future_board_figure(_future_board_run(tmp_path / "fb", [0], 0.9))
+def test_future_board_with_one_seed_says_so() -> None:
+    figure = inside.future_board_figure(_future_board_results([0], 0.9))
     title = figure._suptitle.get_text()
     assert "1 seed, no spread" in title and "seeds" not in title
     concept = figure.axes[-1]
@@ -135,7 +133,7 @@ def test_arrival_scale_top(top: float, expected: float) -> None:
     assert inside.arrival_scale_top([np.array([[0.0, top]])]) == pytest.approx(expected)
 
 
-def _lens_run(directory: Path) -> Path:
+def _lens_summary() -> LensSummary:
     layers = [-1, 0, 1]
     per_layer = [_estimate(0.5) for _ in layers]
     groups = {
@@ -150,16 +148,13 @@ def _lens_run(directory: Path) -> Path:
     }
     by_length = {"2": {"n": 10, "emergence_layer_mean": _estimate(0.5)}}
     kind = {"groups": groups, "unfiltered_by_line_length": by_length}
-    directory.mkdir()
-    summary = {"layers": layers, "logit": kind, "tuned": kind}
-    (directory / "summary.json").write_text(json.dumps(summary))
-    (directory / "run.json").write_text(json.dumps({"network": "/w/lab-t6-128.pb.gz"}))
-    return directory
+    return LensSummary(layers=layers, n_puzzles=40, logit=kind, tuned=kind)
 
 
-def test_lens_layers_colours_mean_puzzle_groups_only(tmp_path: Path) -> None:
+def test_lens_layers_colours_mean_puzzle_groups_only() -> None:
     """Blue meant 'logit lens' in the KL panel and 'unfiltered' in the top-1 panel."""
-    figure = inside.lens_figures(_lens_run(tmp_path / "lens"))["lens_layers"]
+    figures = inside.lens_figures(_lens_summary(), network="/w/lab-t6-128.pb.gz")
+    figure = figures["lens_layers"]
     kl_ax, top_ax = figure.axes[:2]
     kl_colours = {to_hex(c.lines[0].get_color()) for c in kl_ax.containers}
     assert kl_colours == {"#000000"}
@@ -173,7 +168,7 @@ def test_lens_layers_colours_mean_puzzle_groups_only(tmp_path: Path) -> None:
     plt.close("all")
 
 
-def test_steering_legend_sits_under_the_panels(tmp_path: Path) -> None:
+def test_steering_legend_sits_under_the_panels() -> None:
     """The legend sat in the first panel, over the dots at 1.0."""
     rows = [
         {
@@ -186,11 +181,9 @@ def test_steering_legend_sits_under_the_panels(tmp_path: Path) -> None:
         for scale in (1.0, 4.0)
         for layer in (0, 1)
     ]
-    summary = {"config": {"scales": [1.0, 4.0], "layers": [0, 1]}, "rows": rows}
-    summary |= {"puzzles": 300, "targets": 599}
-    (tmp_path / "summary.json").write_text(json.dumps(summary))
-    (tmp_path / "run.json").write_text(json.dumps({"network": "/w/lab-t6-128.pb.gz"}))
-    figure = inside.steering_figure(tmp_path)
+    config = {"scales": [1.0, 4.0], "layers": [0, 1]}
+    summary = SteeringSummary(puzzles=300, targets=599, config=config, rows=rows)
+    figure = inside.steering_figure(summary, network="/w/lab-t6-128.pb.gz")
     figure.canvas.draw()
     renderer = figure.canvas.get_renderer()
     (legend,) = figure.legends

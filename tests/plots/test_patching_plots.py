@@ -157,7 +157,7 @@ def _expected_counts(results: PatchingResults, mask: np.ndarray) -> dict[str, in
 def test_group_curves_list_every_group_with_its_count() -> None:
     results = _results()
     curves = results.group_table("log_odds", "max", "all")
-    figure = plots.group_curves(curves, LAYERS, metric="log_odds", direction="noising")
+    figure = plots.group_curves(curves, LAYERS, measure=plots.Measure("log_odds", "noising"))
     texts = _legend_texts(figure)
     expected = _expected_counts(results, np.ones(6, bool))
     assert expected["target_3"] == 4 and expected["target_later_opponent"] == 0
@@ -177,9 +177,7 @@ def test_subset_panels_share_one_y_axis_and_give_n_per_group() -> None:
     tables = {name: results.group_table("log_odds", "max", name) for name in masks}
     counts = {name: int(mask.sum()) for name, mask in masks.items()}
     assert counts["3 moves"] == 4 and counts["5+ moves"] == 2
-    figure = plots.subset_panels(
-        tables, LAYERS, counts, metric="log_odds", direction="noising", network=SOURCE
-    )
+    figure = plots.subset_panels(tables, LAYERS, counts, measure=plots.Measure(), network=SOURCE)
     panels = [ax for ax in figure.axes if ax.lines]
     assert len(panels) == len(masks)
     assert len({ax.get_ylim() for ax in panels}) == 1
@@ -273,7 +271,7 @@ def _write_results(directory: Path, results: PatchingResults) -> None:
     (directory / "settings.json").write_text(json.dumps(settings))
 
 
-def test_plot_results_directory_writes_the_shared_y_figure_and_common_ranges(
+def test_plot_patching_run_writes_the_shared_y_figure_and_common_ranges(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_results(tmp_path / "res", _results())
@@ -288,7 +286,11 @@ def test_plot_results_directory_writes_the_shared_y_figure_and_common_ranges(
         return [Path(path).with_suffix(".pdf"), Path(path).with_suffix(".png")]
 
     monkeypatch.setattr(plots, "save_figure", record)
-    written = plots.plot_results_directory(tmp_path / "res", tmp_path / "figs")
+    from leelalab.patching.runs import load_patching_run
+
+    run = load_patching_run(tmp_path / "res")
+    assert run.clean_fens == {"p0": None}  # the recorded dataset is not there
+    written = plots.plot_patching_run(run, tmp_path / "figs")
     names = {path.name for path in written}
     assert {"groups_log_odds_subsets.pdf", "groups_log_odds_subsets.png"} <= names
     assert {"rank_target3_log_odds.png", "board_p0_log_odds.png"} <= names

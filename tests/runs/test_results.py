@@ -8,6 +8,7 @@ import pytest
 
 from leelalab.runs.results import (
     ChunkedRun,
+    ChunkPlan,
     ResultsError,
     RunDirectory,
     read_h5,
@@ -73,10 +74,10 @@ def test_run_in_chunks_resumes_and_merges_in_order(tmp_path) -> None:
             raise KeyboardInterrupt
         return {"value": np.array(chunk) * 2, "ids": [f"p{i}" for i in chunk]}
 
-    options = dict(results_file="out.h5", attrs={"format": "test"}, chunk_size=3, progress=False)
+    plan = ChunkPlan("out.h5", attrs={"format": "test"}, chunk_size=3)
     with pytest.raises(KeyboardInterrupt):
-        run_in_chunks(items, tmp_path / "run", {"a": 1}, compute, **options)
-    path = run_in_chunks(items, tmp_path / "run", {"a": 1}, compute, **options)
+        run_in_chunks(items, tmp_path / "run", {"a": 1}, compute, plan, progress=False)
+    path = run_in_chunks(items, tmp_path / "run", {"a": 1}, compute, plan, progress=False)
     assert seen == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [6, 7, 8], [9]]  # done chunks not redone
     arrays, attrs = read_h5(path)
     np.testing.assert_array_equal(arrays["value"], np.arange(10) * 2)
@@ -85,7 +86,7 @@ def test_run_in_chunks_resumes_and_merges_in_order(tmp_path) -> None:
         ChunkedRun(tmp_path / "run", {"a": 2, "chunk_size": 3})
 
 
-OPTIONS = dict(results_file="out.h5", attrs={"format": "test"}, chunk_size=2, progress=False)
+OPTIONS = dict(plan=ChunkPlan("out.h5", attrs={"format": "test"}, chunk_size=2), progress=False)
 
 
 def _doubling(calls: list[list[int]], fail_at: int | None = None):
@@ -180,3 +181,25 @@ def test_discarding_a_work_folder_removes_only_what_leelalab_wrote(tmp_path) -> 
         (work / "notes.txt").write_text("mine")
     run.discard()
     assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
+
+
+def test_resuming_and_keeping_a_run_are_told(tmp_path, caplog) -> None:
+    output = tmp_path / "run"
+    with pytest.raises(RuntimeError):
+        run_in_chunks([1, 2, 3, 4, 5], output, {"a": 1}, _doubling([], fail_at=2), **OPTIONS)
+    with caplog.at_level("INFO", logger="leelalab"):
+        run_in_chunks([1, 2, 3, 4, 5], output, {"a": 1}, _doubling([]), **OPTIONS)
+        assert f"resuming {output}: 1 of 3 chunks done" in caplog.text
+        caplog.clear()
+        run_in_chunks([1, 2, 3, 4, 5], output, {"a": 1}, _doubling([]), **OPTIONS)
+        assert "complete with these settings: kept" in caplog.text
+
+
+def test_the_command_line_shows_the_library_notes_on_stderr(capsys) -> None:
+    import logging
+
+    from leelalab.cli.main import _show_notes
+
+    _show_notes()
+    logging.getLogger("leelalab.runs").info("resuming %s: %d of %d chunks done", "x", 1, 3)
+    assert capsys.readouterr().err == "leelalab: resuming x: 1 of 3 chunks done\n"

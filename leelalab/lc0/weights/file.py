@@ -79,6 +79,31 @@ class NetworkFormat:
     input_embedding: InputEmbedding = InputEmbedding.NONE
 
     @classmethod
+    def build(
+        cls,
+        input_format: int,
+        network: NetworkStructure,
+        policy: PolicyFormat,
+        *,
+        wdl: bool,
+        moves_left: bool,
+        mish: bool,
+    ) -> NetworkFormat:
+        """The header of a network that a builder makes rather than reads: a WDL or classical
+        value head (``output`` and ``value`` agree), a moves-left head or none, and mish or
+        relu as the default activation. An attention body's own fields (smolgen and FFN
+        activations, input embedding) are set on the result with ``dataclasses.replace``."""
+        return cls(
+            input=InputFormat(input_format),
+            output=OutputFormat.WDL if wdl else OutputFormat.CLASSICAL,
+            network=network,
+            policy=policy,
+            value=ValueFormat.WDL if wdl else ValueFormat.CLASSICAL,
+            moves_left=MovesLeftFormat.V1 if moves_left else MovesLeftFormat.NONE,
+            default_activation=DefaultActivation.MISH if mish else DefaultActivation.RELU,
+        )
+
+    @classmethod
     def from_message(cls, message: dict[str, Any]) -> NetworkFormat:
         values: dict[str, Any] = {}
         for item in fields(cls):

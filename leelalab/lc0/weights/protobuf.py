@@ -72,19 +72,10 @@ class _Budget:
 
 
 def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = 0
-    shift = 0
-    while True:
-        if pos >= len(buf):
-            raise CorruptWeightsError("truncated protobuf data (varint runs past the end)")
-        byte = buf[pos]
-        pos += 1
-        if shift == 63 and byte > 1:
-            raise CorruptWeightsError("malformed protobuf data (varint overflows 64 bits)")
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
+    read = _read_varint_upto(buf, pos, len(buf))
+    if read is None:
+        raise CorruptWeightsError("truncated protobuf data (varint runs past the end)")
+    return read
 
 
 def _split_key(key: int) -> tuple[int, int]:

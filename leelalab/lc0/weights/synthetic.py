@@ -20,15 +20,11 @@ import numpy as np
 
 from leelalab.lc0.weights.enums import (
     Activation,
-    DefaultActivation,
     Encoding,
     InputEmbedding,
     InputFormat,
-    MovesLeftFormat,
     NetworkStructure,
-    OutputFormat,
     PolicyFormat,
-    ValueFormat,
 )
 from leelalab.lc0.weights.file import Lc0Weights, NetworkFormat
 
@@ -130,6 +126,15 @@ class _Generator:
         head["ip4_pol_w"] = self.normal(4 * d_policy, d_policy**-0.5)
         return head
 
+    def moves_left_mlp(self, channels: int, hidden: int) -> dict[str, Any]:
+        """The moves-left head's two dense layers, after its ``channels`` per square."""
+        head: dict[str, Any] = {}
+        head["ip1_mov_w"], head["ip1_mov_b"] = self.dense(64 * channels, hidden)
+        head["ip2_mov_w"], _ = self.dense(hidden, 1)
+        # A positive bias keeps the final ReLU active, so tests compare real values, not 0 == 0.
+        head["ip2_mov_b"] = self.uniform(1, 20.0, 40.0)
+        return head
+
     def token_value_head(
         self, d_model: int, channels: int, hidden: int, outputs: int
     ) -> dict[str, Any]:
@@ -201,36 +206,18 @@ def random_resnet_weights(spec: ResNetSpec | None = None, /, **changes: Any) -> 
     w["ip2_val_w"], w["ip2_val_b"] = g.dense(spec.value_hidden, 3 if spec.value == "wdl" else 1)
     if spec.moves_left:
         w["moves_left"] = g.conv_block(spec.filters, spec.moves_left_channels, 1)
-        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(
-            spec.moves_left_channels * 64, spec.moves_left_hidden
-        )
-        w["ip2_mov_w"], _ = g.dense(spec.moves_left_hidden, 1)
-        # A positive bias keeps the final ReLU active, so tests compare real values, not 0 == 0.
-        w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
-    network_format = NetworkFormat(
-        input=InputFormat(spec.input_format),
-        output=OutputFormat.WDL if spec.value == "wdl" else OutputFormat.CLASSICAL,
-        network=NetworkStructure.SE_WITH_HEADFORMAT
+        w.update(g.moves_left_mlp(spec.moves_left_channels, spec.moves_left_hidden))
+    network = (
+        NetworkStructure.SE_WITH_HEADFORMAT
         if spec.se_channels
-        else NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        policy={
-            "convolution": PolicyFormat.CONVOLUTION,
-            "classical": PolicyFormat.CLASSICAL,
-            "attention": PolicyFormat.ATTENTION,
-        }[spec.policy],
-        value=ValueFormat.WDL if spec.value == "wdl" else ValueFormat.CLASSICAL,
-        moves_left=MovesLeftFormat.V1 if spec.moves_left else MovesLeftFormat.NONE,
-        default_activation=DefaultActivation.MISH
-        if spec.activation == "mish"
-        else DefaultActivation.RELU,
+        else NetworkStructure.CLASSICAL_WITH_HEADFORMAT
     )
-    return Lc0Weights(
-        format=network_format,
-        weights=w,
-        min_version=(0, 21, 0),
-        weights_encoding=Encoding.LINEAR16,
-        license="synthetic test network (random weights)",
-    )
+    policy = {
+        "convolution": PolicyFormat.CONVOLUTION,
+        "classical": PolicyFormat.CLASSICAL,
+        "attention": PolicyFormat.ATTENTION,
+    }[spec.policy]
+    return _synthetic_weights(spec, w, network, policy, min_version=(0, 21, 0))
 
 
 TRANSFORMER_SHAPES: dict[str, dict[str, Any]] = {
@@ -340,33 +327,51 @@ def random_transformer_weights(
         w.update(g.token_value_head(spec.d_model, spec.value_channels, spec.value_hidden, outputs))
     if spec.moves_left:
         w["ip_mov_w"], w["ip_mov_b"] = g.dense(spec.d_model, spec.moves_left_channels)
-        w["ip1_mov_w"], w["ip1_mov_b"] = g.dense(
-            64 * spec.moves_left_channels, spec.moves_left_hidden
-        )
-        w["ip2_mov_w"], _ = g.dense(spec.moves_left_hidden, 1)
-        w["ip2_mov_b"] = g.uniform(1, 20.0, 40.0)
-    network_format = NetworkFormat(
-        input=InputFormat(spec.input_format),
-        output=OutputFormat.WDL if spec.value == "wdl" else OutputFormat.CLASSICAL,
-        network=NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
+        w.update(g.moves_left_mlp(spec.moves_left_channels, spec.moves_left_hidden))
+    network = (
+        NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT
         if spec.multihead
-        else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT,
-        policy=PolicyFormat.ATTENTION,
-        value=ValueFormat.WDL if spec.value == "wdl" else ValueFormat.CLASSICAL,
-        moves_left=MovesLeftFormat.V1 if spec.moves_left else MovesLeftFormat.NONE,
-        default_activation=DefaultActivation.MISH
-        if spec.activation == "mish"
-        else DefaultActivation.RELU,
+        else NetworkStructure.ATTENTIONBODY_WITH_HEADFORMAT
+    )
+    return _synthetic_weights(
+        spec,
+        w,
+        network,
+        PolicyFormat.ATTENTION,
+        min_version=(0, 30, 0),
         smolgen_activation=spec.smolgen_activation,
         ffn_activation=spec.ffn_activation,
         input_embedding=InputEmbedding.PE_DENSE
         if spec.embedding == "pe_dense"
         else InputEmbedding.PE_MAP,
     )
+
+
+def _synthetic_weights(
+    spec: ResNetSpec | TransformerSpec,
+    w: dict[str, Any],
+    network: NetworkStructure,
+    policy: PolicyFormat,
+    *,
+    min_version: tuple[int, int, int],
+    **transformer: Any,
+) -> Lc0Weights:
+    """``w`` under the header that ``spec``'s input, heads and activation give (``transformer``:
+    the activations and embedding only a transformer's header sets)."""
+    network_format = NetworkFormat.build(
+        spec.input_format,
+        network,
+        policy,
+        wdl=spec.value == "wdl",
+        moves_left=spec.moves_left,
+        mish=spec.activation == "mish",
+    )
+    network_format = replace(network_format, **transformer)
+    # LINEAR16 because lc0 v0.31, the reference, decodes only that (see the module docstring).
     return Lc0Weights(
         format=network_format,
         weights=w,
-        min_version=(0, 30, 0),
+        min_version=min_version,
         weights_encoding=Encoding.LINEAR16,
         license="synthetic test network (random weights)",
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import gzip
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from leelalab.lc0.weights import (
     Encoding,
     InputEmbedding,
     InputFormat,
+    NetworkFormat,
     NetworkStructure,
     PolicyFormat,
     ValueFormat,
@@ -37,6 +39,33 @@ def test_maia_1900_is_described_as_published(maia_path: Path) -> None:
     assert description.min_version == "0.21.0"
     assert description.architecture == "6x64"
     assert "6 blocks x 64 filters" in str(description)
+
+
+def test_built_header_matches_a_published_file(maia_path: Path) -> None:
+    # maia-1900's heads (SE body, conv policy, WDL, no moves-left, relu) give its own header.
+    built = NetworkFormat.build(
+        1, NetworkStructure.SE_WITH_HEADFORMAT, PolicyFormat.CONVOLUTION,
+        wdl=True, moves_left=False, mish=False,
+    )  # fmt: skip
+    assert built == load_weights(maia_path).format
+
+
+def test_built_header_other_choices_use_lc0_numbers() -> None:
+    # Numbers from lc0's net.proto: OUTPUT_CLASSICAL 1, VALUE_CLASSICAL 1, MOVES_LEFT_V1 1,
+    # DEFAULT_ACTIVATION_MISH 1, ACTIVATION_SWISH 7, INPUT_EMBEDDING_PE_DENSE 2;
+    # NETWORK_ATTENTIONBODY_WITH_MULTIHEADFORMAT 7, POLICY_ATTENTION 3.
+    built = NetworkFormat.build(
+        3, NetworkStructure.ATTENTIONBODY_WITH_MULTIHEADFORMAT, PolicyFormat.ATTENTION,
+        wdl=False, moves_left=True, mish=True,
+    )  # fmt: skip
+    built = dataclasses.replace(
+        built, ffn_activation=Activation.SWISH, input_embedding=InputEmbedding.PE_DENSE
+    )
+    assert built.to_message() == {
+        "input": 3, "output": 1, "network": 7, "policy": 3, "value": 1, "moves_left": 1,
+        "default_activation": 1, "smolgen_activation": 0, "ffn_activation": 7,
+        "input_embedding": 2,
+    }  # fmt: skip
 
 
 def test_parameter_count_matches_architecture(maia_path: Path) -> None:
