@@ -70,12 +70,6 @@ FILE_OUTPUTS = {
 }  # fmt: skip
 """Commands whose --output (or output positional) is a file (or a file stem): its ending."""
 
-FOLDER_BEFORE_INPUTS = {
-    "plot anomaly": "plotsres pending: it makes the figure folder before reading the runs "
-    "(branch plotsres reads every run first; drop this entry when it is merged)",
-}
-"""Commands known to create their output before their inputs fail (fixed on another branch)."""
-
 ATTENTION_ONLY = ("patch heads", "heads ")
 """Commands that need an attention-body network (given a tiny transformer)."""
 
@@ -287,8 +281,6 @@ def test_every_command_fails_in_one_line(name, bad, request, tmp_path, capsys) -
     status = run_guarded(argv)
     assert_clean(argv, status, capsys.readouterr().err)
     if status != 0:  # a refused input leaves nothing behind
-        if name in FOLDER_BEFORE_INPUTS and output.exists():
-            pytest.xfail(FOLDER_BEFORE_INPUTS[name])
         assert not output.exists() and not output.with_name(output.name + ".parts").exists()
 
 
