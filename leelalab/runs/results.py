@@ -87,10 +87,11 @@ def dataset_provenance(network: Any, dataset: Path, limit: int | None) -> dict[s
     }
 
 
-INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "path", "store")
+INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "path", "store", "reference")
 """Paths recorded for the reader but not compared on resume when the file's hash sits beside
-them (``network`` ↔ ``network_sha256``, ``source``/``path`` ↔ ``sha256``): the hashes decide,
-so the same file spelled with another path (or a bundled network recorded by name, see
+them (``network`` ↔ ``network_sha256``, ``reference`` ↔ ``reference_sha256``, ``source``/
+``path`` ↔ ``sha256``): the hashes decide, so the same file spelled with another path (in a
+task folder moved or copied, or a bundled network recorded by name, see
 ``inference.networks.network_reference``) resumes. A path without a hash is compared as it
 is."""
 

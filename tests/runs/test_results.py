@@ -60,6 +60,10 @@ def test_settings_compare_hashes_not_paths() -> None:
     # `analyze search` records {"path", "sha256"} per network: the hash decides there too.
     search = {"networks": {"weak": {"path": "/old/site-packages/w.pb.gz", "sha256": "w"}}}
     assert same_settings(search, {"networks": {"weak": {"path": "weak-maia-1900", "sha256": "w"}}})
+    # An anomaly task's student reference lives in the task folder: a copied task resumes.
+    student = {"reference": "/old/task/student.pb.gz", "reference_sha256": "r"}
+    assert same_settings(student, {**student, "reference": "/new/task/student.pb.gz"})
+    assert not same_settings(student, {**student, "reference_sha256": "q"})
     assert not same_settings(search, {"networks": {"weak": {"path": "/x", "sha256": "v"}}})
 
 
