@@ -33,7 +33,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -361,7 +360,7 @@ def extract_features(
     finally:
         writer.close()
     write_run_record(path, settings, started=started, positions_computed_this_session=computed)
-    shutil.rmtree(work)
+    run.discard()
     return path
 
 

@@ -39,7 +39,7 @@ from leelalab.models.base import LeelaNetwork
 from leelalab.models.batch import PositionBatch, legal_kl, legal_log_softmax
 from leelalab.models.outputs import NetworkOutput
 from leelalab.probing.lens_settings import TunedLensConfig, TunedLensSettings
-from leelalab.runs.records import RecordError, read_json
+from leelalab.runs.records import RecordError, read_json, read_safetensors
 from leelalab.runs.results import RunDirectory, write_text_atomically
 
 LENS_FORMAT = "leelalab.tuned-lens/1"
@@ -406,13 +406,11 @@ def _checkpoint(directory: Path, epoch: int, lens: TunedLens, optimizer: Any, lo
 
 def _resume(directory: Path, lens: TunedLens) -> LensCheckpoint:
     """The last checkpoint in ``directory``, or a fresh start with ``lens``."""
-    from safetensors.torch import load_file
-
     meta_path, weights = directory / "checkpoint.json", directory / "checkpoint.safetensors"
     if not meta_path.is_file() or not weights.is_file():
         return LensCheckpoint(lens, losses=[])
     meta = read_json(meta_path, hint="pass --overwrite to start again")
-    tensors = load_file(str(weights))
+    tensors = read_safetensors(weights, hint="pass --overwrite to start again")
     lens.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("lens.")})
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():

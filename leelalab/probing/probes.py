@@ -48,7 +48,7 @@ from leelalab.probing.settings import PROBE_KINDS as PROBE_KINDS
 from leelalab.probing.store import ActivationStore, ActivationStoreError, match_hooks
 from leelalab.probing.training import constant, fit_probe, map_rows
 from leelalab.runs.experiment import Results, SettingsError
-from leelalab.runs.records import format_name, read_json
+from leelalab.runs.records import format_name, read_json, read_safetensors
 from leelalab.runs.results import RunDirectory, sha256_file, write_text_atomically
 from leelalab.stats import Estimate, proportion_ci
 
@@ -528,17 +528,21 @@ def _save_split(
 
 def load_probe(directory: str | os.PathLike[str], hook: str) -> tuple[nn.Module, ProbeConfig]:
     """A saved torch probe and its config."""
-    from safetensors.torch import load_file
-
     directory = Path(directory)
     config_path, weights = directory / "config.json", directory / f"{hook}.safetensors"
     if not config_path.is_file() or not weights.is_file():
         raise ProbeError(f"{directory}: no saved probe for {hook!r} (config.json + .safetensors)")
     config = ProbeSettings.from_json(read_json(config_path, what="probe config"))
-    tensors = load_file(str(weights))
-    d_model = tensors["w_x"].shape[1] if config.probe == "bilinear" else tensors["weight"].shape[0]
-    probe = _make_probe(config, d_model)
-    probe.load_state_dict(tensors)
+    tensors = read_safetensors(weights, hint="a `leelalab probe train` directory")
+    try:
+        d_model = (
+            tensors["w_x"].shape[1] if config.probe == "bilinear" else tensors["weight"].shape[0]
+        )
+        probe = _make_probe(config, d_model)
+        probe.load_state_dict(tensors)
+    except (KeyError, IndexError, RuntimeError):
+        # Another file's tensors, or a config that does not match them.
+        raise ProbeError(f"{weights}: not the weights of a {config.probe} probe") from None
     return probe.eval(), config
 
 

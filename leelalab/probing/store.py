@@ -28,7 +28,6 @@ import copy
 import fnmatch
 import json
 import os
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -313,7 +312,7 @@ def cache_activations(
             job, dataset, output, parts_dir, recorded, total, progress, executor
         )
         write_run_record(output, recorded, started=started, puzzles_computed_this_session=computed)
-    shutil.rmtree(parts_dir)
+    run_directory.discard()
     return output
 
 

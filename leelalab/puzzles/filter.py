@@ -27,7 +27,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -733,7 +732,7 @@ def corrupt_dataset(
     text = _search_in_chunks(parts, job, selected, settings.chunk_size, progress, executor)
     target = directory / "corruptions.jsonl"
     write_text_atomically(target, text)
-    shutil.rmtree(parts.path, ignore_errors=True)  # a folder of ours: RunDirectory made it
+    parts.discard()
     found = sum(json.loads(line)["corruption"] is not None for line in text.splitlines())
     counts = {"selected": len(selected), "corrupted": found}
     corruption = {

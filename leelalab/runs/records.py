@@ -332,6 +332,30 @@ def read_h5(path: str | os.PathLike[str]) -> tuple[dict[str, np.ndarray], dict[s
     return arrays, attrs
 
 
+def read_safetensors(
+    path: str | os.PathLike[str], *, framework: str = "pt", hint: str = ""
+) -> dict[str, Any]:
+    """The tensors of a ``.safetensors`` file (``framework`` "pt": torch, "np": numpy).
+
+    A missing, truncated or foreign file is one :class:`RecordError` line naming it.
+    """
+    from safetensors import SafetensorError
+
+    if framework == "np":
+        from safetensors.numpy import load_file
+    else:
+        from safetensors.torch import load_file
+    path = Path(path)
+    try:
+        return dict(load_file(str(path)))
+    except FileNotFoundError:
+        raise RecordError(_hinted(f"{path}: no such file", hint)) from None
+    except (SafetensorError, OSError, ValueError) as error:
+        detail = " ".join(str(error).split())
+        message = f"{path}: not a readable safetensors file (truncated?) ({detail})"
+        raise RecordError(_hinted(message, hint)) from None
+
+
 def read_result(
     path: str | os.PathLike[str], expect_format: str, *, hint: str = ""
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -87,10 +87,11 @@ def dataset_provenance(network: Any, dataset: Path, limit: int | None) -> dict[s
     }
 
 
-INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "path", "store")
+INFORMATIONAL_SETTINGS = ("network", "dataset", "input", "source", "path", "store", "reference")
 """Paths recorded for the reader but not compared on resume when the file's hash sits beside
-them (``network`` ↔ ``network_sha256``, ``source``/``path`` ↔ ``sha256``): the hashes decide,
-so the same file spelled with another path (or a bundled network recorded by name, see
+them (``network`` ↔ ``network_sha256``, ``reference`` ↔ ``reference_sha256``, ``source``/
+``path`` ↔ ``sha256``): the hashes decide, so the same file spelled with another path (in a
+task folder moved or copied, or a bundled network recorded by name, see
 ``inference.networks.network_reference``) resumes. A path without a hash is compared as it
 is."""
 
@@ -287,6 +288,16 @@ class RunDirectory:
             )
         self.opened = True
         return self
+
+    def discard(self) -> None:
+        """Delete this folder once its results were merged elsewhere (a work folder of parts
+        or chunks): only what leelalab wrote in it goes, so a user's file stays, and with it
+        the folder. The one way a command removes its own work folder."""
+        if not self.path.is_dir():
+            return
+        remove_output(self.path)
+        if self.path.is_dir() and not any(self.path.iterdir()):
+            self.path.rmdir()
 
     def write_record(self, **fields: Any) -> Path:
         """The run record (``run.json``): settings, ``fields``, seconds since construction."""

@@ -271,3 +271,16 @@ def test_mechanism_task_builds_through_the_command_line(tiny: Path) -> None:
     assert meta["settings"]["deep_depth"] == 3 and meta["settings"]["limit"] == 150
     record = json.loads((tiny / "mech" / "run.json").read_text())
     assert record["inputs"]["puzzles"]["sha256"] == record["puzzles_sha256"]
+
+
+def test_a_copied_task_runs_with_its_cached_references(tiny: Path) -> None:
+    # The student reference records its network by path inside the task: found by the CLI
+    # walk, a copied task was refused ("references/student holds a run with other settings").
+    first = leelalab("anomaly", "run", "task", "--output", "before-copy", "--detectors",
+                     "student-kl", "--student-epochs", "2", *FAST_RUN[2:], cwd=tiny)  # fmt: skip
+    assert first.returncode == 0, first.stderr
+    shutil.copytree(tiny / "task", tiny / "task-copy")
+    again = leelalab("anomaly", "run", "task-copy", "--output", "after-copy", "--detectors",
+                     "student-kl", "--student-epochs", "2", *FAST_RUN[2:], cwd=tiny)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert "references/student holds this run" in again.stderr

@@ -16,6 +16,7 @@ from leelalab.runs.records import (
     read_json,
     read_result,
     read_run_record,
+    read_safetensors,
     write_run_record,
 )
 from leelalab.runs.results import RunDirectory, write_h5_atomically
@@ -201,6 +202,27 @@ def test_a_json_file_cut_inside_a_string_is_called_truncated(tmp_path: Path) -> 
     path.write_text('{"format": "leelalab.lens/1", "name": "abc')
     with pytest.raises(RecordError, match="truncated"):
         read_json(path)
+
+
+@pytest.mark.parametrize("framework", ["pt", "np"])
+def test_safetensors_are_read_or_refused_in_one_line(framework, tmp_path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "w.safetensors"
+    save_file({"weight": np.arange(6, dtype=np.float32).reshape(2, 3)}, str(path))
+    tensors = read_safetensors(path, framework=framework)
+    assert list(tensors) == ["weight"] and tuple(tensors["weight"].shape) == (2, 3)
+    assert float(tensors["weight"][1, 2]) == 5.0
+    whole = path.read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(RecordError, match=r"w\.safetensors: not a readable safetensors.*; hint"):
+        read_safetensors(path, framework=framework, hint="hint")
+    path.write_text('{"format": "leelalab.other/1"}\n')
+    with pytest.raises(RecordError, match=r"w\.safetensors: not a readable"):
+        read_safetensors(path, framework=framework)
+    with pytest.raises(RecordError, match=r"missing\.safetensors: no such file"):
+        read_safetensors(tmp_path / "missing.safetensors", framework=framework)
 
 
 def test_every_format_name_in_the_package_follows_the_scheme() -> None:

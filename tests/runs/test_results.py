@@ -60,6 +60,10 @@ def test_settings_compare_hashes_not_paths() -> None:
     # `analyze search` records {"path", "sha256"} per network: the hash decides there too.
     search = {"networks": {"weak": {"path": "/old/site-packages/w.pb.gz", "sha256": "w"}}}
     assert same_settings(search, {"networks": {"weak": {"path": "weak-maia-1900", "sha256": "w"}}})
+    # An anomaly task's student reference lives in the task folder: a copied task resumes.
+    student = {"reference": "/old/task/student.pb.gz", "reference_sha256": "r"}
+    assert same_settings(student, {**student, "reference": "/new/task/student.pb.gz"})
+    assert not same_settings(student, {**student, "reference_sha256": "q"})
     assert not same_settings(search, {"networks": {"weak": {"path": "/x", "sha256": "v"}}})
 
 
@@ -164,6 +168,23 @@ def test_chunked_run_without_with_creates_its_directory_on_first_write(tmp_path)
     run.write_chunk(0, {"x": np.arange(3)})
     assert run.done(0) and (tmp_path / "run" / "settings.json").is_file()
     assert ChunkedRun(tmp_path / "run", {"a": 1}).resuming
+
+
+def test_discarding_a_work_folder_removes_only_what_leelalab_wrote(tmp_path) -> None:
+    work = tmp_path / "out.h5.parts"
+    with RunDirectory(work, {"seed": 0}) as run:
+        (work / "part-00000.h5").write_bytes(b"part")
+        (work / "chunks").mkdir()
+        (work / "chunks" / "00000.jsonl").write_text("{}\n")
+    run.discard()
+    assert not work.exists()
+    run.discard()  # gone already: nothing to do
+    # A user's file put into the work folder survives it, and keeps the folder.
+    with RunDirectory(work, {"seed": 0}) as run:
+        (work / "part-00000.h5").write_bytes(b"part")
+        (work / "notes.txt").write_text("mine")
+    run.discard()
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt"]
 
 
 def test_resuming_and_keeping_a_run_are_told(tmp_path, caplog) -> None:

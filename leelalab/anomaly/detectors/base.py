@@ -30,7 +30,7 @@ import numpy as np
 from leelalab.anomaly.errors import AnomalyError
 from leelalab.anomaly.features import FeatureView
 from leelalab.runs.experiment import Settings, setting
-from leelalab.runs.records import read_json, versions, write_text_atomically
+from leelalab.runs.records import read_json, read_safetensors, versions, write_text_atomically
 
 Aggregation = Literal["mean", "max"]
 Level = Literal["activations", "lens", "outputs"]
@@ -212,8 +212,6 @@ class Detector(ABC):
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> Detector:
         """A fitted detector saved by :meth:`save` (any registered class)."""
-        from safetensors.numpy import load_file
-
         from leelalab.anomaly.detectors.registry import detector_class
 
         directory = Path(directory)
@@ -227,7 +225,13 @@ class Detector(ABC):
             detector = detector_class(record["name"])(layers=record["layers"], **record["params"])
         except (KeyError, TypeError):
             raise AnomalyError(f"{directory}/detector.json: malformed saved detector") from None
-        detector._set_state(load_file(str(directory / "detector.safetensors")))
+        state = read_safetensors(directory / "detector.safetensors", framework="np")
+        try:
+            detector._set_state(state)
+        except (KeyError, ValueError):
+            raise AnomalyError(
+                f"{directory}/detector.safetensors: malformed saved detector"
+            ) from None
         detector.calibration = {
             k: (float(m), float(s)) for k, (m, s) in record["calibration"].items()
         }
