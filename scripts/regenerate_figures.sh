@@ -68,7 +68,7 @@ runs() {
     leelalab analyze coupling "$RUNS/sample" --output "$RUNS/coupling" --sample 600 \
         --stockfish "$STOCKFISH" --no-progress
     leelalab plot analyses --dataset "$RUNS/sample" --patching "$RUNS/strata-patching" \
-        --coupling "$RUNS/coupling" --output figures/analyses
+        --coupling "$RUNS/coupling" --output figures/analyses --overwrite
     leelalab patch residual "$RUNS/sample" --net lab-t6-128 --output "$RUNS/t6-patch-residual"
     leelalab patch heads "$RUNS/sample" --net lab-t6-128 --output "$RUNS/t6-patch-heads"
     leelalab heads search "$RUNS/sample" --net lab-t6-128 --output "$RUNS/t6-head-search"
@@ -95,7 +95,7 @@ expensive() {
     leelalab plot analyses --dataset "$RUNS/sample" --patching "$RUNS/strata-patching" \
         --coupling "$RUNS/coupling" --search "$RUNS/search" \
         --stratum-search "$RUNS/search-paper" "$RUNS/search-unfiltered" \
-        "$RUNS/search-weak-solved" --output figures/analyses
+        "$RUNS/search-weak-solved" --output figures/analyses --overwrite
     # lab-t6-128 inside the network.
     leelalab puzzles filter --strong lab-t6-128 --weak weak-maia-1900 \
         --output "$RUNS/t6-sample" --no-progress

@@ -27,6 +27,7 @@ from leelalab.cli.common import (
     note,
     print_table,
 )
+from leelalab.cli.figures import add_figure_overwrite, write_figures
 
 _GROUP_ATTRIBUTE = "_leelalab_analyze_commands"
 
@@ -323,12 +324,15 @@ def cmd_plot_analyses(args: argparse.Namespace) -> int:
         figures += _stratum_search_figures(args.stratum_search, args.search, network)
     if not figures:
         raise LeelaLabError("nothing to plot: give --dataset, --search or --stratum-search")
-    output = Path(args.output)
-    output.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    for name, figure in figures:
-        written += save_figure(figure, output / f"{name}.pdf")
-    for path in written:
+
+    def draw(folder: Path) -> list[Path]:
+        written: list[Path] = []
+        for name, figure in figures:
+            written += save_figure(figure, folder / f"{name}.pdf")
+        return written
+
+    # Existing figures are refused (unless --overwrite) before the folder is touched.
+    for path in write_figures(args.output, args.overwrite, draw):
         note(f"wrote {path}")
     return 0
 
@@ -529,6 +533,7 @@ def _register_plot(plot_commands: Any) -> None:
     )
     plot.add_argument("--title", help="network description in the titles")
     add_output(plot, "folder for the figures (PDF + PNG)")
+    add_figure_overwrite(plot)
     plot.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     plot.set_defaults(run=cmd_plot_analyses)
 

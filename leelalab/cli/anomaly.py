@@ -28,6 +28,7 @@ from leelalab.cli.common import (
     positive_int,
     print_table,
 )
+from leelalab.cli.figures import add_figure_overwrite, write_figures
 
 
 def _threads(args: argparse.Namespace) -> None:
@@ -204,7 +205,10 @@ def cmd_plot_anomaly(args: argparse.Namespace) -> int:
 
     # Every run is read before the figure folder is made.
     runs = [load_run(run) for run in args.runs]
-    for path in plot_anomaly_runs(runs, args.output):
+    drawn = write_figures(
+        args.output, args.overwrite, lambda folder: plot_anomaly_runs(runs, folder)
+    )
+    for path in drawn:
         note(f"wrote {path}")
     return 0
 
@@ -272,6 +276,7 @@ def register(commands: Any, plot_commands: Any) -> None:
     )
     plot.add_argument("runs", nargs="+", help="run directories (leelalab anomaly run)")
     add_output(plot, "figure directory (PDF + PNG)")
+    add_figure_overwrite(plot)
     plot.set_defaults(run=cmd_plot_anomaly)
 
 

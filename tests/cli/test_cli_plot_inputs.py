@@ -93,6 +93,15 @@ def test_plot_anomaly_draws_a_run_with_its_scores(tmp_path, capsys):
                        "histograms_backdoor_maia-1900-backdoor")
         for suffix in (".pdf", ".png")
     ]  # fmt: skip
+    # Drawn figures are not replaced without --overwrite; a user's file beside them stays.
+    (out / "notes.txt").write_text("mine")
+    before = (out / "anomaly_coverage_risk.png").read_bytes()
+    capsys.readouterr()
+    error = _one_line_error(main(["plot", "anomaly", str(run), "--output", str(out)]), capsys)
+    assert "pass --overwrite" in error
+    assert (out / "anomaly_coverage_risk.png").read_bytes() == before
+    assert main(["plot", "anomaly", str(run), "--output", str(out), "--overwrite"]) == 0
+    assert (out / "notes.txt").read_text() == "mine"
 
 
 def _foreign_folder(folder: Path) -> Path:
