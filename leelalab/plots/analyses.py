@@ -210,7 +210,9 @@ def strata_patching_curves(
             axis.set_title(f"{stratum} stratum (n={count} puzzles)", fontsize=7)
             axis.set_xlabel("layer")
             axis.set_xticks(list(layers))
-            axis.set_xlim(min(layers), max(layers))
+            # Half a layer of margin when there is one layer: a zero-width axis is singular.
+            margin = 0.5 if min(layers) == max(layers) else 0.0
+            axis.set_xlim(min(layers) - margin, max(layers) + margin)
             axis.axhline(0, color="black", lw=0.5)
             if count == 0:
                 empty.append(axis)

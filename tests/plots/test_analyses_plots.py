@@ -317,3 +317,38 @@ def test_strata_patching_with_an_empty_stratum() -> None:
     assert "(n=3 puzzles)" in figure.axes[0].get_title()
     assert "(n=2 puzzles)" in figure.axes[1].get_title()
     plt.close(figure)
+
+
+def test_strata_patching_with_one_layer_has_an_axis_of_width() -> None:
+    """One patched layer gave a zero-width x-axis (a singular-transform warning)."""
+    import types
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    from leelalab.patching.residual import PatchingResults
+    from leelalab.puzzles.dataset import SQUARE_GROUPS
+
+    puzzles = 4
+    groups = np.full((puzzles, 64), SQUARE_GROUPS.index("other"), dtype=np.int8)
+    groups[:, 1] = SQUARE_GROUPS.index("target_1")
+    effects = np.random.default_rng(1).normal(0, 0.1, (puzzles, 1, 64))
+    arrays = {
+        "puzzle_ids": np.array([f"p{i}" for i in range(puzzles)], dtype=object),
+        "square_groups": groups,
+        "log_odds": effects,
+        "wl": effects,
+        "kl": np.abs(effects),
+        "clean_log_odds": np.full(puzzles, 3.0),
+        "corrupted_log_odds": np.full(puzzles, -1.0),
+    }
+    results = PatchingResults(arrays, [5], "noising", "maia-1900")
+    everyone = np.ones(puzzles, dtype=bool)
+    strata = {"paper": everyone, "unfiltered": everyone, "weak-solved": everyone}
+    table = types.SimpleNamespace(ids=[f"p{i}" for i in range(puzzles)], strata=strata)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        figure = strata_patching_curves(results, table, title="maia-1900")
+        figure.canvas.draw()
+    assert figure.axes[0].get_xlim() == (4.5, 5.5)
+    plt.close(figure)
