@@ -143,7 +143,7 @@ def run_coupling(
             chunk_size=settings.chunk_size,
             results_file=RESULTS_FILE,
             attrs={"format": RESULTS_FORMAT, "stockfish": job.engine_id, "limit": job.limit},
-            run_record={"format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
+            run_record={"results_format": RESULTS_FORMAT, "stockfish_puzzles": int(chosen.sum())},
             description="coupling",
         ),
         progress=progress,

@@ -261,7 +261,7 @@ def run_search_budgets(
             chunk_size=settings.chunk_size,
             results_file=RESULTS_FILE,
             attrs=attrs,
-            run_record={"format": RESULTS_FORMAT, "sample_size": len(sample.records)},
+            run_record={"results_format": RESULTS_FORMAT, "sample_size": len(sample.records)},
             description="lc0 searches",
         ),
         progress=progress,

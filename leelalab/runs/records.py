@@ -182,7 +182,8 @@ def write_run_record(
     ``seconds`` (this invocation; from ``started``, a ``time.perf_counter()`` value, when
     ``seconds`` is not given), ``versions``, ``inputs`` (when given), ``outputs`` (for a
     directory) and any other ``fields`` (``output`` and ``settings`` are positional-only, so
-    a field may be called ``settings``).
+    a field may be called ``settings``). A ``format`` field names the results' format and is
+    recorded as ``results_format``: the record's own ``format`` is always ``leelalab.run/1``.
     """
     path = record_path(output)
     if seconds is None and started is not None:
@@ -194,6 +195,8 @@ def write_run_record(
     record["versions"] = versions()
     if inputs is not None:
         record["inputs"] = describe_inputs(inputs)
+    if "format" in fields:  # the results' format: the record's own stays leelalab.run/1
+        fields["results_format"] = fields.pop("format")
     record.update(fields)
     if path.name == RUN_RECORD:
         record["outputs"] = output_files(path.parent)

@@ -238,3 +238,10 @@ def test_every_format_name_in_the_package_follows_the_scheme() -> None:
     assert len(written) >= 20
     for name in written:
         assert name in LEGACY_FORMATS or canonical_format(name) == name, name
+
+
+def test_the_record_format_stays_and_a_results_format_is_recorded_beside_it(tmp_path: Path) -> None:
+    path = write_run_record(tmp_path, {"format": "leelalab.themes/1"}, format="leelalab.themes/1")
+    record = json.loads(path.read_text())
+    assert record["format"] == RUN_RECORD_FORMAT
+    assert record["results_format"] == "leelalab.themes/1"
