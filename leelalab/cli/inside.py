@@ -90,7 +90,7 @@ def cmd_lens_train(args: argparse.Namespace) -> int:
     for i, layer in enumerate(held["logit_lens"]["layers"]):
         rows.append(
             [
-                str(layer),
+                _layer_word(layer),
                 f"{held['logit_lens']['policy_kl'][i]:.3f}",
                 f"{held['tuned_lens']['policy_kl'][i]:.3f}",
                 f"{held['logit_lens']['wdl_kl'][i]:.3f}",
@@ -100,6 +100,12 @@ def cmd_lens_train(args: argparse.Namespace) -> int:
     print_table(rows)
     note(f"wrote {args.output}/lens.safetensors, lens.json, positions.jsonl, run.json")
     return 0
+
+
+def _layer_word(layer: int) -> str:
+    """A lens layer as the README and the figures name it: ``in`` for -1 (after the input
+    convolution or embedding; the stored files keep -1), else the block index."""
+    return "in" if layer == -1 else str(layer)
 
 
 def cmd_lens_run(args: argparse.Namespace) -> int:

@@ -74,7 +74,16 @@ def test_lens_train_run_and_plot(kind, networks, filtered_by, tmp_path, capsys) 
     # positions do not occur in training games (at 64, every game is only the start position).
     args = ["lens", "train", "--net", net, "--output", str(lens), "--positions", "512"]
     assert main([*args, "--epochs", "1", "--batch-size", "32", "--no-progress"]) == 0
-    assert "policy KL tuned" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "policy KL tuned" in text
+    # The layer column says `in` (as the README and the figures do), not the internal -1,
+    # which the stored report keeps.
+    lines = text.splitlines()
+    body = lines[lines.index(next(line for line in lines if line.startswith("-----"))) + 1 :]
+    column = [line.split()[0] for line in body if line.split()]
+    assert column[:2] == ["in", "0"] and "-1" not in text
+    stored = json.loads((lens / "lens.json").read_text())["report"]["held_out"]["logit_lens"]
+    assert stored["layers"][0] == -1
     assert main([*args, "--epochs", "2", "--no-progress"]) == 1  # other settings: refused
     assert "other settings" in capsys.readouterr().err
     assert main([*args, "--epochs", "1", "--batch-size", "32", "--no-progress", "--overwrite"]) == 0
