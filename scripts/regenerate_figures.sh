@@ -13,7 +13,7 @@
 #            figures/analyses/{predictions,strata_patching,coupling,move_lift,themes} and
 #            figures/lab-t6-128/{groups_log_odds_all,head_patching_log_odds,head_search,
 #            single_entry_L3H1}.
-# expensive  hours on 2 cores (README: search 95 min, refutations 61 min; measured here
+# expensive  hours on 2 cores (search: 13 min whole-run + 13 min per stratum on a quiet machine, 2026-12-08; refutations 61 min; measured here
 #            2026-12-08, niced on the shared machine: lab-t6-128 filter 270 s (123 s on a
 #            rerun), lens train 939 s (1,043 s), lens run 62 s (40 s), steer 1,116 s; future
 #            boards not measured): figures/analyses/{accuracy_by_depth,
@@ -86,7 +86,7 @@ expensive() {
     # Search budgets (lc0 on PATH): the whole-run sample and one run per stratum.
     nice -n 10 leelalab analyze search "$RUNS/sample" --output "$RUNS/search" --per-cell 20 \
         --workers 2 --no-progress
-    nice -n 10 leelalab analyze search "$RUNS/sample" --stratum paper \
+    nice -n 10 leelalab analyze search "$RUNS/sample" --stratum paper --per-cell 136 \
         --output "$RUNS/search-paper" --workers 2 --no-progress
     for stratum in unfiltered weak-solved; do
         nice -n 10 leelalab analyze search "$RUNS/sample" --stratum "$stratum" --per-cell 10 \
