@@ -13,7 +13,7 @@
 #            figures/analyses/{predictions,strata_patching,coupling,move_lift,themes} and
 #            figures/lab-t6-128/{groups_log_odds_all,head_patching_log_odds,head_search,
 #            single_entry_L3H1}.
-# expensive  hours on 2 cores (search: 13 min whole-run + 13 min per stratum on a quiet machine, 2026-12-08; refutations 61 min; measured here
+# expensive  hours on 2 cores (search: 13 min for the whole-run sample + 13 min for the three strata, 2026-12-08; refutations 61 min; measured here
 #            2026-12-08, niced on the shared machine: lab-t6-128 filter 270 s (123 s on a
 #            rerun), lens train 939 s (1,043 s), lens run 62 s (40 s), steer 1,116 s; future
 #            boards not measured): figures/analyses/{accuracy_by_depth,
