@@ -142,14 +142,13 @@ _targets = distillation_targets
 
 
 def new_student(config: DistillConfig, input_format: int = 1) -> ResNet:
-    network_format = NetworkFormat(
-        input=enums.InputFormat(input_format),
-        output=enums.OutputFormat.WDL,
-        network=enums.NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
-        policy=enums.PolicyFormat.CONVOLUTION,
-        value=enums.ValueFormat.WDL,
-        moves_left=enums.MovesLeftFormat.NONE,
-        default_activation=enums.DefaultActivation.RELU,
+    network_format = NetworkFormat.build(
+        input_format,
+        enums.NetworkStructure.CLASSICAL_WITH_HEADFORMAT,
+        enums.PolicyFormat.CONVOLUTION,
+        wdl=True,
+        moves_left=False,
+        mish=False,
     )
     shape = ResNetShape(
         filters=config.filters, blocks=config.blocks, se_channels=0, value_channels=32,
